@@ -1,0 +1,3 @@
+from subscriber.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""The ``subscriber`` console script: parses arguments, configures logging, hands over.
+
+Each subcommand names the function that runs it as ``module:function``; the module is imported
+only when that subcommand runs, so ``subscriber --help`` stays fast and light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from subscriber.errors import SubscriberError
+from subscriber.logs import configure_logging
+from subscriber.settings import Settings, load_settings
+
+Handler = Callable[[Settings, argparse.Namespace], Any]
+
+
+def _resolve(target: str) -> Handler:
+    module, _, name = target.partition(":")
+    handler: Handler = getattr(importlib.import_module(module), name)
+    return handler
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, target: str, help_: str
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_, description=help_)
+    parser.set_defaults(target=target)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, in one place."""
+    parser = argparse.ArgumentParser(prog="subscriber", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML settings file (or SUBSCRIBER_CONFIG).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log at debug level.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    stack = sub.add_parser("stack", help="Local Kafka, Temporal and PowerDNS: up, down, status.")
+    stack_sub = stack.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
+    _command(stack_sub, "up", "subscriber.stack.cli:up", "Start (or reuse) the local stack.")
+    _command(stack_sub, "down", "subscriber.stack.cli:down", "Stop what the project started.")
+    _command(stack_sub, "status", "subscriber.stack.cli:status", "Health of each service.")
+    env = _command(
+        stack_sub, "env", "subscriber.stack.cli:env", "Print SUBSCRIBER_* variables for the stack."
+    )
+    env.add_argument("--export", action="store_true", help="Prefix each line with 'export'.")
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand and return its exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except Exception as exc:  # settings errors are the user's to fix: say what, not where
+        print(f"subscriber: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    if args.verbose:
+        settings.log.level = "debug"
+    configure_logging(settings.log)
+    try:
+        result = _resolve(args.target)(settings, args)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+    except SubscriberError as exc:
+        print(f"subscriber: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return int(result or 0)

@@ -1,0 +1,60 @@
+"""The few error types the subscriber raises.
+
+Adapters catch library exceptions at the edge and re-raise one of these from them, so callers
+handle a small, stable set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class SubscriberError(Exception):
+    """Base of every error the subscriber raises on purpose."""
+
+
+@dataclass(frozen=True)
+class InvalidParam:
+    """One invalid field of a callback body, as TS 29.571 InvalidParam names it."""
+
+    param: str
+    reason: str
+
+
+class InvalidCallback(SubscriberError):
+    """Raised when a callback body is malformed or violates its 3GPP schema.
+
+    The receiver maps it to a 400 ProblemDetails that lists ``invalid_params``.
+    """
+
+    def __init__(self, detail: str, invalid_params: Sequence[InvalidParam] = ()) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.invalid_params = tuple(invalid_params)
+
+
+class UndecodableEvent(SubscriberError):
+    """Raised when a Kafka record cannot be decoded into a known event."""
+
+
+class PolicyUnavailable(SubscriberError):
+    """Raised when no valid policy or topology is loaded."""
+
+
+class SignalFailed(SubscriberError):
+    """Raised when a Temporal signal could not be delivered.
+
+    ``retryable`` tells the consumer whether to try again or to dead-letter the record.
+    """
+
+    def __init__(self, detail: str, *, retryable: bool) -> None:
+        super().__init__(detail)
+        self.retryable = retryable
+
+
+class StackError(SubscriberError):
+    """Raised when the local stack cannot be installed, started or reached.
+
+    The message says how to fix it; the CLI prints it without a traceback.
+    """

@@ -1,0 +1,133 @@
+"""The normalized event: the contract of the Kafka events topic.
+
+Every AMF report, SMF event and NEF notification, received or polled, becomes one
+:class:`LocationEvent`. Consumers rely on:
+
+* ``event_id`` is deterministic: the same input gives the same id, so redelivery dedupes;
+* the record key is :meth:`LocationEvent.partition_key`, so one UE's events stay in order;
+* ``schema_version`` changes only on an incompatible change; fields are only ever added.
+
+``schemas/location-event.v1.json`` is generated from this module; a test keeps it in sync.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from subscriber.errors import UndecodableEvent
+
+SCHEMA_VERSION: Literal[1] = 1
+
+
+class NfType(StrEnum):
+    """The core network function the event came from."""
+
+    AMF = "AMF"
+    SMF = "SMF"
+    NEF = "NEF"
+
+
+class Delivery(StrEnum):
+    """How the event reached us: a callback the core sent, or a poll we made."""
+
+    NOTIFIED = "notified"
+    POLLED = "polled"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EventSource(_Frozen):
+    """Which producer, subscription and 3GPP event type produced the event."""
+
+    nf_type: NfType
+    nf_instance_id: str | None = None
+    subscription_id: str | None = None
+    correlation_id: str | None = Field(
+        None, description="notifyCorrelationId (AMF), notifId (SMF, NEF) of the subscription."
+    )
+    delivery: Delivery
+    event_type: str = Field(description="3GPP event name: LOCATION_REPORT, UP_PATH_CH, ...")
+
+
+class UeIdentity(_Frozen):
+    """Who moved. At least one field is set."""
+
+    supi: str | None = None
+    gpsi: str | None = None
+    session_ref: str | None = Field(
+        None,
+        description="For events without SUPI/GPSI (free5GC UP_PATH_CH): what identifies the "
+        "PDU session, e.g. 'smf-notif:<notifId>'.",
+    )
+
+    def key(self) -> str:
+        """The UE's stable key: SUPI, else GPSI, else the session reference."""
+        for value in (self.supi, self.gpsi, self.session_ref):
+            if value:
+                return value
+        raise ValueError("UE identity has no field set")
+
+
+class Cell(_Frozen):
+    """Where the UE is: PLMN, tracking area and cell, lowercase hex as free5GC writes them."""
+
+    rat: Literal["NR", "EUTRA", "N3GA"]
+    plmn: str = Field(description="MCC followed by MNC, e.g. '20893'.")
+    tac: str = Field(description="4 or 6 lowercase hex digits.")
+    cell_id: str | None = Field(
+        None, description="NR: 9 hex digits (36 bits); E-UTRA: 7 hex digits (28 bits)."
+    )
+
+
+class DnaiChange(_Frozen):
+    """A user-plane path change (SMF UP_PATH_CH)."""
+
+    change_type: str = Field(description="EARLY, LATE or EARLY_LATE (unknown values kept).")
+    source_dnai: str | None = None
+    target_dnai: str | None = None
+
+
+class LocationEvent(_Frozen):
+    """One UE location or user-plane change, normalized across cores and delivery modes."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: str = Field(description="Deterministic: a hash of the event's content.")
+    ue: UeIdentity
+    source: EventSource
+    location: Cell | None = None
+    dnai_change: DnaiChange | None = None
+    event_time: datetime
+    event_time_field: str = Field(
+        description="Where event_time came from, e.g. 'ueLocationTimestamp', 'timeStamp', "
+        "'ingest' when the core sent no usable time."
+    )
+    ingest_time: datetime
+
+    def partition_key(self) -> bytes:
+        """The Kafka record key: the UE, so each UE's events stay in one partition, in order."""
+        return self.ue.key().encode()
+
+
+def encode_event(event: LocationEvent) -> bytes:
+    """Serialize an event to the bytes of a Kafka record value."""
+    return event.model_dump_json(exclude_none=True).encode()
+
+
+def decode_event(data: bytes) -> LocationEvent:
+    """Parse a Kafka record value.
+
+    Raises:
+        UndecodableEvent: the bytes are not a valid event of a known schema version.
+    """
+    try:
+        return LocationEvent.model_validate_json(data)
+    except ValidationError as exc:
+        raise UndecodableEvent(
+            f"not a LocationEvent v{SCHEMA_VERSION}: {exc.error_count()} errors"
+        ) from exc

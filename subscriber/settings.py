@@ -1,0 +1,174 @@
+"""The one settings object.
+
+Values come, highest priority first, from keyword arguments, environment variables prefixed
+``SUBSCRIBER_`` (nested groups joined by ``__``, e.g. ``SUBSCRIBER_KAFKA__BOOTSTRAP_SERVERS``), an
+optional TOML file named by ``SUBSCRIBER_CONFIG`` or ``--config``, then the defaults below.
+Only :func:`load_settings` reads the environment; everything else receives a built object.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "SUBSCRIBER_"
+CONFIG_ENV = "SUBSCRIBER_CONFIG"
+
+
+def default_cache_dir() -> Path:
+    """Where downloads and local-stack data live: outside any checkout, shared by clones."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "subscriber"
+
+
+class LogSettings(BaseModel):
+    """How the process logs."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: pretty on a terminal, JSON lines otherwise."
+    )
+    pseudonym_key: str = Field(
+        "", description="Key for the hash that replaces SUPI/GPSI/IP values in logs."
+    )
+
+
+class KafkaSettings(BaseModel):
+    """Where normalized events, decisions and dead letters go."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    events_topic: str = "subscriber.events.v1"
+    dead_letter_topic: str = "subscriber.dead-letter.v1"
+    decisions_topic: str = "subscriber.decisions.v1"
+    consumer_group: str = "subscriber-act"
+    linger_ms: int = 2
+    compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "gzip"
+    request_timeout_ms: int = 10_000
+
+
+class TemporalSettings(BaseModel):
+    """The Temporal frontend the consumer signals and the worker polls."""
+
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    task_queue: str = "subscriber-relocation"
+
+
+class PowerDnsSettings(BaseModel):
+    """The authoritative DNS server the relocation workflow steers."""
+
+    api_url: str = "http://127.0.0.1:8081"
+    api_key: str = "subscriber-local"
+    server_id: str = "localhost"
+    dns_host: str = "127.0.0.1"
+    dns_port: int = 53
+    zone: str = "edge.test."
+    record_ttl_s: int = 5
+
+
+class ReceiverSettings(BaseModel):
+    """The callback receiver (h2c prior knowledge and HTTP/1.1 on one port)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8800
+    public_url: str | None = Field(
+        None, description="Callback base URL given to the core; defaults to http://host:port."
+    )
+    workers: int = 1
+    max_body_bytes: int = 1_048_576
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    spool_dir: Path = Field(default_factory=lambda: default_cache_dir() / "spool")
+    spool_max_bytes: int = 256 * 1_048_576
+    dead_letter_max_bytes: int = 65_536
+    capture_dir: Path | None = Field(
+        None, description="When set, every raw callback is also appended here for replay."
+    )
+
+
+class CoreSettings(BaseModel):
+    """How the daemon finds and talks to the 5G core (NRF, AMF, SMF, NEF)."""
+
+    nrf_url: str | None = None
+    oauth: bool = True
+    nf_instance_id: str | None = Field(
+        None, description="UUID v4 of this AF; generated and kept in state_dir when unset."
+    )
+    amf_url: str | None = Field(None, description="Static AMF apiRoot for cores without NRF.")
+    smf_url: str | None = None
+    nef_url: str | None = None
+    poll_interval_s: float = 1.0
+    subscription_ttl_s: int = 3600
+    state_dir: Path = Field(default_factory=lambda: default_cache_dir() / "state")
+
+
+class PolicySettings(BaseModel):
+    """Where the decision engine reads its topology and policy."""
+
+    topology_file: Path | None = None
+    policy_file: Path | None = None
+    reload_interval_s: float = 5.0
+
+
+class StackSettings(BaseModel):
+    """The local development stack (Kafka, Temporal, PowerDNS)."""
+
+    dir: Path = Field(default_factory=lambda: default_cache_dir() / "stack")
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    kafka_version: str = "3.9.1"
+    kafka_heap: str = "768m"
+    ready_timeout_s: float = 120.0
+
+
+class Settings(BaseSettings):
+    """Everything configurable, in one object built once by the CLI."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+    )
+
+    log: LogSettings = LogSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    temporal: TemporalSettings = TemporalSettings()
+    powerdns: PowerDnsSettings = PowerDnsSettings()
+    receiver: ReceiverSettings = ReceiverSettings()
+    core: CoreSettings = CoreSettings()
+    policy: PolicySettings = PolicySettings()
+    stack: StackSettings = StackSettings()
+    shutdown_grace_s: float = 10.0
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from the environment and an optional TOML file.
+
+    Args:
+        config_file: a TOML file; overrides ``SUBSCRIBER_CONFIG`` when given.
+        overrides: values that win over every source.
+    """
+    if config_file is not None:
+        os.environ[CONFIG_ENV] = str(config_file)
+    return Settings(**overrides)
