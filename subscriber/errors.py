@@ -53,6 +53,17 @@ class SignalFailed(SubscriberError):
         self.retryable = retryable
 
 
+class SpoolFull(SubscriberError):
+    """Raised when Kafka is unreachable and the local spool has no room left for more events.
+
+    The receiver answers 503 with ``Retry-After: retry_after_s``: nothing was accepted.
+    """
+
+    def __init__(self, detail: str, *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
 class StackError(SubscriberError):
     """Raised when the local stack cannot be installed, started or reached.
 

@@ -53,6 +53,11 @@ class KafkaSettings(BaseModel):
     linger_ms: int = 2
     compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "gzip"
     request_timeout_ms: int = 10_000
+    publish_timeout_ms: int = Field(
+        2_000,
+        description="How long the receiver waits for the broker's ack before spooling the events "
+        "locally instead; keep it well under the 5G core's 10 s client timeout.",
+    )
 
 
 class TemporalSettings(BaseModel):
@@ -119,6 +124,34 @@ class PolicySettings(BaseModel):
     reload_interval_s: float = 5.0
 
 
+class RelocationSettings(BaseModel):
+    """How the relocation worker deploys, checks readiness, steers DNS and removes instances."""
+
+    orchestrator: Literal["local", "emco"] = Field(
+        "local", description="local: loopback HTTP services (demo); emco: an EMCO orchestrator."
+    )
+    readiness_timeout_s: float = Field(
+        60.0, description="A new instance not ready by then fails the move (and compensates)."
+    )
+    readiness_poll_s: float = 0.25
+    dns_confirm_timeout_s: float = 10.0
+    drain_s: float = Field(
+        5.0, description="Wait before removing the old instance; at least the record TTL."
+    )
+    local_dir: Path = Field(
+        default_factory=lambda: default_cache_dir() / "clusters",
+        description="Where the local orchestrator records the services it runs.",
+    )
+    local_warmup_s: float = Field(0.5, description="Local services report ready after this.")
+    emco_url: str = "http://127.0.0.1:9015"
+    emco_project: str = "proj1"
+    emco_composite_app: str = "edge-apps"
+    emco_composite_app_version: str = "v1"
+    emco_deployment_intent_group: str = "edge-dig"
+    emco_cluster_provider: str = "edge-provider"
+    emco_request_timeout_s: float = 10.0
+
+
 class StackSettings(BaseModel):
     """The local development stack (Kafka, Temporal, PowerDNS)."""
 
@@ -143,6 +176,7 @@ class Settings(BaseSettings):
     receiver: ReceiverSettings = ReceiverSettings()
     core: CoreSettings = CoreSettings()
     policy: PolicySettings = PolicySettings()
+    relocation: RelocationSettings = RelocationSettings()
     stack: StackSettings = StackSettings()
     shutdown_grace_s: float = 10.0
 
