@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     env.add_argument("--export", action="store_true", help="Prefix each line with 'export'.")
 
+    _command(sub, "demo", "subscriber.demo:run", "The edge-relocation scenario, end to end.")
+
     return parser
 
 

@@ -23,8 +23,10 @@ _IDENTITY = re.compile(
     r"(?:imsi|nai|msisdn|extid|imei|imeisv)-[^\s\"',;}\]]+"
     r"|(?<![\d.])\d{15}(?![\d.])"
     r"|(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"
-    r"|(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{0,4}(?:/\d{1,3})?(?![0-9A-Fa-f:])"
-    r"|(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4})*)?",
+    # IPv6: the full eight groups, or any form with '::' (never a clock time like 10:27:23).
+    r"|(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![0-9A-Fa-f:])"
+    r"|(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{0,4}::"
+    r"(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})?(?:/\d{1,3})?(?![0-9A-Fa-f:])",
     re.IGNORECASE,
 )
 # Log fields whose values name a loopback service we run ourselves; safe and useful to keep.
