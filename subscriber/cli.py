@@ -52,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     env.add_argument("--export", action="store_true", help="Prefix each line with 'export'.")
 
+    fake = _command(
+        sub, "fakecore", "subscriber.fakecore.server:run", "Run the free5GC-faithful fake core."
+    )
+    fake.add_argument("--host", default="127.0.0.1", help="Address to bind.")
+    fake.add_argument("--port", type=int, default=8000, help="Port (0 picks a free one).")
+    fake.add_argument("--ues", type=int, default=0, help="UEs registered at start.")
+    fake.add_argument("--mode", choices=["free5gc", "notify"], default="free5gc")
+    fake.add_argument("--no-oauth", action="store_true", help="Serve without OAuth2.")
+
     _command(sub, "demo", "subscriber.demo:run", "The edge-relocation scenario, end to end.")
 
     return parser

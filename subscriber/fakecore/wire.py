@@ -1,0 +1,181 @@
+"""How free5GC writes things on the wire: times, errors, tokens.
+
+Shared by the fake NRF, AMF and SMF. Every helper names the free5GC code it imitates.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+ClockNs = Callable[[], int]
+"""Wall-clock time in nanoseconds since the epoch; ``time.time_ns`` unless a test injects one."""
+
+SERVICE_NAMES: dict[str, tuple[str, ...]] = {
+    # Service lists as each free5GC NF registers them (the nfServices of its NFProfile, built in
+    # <nf>/internal/context/context.go InitNFService from the default serviceNameList).
+    "NRF": ("nnrf-nfm", "nnrf-disc", "nnrf-oauth2"),
+    "AMF": ("namf-comm", "namf-evts", "namf-mt", "namf-loc", "namf-oam"),
+    "SMF": ("nsmf-pdusession", "nsmf-event-exposure", "nsmf-oam"),
+    "NEF": ("nnef-pfdmanagement", "nnef-oam", "nnef-callback"),
+}
+
+NF_TYPES = frozenset(
+    # nrf internal/sbi/processor/nf_discovery.go validateQueryParameters / nf_management.go
+    # validNfType: the NF types the free5GC NRF knows (free5gc.md §5).
+    [
+        "NRF",
+        "UDM",
+        "AMF",
+        "SMF",
+        "AUSF",
+        "NEF",
+        "PCF",
+        "SMSF",
+        "NSSF",
+        "UDR",
+        "LMF",
+        "GMLC",
+        "5G_EIR",
+        "SEPP",
+        "UPF",
+        "N3IWF",
+        "AF",
+        "UDSF",
+        "BSF",
+        "CHF",
+        "NWDAF",
+    ]
+)
+
+
+def go_time(ns: int) -> str:
+    """Format a UTC time as Go's ``time.Time`` marshals it.
+
+    RFC 3339 with up to 9 fractional digits, trailing zeros trimmed, and ``Z``
+    (free5gc.md §1.5, "Time format"), e.g. ``2026-07-01T08:15:30.123456789Z``.
+    """
+    seconds, frac = divmod(ns, 1_000_000_000)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    if frac == 0:
+        return base + "Z"
+    return f"{base}.{frac:09d}".rstrip("0") + "Z"
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    """A gin ``c.JSON`` reply: Go's encoding/json body, ``application/json; charset=utf-8``."""
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", charset="utf-8"
+    )
+
+
+def raw_json_response(body: bytes, status: int = 200) -> web.Response:
+    """A gin ``c.JSON`` reply whose body is already serialized."""
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
+
+
+def problem(status: int, cause: str, detail: str | None = None) -> web.Response:
+    """A free5GC ProblemDetails reply: status and cause, mostly no title (free5gc.md §1.1)."""
+    body: dict[str, Any] = {"status": status, "cause": cause}
+    if detail:
+        body["detail"] = detail
+    return json_response(body, status)
+
+
+def malformed(detail: str) -> web.Response:
+    """The 400 free5GC sends when a body does not decode (amf internal/sbi/api_eventexposure.go)."""
+    return json_response(
+        {"title": "Malformed request syntax", "status": 400, "detail": detail}, 400
+    )
+
+
+def gin_unauthorized(message: str) -> web.Response:
+    """The router's OAuth refusal: 401 with gin.H ``{"error": ...}``, not ProblemDetails.
+
+    Source: amf internal/util/router_auth_check.go (free5gc.md §1.1, last paragraph).
+    """
+    return json_response({"error": message}, 401)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenSigner:
+    """Signs and checks the NRF's access tokens.
+
+    The real NRF signs RS512 JWTs and the AMF verifies them with the NRF certificate (openapi
+    oauth/oauth.go VerifyOAuth, free5gc.md §4). The fake signs HS256 with one secret shared by its
+    NRF and AMF: the consumer sees an opaque JWT either way, and the AMF-side checks that matter
+    (signature, scope) are the same. As in free5GC, ``exp`` is not enforced by the AMF (§4).
+    """
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        """Return a compact JWS for ``claims``."""
+        header = _b64(b'{"alg":"HS256","typ":"JWT"}')
+        payload = _b64(orjson.dumps(claims))
+        mac = hmac.new(self._secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+        return f"{header}.{payload}.{_b64(mac)}"
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """Return the claims of a token this signer issued.
+
+        Raises:
+            ValueError: the token is malformed or its signature does not match.
+        """
+        try:
+            header, payload, mac = token.split(".")
+            expected = hmac.new(
+                self._secret, f"{header}.{payload}".encode(), hashlib.sha256
+            ).digest()
+            if not hmac.compare_digest(expected, _unb64(mac)):
+                raise ValueError("token signature is invalid")
+            claims: dict[str, Any] = orjson.loads(_unb64(payload))
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            raise ValueError(f"token is invalid: {exc}") from exc
+        return claims
+
+
+def check_bearer(
+    request: web.Request, signer: TokenSigner, service: str, *, enabled: bool
+) -> web.Response | None:
+    """Apply free5GC's router OAuth check; return the 401 to send, or None to go on.
+
+    The header must be ``<word> <jwt>`` (the second field is taken, openapi oauth.go) and the
+    token's space-separated ``scope`` must contain the route's service name (free5gc.md §4).
+    """
+    if not enabled:
+        return None
+    fields = request.headers.get("Authorization", "").split(" ")
+    if len(fields) < 2 or not fields[1]:
+        return gin_unauthorized("Authorization header is missing or malformed")
+    try:
+        claims = signer.verify(fields[1])
+    except ValueError as exc:
+        return gin_unauthorized(str(exc))
+    if service not in str(claims.get("scope", "")).split(" "):
+        return gin_unauthorized(f"scope does not contain {service}")
+    return None
+
+
+async def read_json(request: web.Request) -> tuple[Any, web.Response | None]:
+    """Decode a body the way openapi.Deserialize does: encoding/json, Content-Type unchecked."""
+    raw = await request.read()
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError as exc:
+        return None, malformed(str(exc))
