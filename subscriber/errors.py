@@ -64,6 +64,18 @@ class SpoolFull(SubscriberError):
         self.retry_after_s = retry_after_s
 
 
+class CoreUnavailable(SubscriberError):
+    """Raised when the 5G core (NRF, AMF, SMF, NEF) cannot be reached or answers unusably.
+
+    ``status`` is the HTTP status when there was an answer; the poller and the subscription
+    manager back off and try again.
+    """
+
+    def __init__(self, detail: str, *, status: int | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
 class StackError(SubscriberError):
     """Raised when the local stack cannot be installed, started or reached.
 
