@@ -114,6 +114,23 @@ class CoreSettings(BaseModel):
     poll_interval_s: float = 1.0
     subscription_ttl_s: int = 3600
     state_dir: Path = Field(default_factory=lambda: default_cache_dir() / "state")
+    amf_tracking: Literal["poll", "notify", "both"] = Field(
+        "both",
+        description="poll: anyUE one-shot polls (free5GC never notifies); notify: a long-lived "
+        "LOCATION_REPORT subscription; both: the two, deduplicated by the diff.",
+    )
+    poll_provide_loc_info: bool = Field(
+        False, description="Also ask Namf_Location provide-loc-info for each tracked SUPI."
+    )
+    poll_max_backoff_s: float = 30.0
+    instance_index: int = Field(0, description="This daemon's index among instance_count.")
+    instance_count: int = Field(1, description="Daemons splitting the AMFs between them.")
+    renew_before_s: float = Field(
+        60.0, description="Renew a subscription this long before it expires (at most ttl/2)."
+    )
+    request_timeout_s: float = 5.0
+    retry_attempts: int = 4
+    nef_af_id: str = Field("subscriber", description="The afId in NEF monitoring-event paths.")
 
 
 class PolicySettings(BaseModel):
