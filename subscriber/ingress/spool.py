@@ -128,6 +128,7 @@ class Spool:
         self._writer: IO[bytes] | None = None
         self._cursor = (0, 0)
         self._pending = 0
+        self._refused = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -200,8 +201,8 @@ class Spool:
         return self._pending == 0
 
     def has_room(self) -> bool:
-        """True while at least one more small record fits."""
-        return self.size_bytes < self.max_bytes
+        """False from a refused append until a drain frees space."""
+        return not self._refused and self.size_bytes < self.max_bytes
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -213,6 +214,7 @@ class Spool:
         """
         data = b"".join(_frame(r) for r in records)
         if self.size_bytes + len(data) > self.max_bytes:
+            self._refused = True
             raise SpoolFull(
                 f"spool full: {self.size_bytes} of {self.max_bytes} bytes used",
                 retry_after_s=self.retry_after_s,
@@ -260,6 +262,7 @@ class Spool:
         """Mark a batch delivered: move the cursor past it and delete drained segments."""
         self._cursor = (batch.end_segment, batch.end_offset)
         self._pending -= len(batch.records)
+        self._refused = False
         for seg in [s for s in self._segments if s < batch.end_segment]:
             self._path(seg).unlink(missing_ok=True)
             self._segments.remove(seg)

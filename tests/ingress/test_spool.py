@@ -114,7 +114,9 @@ def test_full_spool_refuses_and_writes_nothing(tmp_path: Path) -> None:
         spool.append(_records(5))
     assert err.value.retry_after_s == 7
     assert (spool.size_bytes, spool.pending_records) == before
-    assert not spool.is_empty()
+    assert not spool.has_room()
+    spool.commit(spool.read(1))
+    assert spool.has_room()
     spool.close()
 
 

@@ -1,0 +1,338 @@
+"""Kafka publishing without loss: the broker's ack, or an fsync'ed local spool, before we say yes.
+
+:meth:`Publisher.publish` returns only when every event is acknowledged by the broker (idempotent
+producer, ``acks=all``) or durably written to the local spool (:mod:`subscriber.ingress.spool`).
+If the broker does not acknowledge within ``kafka.publish_timeout_ms``, the publisher treats Kafka
+as unreachable: the events go to the spool, and so does every later event until a background
+task has drained the spool, in order, back to Kafka. Sending new events straight to Kafka while
+older ones still wait in the spool would overtake them, so per-UE order would break.
+
+Delivery is at least once: an event whose ack timed out may have reached the broker anyway and
+is then sent again from the spool. Consumers dedupe on ``event_id`` (deterministic), keeping the
+first copy; the spool preserves the order of the first copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from subscriber.events import LocationEvent, encode_event
+from subscriber.ingress.spool import Spool, SpoolBatch, SpoolRecord, claim_slots
+from subscriber.settings import KafkaSettings, ReceiverSettings
+
+log = structlog.get_logger()
+
+_DRAIN_CHUNK = 500
+_BACKOFF_MIN_S = 0.5
+_BACKOFF_MAX_S = 5.0
+_MAX_BATCH_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A callback body we rejected, kept for SREs on the dead-letter topic."""
+
+    reason: str
+    detail: str
+    kind: str
+    path: str
+    content_type: str | None
+    received_at: datetime
+    body: bytes
+    body_bytes: int
+
+    def encode(self, max_bytes: int) -> bytes:
+        """The Kafka record value: JSON, the body cut to ``max_bytes`` (base64 if not UTF-8)."""
+        body = self.body[:max_bytes]
+        doc: dict[str, Any] = {
+            "reason": self.reason,
+            "detail": self.detail,
+            "kind": self.kind,
+            "path": self.path,
+            "content_type": self.content_type,
+            "received_at": self.received_at.isoformat(),
+            "body_bytes": self.body_bytes,
+            "truncated": len(body) < self.body_bytes,
+        }
+        try:
+            doc["body"] = body.decode()
+        except UnicodeDecodeError:
+            doc["body_base64"] = base64.b64encode(body).decode()
+        return orjson.dumps(doc)
+
+
+class Publisher:
+    """Puts events on the events topic, durably, in per-UE order, surviving Kafka outages.
+
+    An async context manager: entering it claims a spool slot, starts the producer (or starts
+    in spool mode when Kafka is unreachable) and the drain task; leaving it stops both. Records
+    still in the spool stay there for the next start.
+
+    Args:
+        kafka: brokers, topics, compression, linger and timeouts.
+        receiver: spool directory and bound, dead-letter size cap.
+        client_id: the Kafka client id.
+    """
+
+    def __init__(
+        self,
+        *,
+        kafka: KafkaSettings,
+        receiver: ReceiverSettings,
+        client_id: str = "subscriber-receiver",
+    ) -> None:
+        self._kafka = kafka
+        self._receiver = receiver
+        self._client_id = client_id
+        self._timeout_s = kafka.publish_timeout_ms / 1000
+        self._producer: AIOKafkaProducer | None = None
+        self._spool: Spool | None = None
+        self._adopted: list[Spool] = []
+        self._degraded = False
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drainer: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._spool, self._adopted = await asyncio.to_thread(
+            claim_slots, self._receiver.spool_dir, max_bytes=self._receiver.spool_max_bytes
+        )
+        if not self._all_empty():
+            self._degraded = True
+            log.info("spool_resume", records=self.spool_records, bytes=self.spool_bytes)
+        else:
+            self._producer = await self._start_producer()
+            self._degraded = self._producer is None
+        if not self._degraded:
+            self._drained.set()
+        self._drainer = asyncio.create_task(self._drain_forever(), name="spool-drainer")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._drainer is not None:
+            self._drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drainer
+        if self._producer is not None:
+            self._retire(self._producer)
+            self._producer = None
+        if self._retiring:
+            await asyncio.wait(self._retiring)
+        for spool in (*self._adopted, self._spool):
+            if spool is not None:
+                spool.close()
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def kafka_connected(self) -> bool:
+        """True while events go straight to Kafka (not to the spool)."""
+        return self._producer is not None and not self._degraded
+
+    @property
+    def spool_records(self) -> int:
+        """Records waiting in the spool(s)."""
+        return sum(s.pending_records for s in self._spools())
+
+    @property
+    def spool_bytes(self) -> int:
+        """Bytes the spool(s) hold on disk."""
+        return sum(s.size_bytes for s in self._spools())
+
+    def is_ready(self) -> bool:
+        """Ready to accept: Kafka is reachable, or the spool still has room."""
+        return self.kafka_connected or (self._spool is not None and self._spool.has_room())
+
+    async def wait_drained(self) -> None:
+        """Wait until the spool is empty and events go straight to Kafka again."""
+        await self._drained.wait()
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(self, events: Sequence[LocationEvent]) -> None:
+        """Return once every event is acknowledged by the broker or fsync'ed to the spool.
+
+        Raises:
+            subscriber.errors.SpoolFull: Kafka is unreachable and the spool has no room;
+                nothing was accepted.
+        """
+        topic = self._kafka.events_topic
+        await self._deliver(
+            [SpoolRecord(topic, e.partition_key(), encode_event(e)) for e in events]
+        )
+
+    async def publish_dead_letter(self, letter: DeadLetter) -> None:
+        """Put a rejected body on the dead-letter topic (or the spool); never raises.
+
+        Waits at most ``kafka.publish_timeout_ms`` for Kafka before spooling it.
+        """
+        record = SpoolRecord(
+            self._kafka.dead_letter_topic,
+            f"{letter.kind}:{letter.path}".encode(),
+            letter.encode(self._receiver.dead_letter_max_bytes),
+        )
+        try:
+            await self._deliver([record])
+        except Exception as exc:  # a dead letter must never turn into an error for the caller
+            log.error("dead_letter_lost", reason=letter.reason, error=type(exc).__name__)
+
+    async def _deliver(self, records: list[SpoolRecord]) -> None:
+        async with self._lock:
+            producer = None if self._degraded else self._producer
+            if producer is None:
+                await self._append(records)
+                return
+        try:
+            await asyncio.wait_for(self._send_all(producer, records), self._timeout_s)
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("kafka_unavailable", error=type(exc).__name__, spooled=len(records))
+            async with self._lock:
+                self._enter_degraded(producer)
+                await self._append(records)
+
+    async def _send_all(self, producer: AIOKafkaProducer, records: Sequence[SpoolRecord]) -> None:
+        # Enqueue everything first so that one batch (linger) carries many records.
+        futures: list[Awaitable[Any]] = [
+            await producer.send(r.topic, r.value, key=r.key) for r in records
+        ]
+        await asyncio.gather(*futures)
+
+    async def _append(self, records: list[SpoolRecord]) -> None:
+        """Write to the own spool; the caller holds the lock."""
+        assert self._spool is not None, "publisher is not open"
+        await asyncio.to_thread(self._spool.append, records)
+        self._wake.set()
+
+    def _enter_degraded(self, producer: AIOKafkaProducer) -> None:
+        """Switch to spool mode; the caller holds the lock."""
+        self._degraded = True
+        self._drained.clear()
+        if self._producer is producer:
+            self._producer = None
+            self._retire(producer)
+        self._wake.set()
+
+    # -- producer --------------------------------------------------------------------------
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        compression = self._kafka.compression
+        return AIOKafkaProducer(
+            bootstrap_servers=self._kafka.bootstrap_servers,
+            client_id=self._client_id,
+            acks="all",
+            enable_idempotence=True,
+            compression_type=None if compression == "none" else compression,
+            linger_ms=self._kafka.linger_ms,
+            max_batch_size=_MAX_BATCH_BYTES,
+            request_timeout_ms=self._kafka.request_timeout_ms,
+        )
+
+    async def _start_producer(self) -> AIOKafkaProducer | None:
+        producer = self._new_producer()
+        try:
+            await asyncio.wait_for(producer.start(), self._timeout_s)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            log.warning("kafka_unreachable", error=type(exc).__name__)
+            self._retire(producer)
+            return None
+        return producer
+
+    def _retire(self, producer: AIOKafkaProducer) -> None:
+        """Stop a producer in the background: its pending batches may take a while to expire."""
+
+        async def stop() -> None:
+            try:
+                await asyncio.wait_for(
+                    producer.stop(), self._kafka.request_timeout_ms / 1000 + self._timeout_s
+                )
+            except Exception as exc:  # the producer is discarded either way
+                log.debug("producer_stop_failed", error=type(exc).__name__)
+
+        task = asyncio.create_task(stop())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    # -- draining --------------------------------------------------------------------------
+
+    def _spools(self) -> list[Spool]:
+        return [*self._adopted, *([self._spool] if self._spool is not None else [])]
+
+    def _all_empty(self) -> bool:
+        return all(s.is_empty() for s in self._spools())
+
+    async def _drain_forever(self) -> None:
+        backoff_s = _BACKOFF_MIN_S
+        while True:
+            if not self._degraded:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if await self._drain_once():
+                backoff_s = _BACKOFF_MIN_S
+            else:
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, _BACKOFF_MAX_S)
+
+    async def _drain_once(self) -> bool:
+        """Drain what the spools hold; False when Kafka failed and the caller should back off."""
+        if self._producer is None:
+            self._producer = await self._start_producer()
+            if self._producer is None:
+                return False
+            log.info("kafka_reconnected", spooled=self.spool_records)
+        producer = self._producer
+        for spool in self._spools():
+            while True:
+                async with self._lock:
+                    batch: SpoolBatch = await asyncio.to_thread(spool.read, _DRAIN_CHUNK)
+                if not batch.records:
+                    break
+                started = time.monotonic()
+                try:
+                    await asyncio.wait_for(self._send_all(producer, batch.records), self._timeout_s)
+                except (TimeoutError, KafkaError) as exc:
+                    log.warning("spool_drain_failed", error=type(exc).__name__)
+                    async with self._lock:
+                        self._enter_degraded(producer)
+                    return False
+                async with self._lock:
+                    await asyncio.to_thread(spool.commit, batch)
+                log.debug(
+                    "spool_drained_batch",
+                    records=len(batch.records),
+                    duration_ms=round((time.monotonic() - started) * 1000, 1),
+                )
+        async with self._lock:
+            if self._all_empty():
+                self._degraded = False
+                self._drained.set()
+                self._drop_empty_adopted()
+                log.info("spool_drained")
+        return True
+
+    def _drop_empty_adopted(self) -> None:
+        for spool in [s for s in self._adopted if s.is_empty()]:
+            spool.close()
+            self._adopted.remove(spool)

@@ -1,0 +1,519 @@
+"""The callback receiver: an ASGI app that says 204 only once every event is durably accepted.
+
+Routes:
+
+* ``POST /callbacks/{amf|smf|nef}/{key}``: an AMF event notification, SMF event notification or
+  NEF monitoring notification; ``key`` is the subscription's notifyCorrelationId / notifId.
+* ``GET /healthz`` (liveness), ``GET /readyz`` (Kafka reachable or spool has room),
+  ``GET /metrics`` (Prometheus).
+
+Answers: 204 once every normalized event is acknowledged by Kafka or fsync'ed to the spool;
+404 for an unknown subscription; 413 past ``max_body_bytes`` (answered as soon as the
+Content-Length or the bytes read so far pass it); 415 unless ``application/json``; 400 naming
+the invalid parameters; 503 with ``Retry-After`` when the spool is full; 500 for anything
+unexpected. Every error is TS 29.571 ProblemDetails (``application/problem+json``) without a
+stack trace, and every rejected body also goes, size-capped and with the reason, to the
+dead-letter topic in the background. The app is served by granian (:mod:`.server`); why
+granian, the ordering argument and the measurements are in docs/receiver.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import gzip
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+import structlog
+
+from subscriber.errors import InvalidCallback, InvalidParam, SpoolFull
+from subscriber.events import LocationEvent
+from subscriber.ingress.metrics import KINDS, REJECT_REASONS, ReceiverMetrics
+from subscriber.ingress.publisher import DeadLetter
+from subscriber.logs import pseudonym
+from subscriber.settings import ReceiverSettings
+
+log = structlog.get_logger()
+
+Scope = Mapping[str, Any]
+Message = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_CALLBACK_PREFIX = "/callbacks/"
+_JSON = "application/json"
+_PROBLEM_HEADERS = [(b"content-type", b"application/problem+json")]
+
+
+class SubscriptionRegistry(Protocol):
+    """Which subscriptions we created and so expect callbacks for."""
+
+    def is_known(self, kind: str, key: str) -> bool:
+        """True when ``/callbacks/{kind}/{key}`` answers a live subscription of ours."""
+        ...
+
+
+class EventPublisher(Protocol):
+    """Where accepted events and rejected bodies go (:class:`.publisher.Publisher`)."""
+
+    async def publish(self, events: Sequence[LocationEvent]) -> None:
+        """Return once every event is durably accepted; raise ``SpoolFull`` if impossible."""
+        ...
+
+    async def publish_dead_letter(self, letter: DeadLetter) -> None:
+        """Keep a rejected body; never raises."""
+        ...
+
+    def is_ready(self) -> bool:
+        """Kafka is reachable or the spool has room."""
+        ...
+
+    @property
+    def spool_records(self) -> int:
+        """Records waiting in the spool."""
+        ...
+
+    @property
+    def spool_bytes(self) -> int:
+        """Bytes the spool holds."""
+        ...
+
+
+@dataclass(frozen=True)
+class Callback:
+    """What the normalizer of one kind gets: the path key, the raw body, when it arrived."""
+
+    kind: str
+    key: str
+    body: bytes
+    received_at: datetime
+
+
+Normalizer = Callable[[Callback], Sequence[LocationEvent]]
+"""Parses a callback body and returns its events; raises ``InvalidCallback`` on bad input."""
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC: the receiver's default clock."""
+    return datetime.now(UTC)
+
+
+class _Rejected(Exception):
+    """An answer other than 204, with what the dead letter and the log need."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        detail: str,
+        *,
+        title: str,
+        cause: str | None = None,
+        invalid_params: Sequence[InvalidParam] = (),
+        headers: Sequence[tuple[bytes, bytes]] = (),
+        dead_letter: bool = True,
+        body: bytes | None = None,
+        body_bytes: int = 0,
+    ) -> None:
+        super().__init__(detail)
+        self.body = body
+        self.body_bytes = body_bytes
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+        self.title = title
+        self.cause = cause
+        self.invalid_params = invalid_params
+        self.headers = list(headers)
+        self.dead_letter = dead_letter
+
+
+def problem_body(
+    status: int,
+    title: str,
+    detail: str,
+    cause: str | None = None,
+    invalid_params: Sequence[InvalidParam] = (),
+) -> bytes:
+    """A TS 29.571 ProblemDetails document."""
+    doc: dict[str, Any] = {"title": title, "status": status, "detail": detail}
+    if cause:
+        doc["cause"] = cause
+    if invalid_params:
+        doc["invalidParams"] = [{"param": p.param, "reason": p.reason} for p in invalid_params]
+    return orjson.dumps(doc)
+
+
+class CaptureWriter:
+    """Appends every raw callback to a gzip'ed JSON-lines file, for replay.
+
+    Each process writes its own file; each line is flushed (gzip sync flush) so a crash loses
+    at most the line being written. Captures hold identities in clear: they are opt-in and
+    must be treated as personal data.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        self.path = directory / f"callbacks-{stamp}-{os.getpid()}.jsonl.gz"
+        self._file = gzip.GzipFile(self.path, "ab")
+
+    def write(self, scope: Scope, body: bytes, received_at: datetime) -> None:
+        """Append one callback as received; the Authorization header is left out."""
+        headers = [
+            [k.decode("latin-1"), v.decode("latin-1")]
+            for k, v in scope.get("headers", ())
+            if k.lower() != b"authorization"
+        ]
+        doc: dict[str, Any] = {
+            "received_at": received_at.isoformat(),
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "http_version": scope.get("http_version"),
+            "headers": headers,
+        }
+        try:
+            doc["body"] = body.decode()
+        except UnicodeDecodeError:
+            doc["body_base64"] = base64.b64encode(body).decode()
+        self._file.write(orjson.dumps(doc) + b"\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        """Finish the gzip stream."""
+        self._file.close()
+
+
+Lifespan = Callable[["Receiver"], contextlib.AbstractAsyncContextManager[None]]
+
+
+class Receiver:
+    """The ASGI application (``http`` and ``lifespan`` scopes).
+
+    Args:
+        settings: body caps and capture directory.
+        normalizers: one per kind (``amf``, ``smf``, ``nef``); see :data:`Normalizer`.
+        registry: which subscription keys are ours.
+        publisher: where events go; may be set later by ``lifespan``.
+        metrics: the process's metrics.
+        clock: the receive time of each callback.
+        lifespan: entered on ASGI lifespan startup, left on shutdown (opens the publisher).
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: ReceiverSettings,
+        normalizers: Mapping[str, Normalizer],
+        registry: SubscriptionRegistry,
+        publisher: EventPublisher | None = None,
+        metrics: ReceiverMetrics | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        lifespan: Lifespan | None = None,
+    ) -> None:
+        self.settings = settings
+        self.normalizers = dict(normalizers)
+        self.registry = registry
+        self.metrics = metrics or ReceiverMetrics()
+        self.clock = clock
+        self.capture: CaptureWriter | None = None
+        self._publisher: EventPublisher | None = None
+        self._lifespan = lifespan
+        self._background: set[asyncio.Task[None]] = set()
+        if publisher is not None:
+            self.publisher = publisher
+
+    @property
+    def publisher(self) -> EventPublisher:
+        """The publisher events go to."""
+        if self._publisher is None:
+            raise RuntimeError("receiver has no publisher yet (lifespan not started)")
+        return self._publisher
+
+    @publisher.setter
+    def publisher(self, publisher: EventPublisher) -> None:
+        self._publisher = publisher
+        self.metrics.watch_spool(lambda: publisher.spool_records, lambda: publisher.spool_bytes)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Open the capture file; on exit, wait for pending dead letters and close it."""
+        if self.settings.capture_dir is not None:
+            self.capture = CaptureWriter(self.settings.capture_dir)
+        try:
+            yield
+        finally:
+            await self.flush_background()
+            if self.capture is not None:
+                self.capture.close()
+                self.capture = None
+
+    async def flush_background(self) -> None:
+        """Wait until every dead letter handed to the publisher has been accepted."""
+        while self._background:
+            await asyncio.wait(set(self._background))
+
+    # -- ASGI ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point."""
+        if scope["type"] == "lifespan":
+            await self._lifespan_scope(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path.startswith(_CALLBACK_PREFIX):
+            await self._callback(scope, receive, send)
+        elif path == "/healthz" and method == "GET":
+            await _respond(send, 200, b'{"status":"ok"}', [(b"content-type", _JSON.encode())])
+        elif path == "/readyz" and method == "GET":
+            ready = self._publisher is not None and self._publisher.is_ready()
+            body = b'{"status":"ready"}' if ready else b'{"status":"not ready"}'
+            await _respond(
+                send, 200 if ready else 503, body, [(b"content-type", b"application/json")]
+            )
+        elif path == "/metrics" and method == "GET":
+            text, content_type = self.metrics.render()
+            await _respond(send, 200, text, [(b"content-type", content_type.encode())])
+        else:
+            await _respond(
+                send,
+                404,
+                problem_body(
+                    404, "Not Found", "no such resource", "RESOURCE_URI_STRUCTURE_NOT_FOUND"
+                ),
+                _PROBLEM_HEADERS,
+            )
+
+    async def _lifespan_scope(self, receive: Receive, send: Send) -> None:
+        stack = contextlib.AsyncExitStack()
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self._lifespan is not None:
+                        await stack.enter_async_context(self._lifespan(self))
+                    await stack.enter_async_context(self.running())
+                except Exception as exc:
+                    log.error("receiver_start_failed", error=type(exc).__name__, detail=str(exc))
+                    await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await stack.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- callbacks -------------------------------------------------------------------------
+
+    async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        received_at = self.clock()
+        kind, _, key = scope["path"][len(_CALLBACK_PREFIX) :].partition("/")
+        body = b""
+        body_bytes = 0
+        events = 0
+        try:
+            try:
+                if kind not in KINDS or not key or "/" in key:
+                    raise _Rejected(
+                        404,
+                        "unknown_subscription",
+                        "no such callback resource",
+                        title="Not Found",
+                        cause="RESOURCE_URI_STRUCTURE_NOT_FOUND",
+                        dead_letter=False,
+                    )
+                if scope["method"] != "POST":
+                    raise _Rejected(
+                        405,
+                        "method_not_allowed",
+                        "callbacks are POSTed",
+                        title="Method Not Allowed",
+                        headers=[(b"allow", b"POST")],
+                        dead_letter=False,
+                    )
+                self.metrics.received(kind)
+                body, body_bytes = await self._read(scope, receive)
+                if self.capture is not None:
+                    self.capture.write(scope, body, received_at)
+                events = await self._accept(kind, key, scope, body, received_at)
+            except _Rejected:
+                raise
+            except Exception as exc:
+                log.exception("callback_failed", kind=kind, error=type(exc).__name__)
+                raise _Rejected(
+                    500,
+                    "internal_error",
+                    "the callback could not be processed",
+                    title="Internal Server Error",
+                    cause="SYSTEM_FAILURE",
+                ) from exc
+        except _Rejected as rej:
+            await self._reject(send, rej, kind, scope, body, body_bytes, received_at)
+            self._log(kind, key, rej.status, rej.reason, events, started)
+            return
+        await _respond(send, 204, b"", [])
+        self._log(kind, key, 204, "accepted", events, started)
+
+    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, int]:
+        """Check the headers, then read the body in chunks, stopping as soon as it is too big.
+
+        A body declared (Content-Length) or found to be over the cap is answered 413 after
+        reading at most ``dead_letter_max_bytes`` (declared) or the cap plus one chunk.
+
+        Returns:
+            The body and its size.
+        """
+        cap = self.settings.max_body_bytes
+        content_type = b""
+        length: int | None = None
+        for name, value in scope.get("headers", ()):
+            lname = name.lower()
+            if lname == b"content-type":
+                content_type = value
+            elif lname == b"content-length" and value.isdigit():
+                length = int(value)
+        declared_too_big = length is not None and length > cap
+        keep = min(cap, self.settings.dead_letter_max_bytes) if declared_too_big else cap
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ConnectionResetError("client went away before the body was complete")
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                chunks.append(chunk)
+                if size > keep or (declared_too_big and size >= keep):
+                    break
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if declared_too_big or size > cap:
+            raise _Rejected(
+                413,
+                "body_too_large",
+                f"the body is over the {cap}-byte limit",
+                title="Payload Too Large",
+                body=body[: self.settings.dead_letter_max_bytes],
+                body_bytes=length if length is not None else size,
+            )
+        media_type = content_type.split(b";", 1)[0].strip().lower()
+        if media_type != _JSON.encode():
+            raise _Rejected(
+                415,
+                "unsupported_media_type",
+                "the body must be application/json",
+                title="Unsupported Media Type",
+                headers=[(b"accept-post", _JSON.encode())],
+                body=body,
+                body_bytes=size,
+            )
+        return body, size
+
+    async def _accept(
+        self, kind: str, key: str, scope: Scope, body: bytes, received_at: datetime
+    ) -> int:
+        if not self.registry.is_known(kind, key):
+            raise _Rejected(
+                404,
+                "unknown_subscription",
+                f"no {kind} subscription with this key",
+                title="Not Found",
+                cause="SUBSCRIPTION_NOT_FOUND",
+            )
+        try:
+            events = self.normalizers[kind](Callback(kind, key, body, received_at))
+        except InvalidCallback as exc:
+            raise _Rejected(
+                400,
+                "invalid_body",
+                exc.detail,
+                title="Malformed request syntax",
+                cause="MANDATORY_IE_INCORRECT",
+                invalid_params=exc.invalid_params,
+            ) from exc
+        started = time.perf_counter()
+        try:
+            await self.publisher.publish(events)
+        except SpoolFull as exc:
+            raise _Rejected(
+                503,
+                "spool_full",
+                "events cannot be stored right now; retry later",
+                title="Service Unavailable",
+                cause="NF_CONGESTION",
+                headers=[(b"retry-after", str(exc.retry_after_s).encode())],
+                dead_letter=False,
+            ) from exc
+        self.metrics.published(len(events), time.perf_counter() - started)
+        return len(events)
+
+    async def _reject(
+        self,
+        send: Send,
+        rej: _Rejected,
+        kind: str,
+        scope: Scope,
+        body: bytes,
+        body_bytes: int,
+        received_at: datetime,
+    ) -> None:
+        if rej.reason in REJECT_REASONS:
+            self.metrics.rejected(rej.reason)
+        body_doc = problem_body(rej.status, rej.title, rej.detail, rej.cause, rej.invalid_params)
+        await _respond(send, rej.status, body_doc, [*_PROBLEM_HEADERS, *rej.headers])
+        if rej.dead_letter and self._publisher is not None:
+            content_type = next(
+                (
+                    v.decode("latin-1")
+                    for k, v in scope.get("headers", ())
+                    if k.lower() == b"content-type"
+                ),
+                None,
+            )
+            letter = DeadLetter(
+                reason=rej.reason,
+                detail=rej.detail,
+                kind=kind,
+                path=scope["path"],
+                content_type=content_type,
+                received_at=received_at,
+                body=rej.body if rej.body is not None else body,
+                body_bytes=max(rej.body_bytes, body_bytes, len(body)),
+            )
+            task = asyncio.create_task(self._publisher.publish_dead_letter(letter))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _log(
+        self, kind: str, key: str, status: int, outcome: str, events: int, started: float
+    ) -> None:
+        log.info(
+            "callback",
+            kind=kind,
+            subscription=pseudonym(key) if key else None,
+            status=status,
+            outcome=outcome,
+            events=events,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]]
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+    await send({"type": "http.response.body", "body": body})

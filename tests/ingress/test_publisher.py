@@ -1,0 +1,162 @@
+"""Tests for the publisher: Kafka ack or fsync'ed spool before returning, drained in order."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from subscriber.errors import SpoolFull
+from subscriber.events import (
+    Cell,
+    Delivery,
+    EventSource,
+    LocationEvent,
+    NfType,
+    UeIdentity,
+    decode_event,
+)
+from subscriber.ingress.publisher import DeadLetter, Publisher
+from subscriber.settings import Settings
+
+T0 = datetime(2026, 7, 1, 8, 14, 2, tzinfo=UTC)
+
+
+def make_event(ue: int, seq: int) -> LocationEvent:
+    """An AMF location event for UE number ``ue``, the ``seq``-th of that UE."""
+    return LocationEvent(
+        event_id=f"ev-{ue}-{seq}",
+        ue=UeIdentity(supi=f"imsi-20893000000{ue:04d}"),
+        source=EventSource(
+            nf_type=NfType.AMF, delivery=Delivery.NOTIFIED, event_type="LOCATION_REPORT"
+        ),
+        location=Cell(rat="NR", plmn="20893", tac="000001", cell_id=f"{seq:09x}"),
+        event_time=T0,
+        event_time_field="ueLocationTimestamp",
+        ingest_time=T0,
+    )
+
+
+async def consume(bootstrap: str, topic: str, count: int) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read the first ``count`` records of ``topic`` (pytest-timeout bounds the wait)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        while len(records) < count:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for batch in batches.values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def _closed_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def _offline(settings: Settings, tmp_path: Path, spool_max_bytes: int = 1_048_576) -> Settings:
+    return settings.model_copy(
+        update={
+            "kafka": settings.kafka.model_copy(
+                update={"bootstrap_servers": _closed_port(), "publish_timeout_ms": 500}
+            ),
+            "receiver": settings.receiver.model_copy(
+                update={"spool_dir": tmp_path / "spool", "spool_max_bytes": spool_max_bytes}
+            ),
+        }
+    )
+
+
+@pytest.mark.stack
+async def test_published_events_are_on_the_topic_keyed_by_ue(stack_settings: Settings) -> None:
+    """Every published event is on the events topic, keyed by its UE, in publish order."""
+    events = [make_event(ue, seq) for seq in range(3) for ue in range(2)]
+    async with Publisher(kafka=stack_settings.kafka, receiver=stack_settings.receiver) as pub:
+        await pub.publish(events[:3])
+        await pub.publish(events[3:])
+        assert pub.kafka_connected
+        assert pub.spool_records == 0
+    records = await consume(
+        stack_settings.kafka.bootstrap_servers, stack_settings.kafka.events_topic, len(events)
+    )
+    assert [decode_event(r.value) for r in records] == events
+    assert [r.key for r in records] == [e.partition_key() for e in events]
+
+
+@pytest.mark.stack
+async def test_dead_letter_carries_reason_and_capped_body(stack_settings: Settings) -> None:
+    """A dead letter lands on the dead-letter topic with its reason and a body cut to the cap."""
+    receiver = stack_settings.receiver.model_copy(update={"dead_letter_max_bytes": 10})
+    letter = DeadLetter(
+        reason="invalid_body",
+        detail="bad",
+        kind="amf",
+        path="/callbacks/amf/k",
+        content_type="application/json",
+        received_at=T0,
+        body=b'{"reportList": "not a list"}',
+        body_bytes=28,
+    )
+    async with Publisher(kafka=stack_settings.kafka, receiver=receiver) as pub:
+        await pub.publish_dead_letter(letter)
+    (record,) = await consume(
+        stack_settings.kafka.bootstrap_servers, stack_settings.kafka.dead_letter_topic, 1
+    )
+    doc = orjson.loads(record.value)
+    assert doc["reason"] == "invalid_body"
+    assert doc["body"] == '{"reportLi'
+    assert doc["truncated"] is True
+    assert doc["body_bytes"] == 28
+
+
+async def test_unreachable_kafka_spools_and_stays_ready(tmp_path: Path) -> None:
+    """With no broker, publish returns once the events are fsync'ed to the spool."""
+    settings = _offline(Settings(), tmp_path)
+    async with Publisher(kafka=settings.kafka, receiver=settings.receiver) as pub:
+        assert not pub.kafka_connected
+        await pub.publish([make_event(1, 0), make_event(1, 1)])
+        assert pub.spool_records == 2
+        assert pub.is_ready()
+    async with Publisher(kafka=settings.kafka, receiver=settings.receiver) as pub:
+        assert pub.spool_records == 2
+
+
+async def test_full_spool_raises_spool_full(tmp_path: Path) -> None:
+    """With no broker and no room left, publish raises SpoolFull and readiness drops."""
+    settings = _offline(Settings(), tmp_path, spool_max_bytes=600)
+    async with Publisher(kafka=settings.kafka, receiver=settings.receiver) as pub:
+        await pub.publish([make_event(1, 0)])
+        with pytest.raises(SpoolFull):
+            await pub.publish([make_event(1, seq) for seq in range(1, 4)])
+        assert not pub.is_ready()
+
+
+@pytest.mark.stack
+async def test_spooled_events_drain_in_order_when_kafka_is_back(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
+    """Events spooled while the broker was unreachable reach the topic first, in order."""
+    offline = _offline(stack_settings, tmp_path)
+    spooled = [make_event(ue, seq) for seq in range(3) for ue in range(2)]
+    async with Publisher(kafka=offline.kafka, receiver=offline.receiver) as pub:
+        await pub.publish(spooled)
+    online = stack_settings.model_copy(update={"receiver": offline.receiver})
+    later = [make_event(ue, seq) for seq in range(3, 5) for ue in range(2)]
+    async with Publisher(kafka=online.kafka, receiver=online.receiver) as pub:
+        await pub.publish(later)
+        await pub.wait_drained()
+        assert pub.spool_records == 0
+    records = await consume(
+        stack_settings.kafka.bootstrap_servers, stack_settings.kafka.events_topic, 10
+    )
+    assert [decode_event(r.value) for r in records] == spooled + later
