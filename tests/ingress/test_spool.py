@@ -106,7 +106,7 @@ def test_corrupt_frame_stops_the_scan(tmp_path: Path) -> None:
 
 
 def test_full_spool_refuses_and_writes_nothing(tmp_path: Path) -> None:
-    """An append past max_bytes raises SpoolFull with a retry hint and leaves the spool unchanged."""
+    """An append past max_bytes raises SpoolFull with a retry hint and changes nothing."""
     spool = _open(tmp_path, max_bytes=100, retry_after_s=7)
     spool.append(_records(2))
     before = (spool.size_bytes, spool.pending_records)
