@@ -63,6 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     _command(sub, "demo", "subscriber.demo:run", "The edge-relocation scenario, end to end.")
 
+    policy = sub.add_parser("policy", help="Topology and relocation policy files: check.")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    check = _command(
+        policy_sub,
+        "check",
+        "subscriber.decide.cli:check",
+        "Validate a topology (and policy) file and print a summary; exit 1 with every problem.",
+    )
+    check.add_argument(
+        "file", type=Path, nargs="?", help="Topology YAML (default: policy.topology_file)."
+    )
+    check.add_argument("--policy", type=Path, help="Policy YAML (default: policy.policy_file).")
+
     return parser
 
 

@@ -1,0 +1,159 @@
+"""Candidate clusters for an app seen from a zone: which qualify, how they score, why others don't.
+
+The score is ``latency_weight * latency/budget + load_weight * utilisation`` (lower is better),
+where utilisation is the larger of the CPU and memory shares the cluster would use with the app
+placed on it. Ties break on the cluster id, so the ranking is a total order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from subscriber.decide.rules import Rules
+from subscriber.decide.topology import App, Cluster, ClusterState, Topology
+
+
+class Rejection(StrEnum):
+    """Why a cluster is not a candidate (or why the current one no longer qualifies)."""
+
+    NOT_ALLOWED = "NOT_ALLOWED"
+    MAINTENANCE = "MAINTENANCE"
+    DRAINING = "DRAINING"
+    UNREACHABLE = "UNREACHABLE"
+    OVER_BUDGET = "OVER_BUDGET"
+    OVER_CAPACITY = "OVER_CAPACITY"
+    NO_SLOTS = "NO_SLOTS"
+
+
+@dataclass(frozen=True, slots=True)
+class Extra:
+    """Load added to a cluster by decisions not yet reflected in the topology."""
+
+    cpu: float = 0.0
+    memory_mib: int = 0
+    apps: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One cluster's evaluation for one app from one zone."""
+
+    cluster: str
+    latency_ms: float | None
+    utilisation: float
+    score: float | None
+    rejected: Rejection | None
+    current: bool
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form for decision records."""
+        return {
+            "cluster": self.cluster,
+            "latency_ms": self.latency_ms,
+            "utilisation": round(self.utilisation, 4),
+            "score": round(self.score, 6) if self.score is not None else None,
+            "rejected": self.rejected.value if self.rejected is not None else None,
+            "current": self.current,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """Every cluster ranked for (zone, app, current cluster): accepted by score, then rejected."""
+
+    current: Candidate | None
+    ranked: tuple[Candidate, ...]
+    best: Candidate | None
+    best_other: Candidate | None
+
+
+_NO_EXTRA = Extra()
+
+
+def _rejection(
+    cluster: Cluster, app: App, latency: float | None, rules: Rules, current: bool, extra: Extra
+) -> tuple[Rejection | None, float]:
+    cpu_used = cluster.cpu_used + extra.cpu + (0.0 if current else app.cpu)
+    mem_used = cluster.memory_used_mib + extra.memory_mib + (0 if current else app.memory_mib)
+    utilisation = max(cpu_used / cluster.cpu, mem_used / cluster.memory_mib)
+    if not app.allows(cluster):
+        return Rejection.NOT_ALLOWED, utilisation
+    if cluster.state is ClusterState.MAINTENANCE:
+        return Rejection.MAINTENANCE, utilisation
+    if cluster.state is ClusterState.DRAINING:
+        return Rejection.DRAINING, utilisation
+    if latency is None:
+        return Rejection.UNREACHABLE, utilisation
+    if latency > app.latency_budget_ms:
+        return Rejection.OVER_BUDGET, utilisation
+    # The current cluster already carries the app: its capacity is not re-checked.
+    if not current and rules.max_utilisation is not None:
+        if cluster.apps_used + extra.apps + 1 > cluster.app_slots:
+            return Rejection.NO_SLOTS, utilisation
+        if utilisation > rules.max_utilisation:
+            return Rejection.OVER_CAPACITY, utilisation
+    return None, utilisation
+
+
+def score_cluster(
+    cluster: Cluster,
+    app: App,
+    latency: float | None,
+    rules: Rules,
+    *,
+    current: bool,
+    extra: Extra = _NO_EXTRA,
+) -> Candidate:
+    """Evaluate one cluster for one app at the given latency (None: unreachable)."""
+    rejected, utilisation = _rejection(cluster, app, latency, rules, current, extra)
+    score = None
+    if latency is not None:
+        score = (
+            rules.latency_weight * latency / app.latency_budget_ms + rules.load_weight * utilisation
+        )
+    return Candidate(cluster.id, latency, utilisation, score, rejected, current)
+
+
+def _rank_key(c: Candidate) -> tuple[int, float, str]:
+    if c.rejected is None and c.score is not None:
+        return (0, c.score, c.cluster)
+    return (1, 0.0, c.cluster)
+
+
+def evaluate(
+    topology: Topology,
+    rules: Rules,
+    zone: str,
+    app: App,
+    current: str | None,
+    extra: Mapping[str, Extra] | None = None,
+) -> Evaluation:
+    """Rank every cluster for ``app`` seen from ``zone``.
+
+    Args:
+        topology: the compiled topology.
+        rules: the compiled policy.
+        zone: where the UE is.
+        app: the application to place.
+        current: the cluster the app runs on now, if any (scored without adding the app again).
+        extra: load already promised to clusters by earlier decisions of the same batch.
+    """
+    latencies = topology.latency_ms.get(zone, {})
+    candidates = []
+    for cid, cluster in topology.clusters.items():
+        more = extra.get(cid, _NO_EXTRA) if extra else _NO_EXTRA
+        candidates.append(
+            score_cluster(
+                cluster, app, latencies.get(cid), rules, current=cid == current, extra=more
+            )
+        )
+    ranked = tuple(sorted(candidates, key=_rank_key))
+    accepted = [c for c in ranked if c.rejected is None]
+    return Evaluation(
+        current=next((c for c in ranked if c.current), None),
+        ranked=ranked,
+        best=accepted[0] if accepted else None,
+        best_other=next((c for c in accepted if not c.current), None),
+    )

@@ -1,0 +1,302 @@
+"""Per-UE state for hysteresis, bounded in size and stored as compact bytes.
+
+A :class:`UeState` holds what the policy must remember about one UE between its events: the zone
+it is in, since when and for how many reports, its last zone changes, and per application the
+clusters it left recently (for ping-pong), its last relocation (for cooldown) and its last
+decision. Every sequence is a fixed-size ring, so a state never grows past a few hundred bytes.
+
+States are immutable; :func:`observe` and :func:`record` return new ones. :func:`encode_state`
+gives the bytes of a Kafka compacted changelog record keyed by UE (see docs/policy.md), and
+:class:`MemoryStateStore` keeps states in memory, tracks which changed, and restores them from
+changelog records when partitions move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from subscriber.errors import UndecodableEvent
+
+RECENT_ZONES = 6
+LEFT_CLUSTERS = 4
+MAX_APPS = 4
+STATE_FORMAT = 1
+
+RELOCATE = "relocate"
+
+
+@dataclass(frozen=True, slots=True)
+class AppTrack:
+    """What the policy remembers about one application of a UE.
+
+    Attributes:
+        app: the application.
+        left: the clusters it was moved away from, ``(cluster, left_at_s)``, newest last.
+        last_relocation_s: when it was last relocated.
+        last_action: the action of its latest decision.
+        last_reason: the reason of its latest decision.
+        outcome_since_s: since when that (action, reason) has been the outcome.
+    """
+
+    app: str
+    left: tuple[tuple[str, float], ...] = ()
+    last_relocation_s: float | None = None
+    last_action: str = ""
+    last_reason: str = ""
+    outcome_since_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UeState:
+    """What the policy remembers about one UE.
+
+    Attributes:
+        zone: the zone of the last mapped report.
+        zone_since_s: when the UE entered that zone (the dwell start).
+        zone_reports: reports received in that zone since entering it.
+        last_seen_s: time of the latest report, mapped or not.
+        recent: the last zone changes, ``(zone, entered_at_s)``, newest last.
+        apps: per application, least recently changed first.
+    """
+
+    zone: str | None
+    zone_since_s: float
+    zone_reports: int
+    last_seen_s: float
+    recent: tuple[tuple[str, float], ...] = ()
+    apps: tuple[AppTrack, ...] = ()
+
+    def track(self, app: str) -> AppTrack | None:
+        """The remembered facts about ``app``, if any."""
+        for t in self.apps:
+            if t.app == app:
+                return t
+        return None
+
+
+def observe(state: UeState | None, now_s: float, zone: str | None) -> UeState:
+    """Account for one location report.
+
+    Args:
+        state: the UE's state before the report, None for a UE never seen.
+        now_s: the report's event time.
+        zone: the zone the report maps to; None keeps the zone tracking as it was.
+    """
+    if state is None:
+        if zone is None:
+            return UeState(None, now_s, 0, now_s)
+        return UeState(zone, now_s, 1, now_s, ((zone, now_s),))
+    if zone is None:
+        return UeState(
+            state.zone,
+            state.zone_since_s,
+            state.zone_reports,
+            now_s,
+            state.recent,
+            state.apps,
+        )
+    if zone == state.zone:
+        if now_s == state.last_seen_s:
+            return state  # the same report delivered twice
+        return UeState(
+            zone, state.zone_since_s, state.zone_reports + 1, now_s, state.recent, state.apps
+        )
+    recent = (*state.recent, (zone, now_s))[-RECENT_ZONES:]
+    return UeState(zone, now_s, 1, now_s, recent, state.apps)
+
+
+def record(
+    state: UeState,
+    app: str,
+    action: str,
+    reason: str,
+    now_s: float,
+    *,
+    source: str,
+) -> UeState:
+    """Remember a decision about ``app``.
+
+    Args:
+        state: the UE's state.
+        app: the application decided about.
+        action: ``stay``, ``relocate`` or ``defer``.
+        reason: the decision's reason code.
+        now_s: the decision time.
+        source: the cluster the app ran on; remembered as left when the action is a relocation.
+    """
+    old = state.track(app)
+    left = old.left if old is not None else ()
+    last_relocation_s = old.last_relocation_s if old is not None else None
+    if action == RELOCATE:
+        left = (*left, (source, now_s))[-LEFT_CLUSTERS:]
+        last_relocation_s = now_s
+    track = AppTrack(app, left, last_relocation_s, action, reason, now_s)
+    apps = (*(t for t in state.apps if t.app != app), track)[-MAX_APPS:]
+    return UeState(
+        state.zone, state.zone_since_s, state.zone_reports, state.last_seen_s, state.recent, apps
+    )
+
+
+def _flat(pairs: tuple[tuple[str, float], ...]) -> list[Any]:
+    return [x for pair in pairs for x in pair]
+
+
+def _pairs(flat: list[Any]) -> tuple[tuple[str, float], ...]:
+    if len(flat) % 2:
+        raise ValueError("odd pair list")
+    return tuple((str(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2))
+
+
+def encode_state(state: UeState) -> bytes:
+    """Compact bytes for a changelog record: positional JSON arrays, no field names."""
+    apps = [
+        [t.app, _flat(t.left), t.last_relocation_s, t.last_action, t.last_reason, t.outcome_since_s]
+        for t in state.apps
+    ]
+    return orjson.dumps(
+        [
+            STATE_FORMAT,
+            state.zone,
+            state.zone_since_s,
+            state.zone_reports,
+            state.last_seen_s,
+            _flat(state.recent),
+            apps,
+        ]
+    )
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def decode_state(data: bytes) -> UeState:
+    """Parse the bytes of :func:`encode_state`.
+
+    Raises:
+        UndecodableEvent: not a state of a known format.
+    """
+    try:
+        fmt, zone, since, reports, seen, recent, apps = orjson.loads(data)
+        if fmt != STATE_FORMAT:
+            raise ValueError(f"format {fmt!r}")
+        tracks = tuple(
+            AppTrack(
+                str(app),
+                _pairs(left),
+                _opt_float(reloc),
+                str(action),
+                str(reason),
+                _opt_float(outcome_since),
+            )
+            for app, left, reloc, action, reason, outcome_since in apps
+        )
+        return UeState(
+            None if zone is None else str(zone),
+            float(since),
+            int(reports),
+            float(seen),
+            _pairs(recent),
+            tracks,
+        )
+    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        raise UndecodableEvent(f"not a UE state v{STATE_FORMAT}: {exc}") from exc
+
+
+class StateStore(Protocol):
+    """Where the consumer keeps UE states; keys are UE keys (SUPI, GPSI or session reference)."""
+
+    def get(self, ue: str) -> UeState | None:
+        """The state of ``ue``, None when unknown."""
+
+    def put(self, ue: str, state: UeState) -> None:
+        """Store a new state for ``ue`` and mark it changed."""
+
+    def delete(self, ue: str) -> None:
+        """Forget ``ue`` and mark it changed (a tombstone in the changelog)."""
+
+    def take_changes(self) -> list[tuple[str, bytes | None]]:
+        """The records to write to the changelog since the last call; None means tombstone."""
+
+    def snapshot(self) -> Iterator[tuple[str, bytes]]:
+        """Every state, encoded, in key order."""
+
+    def restore(self, records: Iterable[tuple[str, bytes | None]]) -> int:
+        """Load changelog records (later ones win, None deletes); returns how many were applied."""
+
+
+class MemoryStateStore:
+    """A :class:`StateStore` in a dict, holding decoded states for the hot path."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, UeState] = {}
+        self._changed: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def get(self, ue: str) -> UeState | None:
+        """The state of ``ue``, None when unknown."""
+        return self._states.get(ue)
+
+    def put(self, ue: str, state: UeState) -> None:
+        """Store a new state for ``ue`` and mark it changed."""
+        if self._states.get(ue) is not state:
+            self._states[ue] = state
+            self._changed.add(ue)
+
+    def delete(self, ue: str) -> None:
+        """Forget ``ue`` and mark it changed."""
+        if self._states.pop(ue, None) is not None:
+            self._changed.add(ue)
+
+    def take_changes(self) -> list[tuple[str, bytes | None]]:
+        """The records to write to the changelog since the last call, in key order."""
+        out: list[tuple[str, bytes | None]] = []
+        for ue in sorted(self._changed):
+            state = self._states.get(ue)
+            out.append((ue, encode_state(state) if state is not None else None))
+        self._changed.clear()
+        return out
+
+    def snapshot(self) -> Iterator[tuple[str, bytes]]:
+        """Every state, encoded, in key order."""
+        for ue in sorted(self._states):
+            yield ue, encode_state(self._states[ue])
+
+    def restore(self, records: Iterable[tuple[str, bytes | None]]) -> int:
+        """Load changelog records without marking them changed; returns how many were applied."""
+        n = 0
+        for ue, data in records:
+            if data is None:
+                self._states.pop(ue, None)
+            else:
+                self._states[ue] = decode_state(data)
+            n += 1
+        return n
+
+    def forget(
+        self, keep: Iterable[str] | None = None, *, idle_since_s: float | None = None
+    ) -> int:
+        """Drop states, e.g. when partitions are revoked or UEs went quiet.
+
+        Args:
+            keep: if given, drop every UE not in it (no tombstones: another consumer owns them).
+            idle_since_s: if given, delete UEs last seen before this time (with tombstones).
+
+        Returns:
+            how many states were dropped.
+        """
+        before = len(self._states)
+        if keep is not None:
+            wanted = set(keep)
+            self._states = {k: v for k, v in self._states.items() if k in wanted}
+            self._changed &= wanted
+        if idle_since_s is not None:
+            for ue in [k for k, v in self._states.items() if v.last_seen_s < idle_since_s]:
+                self.delete(ue)
+        return before - len(self._states)

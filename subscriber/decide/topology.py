@@ -1,0 +1,554 @@
+"""The MEC topology: coverage zones, edge clusters, the latency graph and the applications.
+
+A topology file (YAML) is validated in two passes: pydantic checks the shape of each entry, then
+:func:`compile_topology` checks the references between entries (a cell's zone exists, a link joins
+known nodes, ...). Every problem is reported with the YAML path that holds it, e.g.
+``clusters[2].zone: unknown zone 'z9'``.
+
+The compiled :class:`Topology` is made of plain, immutable lookups built once: cell key to zone,
+zone to the latency of every reachable cluster (Dijkstra from each zone over the link graph), so
+the decision hot path never touches pydantic.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from subscriber.errors import PolicyUnavailable
+from subscriber.events import Cell, LocationEvent
+
+_HEX = frozenset("0123456789abcdef")
+
+
+class ClusterState(StrEnum):
+    """Whether a cluster takes new applications."""
+
+    ACTIVE = "active"
+    MAINTENANCE = "maintenance"
+    DRAINING = "draining"
+
+
+def _quoted(kind: str, lengths: tuple[int, ...], alphabet: frozenset[str]) -> Callable[[Any], str]:
+    """A validator for digit strings that YAML would silently turn into numbers if unquoted."""
+    wanted = " or ".join(str(n) for n in lengths)
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(
+                f"must be a quoted string of {wanted} {kind} (YAML read it as "
+                f"{type(value).__name__} {value!r}; write it in quotes)"
+            )
+        text = value.lower()
+        if len(text) not in lengths or not set(text) <= alphabet:
+            raise ValueError(f"{value!r} is not {wanted} {kind}")
+        return text
+
+    return check
+
+
+def _identifier(value: str) -> str:
+    # Ids end up in workflow ids, DNS names and log fields: keep them boring.
+    ok = value and len(value) <= 63 and value[0].isalnum() and value[-1].isalnum()
+    if not ok or not all(c.isalnum() or c in "-._" for c in value) or value != value.lower():
+        raise ValueError(
+            f"{value!r} is not an id: use 1-63 lowercase letters, digits, '-', '.', '_', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+Ident = Annotated[str, AfterValidator(_identifier)]
+Tac = Annotated[str, BeforeValidator(_quoted("hex digits", (4, 6), _HEX))]
+CellId = Annotated[str, BeforeValidator(_quoted("hex digits", (7, 9), _HEX))]
+Mcc = Annotated[str, BeforeValidator(_quoted("digits", (3,), frozenset("0123456789")))]
+Mnc = Annotated[str, BeforeValidator(_quoted("digits", (2, 3), frozenset("0123456789")))]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlmnDoc(_Doc):
+    """A PLMN: mobile country code and mobile network code."""
+
+    mcc: Mcc
+    mnc: Mnc
+
+    @property
+    def key(self) -> str:
+        """MCC followed by MNC, as :class:`subscriber.events.Cell` writes it."""
+        return self.mcc + self.mnc
+
+
+class CellDoc(_Doc):
+    """One radio cell and the coverage zone it belongs to."""
+
+    rat: Literal["NR", "EUTRA"] = "NR"
+    cell_id: CellId = Field(description="NR: 9 hex digits; E-UTRA: 7 hex digits.")
+    zone: str
+    name: str | None = Field(None, description="Free text, e.g. the tower it is on.")
+
+    @field_validator("cell_id")
+    @classmethod
+    def _length_matches_rat(cls, value: str, info: ValidationInfo) -> str:
+        want = 9 if info.data.get("rat", "NR") == "NR" else 7
+        if len(value) != want:
+            raise ValueError(f"{info.data.get('rat')} cell ids have {want} hex digits")
+        return value
+
+
+class TrackingAreaDoc(_Doc):
+    """A tracking area: a zone for the whole area, and/or zones for some of its cells."""
+
+    tac: Tac
+    plmn: PlmnDoc | None = Field(None, description="Defaults to the topology's PLMN.")
+    zone: str | None = Field(None, description="Zone of every cell of the area not listed below.")
+    cells: list[CellDoc] = []
+
+
+class ZoneDoc(_Doc):
+    """A coverage zone: the unit of location the policy reasons about."""
+
+    id: Ident
+    name: str | None = None
+
+
+class Capacity(_Doc):
+    """What a cluster offers."""
+
+    cpu: float = Field(gt=0, description="Cores.")
+    memory_mib: int = Field(gt=0)
+    app_slots: int = Field(gt=0, description="How many application instances it may run.")
+
+
+class Load(_Doc):
+    """What a cluster (or an application) uses."""
+
+    cpu: float = Field(0.0, ge=0)
+    memory_mib: int = Field(0, ge=0)
+    apps: int = Field(0, ge=0)
+
+
+class ClusterDoc(_Doc):
+    """An edge or regional cluster that can run application instances."""
+
+    id: Ident
+    site: str
+    zone: str = Field(description="The zone it stands in; link it to the graph with its latency.")
+    state: ClusterState = ClusterState.ACTIVE
+    capacity: Capacity
+    load: Load = Load()
+    labels: dict[str, str] = {}
+    address: str | None = Field(None, description="Where its instances answer, for the demo.")
+
+
+class LinkDoc(_Doc):
+    """An undirected link of the latency graph between two zones or clusters."""
+
+    a: str
+    b: str
+    latency_ms: float = Field(ge=0)
+
+
+class Needs(_Doc):
+    """What one application instance needs."""
+
+    cpu: float = Field(0.0, ge=0)
+    memory_mib: int = Field(0, ge=0)
+
+
+class AppDoc(_Doc):
+    """An application that follows its users."""
+
+    name: Ident
+    latency_budget_ms: float = Field(gt=0)
+    needs: Needs = Needs()
+    allowed_clusters: list[str] | None = Field(None, description="Only these; all when unset.")
+    required_labels: dict[str, str] = Field({}, description="A cluster must carry all of these.")
+    stateful: bool = Field(False, description="Moving it costs a state transfer.")
+
+
+class TopologyDoc(_Doc):
+    """The topology file as written."""
+
+    plmn: PlmnDoc
+    zones: list[ZoneDoc] = Field(min_length=1)
+    tracking_areas: list[TrackingAreaDoc] = []
+    dnais: dict[str, str] = Field({}, description="DNAI -> zone, for SMF UP_PATH_CH events.")
+    clusters: list[ClusterDoc] = Field(min_length=1)
+    links: list[LinkDoc] = []
+    applications: list[AppDoc] = []
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """A cluster as the hot path sees it."""
+
+    id: str
+    site: str
+    zone: str
+    state: ClusterState
+    cpu: float
+    memory_mib: int
+    app_slots: int
+    cpu_used: float
+    memory_used_mib: int
+    apps_used: int
+    labels: Mapping[str, str]
+    address: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """An application as the hot path sees it."""
+
+    name: str
+    latency_budget_ms: float
+    cpu: float
+    memory_mib: int
+    allowed: frozenset[str] | None
+    required_labels: tuple[tuple[str, str], ...]
+    stateful: bool
+
+    def allows(self, cluster: Cluster) -> bool:
+        """Whether the app may run on ``cluster`` (allow-list and labels)."""
+        if self.allowed is not None and cluster.id not in self.allowed:
+            return False
+        return all(cluster.labels.get(k) == v for k, v in self.required_labels)
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """The compiled topology: immutable lookups built once at load."""
+
+    doc: TopologyDoc
+    plmn: str
+    zones: tuple[str, ...]
+    cells: Mapping[tuple[str, str, str], str]
+    tracking_areas: Mapping[tuple[str, str], str]
+    dnais: Mapping[str, str]
+    clusters: Mapping[str, Cluster]
+    apps: Mapping[str, App]
+    latency_ms: Mapping[str, Mapping[str, float]] = field(
+        metadata={"doc": "zone -> cluster -> shortest-path latency; unreachable clusters absent"}
+    )
+    warnings: tuple[str, ...] = ()
+
+    def zone_of_cell(self, cell: Cell) -> str | None:
+        """The zone of a cell: its own mapping first, else its tracking area's."""
+        if cell.cell_id is not None:
+            zone = self.cells.get((cell.plmn, cell.tac, cell.cell_id))
+            if zone is not None:
+                return zone
+        return self.tracking_areas.get((cell.plmn, cell.tac))
+
+    def zone_of(self, event: LocationEvent) -> str | None:
+        """The zone an event places its UE in, or None when the topology does not map it."""
+        if event.location is not None:
+            zone = self.zone_of_cell(event.location)
+            if zone is not None:
+                return zone
+        change = event.dnai_change
+        if change is not None and change.target_dnai is not None:
+            return self.dnais.get(change.target_dnai)
+        return None
+
+
+def yaml_path(loc: Sequence[int | str]) -> str:
+    """A pydantic location as a YAML path: ``('clusters', 2, 'zone')`` -> ``clusters[2].zone``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def validation_problems(exc: ValidationError) -> list[str]:
+    """One ``path: message`` line per pydantic error."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"{yaml_path(err['loc'])}: {msg}")
+    return lines
+
+
+def read_yaml(text: str | bytes, *, source: str) -> Any:
+    """Parse YAML text.
+
+    Raises:
+        PolicyUnavailable: the text is not YAML; the message names the line and column.
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyUnavailable(f"{source}: {where}not valid YAML: {problem}") from exc
+
+
+def invalid(source: str, problems: Sequence[str]) -> PolicyUnavailable:
+    """The error for a file with problems: one line per problem, each prefixed by the file."""
+    return PolicyUnavailable("\n".join(f"{source}: {p}" for p in problems))
+
+
+def parse_topology(text: str | bytes, *, source: str = "topology") -> Topology:
+    """Parse, validate and compile a topology file.
+
+    Args:
+        text: the YAML content.
+        source: how to name the file in messages.
+
+    Raises:
+        PolicyUnavailable: the file is invalid; the message lists every problem with its YAML path.
+    """
+    data = read_yaml(text, source=source)
+    try:
+        doc = TopologyDoc.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        raise invalid(source, validation_problems(exc)) from exc
+    return compile_topology(doc, source=source)
+
+
+def _unique_ids(doc: TopologyDoc, problems: list[str]) -> None:
+    seen: dict[str, str] = {}
+    for i, z in enumerate(doc.zones):
+        if z.id in seen:
+            problems.append(f"zones[{i}].id: duplicate id '{z.id}'")
+        seen[z.id] = "zone"
+    for i, c in enumerate(doc.clusters):
+        if c.id in seen:
+            problems.append(f"clusters[{i}].id: '{c.id}' is already a {seen[c.id]} id")
+        seen[c.id] = "cluster"
+    apps: set[str] = set()
+    for i, a in enumerate(doc.applications):
+        if a.name in apps:
+            problems.append(f"applications[{i}].name: duplicate application '{a.name}'")
+        apps.add(a.name)
+
+
+def _map_cells(
+    doc: TopologyDoc, zones: set[str], problems: list[str]
+) -> tuple[dict[tuple[str, str, str], str], dict[tuple[str, str], str]]:
+    cells: dict[tuple[str, str, str], str] = {}
+    areas: dict[tuple[str, str], str] = {}
+    seen_areas: set[tuple[str, str]] = set()
+    for i, ta in enumerate(doc.tracking_areas):
+        plmn = (ta.plmn or doc.plmn).key
+        path = f"tracking_areas[{i}]"
+        if (plmn, ta.tac) in seen_areas:
+            problems.append(f"{path}.tac: duplicate tracking area {plmn}/{ta.tac}")
+        seen_areas.add((plmn, ta.tac))
+        if ta.zone is None and not ta.cells:
+            problems.append(f"{path}: maps nothing: give it a 'zone', 'cells', or both")
+        if ta.zone is not None:
+            if ta.zone in zones:
+                areas[(plmn, ta.tac)] = ta.zone
+            else:
+                problems.append(f"{path}.zone: unknown zone '{ta.zone}'")
+        for j, cell in enumerate(ta.cells):
+            key = (plmn, ta.tac, cell.cell_id)
+            if cell.zone not in zones:
+                problems.append(f"{path}.cells[{j}].zone: unknown zone '{cell.zone}'")
+            elif key in cells:
+                problems.append(f"{path}.cells[{j}].cell_id: duplicate cell '{cell.cell_id}'")
+            else:
+                cells[key] = cell.zone
+    return cells, areas
+
+
+def _check_links(doc: TopologyDoc, nodes: set[str], problems: list[str]) -> None:
+    pairs: set[frozenset[str]] = set()
+    for i, link in enumerate(doc.links):
+        for end in ("a", "b"):
+            name = getattr(link, end)
+            if name not in nodes:
+                problems.append(f"links[{i}].{end}: unknown zone or cluster '{name}'")
+        if link.a == link.b:
+            problems.append(f"links[{i}]: links '{link.a}' to itself")
+        pair = frozenset((link.a, link.b))
+        if pair in pairs:
+            problems.append(f"links[{i}]: duplicate link between '{link.a}' and '{link.b}'")
+        pairs.add(pair)
+
+
+def _check_refs(doc: TopologyDoc, zones: set[str], clusters: set[str], problems: list[str]) -> None:
+    for i, c in enumerate(doc.clusters):
+        if c.zone not in zones:
+            problems.append(f"clusters[{i}].zone: unknown zone '{c.zone}'")
+    for dnai, zone in doc.dnais.items():
+        if zone not in zones:
+            problems.append(f"dnais.{dnai}: unknown zone '{zone}'")
+    for i, a in enumerate(doc.applications):
+        for j, name in enumerate(a.allowed_clusters or ()):
+            if name not in clusters:
+                problems.append(
+                    f"applications[{i}].allowed_clusters[{j}]: unknown cluster '{name}'"
+                )
+
+
+def shortest_paths(
+    links: Sequence[tuple[str, str, float]], sources: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Dijkstra from each source over an undirected weighted graph.
+
+    Args:
+        links: ``(a, b, latency)`` edges.
+        sources: the nodes to start from.
+
+    Returns:
+        source -> node -> shortest distance, for every node reachable from the source.
+    """
+    graph: dict[str, list[tuple[str, float]]] = {}
+    for a, b, w in links:
+        graph.setdefault(a, []).append((b, w))
+        graph.setdefault(b, []).append((a, w))
+    result: dict[str, dict[str, float]] = {}
+    for source in sources:
+        dist = {source: 0.0}
+        heap = [(0.0, source)]
+        while heap:
+            d, node = heapq.heappop(heap)
+            if d > dist[node]:
+                continue
+            for nxt, w in graph.get(node, ()):
+                nd = d + w
+                if nd < dist.get(nxt, float("inf")):
+                    dist[nxt] = nd
+                    heapq.heappush(heap, (nd, nxt))
+        result[source] = dist
+    return result
+
+
+def _cluster(c: ClusterDoc) -> Cluster:
+    return Cluster(
+        id=c.id,
+        site=c.site,
+        zone=c.zone,
+        state=c.state,
+        cpu=c.capacity.cpu,
+        memory_mib=c.capacity.memory_mib,
+        app_slots=c.capacity.app_slots,
+        cpu_used=c.load.cpu,
+        memory_used_mib=c.load.memory_mib,
+        apps_used=c.load.apps,
+        labels=MappingProxyType(dict(c.labels)),
+        address=c.address,
+    )
+
+
+def _app(a: AppDoc) -> App:
+    return App(
+        name=a.name,
+        latency_budget_ms=a.latency_budget_ms,
+        cpu=a.needs.cpu,
+        memory_mib=a.needs.memory_mib,
+        allowed=frozenset(a.allowed_clusters) if a.allowed_clusters is not None else None,
+        required_labels=tuple(sorted(a.required_labels.items())),
+        stateful=a.stateful,
+    )
+
+
+def compile_topology(doc: TopologyDoc, *, source: str = "topology") -> Topology:
+    """Check the references between entries and build the lookups.
+
+    Raises:
+        PolicyUnavailable: a reference is broken; the message lists every problem with its path.
+    """
+    problems: list[str] = []
+    _unique_ids(doc, problems)
+    zones = {z.id for z in doc.zones}
+    cluster_ids = {c.id for c in doc.clusters}
+    cells, areas = _map_cells(doc, zones, problems)
+    _check_refs(doc, zones, cluster_ids, problems)
+    _check_links(doc, zones | cluster_ids, problems)
+    if problems:
+        raise invalid(source, problems)
+
+    edges = [(link.a, link.b, link.latency_ms) for link in doc.links]
+    zone_ids = tuple(z.id for z in doc.zones)
+    dist = shortest_paths(edges, zone_ids)
+    latency = {
+        z: MappingProxyType({c: d for c, d in sorted(dist[z].items()) if c in cluster_ids})
+        for z in zone_ids
+    }
+    warnings = _warnings(doc, latency, cells, areas)
+    return Topology(
+        doc=doc,
+        plmn=doc.plmn.key,
+        zones=zone_ids,
+        cells=MappingProxyType(cells),
+        tracking_areas=MappingProxyType(areas),
+        dnais=MappingProxyType(dict(doc.dnais)),
+        clusters=MappingProxyType({c.id: _cluster(c) for c in doc.clusters}),
+        apps=MappingProxyType({a.name: _app(a) for a in doc.applications}),
+        latency_ms=MappingProxyType(latency),
+        warnings=tuple(warnings),
+    )
+
+
+def _warnings(
+    doc: TopologyDoc,
+    latency: Mapping[str, Mapping[str, float]],
+    cells: Mapping[tuple[str, str, str], str],
+    areas: Mapping[tuple[str, str], str],
+) -> list[str]:
+    out = []
+    mapped = set(cells.values()) | set(areas.values()) | set(doc.dnais.values())
+    for z in doc.zones:
+        if z.id not in mapped:
+            out.append(f"zone '{z.id}' has no cell, tracking area or DNAI mapped to it")
+    for c in doc.clusters:
+        if not any(c.id in reach for reach in latency.values()):
+            out.append(f"cluster '{c.id}' is not reachable from any zone: give it a link")
+    for a in doc.applications:
+        for z in doc.zones:
+            if not any(d <= a.latency_budget_ms for d in latency[z.id].values()):
+                out.append(f"application '{a.name}': no cluster within budget from zone '{z.id}'")
+    return out
+
+
+def with_cluster(
+    topology: Topology,
+    cluster_id: str,
+    *,
+    state: ClusterState | None = None,
+    load: Load | None = None,
+) -> Topology:
+    """A copy of the topology with one cluster's state or load changed (e.g. from metrics).
+
+    Raises:
+        PolicyUnavailable: no such cluster.
+    """
+    if cluster_id not in topology.clusters:
+        raise PolicyUnavailable(f"no cluster '{cluster_id}' in the topology")
+    clusters = []
+    for c in topology.doc.clusters:
+        if c.id == cluster_id:
+            update: dict[str, Any] = {}
+            if state is not None:
+                update["state"] = state
+            if load is not None:
+                update["load"] = load
+            c = c.model_copy(update=update)
+        clusters.append(c)
+    return compile_topology(topology.doc.model_copy(update={"clusters": clusters}))
