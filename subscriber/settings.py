@@ -49,6 +49,10 @@ class KafkaSettings(BaseModel):
     events_topic: str = "subscriber.events.v1"
     dead_letter_topic: str = "subscriber.dead-letter.v1"
     decisions_topic: str = "subscriber.decisions.v1"
+    state_topic: str = Field(
+        "subscriber.ue-state.v1",
+        description="Compacted changelog of per-UE consumer state, co-partitioned with events.",
+    )
     consumer_group: str = "subscriber-act"
     linger_ms: int = 2
     compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "gzip"
@@ -167,6 +171,19 @@ class RelocationSettings(BaseModel):
     emco_deployment_intent_group: str = "edge-dig"
     emco_cluster_provider: str = "edge-provider"
     emco_request_timeout_s: float = 10.0
+
+
+class ActSettings(BaseModel):
+    """The consumer that decides and signals the relocation workflows."""
+
+    instances_file: Path | None = Field(
+        None, description="YAML: which app instances serve which UEs, and where they start."
+    )
+    app_port: int = Field(8080, description="Port clients reach an app instance at.")
+    dedup_window: int = Field(32, description="Recent event ids remembered per UE.")
+    max_batch: int = 500
+    signal_timeout_s: float = 10.0
+    signal_retry_max_s: float = 30.0
 
 
 class StackSettings(BaseModel):

@@ -71,6 +71,7 @@ def isolate(settings: Settings, unique: str, tmp_path: Path) -> Settings:
                     "events_topic": f"events-{unique}",
                     "dead_letter_topic": f"dead-letter-{unique}",
                     "decisions_topic": f"decisions-{unique}",
+                    "state_topic": f"ue-state-{unique}",
                     "consumer_group": f"group-{unique}",
                 }
             ),
