@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     _command(sub, "demo", "subscriber.demo:run", "The edge-relocation scenario, end to end.")
 
+    _command(sub, "worker", "subscriber.act.worker:run", "Run the Temporal relocation worker.")
+    emco = _command(sub, "emco-fake", "subscriber.act.fake_emco:serve", "Run a fake EMCO API.")
+    emco.add_argument("--host", default="127.0.0.1", help="Address to bind.")
+    emco.add_argument("--port", type=int, default=9015, help="Port.")
+    emco.add_argument("--app", default="demo", help="App placed at start.")
+    emco.add_argument("--cluster", default="edge1", help="Cluster it is placed on.")
+
     policy = sub.add_parser("policy", help="Topology and relocation policy files: check.")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
     check = _command(

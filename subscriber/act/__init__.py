@@ -1,0 +1,1 @@
+"""Act: drive relocations through a durable Temporal workflow, an orchestrator and PowerDNS."""

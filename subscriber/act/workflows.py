@@ -1,0 +1,472 @@
+"""The relocation workflow: one long-lived workflow per application instance.
+
+It holds the instance's current placement and applies relocation requests in order: deploy on the
+target, wait until the new instance is really ready, steer the app's DNS record to it and confirm
+the authoritative answer, then drain and remove the old instance. A failure (or a cancel) at any
+step compensates in reverse, so the app keeps serving from where it was. Requests are deduplicated
+by ``request_id``; a request superseded before its move started is coalesced away. The workflow
+continues-as-new after ``max_moves_per_run`` moves or when Temporal suggests it, carrying its state.
+
+Deterministic code only: time is ``workflow.now()``, every side effect is an activity (named in
+:class:`Act`, implemented in :mod:`subscriber.act.activities`). See docs/relocation.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel, ConfigDict, Field
+
+    from subscriber.act.orchestrator import Endpoint, Label, Placement, Readiness
+
+WORKFLOW_NAME = "Relocation"
+SIGNAL_NAME = "relocate"
+
+
+class Act:
+    """Activity names, shared with :mod:`subscriber.act.activities`."""
+
+    DEPLOY = "relocation.deploy"
+    WAIT_READY = "relocation.wait_ready"
+    PROBE = "relocation.probe"
+    SET_DNS = "relocation.set_dns"
+    CONFIRM_DNS = "relocation.confirm_dns"
+    REMOVE = "relocation.remove"
+
+
+def workflow_id(app: str, instance: str) -> str:
+    """The one workflow id of an application instance.
+
+    Dots cannot appear in ``app`` or ``instance`` (both are DNS labels), so two instances never
+    share an id, as ``relocation-a-b-c`` could.
+    """
+    return f"relocation.{app}.{instance}"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RelocationRequest(_Model):
+    """One decision to move an application instance; the payload of the ``relocate`` signal.
+
+    ``request_id`` is derived from the event that caused the decision, so a redelivered event
+    yields the same id and the workflow ignores it. ``ue_key`` must be a pseudonym
+    (:func:`subscriber.logs.pseudonym`), never a SUPI or GPSI: it is stored in workflow history.
+    """
+
+    request_id: str = Field(min_length=1, max_length=200)
+    app: Label
+    instance: Label
+    ue_key: str = ""
+    source: Placement | None = Field(
+        None, description="Where the decision believes the instance runs; used on first start."
+    )
+    target: Placement
+    event_id: str = ""
+    decided_at: datetime
+    policy_version: str = ""
+    reasons: tuple[str, ...] = ()
+
+
+class Step(StrEnum):
+    """The steps of one move, in order."""
+
+    DEPLOY = "deploy"
+    READINESS = "readiness"
+    DNS = "dns"
+    DNS_CONFIRM = "dns_confirm"
+    REMOVE_SOURCE = "remove_source"
+
+
+class Status(StrEnum):
+    """How a request ended."""
+
+    COMPLETED = "completed"
+    NOOP = "noop"
+    SUPERSEDED = "superseded"
+    STALE = "stale"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class MoveOutcome(_Model):
+    """What became of one request; kept in the workflow's (bounded) history."""
+
+    request_id: str
+    status: Status
+    source_cluster: str | None = None
+    target_cluster: str
+    failed_step: Step | None = None
+    error: str | None = None
+    compensated: tuple[str, ...] = ()
+    compensation_errors: tuple[str, ...] = ()
+    received_at: datetime | None = None
+    finished_at: datetime | None = None
+    dns_switched_at: datetime | None = None
+
+
+class RelocationState(_Model):
+    """The answer of the ``state`` query."""
+
+    app: str
+    instance: str
+    placement: Placement | None
+    pending: RelocationRequest | None
+    in_flight: RelocationRequest | None
+    step: Step | None
+    moves_completed: int
+    run: int
+
+
+class RelocationInput(_Model):
+    """Workflow input: empty but for the names on first start, the carried state after
+    continue-as-new."""
+
+    app: Label
+    instance: Label
+    placement: Placement | None = None
+    pending: RelocationRequest | None = None
+    pending_received_at: datetime | None = None
+    seen_request_ids: tuple[str, ...] = ()
+    last_decided_at: datetime | None = None
+    history: tuple[MoveOutcome, ...] = ()
+    moves_completed: int = 0
+    run: int = 0
+    max_moves_per_run: int = Field(100, ge=1)
+    seen_limit: int = Field(1000, ge=1)
+    history_limit: int = Field(50, ge=1)
+
+
+class DeployInput(_Model):
+    """Arguments of the deploy activity."""
+
+    app: str
+    instance: str
+    placement: Placement
+
+
+class DnsChange(_Model):
+    """Arguments of the DNS activities: the app instance's record and what it must answer."""
+
+    app: str
+    instance: str
+    addresses: tuple[str, ...]
+
+
+class RemoveInput(_Model):
+    """Arguments of the remove activity; ``drain`` waits the drain period first."""
+
+    app: str
+    instance: str
+    placement: Placement
+    drain: bool = True
+
+
+_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=0.5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+)
+# Readiness and DNS confirmation poll inside the activity until their own deadline; a retry
+# only covers a lost worker (heartbeat timeout), not "not ready yet".
+_RETRY_POLL = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+_HEARTBEAT = timedelta(seconds=10)
+
+
+def _error_text(exc: BaseException) -> str:
+    cause = exc.cause if isinstance(exc, ActivityError) and exc.cause is not None else exc
+    if isinstance(cause, ApplicationError) and cause.type:
+        return f"{cause.type}: {cause.message}"
+    return str(cause) or type(cause).__name__
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class RelocationWorkflow:
+    """Moves one application instance between clusters, one move at a time; see the module."""
+
+    @workflow.init
+    def __init__(self, inp: RelocationInput) -> None:
+        self._inp = inp
+        self._placement = inp.placement
+        self._pending = inp.pending
+        self._pending_received_at = inp.pending_received_at
+        self._seen = list(inp.seen_request_ids)
+        self._seen_set = set(self._seen)
+        self._last_decided_at = inp.last_decided_at
+        self._history = list(inp.history)
+        self._moves_completed = inp.moves_completed
+        self._moves_this_run = 0
+        self._in_flight: RelocationRequest | None = None
+        self._step: Step | None = None
+
+    @workflow.run
+    async def run(self, inp: RelocationInput) -> None:
+        """Apply requests as they come; continue-as-new when the run has done enough."""
+        while True:
+            await workflow.wait_condition(
+                lambda: self._pending is not None or self._should_continue_as_new()
+            )
+            if self._pending is not None:
+                request, received_at = self._pending, self._pending_received_at
+                self._pending, self._pending_received_at = None, None
+                await self._move(request, received_at)
+            if self._should_continue_as_new():
+                break
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(self._snapshot())
+
+    def _should_continue_as_new(self) -> bool:
+        return (
+            self._moves_this_run >= self._inp.max_moves_per_run
+            or workflow.info().is_continue_as_new_suggested()
+        )
+
+    def _snapshot(self) -> RelocationInput:
+        return self._inp.model_copy(
+            update={
+                "placement": self._placement,
+                "pending": self._pending,
+                "pending_received_at": self._pending_received_at,
+                "seen_request_ids": tuple(self._seen),
+                "last_decided_at": self._last_decided_at,
+                "history": tuple(self._history),
+                "moves_completed": self._moves_completed,
+                "run": self._inp.run + 1,
+            }
+        )
+
+    @workflow.signal(name=SIGNAL_NAME)
+    def relocate(self, request: RelocationRequest) -> None:
+        """Accept a request: ignore duplicates and stale ones, supersede a pending one."""
+        if request.request_id in self._seen_set:
+            return
+        self._seen.append(request.request_id)
+        self._seen_set.add(request.request_id)
+        if len(self._seen) > self._inp.seen_limit:
+            self._seen_set.discard(self._seen.pop(0))
+        now = workflow.now()
+        if (request.app, request.instance) != (self._inp.app, self._inp.instance):
+            self._record(request, Status.REJECTED, received_at=now, error="wrong workflow")
+            return
+        if self._last_decided_at is not None and request.decided_at < self._last_decided_at:
+            self._record(request, Status.STALE, received_at=now)
+            return
+        self._last_decided_at = request.decided_at
+        if self._pending is not None:
+            self._record(self._pending, Status.SUPERSEDED, received_at=self._pending_received_at)
+        self._pending, self._pending_received_at = request, now
+
+    @workflow.query(name="state")
+    def state(self) -> RelocationState:
+        """Current placement, the pending request, and the move in flight with its step."""
+        return RelocationState(
+            app=self._inp.app,
+            instance=self._inp.instance,
+            placement=self._placement,
+            pending=self._pending,
+            in_flight=self._in_flight,
+            step=self._step,
+            moves_completed=self._moves_completed,
+            run=self._inp.run,
+        )
+
+    @workflow.query(name="history")
+    def history(self) -> list[MoveOutcome]:
+        """The latest outcomes, oldest first (at most ``history_limit``)."""
+        return list(self._history)
+
+    def _record(
+        self,
+        request: RelocationRequest,
+        status: Status,
+        *,
+        received_at: datetime | None,
+        source: Placement | None = None,
+        **fields: object,
+    ) -> None:
+        outcome = MoveOutcome.model_validate(
+            {
+                "request_id": request.request_id,
+                "status": status,
+                "source_cluster": source.cluster if source else None,
+                "target_cluster": request.target.cluster,
+                "received_at": received_at,
+                "finished_at": workflow.now(),
+                **fields,
+            }
+        )
+        self._history.append(outcome)
+        del self._history[: -self._inp.history_limit]
+        workflow.logger.info(
+            "relocation outcome %s", status.value, extra={"request_id": request.request_id}
+        )
+
+    async def _move(self, request: RelocationRequest, received_at: datetime | None) -> None:
+        source = self._placement or request.source
+        target = request.target
+        if source is not None and source.cluster == target.cluster:
+            self._placement = source
+            self._record(request, Status.NOOP, received_at=received_at, source=source)
+            return
+        self._in_flight = request
+        deployed = dns_changed = False
+        dns_switched_at: datetime | None = None
+        app, instance = self._inp.app, self._inp.instance
+        try:
+            self._step = Step.DEPLOY
+            deployed = True
+            endpoint = await workflow.execute_activity(
+                Act.DEPLOY,
+                DeployInput(app=app, instance=instance, placement=target),
+                result_type=Endpoint,
+                start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=_HEARTBEAT,
+                retry_policy=_RETRY,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+            self._step = Step.READINESS
+            await workflow.execute_activity(
+                Act.WAIT_READY,
+                endpoint,
+                start_to_close_timeout=timedelta(minutes=15),
+                heartbeat_timeout=_HEARTBEAT,
+                retry_policy=_RETRY_POLL,
+            )
+            self._step = Step.DNS
+            change = DnsChange(app=app, instance=instance, addresses=(endpoint.placement.address,))
+            dns_changed = True
+            await workflow.execute_activity(
+                Act.SET_DNS,
+                change,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=_RETRY,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+            self._step = Step.DNS_CONFIRM
+            await workflow.execute_activity(
+                Act.CONFIRM_DNS,
+                change,
+                start_to_close_timeout=timedelta(minutes=2),
+                heartbeat_timeout=_HEARTBEAT,
+                retry_policy=_RETRY_POLL,
+            )
+            dns_switched_at = workflow.now()
+            if source is not None:
+                self._step = Step.REMOVE_SOURCE
+                await workflow.execute_activity(
+                    Act.REMOVE,
+                    RemoveInput(app=app, instance=instance, placement=source),
+                    start_to_close_timeout=timedelta(minutes=5),
+                    heartbeat_timeout=_HEARTBEAT,
+                    retry_policy=_RETRY,
+                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                )
+        except (ActivityError, asyncio.CancelledError) as exc:
+            cancelled = is_cancelled_exception(exc)
+            failed_step = self._step
+            done, errors, kept_target = await self._compensate(
+                source, target, deployed=deployed, dns_changed=dns_changed
+            )
+            if kept_target:
+                self._placement = target
+            self._record(
+                request,
+                Status.CANCELLED if cancelled else Status.FAILED,
+                received_at=received_at,
+                source=source,
+                failed_step=failed_step,
+                error=_error_text(exc),
+                compensated=tuple(done),
+                compensation_errors=tuple(errors),
+                dns_switched_at=dns_switched_at,
+            )
+            self._in_flight, self._step = None, None
+            if cancelled:
+                raise
+            return
+        self._placement = target
+        self._moves_completed += 1
+        self._moves_this_run += 1
+        self._in_flight, self._step = None, None
+        self._record(
+            request,
+            Status.COMPLETED,
+            received_at=received_at,
+            source=source,
+            dns_switched_at=dns_switched_at,
+        )
+
+    async def _compensate(
+        self, source: Placement | None, target: Placement, *, deployed: bool, dns_changed: bool
+    ) -> tuple[list[str], list[str], bool]:
+        """Undo a failed move in reverse; return what was undone, what failed, and whether the
+        target had to be kept because the source no longer serves."""
+        app, instance = self._inp.app, self._inp.instance
+        done: list[str] = []
+        errors: list[str] = []
+        keep_target = False
+        if dns_changed:
+            serving = source is not None and await self._serving(source)
+            if source is None or serving:
+                addresses = (source.address,) if source is not None else ()
+                change = DnsChange(app=app, instance=instance, addresses=addresses)
+                try:
+                    await workflow.execute_activity(
+                        Act.SET_DNS,
+                        change,
+                        start_to_close_timeout=timedelta(seconds=30),
+                        retry_policy=_RETRY,
+                    )
+                    await workflow.execute_activity(
+                        Act.CONFIRM_DNS,
+                        change,
+                        start_to_close_timeout=timedelta(minutes=2),
+                        heartbeat_timeout=_HEARTBEAT,
+                        retry_policy=_RETRY_POLL,
+                    )
+                    done.append("dns_restored")
+                except ActivityError as exc:
+                    # DNS may still point at the target: removing it could leave nothing serving.
+                    errors.append(f"dns_restore: {_error_text(exc)}")
+                    keep_target = True
+            else:
+                keep_target = True
+                done.append("kept_target_source_not_serving")
+        if deployed and not keep_target:
+            try:
+                await workflow.execute_activity(
+                    Act.REMOVE,
+                    RemoveInput(app=app, instance=instance, placement=target, drain=False),
+                    start_to_close_timeout=timedelta(minutes=5),
+                    heartbeat_timeout=_HEARTBEAT,
+                    retry_policy=_RETRY,
+                )
+                done.append("target_removed")
+            except ActivityError as exc:
+                errors.append(f"remove_target: {_error_text(exc)}")
+        return done, errors, keep_target
+
+    async def _serving(self, placement: Placement) -> bool:
+        endpoint = Endpoint(app=self._inp.app, instance=self._inp.instance, placement=placement)
+        try:
+            readiness: Readiness = await workflow.execute_activity(
+                Act.PROBE,
+                endpoint,
+                result_type=Readiness,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError:
+            return False
+        return readiness == Readiness.READY

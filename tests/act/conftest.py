@@ -1,0 +1,245 @@
+"""Fixtures for the act tests: a worker in-process, loopback clusters, PowerDNS, fault injection.
+
+The orchestrator and DNS wrappers below only add failures (or a gate) in front of the real
+adapters; everything else is the real local orchestrator, PowerDNS and Temporal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from subscriber.act.dns import DnsError, PowerDns, record_name
+from subscriber.act.local_orchestrator import LocalOrchestrator
+from subscriber.act.orchestrator import (
+    Endpoint,
+    Orchestrator,
+    OrchestratorError,
+    Placement,
+    Readiness,
+)
+from subscriber.act.signals import connect
+from subscriber.act.worker import build_worker
+from subscriber.act.workflows import MoveOutcome, RelocationRequest, RelocationWorkflow
+from subscriber.settings import Settings
+
+CLUSTER_ADDRESSES = {"edge1": "127.0.1.1", "edge2": "127.0.2.1", "edge3": "127.0.3.1"}
+
+
+def _port_free_everywhere() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind((CLUSTER_ADDRESSES["edge1"], 0))
+            port: int = s.getsockname()[1]
+        try:
+            for address in CLUSTER_ADDRESSES.values():
+                with socket.socket() as s:
+                    s.bind((address, port))
+        except OSError:
+            continue
+        return port
+    raise OSError("no port free on every loopback cluster address")
+
+
+@pytest.fixture
+def act_settings(stack_settings: Settings, tmp_path: Path) -> Settings:
+    """Stack settings with quick deadlines, no drain, and this test's own cluster records."""
+    return stack_settings.model_copy(
+        update={
+            "relocation": stack_settings.relocation.model_copy(
+                update={
+                    "readiness_timeout_s": 15.0,
+                    "readiness_poll_s": 0.05,
+                    "dns_confirm_timeout_s": 5.0,
+                    "drain_s": 0.0,
+                    "local_dir": tmp_path / "clusters",
+                    "local_warmup_s": 0.2,
+                }
+            ),
+            "powerdns": stack_settings.powerdns.model_copy(update={"record_ttl_s": 1}),
+            "shutdown_grace_s": 2.0,
+        }
+    )
+
+
+@pytest.fixture
+def clusters() -> dict[str, Placement]:
+    """Three loopback clusters sharing one service port."""
+    port = _port_free_everywhere()
+    return {
+        name: Placement(cluster=name, address=address, port=port)
+        for name, address in CLUSTER_ADDRESSES.items()
+    }
+
+
+@pytest.fixture
+async def client(act_settings: Settings) -> Client:
+    """A Temporal client with the pydantic converter."""
+    return await connect(act_settings.temporal)
+
+
+@pytest.fixture
+async def pdns(act_settings: Settings) -> AsyncIterator[PowerDns]:
+    """The stack's PowerDNS, with this test's zone created."""
+    async with PowerDns(act_settings.powerdns) as dns:
+        await dns.ensure_zone()
+        yield dns
+
+
+@pytest.fixture
+async def local(act_settings: Settings) -> AsyncIterator[LocalOrchestrator]:
+    """The local orchestrator; every service it started is stopped at the end."""
+    reloc = act_settings.relocation
+    async with LocalOrchestrator(state_dir=reloc.local_dir, warmup_s=reloc.local_warmup_s) as orch:
+        yield orch
+        orch.remove_all()
+
+
+@asynccontextmanager
+async def running_worker(
+    client: Client, settings: Settings, orchestrator: Orchestrator, dns: object
+) -> AsyncIterator[None]:
+    """A relocation worker polling the test's task queue while the block runs."""
+    worker = build_worker(client, settings, orchestrator=orchestrator, dns=dns)  # type: ignore[arg-type]
+    async with worker:
+        yield
+
+
+class Faulty:
+    """Wraps an orchestrator; fails chosen operations on chosen clusters, permanently."""
+
+    def __init__(self, inner: Orchestrator, **fail: str) -> None:
+        self.inner = inner
+        self.fail = fail  # operation name -> cluster
+
+    def _maybe_fail(self, op: str, cluster: str) -> None:
+        if self.fail.get(op) == cluster:
+            raise OrchestratorError(f"injected {op} failure on {cluster}", permanent=True)
+
+    async def deploy(self, app: str, instance: str, placement: Placement) -> Endpoint:
+        """Deploy, unless told to fail here."""
+        self._maybe_fail("deploy", placement.cluster)
+        return await self.inner.deploy(app, instance, placement)
+
+    async def readiness(self, endpoint: Endpoint) -> Readiness:
+        """Readiness of the inner orchestrator."""
+        return await self.inner.readiness(endpoint)
+
+    async def remove(self, app: str, instance: str, placement: Placement) -> None:
+        """Remove, unless told to fail here."""
+        self._maybe_fail("remove", placement.cluster)
+        await self.inner.remove(app, instance, placement)
+
+
+class Gated(Faulty):
+    """Holds readiness on one cluster at NOT_READY until the gate opens: a move held mid-way."""
+
+    def __init__(self, inner: Orchestrator, cluster: str) -> None:
+        super().__init__(inner)
+        self.cluster = cluster
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def readiness(self, endpoint: Endpoint) -> Readiness:
+        """NOT_READY on the gated cluster while the gate is shut."""
+        if endpoint.placement.cluster == self.cluster and not self.gate.is_set():
+            self.waiting.set()
+            return Readiness.NOT_READY
+        return await self.inner.readiness(endpoint)
+
+
+class FaultyDns:
+    """Wraps PowerDNS; the API rejects a change to ``fail_address``, as it does a bad record."""
+
+    def __init__(self, inner: PowerDns, fail_address: str) -> None:
+        self.inner = inner
+        self.fail_address = fail_address
+
+    @property
+    def zone(self) -> str:
+        """The inner zone."""
+        return self.inner.zone
+
+    async def replace_a(self, name: str, addresses: list[str]) -> None:
+        """Replace, unless the change names the failing address."""
+        if self.fail_address in addresses:
+            raise DnsError("PowerDNS PATCH: 422 injected", permanent=True)
+        await self.inner.replace_a(name, addresses)
+
+    async def query_a(self, name: str) -> list[str]:
+        """The real answer."""
+        return await self.inner.query_a(name)
+
+
+def make_request(
+    unique: str,
+    source: Placement | None,
+    target: Placement,
+    n: int = 1,
+    *,
+    app: str = "shop",
+) -> RelocationRequest:
+    """A request as the consumer would build it; ``n`` orders requests and ids."""
+    return RelocationRequest(
+        request_id=f"evt-{unique}-{n}",
+        app=app,
+        instance=f"i{unique}",
+        ue_key="~0123456789ab",
+        source=source,
+        target=target,
+        event_id=f"evt-{unique}-{n}",
+        decided_at=datetime(2026, 1, 1, 0, 0, n, tzinfo=UTC),
+        policy_version="test",
+        reasons=("cell_changed",),
+    )
+
+
+async def serve_from(
+    local: LocalOrchestrator, pdns: PowerDns, req: RelocationRequest, placement: Placement
+) -> str:
+    """Start the app at ``placement``, point its DNS record there; return the record name."""
+    endpoint = await local.deploy(req.app, req.instance, placement)
+    await until(lambda: _ready(local, endpoint), timeout_s=10)
+    name = record_name(req.app, req.instance, pdns.zone)
+    await pdns.replace_a(name, [placement.address])
+    return name
+
+
+async def _ready(local: LocalOrchestrator, endpoint: Endpoint) -> bool:
+    return await local.readiness(endpoint) is Readiness.READY
+
+
+async def wait_history(
+    client: Client, req: RelocationRequest, count: int, timeout_s: float = 60
+) -> list[MoveOutcome]:
+    """Poll the workflow's history query until it holds ``count`` outcomes."""
+    from subscriber.act.workflows import workflow_id
+
+    handle = client.get_workflow_handle_for(
+        RelocationWorkflow.run, workflow_id(req.app, req.instance)
+    )
+    async with asyncio.timeout(timeout_s):
+        while True:
+            history = await handle.query(RelocationWorkflow.history)
+            if len(history) >= count:
+                return history
+            await asyncio.sleep(0.05)
+
+
+async def until(predicate: Callable[[], object], timeout_s: float = 30) -> None:
+    """Wait until ``predicate()`` is truthy (awaiting it when it returns an awaitable)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            value = predicate()
+            if asyncio.iscoroutine(value):
+                value = await value
+            if value:
+                return
+            await asyncio.sleep(0.05)
