@@ -1,0 +1,570 @@
+"""Turn 3GPP reports into :class:`~subscriber.events.LocationEvent`: pure, no I/O, no clock.
+
+One function per body kind; each returns :class:`Normalized`, the events plus the reports that
+carry no location (skipped, with a reason, never an error). :func:`normalize_body` parses and
+normalizes bytes in one call, which is what the receiver and the poller use.
+
+Decisions, with their reasons (``shared/notes/free5gc.md``):
+
+* **Event time.** The location's ``ueLocationTimestamp`` first: free5GC's report ``timeStamp`` is
+  the time the subscription was created (§1.3), not when the UE was seen. Then the report or
+  notification time (``timeStamp``, NEF ``eventTime``), else the ingest time. ``event_time_field``
+  says which.
+* **Event id.** A hash of what the core said: source NF type and instance, correlation id,
+  subscription id, delivery, event type, UE, location, the raw event time and the DNAI change. Not
+  the ingest time, so a redelivered or replayed body gets the same id. For polled reports the
+  subscription id is left out of the hash: each poll creates a throw-away subscription (and free5GC
+  reuses ids after a restart), while the observation itself is the same.
+  Consequence: two UP_PATH_CH posts with identical content and free5GC's ``timeStamp: null``
+  (say default -> mec, back, and -> mec again) share an id; downstream dedup must be windowed.
+* **UE identity.** SUPI and GPSI when present. free5GC's UP_PATH_CH carries neither, so the session
+  is ``smf-notif:<notifId>``, plus ``/ue:<address>`` when the SMF sends the UE's address
+  (``ueIpAddr``, ``ipv4Addr`` or ``sourceUeIpv4Addr``). ``routeInfo`` is deliberately not used: per
+  TS 29.571 it is the data-network tunnel end point of the route, and it changes with the target
+  DNAI, which would scatter one UE's events over several keys.
+* **Location.** NR first, then E-UTRA, then non-3GPP access (its TAI only). A LOCATION_REPORT whose
+  location is ``{}`` (free5GC before the first ULI) and reports such as REGISTRATION_STATE_REPORT
+  yield no event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal, NamedTuple
+
+from subscriber.events import (
+    Cell,
+    Delivery,
+    DnaiChange,
+    EventSource,
+    LocationEvent,
+    NfType,
+    UeIdentity,
+)
+from subscriber.sbi.amf import (
+    AmfCreatedEventSubscription,
+    AmfEventNotification,
+    AmfEventReport,
+    ProvideLocInfo,
+    parse_amf_created_subscription,
+    parse_amf_notification,
+    parse_provide_loc_info,
+)
+from subscriber.sbi.common import UserLocation
+from subscriber.sbi.nef import LocationInfo, MonitoringNotification, parse_nef_notification
+from subscriber.sbi.smf import (
+    EventNotification,
+    NsmfEventExposureNotification,
+    SmfEvent,
+    parse_smf_notification,
+)
+
+# event_type of a Namf_Location answer, which is a pull, not a subscribed event.
+PROVIDE_LOC_INFO = "PROVIDE_LOC_INFO"
+
+
+class BodyKind(StrEnum):
+    """What a body is, so :func:`normalize_body` knows how to parse it."""
+
+    AMF_NOTIFICATION = "amf_notification"
+    AMF_CREATED_SUBSCRIPTION = "amf_created_subscription"
+    PROVIDE_LOC_INFO = "provide_loc_info"
+    SMF_NOTIFICATION = "smf_notification"
+    NEF_NOTIFICATION = "nef_notification"
+
+
+class SkipReason(StrEnum):
+    """Why a report produced no event."""
+
+    NO_LOCATION = "no_location"
+    NOT_A_PATH_CHANGE = "not_a_path_change"
+    NO_CHANGE_TYPE = "no_change_type"
+    NO_UE_IDENTITY = "no_ue_identity"
+
+
+class Skipped(NamedTuple):
+    """A report that produced no event: its position in its list, its type, and why."""
+
+    position: int
+    event_type: str
+    reason: SkipReason
+
+
+class Normalized(NamedTuple):
+    """The events of one body, in body order, and the reports that produced none."""
+
+    events: list[LocationEvent]
+    skipped: list[Skipped]
+
+
+_EventTimeField = Literal["ueLocationTimestamp", "timeStamp", "eventTime", "ingest"]
+
+
+def _utc(moment: datetime) -> datetime:
+    # A core that omits the offset means UTC (TS 29.571 DateTime is RFC 3339, which requires one).
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _cell(location: UserLocation | None) -> tuple[Cell | None, datetime | None]:
+    """The cell of a UserLocation and its ``ueLocationTimestamp``."""
+    if location is None:
+        return None, None
+    nr = location.nr_location
+    if nr is not None:
+        cell = Cell.model_construct(
+            rat="NR",
+            plmn=nr.tai.plmn_id.as_string(),
+            tac=nr.tai.tac,
+            cell_id=None if nr.ignore_ncgi else nr.ncgi.nr_cell_id,
+        )
+        return cell, nr.ue_location_timestamp
+    eutra = location.eutra_location
+    if eutra is not None:
+        cell = Cell.model_construct(
+            rat="EUTRA",
+            plmn=eutra.tai.plmn_id.as_string(),
+            tac=eutra.tai.tac,
+            cell_id=None if eutra.ignore_ecgi else eutra.ecgi.eutra_cell_id,
+        )
+        return cell, eutra.ue_location_timestamp
+    n3ga = location.n3ga_location
+    if n3ga is not None and n3ga.n3gpp_tai is not None:
+        tai = n3ga.n3gpp_tai
+        cell = Cell.model_construct(
+            rat="N3GA", plmn=tai.plmn_id.as_string(), tac=tai.tac, cell_id=None
+        )
+        return cell, None
+    return None, None
+
+
+def _nef_cell(info: LocationInfo | None) -> tuple[Cell | None, datetime | None]:
+    """The cell of a TS 29.122 LocationInfo: its userLocation, else its flat fields."""
+    if info is None:
+        return None, None
+    if info.user_location is not None:
+        cell, seen = _cell(info.user_location)
+        if cell is not None:
+            return cell, seen
+    if info.plmn_id is None or info.tracking_area_id is None:
+        return None, None
+    plmn = info.plmn_id.replace("-", "")
+    tac = info.tracking_area_id
+    rat: Literal["NR", "EUTRA"]
+    cell_id = info.cell_id
+    if cell_id is not None:
+        rat = "NR" if len(cell_id) == 9 else "EUTRA"
+    elif info.enode_b_id is not None and len(info.enode_b_id) == 7:
+        # free5GC's NEF puts the 28-bit E-UTRA cell id in enodeBId (callback.go toLocationInfo).
+        rat, cell_id = "EUTRA", info.enode_b_id
+    else:
+        # Without a cell, the TAC length tells the RAT: 24-bit TACs are 5GS, 16-bit are EPS.
+        rat = "NR" if len(tac) == 6 else "EUTRA"
+    return Cell.model_construct(rat=rat, plmn=plmn, tac=tac, cell_id=cell_id), None
+
+
+def _event_id(
+    source: EventSource,
+    ue: UeIdentity,
+    cell: Cell | None,
+    change: DnaiChange | None,
+    time_field: str,
+    raw_time: datetime | None,
+) -> str:
+    subscription = source.subscription_id if source.delivery is Delivery.NOTIFIED else None
+    parts = (
+        source.nf_type,
+        source.nf_instance_id or "",
+        source.correlation_id or "",
+        subscription or "",
+        source.delivery,
+        source.event_type,
+        ue.supi or "",
+        ue.gpsi or "",
+        ue.session_ref or "",
+        cell.rat if cell else "",
+        cell.plmn if cell else "",
+        cell.tac if cell else "",
+        (cell.cell_id or "") if cell else "",
+        time_field if raw_time is not None else "",
+        raw_time.isoformat() if raw_time is not None else "",
+        change.change_type if change else "",
+        (change.source_dnai or "") if change else "",
+        (change.target_dnai or "") if change else "",
+    )
+    canonical = "\x1f".join(parts).encode()
+    return hashlib.blake2b(canonical, digest_size=16).hexdigest()
+
+
+def _event(
+    *,
+    source: EventSource,
+    ue: UeIdentity,
+    cell: Cell | None,
+    change: DnaiChange | None,
+    times: Iterable[tuple[_EventTimeField, datetime | None]],
+    ingest_time: datetime,
+) -> LocationEvent:
+    time_field: _EventTimeField = "ingest"
+    raw_time: datetime | None = None
+    for field, moment in times:
+        if moment is not None:
+            time_field, raw_time = field, _utc(moment)
+            break
+    return LocationEvent.model_construct(
+        event_id=_event_id(source, ue, cell, change, time_field, raw_time),
+        ue=ue,
+        source=source,
+        location=cell,
+        dnai_change=change,
+        event_time=raw_time if raw_time is not None else ingest_time,
+        event_time_field=time_field,
+        ingest_time=ingest_time,
+    )
+
+
+def _check_ingest_time(ingest_time: datetime) -> None:
+    if ingest_time.tzinfo is None:
+        raise ValueError("ingest_time must be timezone-aware")
+
+
+def _ue_identity(
+    supi: str | None, gpsi: str | None, default: UeIdentity | None
+) -> UeIdentity | None:
+    if supi or gpsi:
+        return UeIdentity.model_construct(supi=supi or None, gpsi=gpsi or None, session_ref=None)
+    return default
+
+
+def _amf_reports(
+    reports: list[AmfEventReport] | None,
+    *,
+    correlation_id: str | None,
+    subscription_id: str | None,
+    nf_instance_id: str | None,
+    delivery: Delivery,
+    default_ue: UeIdentity | None,
+    ingest_time: datetime,
+) -> Normalized:
+    events: list[LocationEvent] = []
+    skipped: list[Skipped] = []
+    for index, report in enumerate(reports or ()):
+        cell, seen = _cell(report.location)
+        if cell is None:
+            skipped.append(Skipped(index, report.type, SkipReason.NO_LOCATION))
+            continue
+        ue = _ue_identity(report.supi, report.gpsi, default_ue)
+        if ue is None:
+            skipped.append(Skipped(index, report.type, SkipReason.NO_UE_IDENTITY))
+            continue
+        source = EventSource.model_construct(
+            nf_type=NfType.AMF,
+            nf_instance_id=nf_instance_id,
+            subscription_id=report.subscription_id or subscription_id,
+            correlation_id=correlation_id,
+            delivery=delivery,
+            event_type=report.type,
+        )
+        events.append(
+            _event(
+                source=source,
+                ue=ue,
+                cell=cell,
+                change=None,
+                times=(("ueLocationTimestamp", seen), ("timeStamp", report.time_stamp)),
+                ingest_time=ingest_time,
+            )
+        )
+    return Normalized(events, skipped)
+
+
+def normalize_amf_notification(
+    notification: AmfEventNotification,
+    *,
+    ingest_time: datetime,
+    nf_instance_id: str | None = None,
+    subscription_id: str | None = None,
+    default_ue: UeIdentity | None = None,
+) -> Normalized:
+    """Events of an AmfEventNotification the AMF POSTed to us.
+
+    Args:
+        notification: the parsed body.
+        ingest_time: when we received it (timezone-aware).
+        nf_instance_id: the AMF's NF instance id, if the receiver knows it.
+        subscription_id: our subscription's id at the AMF, used when a report does not name it.
+        default_ue: the UE a per-UE subscription targets, for reports that omit SUPI and GPSI.
+    """
+    _check_ingest_time(ingest_time)
+    return _amf_reports(
+        notification.report_list,
+        correlation_id=notification.notify_correlation_id or None,
+        subscription_id=subscription_id,
+        nf_instance_id=nf_instance_id,
+        delivery=Delivery.NOTIFIED,
+        default_ue=default_ue,
+        ingest_time=ingest_time,
+    )
+
+
+def normalize_amf_created_subscription(
+    created: AmfCreatedEventSubscription,
+    *,
+    ingest_time: datetime,
+    nf_instance_id: str | None = None,
+) -> Normalized:
+    """Events of the immediate reports in a subscribe 201 (free5GC's only reports: polled).
+
+    Args:
+        created: the parsed 201 body.
+        ingest_time: when we received it (timezone-aware).
+        nf_instance_id: the AMF's NF instance id, if the poller knows it.
+    """
+    _check_ingest_time(ingest_time)
+    subscription = created.subscription
+    default_ue = _ue_identity(subscription.supi, subscription.gpsi, None)
+    return _amf_reports(
+        created.report_list,
+        correlation_id=subscription.notify_correlation_id or None,
+        subscription_id=created.subscription_id,
+        nf_instance_id=nf_instance_id,
+        delivery=Delivery.POLLED,
+        default_ue=default_ue,
+        ingest_time=ingest_time,
+    )
+
+
+def _ue_from_context_id(ue_context_id: str) -> UeIdentity:
+    if ue_context_id.startswith(("imsi-", "nai-", "gci-", "gli-")):
+        return UeIdentity.model_construct(supi=ue_context_id, gpsi=None, session_ref=None)
+    if ue_context_id.startswith(("msisdn-", "extid-")):
+        return UeIdentity.model_construct(supi=None, gpsi=ue_context_id, session_ref=None)
+    # A PEI (imei-/imeisv-) or 5G-GUTI: not a subscriber identity, but it names the UE.
+    return UeIdentity.model_construct(supi=None, gpsi=None, session_ref=ue_context_id)
+
+
+def normalize_provide_loc_info(
+    info: ProvideLocInfo,
+    *,
+    ue_context_id: str,
+    ingest_time: datetime,
+    nf_instance_id: str | None = None,
+) -> Normalized:
+    """The event of a Namf_Location provide-loc-info answer (polled; at most one event).
+
+    Args:
+        info: the parsed 200 body.
+        ue_context_id: the ``{ueContextId}`` the request was made for (usually ``imsi-...``).
+        ingest_time: when we received it (timezone-aware).
+        nf_instance_id: the AMF's NF instance id, if the poller knows it.
+    """
+    _check_ingest_time(ingest_time)
+    cell, seen = _cell(info.location)
+    if cell is None or not ue_context_id:
+        reason = SkipReason.NO_LOCATION if cell is None else SkipReason.NO_UE_IDENTITY
+        return Normalized([], [Skipped(0, PROVIDE_LOC_INFO, reason)])
+    source = EventSource.model_construct(
+        nf_type=NfType.AMF,
+        nf_instance_id=nf_instance_id,
+        subscription_id=None,
+        correlation_id=None,
+        delivery=Delivery.POLLED,
+        event_type=PROVIDE_LOC_INFO,
+    )
+    event = _event(
+        source=source,
+        ue=_ue_from_context_id(ue_context_id),
+        cell=cell,
+        change=None,
+        times=(("ueLocationTimestamp", seen),),
+        ingest_time=ingest_time,
+    )
+    return Normalized([event], [])
+
+
+def _smf_session_ref(notif_id: str, event: EventNotification) -> str:
+    address = None
+    if event.ue_ip_addr is not None:
+        address = event.ue_ip_addr.ipv4_addr or event.ue_ip_addr.ipv6_prefix
+    address = address or event.ipv4_addr or event.source_ue_ipv4_addr
+    return f"smf-notif:{notif_id}/ue:{address}" if address else f"smf-notif:{notif_id}"
+
+
+def _dnai(explicit: str | None, routing: str | None) -> str | None:
+    # free5GC omits sourceDnai/targetDnai for the default route and writes it as dnai "".
+    return explicit or routing or None
+
+
+def normalize_smf_notification(
+    notification: NsmfEventExposureNotification,
+    *,
+    ingest_time: datetime,
+    nf_instance_id: str | None = None,
+    subscription_id: str | None = None,
+) -> Normalized:
+    """Events of an NsmfEventExposureNotification: one per UP_PATH_CH, EARLY and LATE apart.
+
+    Args:
+        notification: the parsed body.
+        ingest_time: when we received it (timezone-aware).
+        nf_instance_id: the SMF's NF instance id, if the receiver knows it.
+        subscription_id: the subscription (or app session) the notifId belongs to, if known.
+    """
+    _check_ingest_time(ingest_time)
+    events: list[LocationEvent] = []
+    skipped: list[Skipped] = []
+    notif_id = notification.notif_id
+    for index, item in enumerate(notification.event_notifs):
+        if item.event != SmfEvent.UP_PATH_CH:
+            skipped.append(Skipped(index, item.event, SkipReason.NOT_A_PATH_CHANGE))
+            continue
+        if not item.dnai_chg_type:
+            skipped.append(Skipped(index, item.event, SkipReason.NO_CHANGE_TYPE))
+            continue
+        change = DnaiChange.model_construct(
+            change_type=item.dnai_chg_type,
+            source_dnai=_dnai(
+                item.source_dnai, item.source_tra_routing.dnai if item.source_tra_routing else None
+            ),
+            target_dnai=_dnai(
+                item.target_dnai, item.target_tra_routing.dnai if item.target_tra_routing else None
+            ),
+        )
+        ue = _ue_identity(item.supi, item.gpsi, None) or UeIdentity.model_construct(
+            supi=None, gpsi=None, session_ref=_smf_session_ref(notif_id, item)
+        )
+        source = EventSource.model_construct(
+            nf_type=NfType.SMF,
+            nf_instance_id=nf_instance_id,
+            subscription_id=subscription_id,
+            correlation_id=notif_id,
+            delivery=Delivery.NOTIFIED,
+            event_type=item.event,
+        )
+        events.append(
+            _event(
+                source=source,
+                ue=ue,
+                cell=None,
+                change=change,
+                times=(("timeStamp", item.time_stamp),),
+                ingest_time=ingest_time,
+            )
+        )
+    return Normalized(events, skipped)
+
+
+def _gpsi(external_id: str | None, msisdn: str | None) -> str | None:
+    if external_id:
+        return external_id if external_id.startswith("extid-") else f"extid-{external_id}"
+    if msisdn:
+        return msisdn if msisdn.startswith("msisdn-") else f"msisdn-{msisdn}"
+    return None
+
+
+def normalize_nef_notification(
+    notification: MonitoringNotification,
+    *,
+    ingest_time: datetime,
+    nf_instance_id: str | None = None,
+) -> Normalized:
+    """Events of a TS 29.122 MonitoringNotification: one per report that carries a location.
+
+    The UE is the report's externalId or MSISDN as a GPSI, else the subscription link.
+
+    Args:
+        notification: the parsed body.
+        ingest_time: when we received it (timezone-aware).
+        nf_instance_id: the NEF's NF instance id, if the receiver knows it.
+    """
+    _check_ingest_time(ingest_time)
+    events: list[LocationEvent] = []
+    skipped: list[Skipped] = []
+    link = notification.subscription
+    subscription_id = notification.subscription_id()
+    for index, report in enumerate(notification.monitoring_event_reports or ()):
+        cell, seen = _nef_cell(report.location_info)
+        if cell is None:
+            skipped.append(Skipped(index, report.monitoring_type, SkipReason.NO_LOCATION))
+            continue
+        gpsi = _gpsi(report.external_id, report.msisdn)
+        ue = UeIdentity.model_construct(
+            supi=None, gpsi=gpsi, session_ref=None if gpsi else f"nef-sub:{link}"
+        )
+        source = EventSource.model_construct(
+            nf_type=NfType.NEF,
+            nf_instance_id=nf_instance_id,
+            subscription_id=subscription_id,
+            correlation_id=link,
+            delivery=Delivery.NOTIFIED,
+            event_type=report.monitoring_type,
+        )
+        events.append(
+            _event(
+                source=source,
+                ue=ue,
+                cell=cell,
+                change=None,
+                times=(("ueLocationTimestamp", seen), ("eventTime", report.event_time)),
+                ingest_time=ingest_time,
+            )
+        )
+    return Normalized(events, skipped)
+
+
+def normalize_body(
+    kind: BodyKind,
+    body: bytes | bytearray | str,
+    *,
+    ingest_time: datetime,
+    nf_instance_id: str | None = None,
+    subscription_id: str | None = None,
+    ue_context_id: str | None = None,
+) -> Normalized:
+    """Parse a body of the given kind and normalize it.
+
+    Args:
+        kind: what the body is.
+        body: the raw JSON.
+        ingest_time: when we received it (timezone-aware).
+        nf_instance_id: the producing NF's instance id, if known.
+        subscription_id: our subscription at the producer, if known (AMF and SMF notifications).
+        ue_context_id: required for PROVIDE_LOC_INFO: the UE the request was made for.
+
+    Raises:
+        InvalidCallback: the body is malformed; nothing else is raised for any input body.
+    """
+    if kind is BodyKind.AMF_NOTIFICATION:
+        return normalize_amf_notification(
+            parse_amf_notification(body),
+            ingest_time=ingest_time,
+            nf_instance_id=nf_instance_id,
+            subscription_id=subscription_id,
+        )
+    if kind is BodyKind.AMF_CREATED_SUBSCRIPTION:
+        return normalize_amf_created_subscription(
+            parse_amf_created_subscription(body),
+            ingest_time=ingest_time,
+            nf_instance_id=nf_instance_id,
+        )
+    if kind is BodyKind.PROVIDE_LOC_INFO:
+        if ue_context_id is None:
+            raise ValueError("PROVIDE_LOC_INFO needs ue_context_id")
+        return normalize_provide_loc_info(
+            parse_provide_loc_info(body),
+            ue_context_id=ue_context_id,
+            ingest_time=ingest_time,
+            nf_instance_id=nf_instance_id,
+        )
+    if kind is BodyKind.SMF_NOTIFICATION:
+        return normalize_smf_notification(
+            parse_smf_notification(body),
+            ingest_time=ingest_time,
+            nf_instance_id=nf_instance_id,
+            subscription_id=subscription_id,
+        )
+    return normalize_nef_notification(
+        parse_nef_notification(body), ingest_time=ingest_time, nf_instance_id=nf_instance_id
+    )
