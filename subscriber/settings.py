@@ -211,6 +211,7 @@ class Settings(BaseSettings):
     core: CoreSettings = CoreSettings()
     policy: PolicySettings = PolicySettings()
     relocation: RelocationSettings = RelocationSettings()
+    act: ActSettings = ActSettings()
     stack: StackSettings = StackSettings()
     shutdown_grace_s: float = 10.0
 
