@@ -7,20 +7,23 @@ Every AMF report, SMF event and NEF notification, received or polled, becomes on
 * the record key is :meth:`LocationEvent.partition_key`, so one UE's events stay in order;
 * ``schema_version`` changes only on an incompatible change; fields are only ever added.
 
-``schemas/location-event.v1.json`` is generated from this module; a test keeps it in sync.
+``schemas/location-event.v1.json`` is generated from this module by :func:`render_json_schema`
+(``python schemas/generate.py``); a test keeps it in sync.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from subscriber.errors import UndecodableEvent
 
 SCHEMA_VERSION: Literal[1] = 1
+SCHEMA_FILE = f"location-event.v{SCHEMA_VERSION}.json"
 
 
 class NfType(StrEnum):
@@ -39,7 +42,9 @@ class Delivery(StrEnum):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # extra="ignore", not "forbid": fields are only ever added within a schema version, so a
+    # consumer must still decode a record written by a newer producer during a rolling upgrade.
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class EventSource(_Frozen):
@@ -65,6 +70,12 @@ class UeIdentity(_Frozen):
         description="For events without SUPI/GPSI (free5GC UP_PATH_CH): what identifies the "
         "PDU session, e.g. 'smf-notif:<notifId>'.",
     )
+
+    @model_validator(mode="after")
+    def _has_a_field(self) -> UeIdentity:
+        if not (self.supi or self.gpsi or self.session_ref):
+            raise ValueError("one of supi, gpsi or session_ref must be set")
+        return self
 
     def key(self) -> str:
         """The UE's stable key: SUPI, else GPSI, else the session reference."""
@@ -131,3 +142,18 @@ def decode_event(data: bytes) -> LocationEvent:
         raise UndecodableEvent(
             f"not a LocationEvent v{SCHEMA_VERSION}: {exc.error_count()} errors"
         ) from exc
+
+
+def event_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a Kafka record value, for consumers in any language."""
+    schema = LocationEvent.model_json_schema(mode="serialization")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_FILE,
+        **schema,
+    }
+
+
+def render_json_schema() -> str:
+    """The exact text of ``schemas/location-event.v<N>.json``."""
+    return json.dumps(event_json_schema(), indent=2, ensure_ascii=False) + "\n"
