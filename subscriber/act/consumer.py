@@ -1,0 +1,356 @@
+"""``subscriber consume``: events in, decisions out, relocations signalled, then commit.
+
+For each batch the consumer, partition by partition and in offset order:
+
+1. decodes each record (undecodable ones go to the dead-letter topic and are passed over);
+2. confirms with the workflow where moved instances really run, when a move is unconfirmed;
+3. asks :func:`subscriber.act.handling.handle_event` what to do;
+4. signals each relocation and waits until Temporal recorded it (retrying while it is away);
+5. sends every decision to the audit topic (keyed by application) and the UE's new record to
+   the compacted changelog (keyed by UE, same partition number as the event);
+
+and commits the batch's offsets only once every record of steps 4 and 5 is acknowledged. A crash
+anywhere replays the batch: the same events give the same decisions and the same request ids,
+which the workflow drops, so nothing is relocated twice and no decision is lost.
+
+UE records follow partitions: when the group assigns a partition, its UEs are restored from the
+changelog partition of the same number before any of its events is handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Self
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from prometheus_client import Counter, Gauge
+from temporalio.client import Client
+
+from subscriber.act.handling import (
+    Handled,
+    UeRecord,
+    confirm,
+    decode_record,
+    encode_record,
+    handle_event,
+)
+from subscriber.act.instances import Instances
+from subscriber.act.signals import SignalReceipt, request_relocation
+from subscriber.act.workflows import RelocationRequest, RelocationState, workflow_id
+from subscriber.decide.engine import PolicyHolder
+from subscriber.errors import SignalFailed, UndecodableEvent
+from subscriber.events import LocationEvent, decode_event
+from subscriber.logs import pseudonym
+from subscriber.settings import Settings
+
+log = structlog.get_logger()
+
+DECISIONS = Counter(
+    "subscriber_decisions_total", "Decisions made, by action and reason", ["action", "reason"]
+)
+CONSUMED = Counter("subscriber_consumed_total", "Event records handled, by outcome", ["outcome"])
+LAG = Gauge("subscriber_consumer_lag", "Records behind the partition end", ["partition"])
+
+Signaller = Callable[[Client, str, RelocationRequest], Awaitable[SignalReceipt]]
+
+
+class _Restorer(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: EventConsumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        for tp in revoked:
+            self._consumer.records.pop(tp.partition, None)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._consumer.restore([tp.partition for tp in assigned])
+
+
+class EventConsumer:
+    """The consumer group member; an async context manager, then :meth:`run`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        policy: PolicyHolder,
+        instances: Instances,
+        temporal: Client,
+        signal: Signaller = request_relocation,
+    ) -> None:
+        """Prepare, connecting nothing yet.
+
+        Args:
+            settings: Kafka topics and group, Temporal task queue, act options.
+            policy: the running topology and policy.
+            instances: which instances serve which UEs.
+            temporal: a client with the pydantic data converter.
+            signal: how to hand a request to its workflow (tests inject failures here).
+        """
+        self._s = settings
+        self._policy = policy
+        self._instances = instances
+        self._temporal = temporal
+        self._signal = signal
+        self.records: dict[int, dict[str, UeRecord]] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    async def __aenter__(self) -> Self:
+        kafka = self._s.kafka
+        await self._ensure_state_topic()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            enable_idempotence=True,
+            acks="all",
+            compression_type=None if kafka.compression == "none" else kafka.compression,
+            linger_ms=kafka.linger_ms,
+        )
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id=kafka.consumer_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self._s.act.max_batch,
+        )
+        await self._consumer.start()
+        self._consumer.subscribe([kafka.events_topic], listener=_Restorer(self))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def _ensure_state_topic(self) -> None:
+        kafka = self._s.kafka
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+        await admin.start()
+        try:
+            meta = await admin.describe_topics([kafka.events_topic])
+            partitions = max(1, len(meta[0].get("partitions") or [])) if meta else 1
+            if meta and meta[0].get("error_code"):
+                # The events topic does not exist yet: create it as the publisher would.
+                partitions = 1
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        kafka.state_topic,
+                        partitions,
+                        1,
+                        topic_configs={"cleanup.policy": "compact"},
+                    )
+                ]
+            )
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            await admin.close()
+
+    async def restore(self, partitions: list[int]) -> None:
+        """Load the UE records of ``partitions`` from the changelog, replacing what we had."""
+        started = time.monotonic()
+        kafka = self._s.kafka
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False
+        )
+        await reader.start()
+        try:
+            known = await reader.partitions_for_topic(kafka.state_topic) or set()
+            tps = [TopicPartition(kafka.state_topic, p) for p in partitions if p in known]
+            restored: dict[int, dict[str, UeRecord]] = {p: {} for p in partitions}
+            if tps:
+                reader.assign(tps)
+                await reader.seek_to_beginning(*tps)
+                ends = await reader.end_offsets(tps)
+                pending = {tp for tp in tps if ends[tp] > 0}
+                while pending:
+                    batch = await reader.getmany(*pending, timeout_ms=1000)
+                    for tp, msgs in batch.items():
+                        for msg in msgs:
+                            self._apply_changelog(restored[tp.partition], msg.key, msg.value)
+                    pending = {tp for tp in pending if await reader.position(tp) < ends[tp]}
+        finally:
+            await reader.stop()
+        self.records.update(restored)
+        log.info(
+            "consumer.restored",
+            partitions=partitions,
+            ues=sum(len(v) for v in restored.values()),
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+
+    @staticmethod
+    def _apply_changelog(into: dict[str, UeRecord], key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        ue = key.decode()
+        if value is None:
+            into.pop(ue, None)
+            return
+        try:
+            into[ue] = decode_record(value)
+        except UndecodableEvent:
+            log.warning("consumer.bad_changelog_record", ue=pseudonym(ue))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set; the batch in hand is finished and committed first."""
+        assert self._consumer is not None
+        while not stop.is_set():
+            batch = await self._consumer.getmany(timeout_ms=200, max_records=self._s.act.max_batch)
+            if batch:
+                await self.process(batch)
+            self._update_lag()
+
+    async def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Handle one batch and commit it once everything it produced is acknowledged."""
+        assert self._consumer is not None
+        assert self._producer is not None
+        sends: list[asyncio.Future[Any]] = []
+        offsets: dict[TopicPartition, int] = {}
+        for tp, msgs in batch.items():
+            for msg in msgs:
+                sends += await self._handle(tp, msg)
+                offsets[tp] = msg.offset + 1
+        if sends:
+            await asyncio.gather(*sends)
+        await self._consumer.commit(offsets)
+
+    async def _handle(self, tp: TopicPartition, msg: Any) -> list[asyncio.Future[Any]]:
+        assert self._producer is not None
+        structlog.contextvars.bind_contextvars(
+            topic=tp.topic, partition=tp.partition, offset=msg.offset
+        )
+        try:
+            try:
+                event = decode_event(msg.value or b"")
+            except UndecodableEvent as exc:
+                CONSUMED.labels("dead_letter").inc()
+                log.warning("consumer.undecodable", error=str(exc))
+                return [await self._dead_letter(tp, msg, str(exc))]
+            return await self._handle_event(tp.partition, event)
+        finally:
+            structlog.contextvars.unbind_contextvars("topic", "partition", "offset")
+
+    async def _handle_event(
+        self, partition: int, event: LocationEvent
+    ) -> list[asyncio.Future[Any]]:
+        assert self._producer is not None
+        started = time.monotonic()
+        ue = event.ue.key()
+        alias = pseudonym(ue)
+        records = self.records.setdefault(partition, {})
+        record = await self._confirm(records.get(ue))
+        handled: Handled = handle_event(
+            event,
+            record,
+            self._instances.of(ue),
+            self._policy.bundle,
+            ue_alias=alias,
+            app_port=self._s.act.app_port,
+            dedup_window=self._s.act.dedup_window,
+        )
+        if handled.duplicate:
+            CONSUMED.labels("duplicate").inc()
+            log.info("consumer.duplicate", event_id=event.event_id, ue=alias)
+            return []
+        for request in handled.requests:
+            await self._signal_with_retry(request)
+        sends = []
+        for audited in handled.audited:
+            DECISIONS.labels(audited.decision.action.value, audited.decision.reason.value).inc()
+            key, value = audited.to_record(event, alias)
+            sends.append(await self._producer.send(self._s.kafka.decisions_topic, value, key=key))
+        records[ue] = handled.record
+        sends.append(
+            await self._producer.send(
+                self._s.kafka.state_topic,
+                encode_record(handled.record),
+                key=ue.encode(),
+                partition=partition,
+            )
+        )
+        CONSUMED.labels("handled").inc()
+        log.info(
+            "consumer.event",
+            event_id=event.event_id,
+            ue=alias,
+            decisions=[
+                f"{a.decision.action.value}:{a.decision.reason.value}" for a in handled.audited
+            ],
+            signalled=[r.request_id for r in handled.requests],
+            duration_ms=round((time.monotonic() - started) * 1000, 2),
+        )
+        return sends
+
+    async def _confirm(self, record: UeRecord | None) -> UeRecord | None:
+        """Ask the workflow where each unconfirmed instance runs, once its move is over."""
+        if record is None or not record.unconfirmed:
+            return record
+        for key in record.unconfirmed:
+            app, _, instance = key.partition("/")
+            handle = self._temporal.get_workflow_handle(workflow_id(app, instance))
+            try:
+                state = await handle.query("state", result_type=RelocationState)
+            except Exception as exc:  # unreachable or not yet started: keep the belief
+                log.info("consumer.confirm_skipped", instance=key, error=type(exc).__name__)
+                continue
+            if state.pending is None and state.in_flight is None:
+                actual = state.placement.cluster if state.placement else None
+                record = confirm(record, key, actual)
+        return record
+
+    async def _signal_with_retry(self, request: RelocationRequest) -> None:
+        delay, deadline = 0.2, time.monotonic() + self._s.act.signal_retry_max_s
+        while True:
+            try:
+                receipt = await self._signal(self._temporal, self._s.temporal.task_queue, request)
+                log.info(
+                    "consumer.signalled",
+                    workflow_id=receipt.workflow_id,
+                    request_id=request.request_id,
+                )
+                return
+            except SignalFailed as exc:
+                if not exc.retryable or time.monotonic() + delay > deadline:
+                    # Not committing is the safe answer: the batch is replayed after a restart.
+                    raise
+                log.warning("consumer.signal_retry", request_id=request.request_id, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _dead_letter(self, tp: TopicPartition, msg: Any, reason: str) -> asyncio.Future[Any]:
+        assert self._producer is not None
+        headers = [
+            ("source_topic", tp.topic.encode()),
+            ("source_partition", str(tp.partition).encode()),
+            ("source_offset", str(msg.offset).encode()),
+            ("reason", reason[:500].encode()),
+        ]
+        value = (msg.value or b"")[: self._s.receiver.dead_letter_max_bytes]
+        future: asyncio.Future[Any] = await self._producer.send(
+            self._s.kafka.dead_letter_topic, value, key=msg.key, headers=headers
+        )
+        return future
+
+    def _update_lag(self) -> None:
+        assert self._consumer is not None
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = self._consumer.last_stable_offset(tp) or highwater
+            LAG.labels(str(tp.partition)).set(max(0, highwater - min(position, highwater)))
