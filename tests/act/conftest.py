@@ -48,12 +48,11 @@ def _port_free_everywhere() -> int:
     raise OSError("no port free on every loopback cluster address")
 
 
-@pytest.fixture
-def act_settings(stack_settings: Settings, tmp_path: Path) -> Settings:
-    """Stack settings with quick deadlines, no drain, and this test's own cluster records."""
-    return stack_settings.model_copy(
+def tuned(settings: Settings, tmp_path: Path) -> Settings:
+    """Quick deadlines, no drain, a 1 s TTL and this test's own cluster records."""
+    return settings.model_copy(
         update={
-            "relocation": stack_settings.relocation.model_copy(
+            "relocation": settings.relocation.model_copy(
                 update={
                     "readiness_timeout_s": 15.0,
                     "readiness_poll_s": 0.05,
@@ -63,10 +62,16 @@ def act_settings(stack_settings: Settings, tmp_path: Path) -> Settings:
                     "local_warmup_s": 0.2,
                 }
             ),
-            "powerdns": stack_settings.powerdns.model_copy(update={"record_ttl_s": 1}),
+            "powerdns": settings.powerdns.model_copy(update={"record_ttl_s": 1}),
             "shutdown_grace_s": 2.0,
         }
     )
+
+
+@pytest.fixture
+def act_settings(stack_settings: Settings, tmp_path: Path) -> Settings:
+    """The session stack's settings, :func:`tuned`, with names unique to this test."""
+    return tuned(stack_settings, tmp_path)
 
 
 @pytest.fixture

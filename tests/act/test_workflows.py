@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -11,7 +12,7 @@ from temporalio.client import Client, WorkflowFailureError
 from subscriber.act.dns import PowerDns
 from subscriber.act.local_orchestrator import LocalOrchestrator
 from subscriber.act.orchestrator import Placement
-from subscriber.act.signals import request_relocation
+from subscriber.act.signals import connect, request_relocation
 from subscriber.act.workflows import (
     RelocationInput,
     RelocationWorkflow,
@@ -20,6 +21,7 @@ from subscriber.act.workflows import (
     workflow_id,
 )
 from subscriber.settings import Settings
+from subscriber.stack import restart_service
 from tests.act.conftest import (
     Faulty,
     FaultyDns,
@@ -27,9 +29,11 @@ from tests.act.conftest import (
     make_request,
     running_worker,
     serve_from,
+    tuned,
     until,
     wait_history,
 )
+from tests.conftest import isolate
 
 pytestmark = [pytest.mark.stack]
 
@@ -266,3 +270,36 @@ async def test_continues_as_new_and_keeps_its_state(
     assert state.placement == b
     assert [o.status for o in history] == [Status.COMPLETED] * 3
     assert await pdns.query_a(name) == [b.address]
+
+
+@pytest.mark.slow
+async def test_temporal_restart_mid_workflow_loses_nothing(
+    private_stack: Settings,
+    clusters: dict[str, Placement],
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    """Restarting the Temporal server during a move: the move resumes and completes."""
+    settings = tuned(isolate(private_stack, unique, tmp_path), tmp_path)
+    a, b = clusters["edge1"], clusters["edge2"]
+    req = make_request(unique, a, b)
+    client = await connect(settings.temporal)
+    async with (
+        PowerDns(settings.powerdns) as pdns,
+        LocalOrchestrator(state_dir=settings.relocation.local_dir, warmup_s=0.2) as local,
+    ):
+        await pdns.ensure_zone()
+        try:
+            name = await serve_from(local, pdns, req, a)
+            gated = Gated(local, "edge2")
+            async with running_worker(client, settings, gated, pdns):
+                await request_relocation(client, settings.temporal.task_queue, req)
+                await until(gated.waiting.is_set)
+                await restart_service(settings, "temporal")
+                gated.gate.set()
+                history = await wait_history(client, req, 1, timeout_s=120)
+            assert [o.status for o in history] == [Status.COMPLETED]
+            assert await pdns.query_a(name) == [b.address]
+            assert local.running() == [(req.app, req.instance, "edge2")]
+        finally:
+            local.remove_all()
