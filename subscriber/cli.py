@@ -63,6 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     _command(sub, "demo", "subscriber.demo:run", "The edge-relocation scenario, end to end.")
 
+    health = _command(
+        sub, "check", "subscriber.health:check", "Exit 0 when each dependency answers a real call."
+    )
+    health.add_argument(
+        "--what",
+        nargs="+",
+        action="extend",
+        choices=["kafka", "temporal", "powerdns", "receiver"],
+        help="What to check (default: all).",
+    )
+    health.add_argument("--timeout", type=float, default=3.0, help="Seconds allowed per check.")
+    docs = _command(sub, "docs", "subscriber.docsgen:run", "Regenerate the generated docs.")
+    docs.add_argument("--dir", type=Path, default=Path("docs"), help="The docs directory.")
+    docs.add_argument("--check", action="store_true", help="Only report stale files (exit 1).")
+
     _command(sub, "worker", "subscriber.act.worker:run", "Run the Temporal relocation worker.")
     emco = _command(sub, "emco-fake", "subscriber.act.fake_emco:serve", "Run a fake EMCO API.")
     emco.add_argument("--host", default="127.0.0.1", help="Address to bind.")
