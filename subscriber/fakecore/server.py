@@ -78,7 +78,9 @@ class FakeCore:
         )
 
     def _core_profiles(self) -> list[dict[str, Any]]:
-        return [self.amf.profile(self.url, self.port)] if self.url else []
+        if not self.url:
+            return []
+        return [self.amf.profile(self.url, self.port), self.smf.profile(self.url, self.port)]
 
     async def _post_json(self, uri: str, body: bytes) -> int:
         assert self._http is not None
@@ -86,13 +88,15 @@ class FakeCore:
         return response.status_code
 
     def restart_amf(self) -> None:
-        """Restart the AMF: it deregisters, loses its subscriptions and registers with a new id.
+        """Restart the AMF (and SMF): deregister, lose subscriptions, register with a new id.
 
         On shutdown the AMF deregisters from the NRF (amf pkg/service/init.go
         terminateProcedure) and registers again at start with a fresh instance id.
         """
         self.nrf.profiles.pop(self.amf.instance_id, None)
+        self.nrf.profiles.pop(self.smf.instance_id, None)
         self.amf.restart()
+        self.smf.restart()
         self.nrf.register_core()
 
     def application(self) -> web.Application:
@@ -163,7 +167,6 @@ class FakeCore:
 
     async def _restart_amf(self, request: web.Request) -> web.Response:
         self.restart_amf()
-        self.smf.restart()
         return web.Response(status=204)
 
     async def _restart_nrf(self, request: web.Request) -> web.Response:

@@ -8,13 +8,14 @@ offers the spec's subscription API (TS 29.508) so a spec-conformant consumer can
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any, Literal
 
 import orjson
 from aiohttp import web
 
 from subscriber.fakecore.amf import AmfMode, PostJson
-from subscriber.fakecore.wire import json_response, problem, read_json
+from subscriber.fakecore.wire import SERVICE_NAMES, json_response, problem, read_json
 
 ChangeType = Literal["EARLY", "LATE", "EARLY_LATE"]
 
@@ -59,6 +60,7 @@ class FakeSmf:
     def __init__(self, *, mode: AmfMode, post_json: PostJson | None) -> None:
         self.mode: AmfMode = mode
         self._post_json = post_json
+        self.instance_id = str(uuid.uuid4())
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self._next_id = 0
         self.sent: list[tuple[str, int]] = []
@@ -74,6 +76,7 @@ class FakeSmf:
         if self.mode == "notify":
             routes += [
                 web.post("/nsmf-event-exposure/v1/subscriptions", self._create),
+                web.put("/nsmf-event-exposure/v1/subscriptions/{sub_id}", self._replace),
                 web.delete("/nsmf-event-exposure/v1/subscriptions/{sub_id}", self._delete),
             ]
         return routes
@@ -96,15 +99,51 @@ class FakeSmf:
         )
         return response
 
+    async def _replace(self, request: web.Request) -> web.Response:
+        # TS 29.508 modifies a subscription by replacing it (PUT), answering 200 with the body.
+        sub_id = request.match_info["sub_id"]
+        body, error = await read_json(request)
+        if error is not None:
+            return error
+        if sub_id not in self.subscriptions:
+            return problem(404, "SUBSCRIPTION_NOT_FOUND")
+        if not isinstance(body, dict) or not body.get("notifUri") or not body.get("eventSubs"):
+            return problem(400, "MANDATORY_IE_MISSING")
+        self.subscriptions[sub_id] = body
+        return json_response({**body, "subId": sub_id})
+
     async def _delete(self, request: web.Request) -> web.Response:
         if self.subscriptions.pop(request.match_info["sub_id"], None) is None:
             return problem(404, "SUBSCRIPTION_NOT_FOUND")
         return web.Response(status=204)
 
     def restart(self) -> None:
-        """Forget every subscription."""
+        """Forget every subscription and take a new NF instance id, as the AMF does."""
         self.subscriptions.clear()
         self._next_id = 0
+        self.instance_id = str(uuid.uuid4())
+
+    def profile(self, api_prefix: str, port: int) -> dict[str, Any]:
+        """The NFProfile this SMF registers (smf internal/context InitNFService, free5gc.md §5)."""
+        services = [
+            {
+                "serviceInstanceId": str(index),
+                "serviceName": name,
+                "versions": [{"apiVersionInUri": "v1", "apiFullVersion": "1.0.0"}],
+                "scheme": "http",
+                "nfServiceStatus": "REGISTERED",
+                "apiPrefix": api_prefix,
+                "ipEndPoints": [{"ipv4Address": "127.0.0.1", "transport": "TCP", "port": port}],
+            }
+            for index, name in enumerate(SERVICE_NAMES["SMF"])
+        ]
+        return {
+            "nfInstanceId": self.instance_id,
+            "nfType": "SMF",
+            "nfStatus": "REGISTERED",
+            "ipv4Addresses": ["127.0.0.1"],
+            "nfServices": services,
+        }
 
     async def send_up_path_change(
         self,

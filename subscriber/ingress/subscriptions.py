@@ -1,0 +1,535 @@
+"""Subscription lifecycle against the AMF, SMF and NEF: create, renew, recover, delete.
+
+What the cores do, and what we do about it (``shared/notes/free5gc.md``):
+
+* **Ids.** free5GC's AMF sends no Location header: the id is the body's ``subscriptionId``
+  (§1.1). A spec producer's id is the last segment of its Location header.
+* **Renewal.** Before ``expiry`` we PATCH the expiry. free5GC decodes only its own body dialect
+  ``{"optionItem":[...]}`` and answers 400 to the spec's JSON-Patch array (§1.4), so the dialect is
+  chosen per subscription: free5GC's when the create had no Location header, the spec's otherwise;
+  a 400 switches dialect once.
+* **Producer restarts.** A 404 on renew means the producer forgot us: subscribe again. free5GC's
+  ids are a counter that starts again at 1 when the AMF restarts (§1.1), so an id not above the
+  last one we saw from that producer also means it restarted
+  (:meth:`SubscriptionManager.observe_id`, fed by the poller too). The free5GC AMF also
+  registers under a new instance id when it restarts;
+  a subscription whose producer is no longer discovered is dropped *without* a DELETE, since its
+  id may belong to another consumer now.
+* **Shutdown.** Every subscription is deleted; free5GC answers ``200 null``, the spec 204 (§1.1).
+* **SMF.** free5GC answers 501 (or ``200 {}`` before smf v1.2.4) on ``/nsmf_event-exposure``
+  (§2.1): the SMF is marked unsupported and not asked again until it is rediscovered.
+* **Persistence.** Records live in ``state_dir/subscriptions.json`` (atomic writes) and are
+  written *before* the create is sent, so a crash never leaks an unrecorded subscription, and a
+  restarted daemon renews (reuses) or deletes what the last run created.
+
+Callback URIs are ``{receiver public url}/callbacks/{amf|smf|nef}/{key}`` and the correlation id
+(``notifyCorrelationId``, ``notifId``) is the key itself; :class:`SubscriptionRegistry` answers the
+receiver's "is this one of ours?".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import orjson
+import structlog
+
+from subscriber.errors import CoreUnavailable
+from subscriber.ingress.nrf import NrfClient, Producer, SbiResponse
+from subscriber.ingress.statefile import read_json, write_atomic
+from subscriber.sbi.amf import (
+    AmfCreateEventSubscription,
+    AmfEvent,
+    AmfEventMode,
+    AmfEventSubscription,
+)
+from subscriber.sbi.nef import MonitoringEventSubscription
+from subscriber.sbi.smf import EventSubscription, NsmfEventExposure
+from subscriber.settings import CoreSettings
+
+log = structlog.get_logger()
+
+Kind = Literal["amf", "smf", "nef"]
+Dialect = Literal["free5gc", "spec"]
+
+STATE_FILE = "subscriptions.json"
+_AMF_PATH = "/namf-evts/v1/subscriptions"
+# The spec path, then free5GC's underscore path (free5gc.md §2.1).
+_SMF_PATHS = ("/nsmf-event-exposure/v1/subscriptions", "/nsmf_event-exposure/v1/subscriptions")
+_SCOPES = {"amf": ("AMF", "namf-evts"), "smf": ("SMF", "nsmf-event-exposure"), "nef": ("NEF", "")}
+
+
+def iso_time(epoch_s: float) -> str:
+    """An RFC 3339 UTC time with ``Z``, as 3GPP DateTime fields want it."""
+    moment = datetime.fromtimestamp(epoch_s, UTC).replace(microsecond=0)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _epoch(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def owns(producer_id: str, settings: CoreSettings) -> bool:
+    """Whether this daemon instance is the one that handles ``producer_id``.
+
+    Instance ``i`` of ``n`` handles the producers whose id hashes to ``i`` (a stable hash, so
+    every instance computes the same split without talking to the others).
+    """
+    count = max(1, settings.instance_count)
+    digest = hashlib.blake2b(producer_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count == settings.instance_index % count
+
+
+def subscription_key(instance_id: str, kind: str, producer_id: str, purpose: str) -> str:
+    """A stable key: the same daemon, producer and purpose always give the same key."""
+    digest = hashlib.blake2b(
+        f"{instance_id}|{kind}|{producer_id}|{purpose}".encode(), digest_size=8
+    ).hexdigest()
+    return f"{kind}-{purpose}-{digest}"
+
+
+@dataclass(slots=True)
+class SubscriptionRecord:
+    """One subscription we created (or are creating) at a producer."""
+
+    key: str
+    kind: Kind
+    producer_id: str
+    api_root: str
+    purpose: str
+    subscription_id: str | None = None
+    resource_uri: str | None = None
+    dialect: Dialect = "spec"
+    expiry_s: float | None = None
+    created_s: float = 0.0
+    request: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as stored in the state file."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SubscriptionRecord:
+        """Rebuild a stored record."""
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+class SubscriptionRegistry:
+    """Which callback keys are ours, backed by the manager's state file.
+
+    The receiver calls :meth:`is_known` for every callback. In the daemon's own process the
+    manager updates it directly; in another process (a receiver worker) it rereads the file when
+    the file changes.
+
+    Args:
+        state_dir: the directory holding ``subscriptions.json``.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / STATE_FILE
+        self._known: frozenset[tuple[str, str]] = frozenset()
+        self._mtime_ns = -1
+
+    def is_known(self, kind: str, key: str) -> bool:
+        """True when ``/callbacks/{kind}/{key}`` belongs to a subscription of ours."""
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = 0
+        if mtime != self._mtime_ns:
+            self._mtime_ns = mtime
+            records = read_json(self.path, {}).get("records", []) if mtime else []
+            self._known = frozenset((r["kind"], r["key"]) for r in records)
+        return (kind, key) in self._known
+
+    def replace(self, records: Iterable[SubscriptionRecord], mtime_ns: int) -> None:
+        """Take the manager's records as the known set (same process)."""
+        self._known = frozenset((r.kind, r.key) for r in records)
+        self._mtime_ns = mtime_ns
+
+
+class SubscriptionManager:
+    """Keeps our AMF/SMF/NEF event subscriptions alive and cleans them up.
+
+    An async context manager: entering loads what a previous run left in ``state_dir``;
+    :meth:`run` (or :meth:`reconcile`, once) creates, renews and recovers; leaving deletes every
+    subscription (clean shutdown).
+
+    Args:
+        settings: the ``core`` settings group.
+        nrf: tokens, discovery and authorized calls.
+        callback_base: the receiver's public base URL, e.g. ``http://10.0.0.5:8800``.
+        registry: the registry the receiver checks; one is made when not given.
+        clock: wall-clock seconds; injected by tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: CoreSettings,
+        nrf: NrfClient,
+        callback_base: str,
+        registry: SubscriptionRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._nrf = nrf
+        self._callback_base = callback_base.rstrip("/")
+        self.registry = registry or SubscriptionRegistry(settings.state_dir)
+        self._clock = clock
+        self._path = settings.state_dir / STATE_FILE
+        self.records: dict[str, SubscriptionRecord] = {}
+        self._max_ids: dict[str, int] = {}
+        self._unsupported: set[str] = set()
+        self.restarts_detected = 0
+
+    async def __aenter__(self) -> Self:
+        stored = read_json(self._path, {})
+        for data in stored.get("records", []):
+            record = SubscriptionRecord.from_json(data)
+            self.records[record.key] = record
+        self._max_ids = {str(k): int(v) for k, v in stored.get("maxIds", {}).items()}
+        self._save()
+        if self.records:
+            log.info("subscriptions_adopted", count=len(self.records))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.delete_all()
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        doc = {
+            "instanceId": self._nrf.instance_id,
+            "records": [r.to_json() for r in self.records.values()],
+            "maxIds": self._max_ids,
+        }
+        write_atomic(self._path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        self.registry.replace(self.records.values(), self._path.stat().st_mtime_ns)
+
+    def observe_id(self, producer_id: str, subscription_id: str) -> bool:
+        """Note an id a free5GC producer handed out; return True if it shows a restart.
+
+        free5GC's ids count up from 1 for the life of the AMF (EventSubscriptionIDGenerator,
+        free5gc.md §1.1): an id not above the highest seen means the counter started again. Our
+        subscriptions there are then gone and are dropped (not deleted: their ids may be
+        someone else's now); :meth:`reconcile` subscribes again.
+        """
+        if not subscription_id.isdigit():
+            return False
+        value = int(subscription_id)
+        previous = self._max_ids.get(producer_id)
+        self._max_ids[producer_id] = value
+        restarted = previous is not None and value <= previous
+        if restarted:
+            self.restarts_detected += 1
+            lost = [r.key for r in self.records.values() if r.producer_id == producer_id]
+            for key in lost:
+                del self.records[key]
+            log.info("producer_restart_detected", producer=producer_id, lost=len(lost))
+        self._save()
+        return restarted
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Reconcile forever, backing off while the core is unreachable."""
+        backoff = 1.0
+        while True:
+            try:
+                await self.reconcile()
+                backoff = 1.0
+                await asyncio.sleep(self._check_interval_s())
+            except CoreUnavailable as exc:
+                log.warning("subscriptions_reconcile_failed", error=str(exc), retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._settings.poll_max_backoff_s)
+
+    def _check_interval_s(self) -> float:
+        return max(0.2, min(self._renew_before_s() / 2, 5.0))
+
+    def _renew_before_s(self) -> float:
+        return min(self._settings.renew_before_s, self._settings.subscription_ttl_s / 2)
+
+    async def reconcile(self) -> None:
+        """One pass: subscribe where we should, renew what is due, drop what vanished.
+
+        Raises:
+            CoreUnavailable: the NRF or a producer could not be reached.
+        """
+        if self._settings.amf_tracking in ("notify", "both"):
+            amfs = await self._nrf.discover("AMF")
+            await self._reconcile_kind("amf", amfs, "location")
+        if self._settings.smf_url or self._settings.nrf_url:
+            try:
+                smfs = await self._nrf.discover("SMF")
+            except CoreUnavailable:
+                smfs = []
+            await self._reconcile_kind("smf", smfs, "up-path")
+        now = self._clock()
+        for record in list(self.records.values()):
+            if record.expiry_s is not None and record.expiry_s - now <= self._renew_before_s():
+                await self.renew(record)
+
+    async def _reconcile_kind(self, kind: Kind, producers: list[Producer], purpose: str) -> None:
+        live = {p.nf_instance_id for p in producers}
+        for record in [r for r in self.records.values() if r.kind == kind]:
+            if record.producer_id not in live:
+                # Gone from the NRF (free5GC AMFs re-register under a new id after a restart):
+                # forget it without DELETE, whose id could now name someone else's subscription.
+                del self.records[record.key]
+                self._save()
+        for producer in producers:
+            if not owns(producer.nf_instance_id, self._settings):
+                continue
+            if producer.nf_instance_id in self._unsupported:
+                continue
+            key = subscription_key(self._nrf.instance_id, kind, producer.nf_instance_id, purpose)
+            if key not in self.records or self.records[key].subscription_id is None:
+                await self.subscribe(kind, producer, purpose)
+
+    # -- create ------------------------------------------------------------------------------
+
+    def callback_uri(self, kind: Kind, key: str) -> str:
+        """Where the producer must POST notifications for subscription ``key``."""
+        return f"{self._callback_base}/callbacks/{kind}/{key}"
+
+    async def subscribe(
+        self, kind: Kind, producer: Producer, purpose: str, *, target: str | None = None
+    ) -> SubscriptionRecord | None:
+        """Create one subscription and record it; None when the producer does not support it.
+
+        Args:
+            kind: amf, smf or nef.
+            producer: where to subscribe.
+            purpose: what for (``location``, ``up-path``); part of the stable key.
+            target: for NEF, the UE's GPSI (``msisdn-...``) or external group id.
+
+        Raises:
+            CoreUnavailable: the producer could not be reached or refused.
+        """
+        key = subscription_key(self._nrf.instance_id, kind, producer.nf_instance_id, purpose)
+        now = self._clock()
+        expiry = now + self._settings.subscription_ttl_s
+        record = SubscriptionRecord(
+            key=key,
+            kind=kind,
+            producer_id=producer.nf_instance_id,
+            api_root=producer.api_root,
+            purpose=purpose,
+            created_s=now,
+            expiry_s=expiry,
+        )
+        record.request = self._request(record, expiry, target)
+        # Recorded before it exists: a crash after the POST leaves a record we can clean up,
+        # and a notification racing the 201 finds its key known.
+        self.records[key] = record
+        self._save()
+        try:
+            created = await self._create(record)
+        except BaseException:
+            self.records.pop(key, None)
+            self._save()
+            raise
+        if not created:
+            self.records.pop(key, None)
+            self._unsupported.add(producer.nf_instance_id)
+            self._save()
+            return None
+        self._save()
+        log.info(
+            "subscription_created",
+            kind=kind,
+            key=key,
+            subscription_id=record.subscription_id,
+            dialect=record.dialect,
+        )
+        return record
+
+    def _request(self, record: SubscriptionRecord, expiry: float, target: str | None) -> Any:
+        uri = self.callback_uri(record.kind, record.key)
+        if record.kind == "amf":
+            return AmfCreateEventSubscription(
+                subscription=AmfEventSubscription(
+                    event_list=[AmfEvent(type="LOCATION_REPORT")],
+                    event_notify_uri=uri,
+                    notify_correlation_id=record.key,
+                    nf_id=self._nrf.instance_id,
+                    any_ue=True,
+                    options=AmfEventMode(trigger="CONTINUOUS", expiry=iso_time(expiry)),
+                )
+            ).model_dump(mode="json", exclude_none=True)
+        if record.kind == "smf":
+            return NsmfEventExposure(
+                any_ue_ind=True,
+                nf_id=self._nrf.instance_id,
+                notif_id=record.key,
+                notif_uri=uri,
+                event_subs=[EventSubscription(event="UP_PATH_CH", dnai_chg_type="EARLY_LATE")],
+                expiry=datetime.fromtimestamp(int(expiry), UTC),
+            ).model_dump(mode="json", exclude_none=True)
+        body = MonitoringEventSubscription(
+            notification_destination=uri,
+            monitoring_type="LOCATION_REPORTING",
+            monitor_expire_time=datetime.fromtimestamp(int(expiry), UTC),
+            location_type="LAST_KNOWN_LOCATION",
+        ).model_dump(mode="json", exclude_none=True, by_alias=True)
+        if target and target.startswith("msisdn-"):
+            body["msisdn"] = target.removeprefix("msisdn-")
+        elif target:
+            body["externalGroupId"] = target
+        return body
+
+    def _collection_urls(self, record: SubscriptionRecord) -> list[str]:
+        root = record.api_root
+        if record.kind == "amf":
+            return [root + _AMF_PATH]
+        if record.kind == "smf":
+            return [root + path for path in _SMF_PATHS]
+        return [f"{root}/3gpp-monitoring-event/v1/{self._settings.nef_af_id}/subscriptions"]
+
+    async def _create(self, record: SubscriptionRecord) -> bool:
+        nf_type, scope = _SCOPES[record.kind]
+        body = orjson.dumps(record.request)
+        response: SbiResponse | None = None
+        url = ""
+        for url in self._collection_urls(record):
+            response = await self._nrf.call(nf_type, scope, "POST", url, body)
+            if response.status != 404:
+                break
+        assert response is not None
+        if response.status == 501 or (record.kind == "smf" and response.status == 200):
+            # free5GC's SMF: 501 {} since v1.2.4, a silent 200 {} before (free5gc.md §2.1).
+            log.info("subscription_unsupported", kind=record.kind, status=response.status)
+            return False
+        if response.status != 201:
+            raise CoreUnavailable(
+                f"{record.kind} subscribe refused: {response.status}", status=response.status
+            )
+        answer = response.json() if response.body else {}
+        location = response.headers.get("Location")
+        if location:
+            record.resource_uri = location
+            record.subscription_id = location.rstrip("/").rsplit("/", 1)[-1]
+            record.dialect = "spec"
+        else:
+            # free5GC: no Location header, the id only in the body (free5gc.md §1.1).
+            sub_id = answer.get("subscriptionId") or answer.get("subId")
+            if not sub_id:
+                raise CoreUnavailable(f"{record.kind} subscribe answer carries no id")
+            record.subscription_id = str(sub_id)
+            record.resource_uri = f"{url}/{record.subscription_id}"
+            record.dialect = "free5gc"
+            self.observe_id(record.producer_id, record.subscription_id)
+            self.records[record.key] = record
+        granted = _epoch(_granted_expiry(record.kind, answer))
+        if granted is not None:
+            record.expiry_s = granted
+        return True
+
+    # -- renew -------------------------------------------------------------------------------
+
+    async def renew(self, record: SubscriptionRecord) -> None:
+        """Push the expiry forward; subscribe again if the producer no longer knows it.
+
+        Raises:
+            CoreUnavailable: the producer could not be reached or refused.
+        """
+        if record.subscription_id is None or record.resource_uri is None:
+            return
+        expiry = self._clock() + self._settings.subscription_ttl_s
+        nf_type, scope = _SCOPES[record.kind]
+        response = await self._send_renewal(record, expiry, nf_type, scope)
+        if response.status == 400 and record.kind == "amf":
+            # The other dialect: free5GC refuses the JSON-Patch array and vice versa (§1.4).
+            record.dialect = "spec" if record.dialect == "free5gc" else "free5gc"
+            response = await self._send_renewal(record, expiry, nf_type, scope)
+        if response.status == 404:
+            log.info("subscription_lost", kind=record.kind, key=record.key)
+            self.records.pop(record.key, None)
+            self._save()
+            producer = Producer(nf_type, record.producer_id, record.api_root)
+            await self.subscribe(record.kind, producer, record.purpose)
+            return
+        if response.status not in (200, 204):
+            raise CoreUnavailable(
+                f"{record.kind} renew refused: {response.status}", status=response.status
+            )
+        answer = response.json() if response.body else {}
+        record.expiry_s = _epoch(_granted_expiry(record.kind, answer)) or expiry
+        self._save()
+        log.info("subscription_renewed", kind=record.kind, key=record.key)
+
+    async def _send_renewal(
+        self, record: SubscriptionRecord, expiry: float, nf_type: str, scope: str
+    ) -> SbiResponse:
+        assert record.resource_uri is not None
+        value = iso_time(expiry)
+        if record.kind == "amf":
+            item = {"op": "replace", "path": "/options/expiry", "value": value}
+            if record.dialect == "free5gc":
+                # ModifySubscriptionRequest without json tags (free5gc.md §1.4).
+                body, content_type = orjson.dumps({"optionItem": [item]}), "application/json"
+            else:
+                body, content_type = orjson.dumps([item]), "application/json-patch+json"
+            return await self._nrf.call(
+                nf_type, scope, "PATCH", record.resource_uri, body, content_type
+            )
+        # SMF (TS 29.508) and NEF (TS 29.522) replace the whole resource with PUT.
+        request = dict(record.request)
+        request["expiry" if record.kind == "smf" else "monitorExpireTime"] = value
+        record.request = request
+        return await self._nrf.call(
+            nf_type, scope, "PUT", record.resource_uri, orjson.dumps(request)
+        )
+
+    # -- delete ------------------------------------------------------------------------------
+
+    async def delete(self, record: SubscriptionRecord) -> None:
+        """DELETE one subscription; ``200 null`` (free5GC), 204 and 404 all mean it is gone."""
+        if record.resource_uri is not None:
+            nf_type, scope = _SCOPES[record.kind]
+            response = await self._nrf.call(nf_type, scope, "DELETE", record.resource_uri)
+            if response.status not in (200, 204, 404):
+                raise CoreUnavailable(
+                    f"{record.kind} delete refused: {response.status}", status=response.status
+                )
+        self.records.pop(record.key, None)
+        self._save()
+        log.info("subscription_deleted", kind=record.kind, key=record.key)
+
+    async def delete_all(self) -> None:
+        """Delete every recorded subscription (clean shutdown); failures are logged and kept."""
+        for record in list(self.records.values()):
+            try:
+                await self.delete(record)
+            except CoreUnavailable as exc:
+                log.warning("subscription_delete_failed", key=record.key, error=str(exc))
+
+
+def _granted_expiry(kind: str, answer: Any) -> Any:
+    if not isinstance(answer, dict):
+        return None
+    if kind == "amf":
+        options = (answer.get("subscription") or {}).get("options") or {}
+        return options.get("expiry")
+    return answer.get("expiry") or answer.get("monitorExpireTime")

@@ -1,0 +1,303 @@
+"""Tests for the subscription lifecycle against the fake core (free5GC and notify modes)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from subscriber.fakecore import FakeCoreServer
+from subscriber.fakecore.amf import AmfMode
+from subscriber.ingress.nrf import NrfClient, Producer
+from subscriber.ingress.subscriptions import (
+    STATE_FILE,
+    SubscriptionManager,
+    SubscriptionRecord,
+    SubscriptionRegistry,
+    owns,
+)
+from subscriber.settings import CoreSettings
+
+T0 = 1_900_000_000.0
+CALLBACKS = "http://127.0.0.1:9/receiver"
+
+
+class WallClock:
+    """Wall-clock seconds shared by the daemon and the fake core, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def ns(self) -> int:
+        return int(self.now * 1e9)
+
+
+@pytest.fixture
+def clock() -> WallClock:
+    """A shared, hand-moved wall clock."""
+    return WallClock()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """The HTTP/1.1 session the daemon calls through."""
+    async with aiohttp.ClientSession() as http:
+        yield http
+
+
+def _settings(fake: FakeCoreServer, tmp_path: Path, **values: object) -> CoreSettings:
+    return CoreSettings.model_validate(
+        {
+            "nrf_url": fake.url,
+            "state_dir": tmp_path,
+            "amf_tracking": "notify",
+            "subscription_ttl_s": 60,
+            "renew_before_s": 20,
+            "retry_attempts": 2,
+            **values,
+        }
+    )
+
+
+def _manager(
+    fake: FakeCoreServer,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    clock: WallClock,
+    **values: object,
+) -> SubscriptionManager:
+    settings = _settings(fake, tmp_path, **values)
+    nrf = NrfClient(settings=settings, session=session)
+    return SubscriptionManager(settings=settings, nrf=nrf, callback_base=CALLBACKS, clock=clock)
+
+
+def _amf_record(manager: SubscriptionManager) -> SubscriptionRecord:
+    (record,) = [r for r in manager.records.values() if r.kind == "amf"]
+    return record
+
+
+async def _serve(clock: WallClock, mode: AmfMode) -> FakeCoreServer:
+    return FakeCoreServer(ues=2, mode=mode, clock_ns=clock.ns)
+
+
+async def test_free5gc_subscription_takes_its_id_from_the_body(
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+) -> None:
+    """No Location header: the id comes from the body, the dialect is free5GC's, and it is saved."""
+    async with (
+        await _serve(clock, "free5gc") as fake,
+        _manager(fake, session, tmp_path, clock) as manager,
+    ):
+        await manager.reconcile()
+        (record,) = manager.records.values()
+        assert (record.subscription_id, record.dialect) == ("1", "free5gc")
+        sub = fake.core.amf.subscriptions["1"]
+        assert sub.echo["eventNotifyUri"] == f"{CALLBACKS}/callbacks/amf/{record.key}"
+        assert sub.echo["notifyCorrelationId"] == record.key
+        stored = orjson.loads((tmp_path / STATE_FILE).read_bytes())
+        assert [r["key"] for r in stored["records"]] == [record.key]
+        other_process = SubscriptionRegistry(tmp_path)
+        assert other_process.is_known("amf", record.key)
+        assert not other_process.is_known("smf", record.key)
+        assert not other_process.is_known("amf", "poll")
+
+
+async def test_free5gc_renewal_uses_option_item_before_expiry(
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+) -> None:
+    """Within renew_before_s of expiry the manager PATCHes {"optionItem": ...} (free5GC)."""
+    async with (
+        await _serve(clock, "free5gc") as fake,
+        _manager(fake, session, tmp_path, clock) as manager,
+    ):
+        await manager.reconcile()
+        (record,) = manager.records.values()
+        assert record.expiry_s == T0 + 60
+        clock.now += 30
+        await manager.reconcile()
+        assert record.expiry_s == T0 + 60
+        clock.now += 15
+        await manager.reconcile()
+        assert record.expiry_s == T0 + 45 + 60
+        assert record.dialect == "free5gc"
+        assert fake.core.amf.subscriptions["1"].expiry_ns == int((T0 + 105) * 1e9)
+
+
+async def test_shutdown_deletes_accepting_200_null(
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+) -> None:
+    """Leaving the manager deletes its free5GC subscription (200 null) and clears the file."""
+    async with await _serve(clock, "free5gc") as fake:
+        async with _manager(fake, session, tmp_path, clock) as manager:
+            await manager.reconcile()
+            assert len(fake.core.amf.subscriptions) == 1
+            (key,) = manager.records
+        assert fake.core.amf.subscriptions == {}
+        assert orjson.loads((tmp_path / STATE_FILE).read_bytes())["records"] == []
+        assert not SubscriptionRegistry(tmp_path).is_known("amf", key)
+
+
+async def test_restarted_daemon_reuses_its_subscription(
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+) -> None:
+    """A daemon that died without cleanup adopts the recorded subscription instead of leaking it."""
+    async with await _serve(clock, "free5gc") as fake:
+        crashed = _manager(fake, session, tmp_path, clock)
+        await crashed.__aenter__()
+        await crashed.reconcile()
+        clock.now += 50
+        async with _manager(fake, session, tmp_path, clock) as restarted:
+            await restarted.reconcile()
+            (record,) = restarted.records.values()
+            assert record.subscription_id == "1"
+            assert record.expiry_s == T0 + 50 + 60
+            assert list(fake.core.amf.subscriptions) == ["1"]
+        assert fake.core.amf.subscriptions == {}
+
+
+async def test_amf_restart_is_detected_by_ids_and_resubscribed(
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+) -> None:
+    """Counter ids going back to 1 drop the lost subscription; the next pass subscribes anew."""
+    async with (
+        await _serve(clock, "free5gc") as fake,
+        _manager(fake, session, tmp_path, clock) as manager,
+    ):
+        await manager.reconcile()
+        (old,) = manager.records.values()
+        assert manager.observe_id(old.producer_id, "2") is False
+        fake.core.restart_amf()
+        assert manager.observe_id(old.producer_id, "1") is True
+        assert manager.records == {}
+        manager._nrf.forget_discovery("AMF")
+        await manager.reconcile()
+        (new,) = manager.records.values()
+        assert new.producer_id == fake.core.amf.instance_id != old.producer_id
+        assert new.subscription_id == "1"
+
+
+async def test_vanished_producer_is_dropped_without_delete(
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+) -> None:
+    """An AMF that re-registered under a new id loses our old record with no DELETE sent."""
+    async with (
+        await _serve(clock, "free5gc") as fake,
+        _manager(fake, session, tmp_path, clock) as manager,
+    ):
+        await manager.reconcile()
+        (old,) = manager.records.values()
+        fake.core.restart_amf()
+        other = {"subscription": {"eventList": [{"type": "LOCATION_REPORT"}], "anyUE": True}}
+        async with session.post(
+            f"{fake.url}/namf-evts/v1/subscriptions",
+            json=other,
+            headers=await manager._nrf.auth_headers("AMF", "namf-evts"),
+        ) as response:
+            assert (await response.json())["subscriptionId"] == old.subscription_id
+        manager._nrf.forget_discovery("AMF")
+        await manager.reconcile()
+        (record,) = manager.records.values()
+        assert record.producer_id == fake.core.amf.instance_id
+        assert record.subscription_id == "2"
+        assert old.subscription_id in fake.core.amf.subscriptions  # someone else's, left alone
+
+
+async def test_free5gc_smf_is_marked_unsupported(
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+) -> None:
+    """The SMF answers 501 on free5GC's underscore path: no record, and no retry."""
+    async with (
+        await _serve(clock, "free5gc") as fake,
+        _manager(fake, session, tmp_path, clock, smf_url=fake.url) as manager,
+    ):
+        smf = Producer("SMF", "static-smf", fake.url)
+        assert await manager.subscribe("smf", smf, "up-path") is None
+        assert manager.records == {}
+        await manager.reconcile()
+        assert [r.kind for r in manager.records.values()] == ["amf"]
+
+
+async def test_notify_mode_subscription_is_renewed_before_it_expires(
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+) -> None:
+    """Against a spec AMF that enforces expiry, JSON-Patch renewals keep the subscription."""
+    async with await _serve(clock, "notify") as fake:
+        async with _manager(fake, session, tmp_path, clock) as manager:
+            await manager.reconcile()
+            record = _amf_record(manager)
+            assert record.dialect == "spec"
+            assert record.resource_uri is not None
+            assert record.resource_uri.startswith(fake.url)
+            for _ in range(4):
+                clock.now += 45
+                await manager.reconcile()
+            assert record.expiry_s == clock.now + 60
+            assert list(fake.core.amf.subscriptions) == [record.subscription_id]
+            assert len(fake.core.smf.subscriptions) == 1  # the spec SMF took UP_PATH_CH too
+            fake.core.amf.move("imsi-208930000000001", "000002", "000000002")
+            await fake.core.amf.drain()
+            assert fake.core.amf.notification_failures == 1  # sent: nobody listens on port 9
+        assert fake.core.amf.subscriptions == {}
+        assert fake.core.smf.subscriptions == {}
+
+
+async def test_notify_mode_lost_subscription_is_recreated_on_404(
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+) -> None:
+    """A renewal answered 404 (the producer forgot it) subscribes again under the same key."""
+    async with (
+        await _serve(clock, "notify") as fake,
+        _manager(fake, session, tmp_path, clock) as manager,
+    ):
+        await manager.reconcile()
+        old = _amf_record(manager)
+        fake.core.amf.subscriptions.clear()
+        clock.now += 45
+        await manager.reconcile()
+        new = _amf_record(manager)
+        assert new.key == old.key
+        assert new.subscription_id != old.subscription_id
+        assert list(fake.core.amf.subscriptions) == [new.subscription_id]
+
+
+async def test_wrong_dialect_falls_back_on_400(
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+) -> None:
+    """A 400 to one PATCH dialect makes the manager retry in the other."""
+    async with (
+        await _serve(clock, "notify") as fake,
+        _manager(fake, session, tmp_path, clock) as manager,
+    ):
+        await manager.reconcile()
+        record = _amf_record(manager)
+        record.dialect = "free5gc"
+        await manager.renew(record)
+        assert record.dialect == "spec"
+
+
+def test_owns_splits_producers_between_instances() -> None:
+    """Each producer id belongs to exactly one of n instances."""
+    ids = [f"amf-{n}" for n in range(50)]
+    for count in (1, 2, 3):
+        owners = [
+            [
+                i
+                for i in range(count)
+                if owns(pid, CoreSettings(instance_index=i, instance_count=count))
+            ]
+            for pid in ids
+        ]
+        assert all(len(o) == 1 for o in owners)
+    spread = {
+        i
+        for pid in ids
+        for i in range(3)
+        if owns(pid, CoreSettings(instance_index=i, instance_count=3))
+    }
+    assert spread == {0, 1, 2}
