@@ -113,6 +113,9 @@ class MoveOutcome(_Model):
     received_at: datetime | None = None
     finished_at: datetime | None = None
     dns_switched_at: datetime | None = None
+    step_ms: dict[str, int] = Field(
+        default_factory=dict, description="How long each step took, in workflow time."
+    )
 
 
 class RelocationState(_Model):
@@ -209,6 +212,7 @@ class RelocationWorkflow:
         self._moves_this_run = 0
         self._in_flight: RelocationRequest | None = None
         self._step: Step | None = None
+        self._marks: list[tuple[Step, datetime]] = []
 
     @workflow.run
     async def run(self, inp: RelocationInput) -> None:
@@ -320,11 +324,12 @@ class RelocationWorkflow:
             self._record(request, Status.NOOP, received_at=received_at, source=source)
             return
         self._in_flight = request
+        self._marks = []
         deployed = dns_changed = False
         dns_switched_at: datetime | None = None
         app, instance = self._inp.app, self._inp.instance
         try:
-            self._step = Step.DEPLOY
+            self._enter(Step.DEPLOY)
             deployed = True
             endpoint = await workflow.execute_activity(
                 Act.DEPLOY,
@@ -335,7 +340,7 @@ class RelocationWorkflow:
                 retry_policy=_RETRY,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
-            self._step = Step.READINESS
+            self._enter(Step.READINESS)
             await workflow.execute_activity(
                 Act.WAIT_READY,
                 endpoint,
@@ -343,7 +348,7 @@ class RelocationWorkflow:
                 heartbeat_timeout=_HEARTBEAT,
                 retry_policy=_RETRY_POLL,
             )
-            self._step = Step.DNS
+            self._enter(Step.DNS)
             change = DnsChange(app=app, instance=instance, addresses=(endpoint.placement.address,))
             dns_changed = True
             await workflow.execute_activity(
@@ -353,7 +358,7 @@ class RelocationWorkflow:
                 retry_policy=_RETRY,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
-            self._step = Step.DNS_CONFIRM
+            self._enter(Step.DNS_CONFIRM)
             await workflow.execute_activity(
                 Act.CONFIRM_DNS,
                 change,
@@ -363,7 +368,7 @@ class RelocationWorkflow:
             )
             dns_switched_at = workflow.now()
             if source is not None:
-                self._step = Step.REMOVE_SOURCE
+                self._enter(Step.REMOVE_SOURCE)
                 await workflow.execute_activity(
                     Act.REMOVE,
                     RemoveInput(app=app, instance=instance, placement=source),
@@ -375,6 +380,7 @@ class RelocationWorkflow:
         except (ActivityError, asyncio.CancelledError) as exc:
             cancelled = is_cancelled_exception(exc)
             failed_step = self._step
+            step_ms = self._step_ms()
             done, errors, kept_target = await self._compensate(
                 source, target, deployed=deployed, dns_changed=dns_changed
             )
@@ -390,11 +396,13 @@ class RelocationWorkflow:
                 compensated=tuple(done),
                 compensation_errors=tuple(errors),
                 dns_switched_at=dns_switched_at,
+                step_ms=step_ms,
             )
             self._in_flight, self._step = None, None
             if cancelled:
                 raise
             return
+        step_ms = self._step_ms()
         self._placement = target
         self._moves_completed += 1
         self._moves_this_run += 1
@@ -405,7 +413,19 @@ class RelocationWorkflow:
             received_at=received_at,
             source=source,
             dns_switched_at=dns_switched_at,
+            step_ms=step_ms,
         )
+
+    def _enter(self, step: Step) -> None:
+        self._step = step
+        self._marks.append((step, workflow.now()))
+
+    def _step_ms(self) -> dict[str, int]:
+        ends = [t for _, t in self._marks[1:]] + [workflow.now()]
+        return {
+            step.value: int((end - start).total_seconds() * 1000)
+            for (step, start), end in zip(self._marks, ends, strict=True)
+        }
 
     async def _compensate(
         self, source: Placement | None, target: Placement, *, deployed: bool, dns_changed: bool

@@ -75,8 +75,9 @@ async def test_relocation_moves_dns_and_service(
     in_workflow_s = (outcome.dns_switched_at - outcome.received_at).total_seconds()
     print(
         f"\nsignal->DNS switch: {switched_s * 1000:.0f} ms wall (signal call to authoritative "
-        f"answer), {in_workflow_s * 1000:.0f} ms in workflow time"
+        f"answer), {in_workflow_s * 1000:.0f} ms in workflow time; steps (ms): {outcome.step_ms}"
     )
+    assert list(outcome.step_ms) == [s.value for s in Step]
 
 
 async def _answers(pdns: PowerDns, name: str, address: str) -> bool:
