@@ -253,3 +253,25 @@ def test_dockerfile_installs_the_package_and_runs_it_unprivileged() -> None:
     assert users[-1] not in ("root", "0", "0:0")
     entrypoints = [json.loads(rest) for w, rest in instructions if w == "ENTRYPOINT"]
     assert entrypoints[-1] == ["subscriber"]
+
+
+def test_clients_point_at_the_services_as_they_are_configured(
+    project: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka, Temporal and PowerDNS addresses and keys in the settings match those services."""
+    services = project["services"]
+    kafka_env = services["kafka"]["environment"]
+    temporal_cmd = [str(c) for c in services["temporal"]["command"]]
+    pdns = services["powerdns"]
+    for name, svc in subscriber_services(project).items():
+        settings = _settings_from(settings_env(svc), monkeypatch)
+        advertised = kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+        assert f"PLAINTEXT://{settings.kafka.bootstrap_servers}" in advertised, name
+        host, port = settings.temporal.address.rsplit(":", 1)
+        assert host == "temporal", name
+        assert temporal_cmd[temporal_cmd.index("--port") + 1] == port, name
+        assert temporal_cmd[temporal_cmd.index("--namespace") + 1] == settings.temporal.namespace
+        assert settings.powerdns.api_url == "http://powerdns:8081", name
+        assert pdns["environment"]["PDNS_AUTH_API_KEY"] == settings.powerdns.api_key, name
+        assert settings.powerdns.dns_host == pdns["networks"]["subscriber"]["ipv4_address"], name
+        assert settings.powerdns.dns_port == 53, name
