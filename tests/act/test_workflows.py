@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from subscriber.act.dns import PowerDns
 from subscriber.act.local_orchestrator import LocalOrchestrator
@@ -36,6 +39,12 @@ from tests.act.conftest import (
 from tests.conftest import isolate
 
 pytestmark = [pytest.mark.stack]
+
+
+async def assert_replays(handle: WorkflowHandle[Any, Any]) -> None:
+    """The recorded history replays against today's workflow code: it is deterministic."""
+    replayer = Replayer(workflows=[RelocationWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(await handle.fetch_history())
 
 
 async def fetch(placement: Placement) -> str:
@@ -200,6 +209,7 @@ async def test_superseded_pending_move_is_coalesced(
         assert state.pending.request_id.endswith("-3")
         gated.gate.set()
         history = await wait_history(client, first, 3)
+        await assert_replays(handle)
     # Request 3 (back to edge1) superseded request 2 (edge3) before it started, then ran.
     assert [(o.request_id[-1], o.status) for o in history] == [
         ("2", Status.SUPERSEDED),
@@ -231,6 +241,7 @@ async def test_cancel_during_a_move_compensates(
         with pytest.raises(WorkflowFailureError):
             await handle.result()
         history = await handle.query(RelocationWorkflow.history)
+        await assert_replays(handle)
     assert [o.status for o in history] == [Status.CANCELLED]
     assert "target_removed" in history[0].compensated
     assert await pdns.query_a(name) == [a.address]
@@ -274,13 +285,15 @@ async def test_continues_as_new_and_keeps_its_state(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("hard", [False, True], ids=["sigterm", "sigkill"])
 async def test_temporal_restart_mid_workflow_loses_nothing(
     private_stack: Settings,
     clusters: dict[str, Placement],
     unique: str,
     tmp_path: Path,
+    hard: bool,
 ) -> None:
-    """Restarting the Temporal server during a move: the move resumes and completes."""
+    """Restarting (or killing) the Temporal server during a move: the move resumes, completes."""
     settings = tuned(isolate(private_stack, unique, tmp_path), tmp_path)
     a, b = clusters["edge1"], clusters["edge2"]
     req = make_request(unique, a, b)
@@ -296,7 +309,7 @@ async def test_temporal_restart_mid_workflow_loses_nothing(
             async with running_worker(client, settings, gated, pdns):
                 await request_relocation(client, settings.temporal.task_queue, req)
                 await until(gated.waiting.is_set)
-                await restart_service(settings, "temporal")
+                await restart_service(settings, "temporal", hard=hard)
                 gated.gate.set()
                 history = await wait_history(client, req, 1, timeout_s=120)
             assert [o.status for o in history] == [Status.COMPLETED]
