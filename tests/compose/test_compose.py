@@ -258,7 +258,7 @@ def test_dockerfile_installs_the_package_and_runs_it_unprivileged() -> None:
 def test_clients_point_at_the_services_as_they_are_configured(
     project: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Kafka, Temporal and PowerDNS addresses and keys in the settings match those services."""
+    """Kafka, Temporal, PowerDNS and fake-core addresses in the settings match those services."""
     services = project["services"]
     kafka_env = services["kafka"]["environment"]
     temporal_cmd = [str(c) for c in services["temporal"]["command"]]
@@ -275,3 +275,7 @@ def test_clients_point_at_the_services_as_they_are_configured(
         assert pdns["environment"]["PDNS_AUTH_API_KEY"] == settings.powerdns.api_key, name
         assert settings.powerdns.dns_host == pdns["networks"]["subscriber"]["ipv4_address"], name
         assert settings.powerdns.dns_port == 53, name
+        if "fakecore" in services:
+            fake = [str(c) for c in services["fakecore"]["command"]]
+            where = f"{fake[fake.index('--host') + 1]}:{fake[fake.index('--port') + 1]}"
+            assert settings.core.nrf_url == f"http://{where}", name
