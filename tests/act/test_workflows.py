@@ -101,7 +101,7 @@ async def test_duplicated_requests_make_one_relocation(
     clusters: dict[str, Placement],
     unique: str,
 ) -> None:
-    """The same request id signalled again and again, before and after the move, moves once."""
+    """The same request id signalled again and again moves once; an older decision is stale."""
     a, b = clusters["edge1"], clusters["edge2"]
     req = make_request(unique, a, b)
     name = await serve_from(local, pdns, req, a)
@@ -112,10 +112,11 @@ async def test_duplicated_requests_make_one_relocation(
         history = await wait_history(client, req, 1)
         for _ in range(2):
             await request_relocation(client, queue, req)
+        await request_relocation(client, queue, make_request(unique, b, a, 0))
+        history = await wait_history(client, req, 2)
         handle = client.get_workflow_handle(workflow_id(req.app, req.instance))
         state = await handle.query(RelocationWorkflow.state)
-        history = await handle.query(RelocationWorkflow.history)
-    assert [o.status for o in history] == [Status.COMPLETED]
+    assert [o.status for o in history] == [Status.COMPLETED, Status.STALE]
     assert state.moves_completed == 1
     assert state.placement == b
     assert state.pending is None
