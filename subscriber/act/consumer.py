@@ -20,6 +20,7 @@ changelog partition of the same number before any of its events is handled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -60,16 +61,23 @@ LAG = Gauge("subscriber_consumer_lag", "Records behind the partition end", ["par
 Signaller = Callable[[Client, str, RelocationRequest], Awaitable[SignalReceipt]]
 
 
+async def _partition_count(admin: AIOKafkaAdminClient, topic: str) -> int:
+    """Partitions of ``topic``, 0 when it does not exist."""
+    (meta,) = await admin.describe_topics([topic])
+    if meta.get("error_code"):
+        return 0
+    return len(meta.get("partitions") or [])
+
+
 class _Restorer(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, consumer: EventConsumer) -> None:
         self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        for tp in revoked:
-            self._consumer.records.pop(tp.partition, None)
+        self._consumer.forget([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self._consumer.restore([tp.partition for tp in assigned])
+        await self._consumer.ensure_restored([tp.partition for tp in assigned])
 
 
 class EventConsumer:
@@ -101,6 +109,8 @@ class EventConsumer:
         self.records: dict[int, dict[str, UeRecord]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._state_partitions = 0
+        self._restoring: dict[int, asyncio.Task[None]] = {}
 
     async def __aenter__(self) -> Self:
         kafka = self._s.kafka
@@ -136,29 +146,41 @@ class EventConsumer:
             await self._producer.stop()
 
     async def _ensure_state_topic(self) -> None:
+        """Create the changelog with the events topic's partition count, and learn that count."""
         kafka = self._s.kafka
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
         await admin.start()
         try:
-            meta = await admin.describe_topics([kafka.events_topic])
-            partitions = max(1, len(meta[0].get("partitions") or [])) if meta else 1
-            if meta and meta[0].get("error_code"):
-                # The events topic does not exist yet: create it as the publisher would.
-                partitions = 1
-            await admin.create_topics(
-                [
-                    NewTopic(
-                        kafka.state_topic,
-                        partitions,
-                        1,
-                        topic_configs={"cleanup.policy": "compact"},
-                    )
-                ]
-            )
-        except TopicAlreadyExistsError:
-            pass
+            partitions = await _partition_count(admin, kafka.events_topic) or 1
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            kafka.state_topic,
+                            partitions,
+                            1,
+                            topic_configs={"cleanup.policy": "compact"},
+                        )
+                    ]
+                )
+            self._state_partitions = await _partition_count(admin, kafka.state_topic)
         finally:
             await admin.close()
+
+    def forget(self, partitions: list[int]) -> None:
+        """Drop the UE records of partitions this member no longer owns."""
+        for p in partitions:
+            self.records.pop(p, None)
+            task = self._restoring.pop(p, None)
+            if task is not None and not task.done():
+                task.cancel()
+
+    async def ensure_restored(self, partitions: list[int]) -> None:
+        """Restore each partition once per assignment; callers wait for the same restore."""
+        for p in partitions:
+            if p not in self._restoring:
+                self._restoring[p] = asyncio.create_task(self.restore([p]))
+        await asyncio.gather(*(self._restoring[p] for p in partitions))
 
     async def restore(self, partitions: list[int]) -> None:
         """Load the UE records of ``partitions`` from the changelog, replacing what we had."""
@@ -169,8 +191,11 @@ class EventConsumer:
         )
         await reader.start()
         try:
-            known = await reader.partitions_for_topic(kafka.state_topic) or set()
-            tps = [TopicPartition(kafka.state_topic, p) for p in partitions if p in known]
+            tps = [
+                TopicPartition(kafka.state_topic, p)
+                for p in partitions
+                if p < self._state_partitions
+            ]
             restored: dict[int, dict[str, UeRecord]] = {p: {} for p in partitions}
             if tps:
                 reader.assign(tps)
@@ -221,6 +246,8 @@ class EventConsumer:
         assert self._producer is not None
         sends: list[asyncio.Future[Any]] = []
         offsets: dict[TopicPartition, int] = {}
+        # Records can arrive before the assignment callback has restored their partition.
+        await self.ensure_restored([tp.partition for tp in batch])
         for tp, msgs in batch.items():
             for msg in msgs:
                 sends += await self._handle(tp, msg)

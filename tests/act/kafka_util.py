@@ -1,0 +1,83 @@
+"""Small real-Kafka helpers for the act tests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from subscriber.events import LocationEvent, encode_event
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    """Create ``topic`` with ``partitions`` partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    """Send ``(key, value)`` records in order with an idempotent producer."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def produce_events(bootstrap: str, topic: str, events: list[LocationEvent]) -> None:
+    """Send events keyed by UE, as the publisher does."""
+    await produce(bootstrap, topic, [(e.partition_key(), encode_event(e)) for e in events])
+
+
+async def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 30) -> list[Any]:
+    """At least ``count`` records of ``topic`` from the beginning (all partitions)."""
+    partitions = await partitions_of(bootstrap, topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        got: list[Any] = []
+        async with asyncio.timeout(timeout_s):
+            while len(got) < count:
+                batch = await consumer.getmany(timeout_ms=500)
+                for msgs in batch.values():
+                    got += msgs
+        return got
+    finally:
+        await consumer.stop()
+
+
+async def partitions_of(bootstrap: str, topic: str) -> list[int]:
+    """The partition numbers of ``topic``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (meta,) = await admin.describe_topics([topic])
+        return sorted(p["partition"] for p in meta.get("partitions") or [])
+    finally:
+        await admin.close()
+
+
+async def committed(bootstrap: str, group: str, topic: str) -> int:
+    """The sum of the group's committed offsets over the topic's partitions."""
+    partitions = await partitions_of(bootstrap, topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        total = 0
+        for p in partitions:
+            total += await consumer.committed(TopicPartition(topic, p)) or 0
+        return total
+    finally:
+        await consumer.stop()

@@ -1,0 +1,187 @@
+"""The consumer against real Kafka and Temporal: audit, dead letters, commits, relocations."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import orjson
+import pytest
+from temporalio.client import Client
+
+from subscriber.act.consumer import EventConsumer
+from subscriber.act.dns import PowerDns, record_name
+from subscriber.act.instances import parse_instances
+from subscriber.act.local_orchestrator import LocalOrchestrator
+from subscriber.act.orchestrator import Placement
+from subscriber.act.workflows import RelocationWorkflow, Status, workflow_id
+from subscriber.decide.engine import PolicyHolder
+from subscriber.settings import PolicySettings, Settings
+
+from .conftest import running_worker, serve_from, until
+from .events import POLICY, TOPOLOGY, crossing, location_event
+from .kafka_util import committed, create_topic, produce, produce_events, read_all
+
+pytestmark = pytest.mark.stack
+
+UE = "imsi-208930000000001"
+EDGE = {"edge-1": "127.0.10.1", "edge-2": "127.0.10.2"}
+
+
+def _port_free_on_both() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind((EDGE["edge-1"], 0))
+            port: int = s.getsockname()[1]
+        try:
+            with socket.socket() as s:
+                s.bind((EDGE["edge-2"], port))
+        except OSError:
+            continue
+        return port
+    raise OSError("no common free port")
+
+
+def _configured(settings: Settings, tmp_path: Path, port: int) -> Settings:
+    instances = tmp_path / "instances.yaml"
+    instances.write_text(
+        f"instances:\n  - {{ue: {UE}, app: video-analytics, instance: ue1, cluster: edge-1}}\n"
+    )
+    return settings.model_copy(
+        update={
+            "policy": PolicySettings(topology_file=TOPOLOGY, policy_file=POLICY),
+            "act": settings.act.model_copy(update={"instances_file": instances, "app_port": port}),
+        }
+    )
+
+
+@asynccontextmanager
+async def consuming(settings: Settings, client: Client) -> AsyncIterator[EventConsumer]:
+    """A consumer running in the background for the duration of the block."""
+    async with PolicyHolder(settings.policy) as holder:
+        assert settings.act.instances_file is not None
+        instances = parse_instances(
+            settings.act.instances_file.read_bytes(), source="i", topology=holder.bundle.topology
+        )
+        async with EventConsumer(
+            settings, policy=holder, instances=instances, temporal=client
+        ) as consumer:
+            stop = asyncio.Event()
+            task = asyncio.create_task(consumer.run(stop))
+            try:
+                yield consumer
+            finally:
+                stop.set()
+                await task
+
+
+async def test_poison_records_go_to_dead_letter_without_blocking(
+    act_settings: Settings, client: Client, tmp_path: Path
+) -> None:
+    """Undecodable records are dead-lettered with their origin; the good ones are decided."""
+    settings = _configured(act_settings, tmp_path, 8080)
+    kafka = settings.kafka
+    await create_topic(kafka.bootstrap_servers, kafka.events_topic)
+    good = location_event(0, 1)
+    await produce(
+        kafka.bootstrap_servers,
+        kafka.events_topic,
+        [
+            (b"junk", b"not json"),
+            (good.partition_key(), orjson.dumps(good.model_dump(mode="json"))),
+            (b"junk", b'{"schema_version": 7}'),
+        ],
+    )
+    async with consuming(settings, client):
+        await until(lambda: _committed_all(settings, 3), timeout_s=30)
+
+    letters = await read_all(kafka.bootstrap_servers, kafka.dead_letter_topic, 2)
+    assert [dict(m.headers)["source_offset"] for m in letters] == [b"0", b"2"]
+    assert letters[0].value == b"not json"
+    (decision,) = await read_all(kafka.bootstrap_servers, kafka.decisions_topic, 1)
+    body = orjson.loads(decision.value)
+    assert decision.key == b"video-analytics"
+    assert body["event_id"] == good.event_id
+    assert body["action"] == "stay"
+    assert UE not in decision.value.decode()
+
+
+async def test_ue_crossing_relocates_and_dns_follows(
+    act_settings: Settings,
+    client: Client,
+    pdns: PowerDns,
+    local: LocalOrchestrator,
+    tmp_path: Path,
+) -> None:
+    """Events of a UE settling under tower 2 end with DNS at edge-2, serving, edge-1 gone."""
+    port = _port_free_on_both()
+    settings = _configured(act_settings, tmp_path, port)
+    kafka = settings.kafka
+    await create_topic(kafka.bootstrap_servers, kafka.events_topic)
+    source = Placement(cluster="edge-1", address=EDGE["edge-1"], port=port)
+    target = Placement(cluster="edge-2", address=EDGE["edge-2"], port=port)
+
+    class _Req:
+        app, instance = "video-analytics", "ue1"
+
+    name = await serve_from(local, pdns, _Req(), source)  # type: ignore[arg-type]
+    events = crossing()
+    # Every event twice: a producer retry or an upstream duplicate must change nothing.
+    await produce_events(kafka.bootstrap_servers, kafka.events_topic, events + events)
+
+    async with running_worker(client, settings, local, pdns), consuming(settings, client):
+        started = time.monotonic()
+        await until(lambda: _answers(pdns, name, EDGE["edge-2"]), timeout_s=60)
+        switch_s = time.monotonic() - started
+        handle = client.get_workflow_handle_for(
+            RelocationWorkflow.run, workflow_id("video-analytics", "ue1")
+        )
+        await until(lambda: _completed(handle), timeout_s=30)
+        history = await handle.query(RelocationWorkflow.history)
+
+    print(f"\nevent stream consumed -> DNS answers edge-2 in {switch_s:.2f} s")
+    assert [h.status for h in history] == [Status.COMPLETED]
+    assert (history[0].source_cluster, history[0].target_cluster) == ("edge-1", "edge-2")
+    assert await _serves(target)
+    assert not await _serves(source)
+    decisions = [
+        orjson.loads(m.value)
+        for m in await read_all(kafka.bootstrap_servers, kafka.decisions_topic, len(events))
+    ]
+    assert len(decisions) == len(events), "duplicates must not be decided again"
+    relocations = [d for d in decisions if d["action"] == "relocate"]
+    assert len(relocations) == 1
+    assert relocations[0]["reason"] == "RELOCATE_BEST_CANDIDATE"
+    assert relocations[0]["target"] == "edge-2"
+    assert relocations[0]["candidates"], "the decision explains the candidates"
+    assert name == record_name("video-analytics", "ue1", pdns.zone)
+
+
+async def _committed_all(settings: Settings, count: int) -> bool:
+    kafka = settings.kafka
+    done = await committed(kafka.bootstrap_servers, kafka.consumer_group, kafka.events_topic)
+    return done >= count
+
+
+async def _answers(pdns: PowerDns, name: str, address: str) -> bool:
+    return await pdns.query_a(name) == [address]
+
+
+async def _completed(handle: object) -> bool:
+    history = await handle.query(RelocationWorkflow.history)  # type: ignore[attr-defined]
+    return bool(history)
+
+
+async def _serves(where: Placement) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(where.address, where.port), timeout=1
+        )
+    except OSError:
+        return False
+    writer.close()
+    return True
