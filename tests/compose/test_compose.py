@@ -20,7 +20,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from subscriber.act.instances import parse_instances
 from subscriber.cli import build_parser
+from subscriber.decide.bundle import load_bundle
 from subscriber.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -255,6 +257,18 @@ def test_dockerfile_installs_the_package_and_runs_it_unprivileged() -> None:
     assert entrypoints[-1] == ["subscriber"]
 
 
+def test_policy_files_the_services_name_are_baked_into_the_image(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The topology and policy paths in the environment are where the Dockerfile puts them."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    for name, svc in subscriber_services(stack(BASE)).items():
+        settings = _settings_from(settings_env(svc), monkeypatch)
+        for path in (settings.policy.topology_file, settings.policy.policy_file):
+            assert path is not None, name
+            assert f" {path}" in text, f"{name}: the image has no {path}"
+
+
 def test_clients_point_at_the_services_as_they_are_configured(
     project: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -279,3 +293,25 @@ def test_clients_point_at_the_services_as_they_are_configured(
             fake = [str(c) for c in services["fakecore"]["command"]]
             where = f"{fake[fake.index('--host') + 1]}:{fake[fake.index('--port') + 1]}"
             assert settings.core.nrf_url == f"http://{where}", name
+
+
+def test_bind_mounted_files_exist(project: dict[str, Any]) -> None:
+    """Every ./relative bind mount names a file that is in the repository."""
+    for name, svc in project["services"].items():
+        for volume in svc.get("volumes", []):
+            source = str(volume).split(":")[0]
+            if source.startswith("./"):
+                assert (BASE.parent / source).is_file(), f"{name}: {source}"
+
+
+def test_instances_file_fits_the_baked_in_topology(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The consumer's instances file names apps and clusters of the example topology."""
+    consumer = stack(BASE)["services"]["consumer"]
+    settings = _settings_from(settings_env(consumer), monkeypatch)
+    assert settings.act.instances_file == Path("/etc/subscriber/instances.yaml")
+    data = ROOT / "subscriber" / "data"
+    bundle = load_bundle((data / "topology.example.yaml").read_bytes())
+    instances = parse_instances(
+        (BASE.parent / "instances.yaml").read_bytes(), source="instances", topology=bundle.topology
+    )
+    assert len(instances) == 3
