@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--no-oauth", action="store_true", help="Serve without OAuth2.")
 
     _command(sub, "demo", "subscriber.demo:run", "The edge-relocation scenario, end to end.")
+    _command(sub, "consume", "subscriber.act.service:run", "Decide on events and signal moves.")
 
     health = _command(
         sub, "check", "subscriber.health:check", "Exit 0 when each dependency answers a real call."
