@@ -8,6 +8,7 @@ Only :func:`load_settings` reads the environment; everything else receives a bui
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -241,3 +242,19 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     if config_file is not None:
         os.environ[CONFIG_ENV] = str(config_file)
     return Settings(**overrides)
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that rebuild ``settings`` in a child process."""
+    env: dict[str, str] = {}
+    for group, values in settings.model_dump(mode="json").items():
+        if not isinstance(values, dict):
+            if values is not None:
+                env[f"{ENV_PREFIX}{group.upper()}"] = str(values)
+            continue
+        for field, value in values.items():
+            if value is not None:
+                env[f"{ENV_PREFIX}{group.upper()}__{field.upper()}"] = (
+                    value if isinstance(value, str) else json.dumps(value)
+                )
+    return env

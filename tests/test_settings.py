@@ -36,3 +36,20 @@ def test_unknown_setting_is_an_error() -> None:
     """A misspelt setting fails loudly instead of being ignored."""
     with pytest.raises(ValidationError):
         Settings(kafak={})  # type: ignore[call-arg]
+
+
+def test_to_env_rebuilds_the_same_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A child process given to_env(settings) builds equal settings."""
+    from subscriber.settings import to_env
+
+    original = Settings()
+    changed = original.model_copy(
+        update={
+            "kafka": original.kafka.model_copy(update={"events_topic": "t", "linger_ms": 7}),
+            "act": original.act.model_copy(update={"instances_file": tmp_path / "i.yaml"}),
+            "shutdown_grace_s": 3.5,
+        }
+    )
+    for key, value in to_env(changed).items():
+        monkeypatch.setenv(key, value)
+    assert Settings() == changed
