@@ -61,6 +61,11 @@ class FakeEmcoState:
     actions: list[dict[str, Any]] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # A DIG is Created, then Approved, then Instantiated before anything can be updated.
+        for state in ("Created", "Approved", "Instantiated"):
+            self.record_action(state)
+
     def place(self, app: str, clusters: Iterable[str]) -> None:
         """Add an app intent placing ``app`` on ``clusters``, already deployed and ready."""
         all_of = [{"clusterProvider": self.provider, "cluster": c} for c in clusters]
