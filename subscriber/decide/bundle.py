@@ -3,19 +3,20 @@
 The version is a content hash of both documents in canonical form, so comments and formatting do
 not change it and any change of substance does. Every decision records it.
 
-A bundle is immutable; it memoizes candidate rankings per (zone, app, current cluster), which
-depend only on its contents, so the hot path ranks each combination once.
+A bundle is immutable; it memoizes the ranking per (zone, app) and the evaluation per (zone, app,
+current cluster), which depend only on its contents, so the hot path ranks each zone once.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
 from subscriber.decide.rules import Rules, parse_rules
-from subscriber.decide.scoring import Evaluation, evaluate
+from subscriber.decide.scoring import Candidate, Evaluation, assess, rank
 from subscriber.decide.topology import Topology, parse_topology
 
 _EvalKey = tuple[str, str, str | None]
@@ -40,6 +41,11 @@ class Bundle:
     _evaluations: dict[_EvalKey, Evaluation] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _rankings: dict[tuple[str, str], tuple[Candidate, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    """Values derived from this bundle alone, memoized by the policy's hot path."""
 
     def evaluation(self, zone: str, app: str, current: str | None) -> Evaluation:
         """Candidates for ``app`` seen from ``zone`` while it runs on ``current`` (memoized).
@@ -50,7 +56,12 @@ class Bundle:
         key = (zone, app, current)
         found = self._evaluations.get(key)
         if found is None:
-            found = evaluate(self.topology, self.rules, zone, self.topology.apps[app], current)
+            spec = self.topology.apps[app]
+            ranked = self._rankings.get((zone, app))
+            if ranked is None:
+                ranked = rank(self.topology, self.rules, zone, spec)
+                self._rankings[(zone, app)] = ranked
+            found = assess(self.topology, self.rules, zone, spec, current, ranked)
             self._evaluations[key] = found
         return found
 

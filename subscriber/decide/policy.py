@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from subscriber.decide.bundle import Bundle
 from subscriber.decide.rules import Gates
@@ -68,8 +68,7 @@ class Placement:
     cluster: str
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The outcome for one app of one UE, with everything needed to explain or replay it.
 
     Attributes:
@@ -117,6 +116,22 @@ class Decision:
         }
 
 
+_STAY = Action.STAY
+_RELOCATE = Action.RELOCATE
+_DEFER = Action.DEFER
+
+
+class _Plan(NamedTuple):
+    """The part of a decision that depends only on the bundle, zone, app and current cluster."""
+
+    action: Action | None  # None: a move, subject to the hysteresis gates
+    reason: Reason
+    current: Candidate | None
+    candidates: tuple[Candidate, ...]
+    target: str | None
+    gates: Gates | None
+
+
 def _done(
     action: Action,
     reason: Reason,
@@ -125,28 +140,28 @@ def _done(
     placement: Placement,
     state: UeState,
     zone: str | None,
-    evaluation: Evaluation | None = None,
-    target: str | None = None,
+    plan: _Plan,
+    target: str | None,
     recheck_at_s: float | None = None,
 ) -> Decision:
-    track = state.track(placement.app)
-    # A repeated outcome leaves the state as it is: fewer allocations and changelog writes.
-    if (
-        track is None
-        or action is Action.RELOCATE
-        or track.last_action != action
-        or track.last_reason != reason
-    ):
-        state = record(state, placement.app, action, reason, now_s, source=placement.cluster)
+    app = placement.app
+    for track in state.apps:
+        if track.app == app:
+            # A repeated outcome leaves the state as it is: fewer allocations and changelog writes.
+            if action is _RELOCATE or track.last_action != action or track.last_reason != reason:
+                state = record(state, app, action, reason, now_s, source=placement.cluster)
+            break
+    else:
+        state = record(state, app, action, reason, now_s, source=placement.cluster)
     return Decision(
         action,
         reason,
-        placement.app,
+        app,
         placement.cluster,
         target,
         zone,
-        evaluation.current if evaluation is not None else None,
-        evaluation.ranked if evaluation is not None else (),
+        plan.current,
+        plan.candidates,
         bundle.version,
         now_s,
         recheck_at_s,
@@ -187,6 +202,28 @@ def _stay(bundle: Bundle, evaluation: Evaluation) -> Reason | None:
     return None
 
 
+def _plan(bundle: Bundle, zone: str | None, app_name: str, cluster: str) -> _Plan:
+    app = bundle.topology.apps.get(app_name)
+    if app is None:
+        return _Plan(_STAY, Reason.UNKNOWN_APP, None, (), None, None)
+    if zone is None:
+        return _Plan(_STAY, Reason.UNKNOWN_CELL, None, (), None, None)
+    ev = bundle.evaluation(zone, app_name, cluster)
+    target = ev.best_other.cluster if ev.best_other is not None else None
+    evacuate_reason = _evacuation(bundle, cluster)
+    if evacuate_reason is not None:
+        if target is None:
+            return _Plan(_STAY, Reason.NO_CANDIDATE, ev.current, ev.ranked, None, None)
+        return _Plan(_RELOCATE, evacuate_reason, ev.current, ev.ranked, target, None)
+    stay_reason = _stay(bundle, ev)
+    if stay_reason is not None:
+        return _Plan(_STAY, stay_reason, ev.current, ev.ranked, None, None)
+    if target is None:
+        return _Plan(_STAY, Reason.NO_CANDIDATE, ev.current, ev.ranked, None, None)
+    gates = bundle.rules.stateful if app.stateful else bundle.rules.stateless
+    return _Plan(None, Reason.RELOCATE_BEST_CANDIDATE, ev.current, ev.ranked, target, gates)
+
+
 def _gate(
     now_s: float, gates: Gates, state: UeState, track: AppTrack | None, target: str
 ) -> tuple[Reason, float | None] | None:
@@ -220,29 +257,23 @@ def evaluate_placement(
         state: the UE's state, including the report being decided on.
         zone: the zone that report maps to (None: unmapped).
     """
-    app = bundle.topology.apps.get(placement.app)
-    if app is None:
-        return _done(Action.STAY, Reason.UNKNOWN_APP, now_s, bundle, placement, state, zone)
-    if zone is None:
-        return _done(Action.STAY, Reason.UNKNOWN_CELL, now_s, bundle, placement, state, zone)
-    ev = bundle.evaluation(zone, placement.app, placement.cluster)
-    args = (now_s, bundle, placement, state, zone, ev)
-    evacuate_reason = _evacuation(bundle, placement.cluster)
-    target = ev.best_other
-    if evacuate_reason is not None:
-        if target is None:
-            return _done(Action.STAY, Reason.NO_CANDIDATE, *args)
-        return _done(Action.RELOCATE, evacuate_reason, *args, target.cluster)
-    stay_reason = _stay(bundle, ev)
-    if stay_reason is not None:
-        return _done(Action.STAY, stay_reason, *args)
-    if target is None:
-        return _done(Action.STAY, Reason.NO_CANDIDATE, *args)
-    gates = bundle.rules.stateful if app.stateful else bundle.rules.stateless
-    blocked = _gate(now_s, gates, state, state.track(placement.app), target.cluster)
+    key = (zone, placement.app, placement.cluster)
+    plan = bundle.memo.get(key)
+    if plan is None:
+        plan = bundle.memo[key] = _plan(bundle, zone, placement.app, placement.cluster)
+    action = plan.action
+    if action is not None:
+        return _done(action, plan.reason, now_s, bundle, placement, state, zone, plan, plan.target)
+    target, gates = plan.target, plan.gates
+    assert gates is not None  # a move plan always has gates and a target
+    assert target is not None
+    blocked = _gate(now_s, gates, state, state.track(placement.app), target)
     if blocked is not None:
-        return _done(Action.DEFER, blocked[0], *args, target.cluster, blocked[1])
-    return _done(Action.RELOCATE, Reason.RELOCATE_BEST_CANDIDATE, *args, target.cluster)
+        reason, recheck_at_s = blocked
+        return _done(
+            _DEFER, reason, now_s, bundle, placement, state, zone, plan, target, recheck_at_s
+        )
+    return _done(_RELOCATE, plan.reason, now_s, bundle, placement, state, zone, plan, target)
 
 
 def _stale(now_s: float, bundle: Bundle, placement: Placement, state: UeState) -> Decision:
@@ -350,27 +381,21 @@ def evacuate(
             continue
         zone = _reference_zone(bundle, item)
         state = item.state or UeState(zone, now_s, 0, now_s)
-        if zone is None:
-            out.append(
-                (
-                    item.ue,
-                    _done(Action.STAY, Reason.NO_CANDIDATE, now_s, bundle, placement, state, None),
+        plan = _Plan(_STAY, Reason.NO_CANDIDATE, None, (), None, None)
+        if zone is not None:
+            ev = evaluate(topology, bundle.rules, zone, app, placement.cluster, extra)
+            target = ev.best_other.cluster if ev.best_other is not None else None
+            if target is None:
+                plan = _Plan(_STAY, Reason.NO_CANDIDATE, ev.current, ev.ranked, None, None)
+            else:
+                plan = _Plan(_RELOCATE, reason, ev.current, ev.ranked, target, None)
+                was = extra.get(target, Extra())
+                extra[target] = Extra(
+                    was.cpu + app.cpu, was.memory_mib + app.memory_mib, was.apps + 1
                 )
-            )
-            continue
-        ev = evaluate(topology, bundle.rules, zone, app, placement.cluster, extra)
-        target = ev.best_other
-        if target is None:
-            decision = _done(
-                Action.STAY, Reason.NO_CANDIDATE, now_s, bundle, placement, state, zone, ev
-            )
-        else:
-            decision = _done(
-                Action.RELOCATE, reason, now_s, bundle, placement, state, zone, ev, target.cluster
-            )
-            was = extra.get(target.cluster, Extra())
-            extra[target.cluster] = Extra(
-                was.cpu + app.cpu, was.memory_mib + app.memory_mib, was.apps + 1
-            )
+        assert plan.action is not None
+        decision = _done(
+            plan.action, plan.reason, now_s, bundle, placement, state, zone, plan, plan.target
+        )
         out.append((item.ue, decision))
     return out

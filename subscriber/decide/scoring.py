@@ -61,7 +61,12 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
-    """Every cluster ranked for (zone, app, current cluster): accepted by score, then rejected."""
+    """The ranking for (zone, app) and the current cluster's own evaluation.
+
+    ``ranked`` evaluates every cluster as a new home (the current one included, as if placed
+    again); ``current`` evaluates the current cluster as it is, without re-checking capacity.
+    ``best`` is the better of the two views; ``best_other`` the best cluster that is not current.
+    """
 
     current: Candidate | None
     ranked: tuple[Candidate, ...]
@@ -122,6 +127,57 @@ def _rank_key(c: Candidate) -> tuple[int, float, str]:
     return (1, 0.0, c.cluster)
 
 
+def rank(
+    topology: Topology,
+    rules: Rules,
+    zone: str,
+    app: App,
+    extra: Mapping[str, Extra] | None = None,
+) -> tuple[Candidate, ...]:
+    """Every cluster evaluated as a new home for ``app`` seen from ``zone``, best first.
+
+    Args:
+        topology: the compiled topology.
+        rules: the compiled policy.
+        zone: where the UE is.
+        app: the application to place.
+        extra: load already promised to clusters by earlier decisions of the same batch.
+    """
+    latencies = topology.latency_ms.get(zone, {})
+    candidates = []
+    for cid, cluster in topology.clusters.items():
+        more = extra.get(cid, _NO_EXTRA) if extra else _NO_EXTRA
+        candidates.append(
+            score_cluster(cluster, app, latencies.get(cid), rules, current=False, extra=more)
+        )
+    return tuple(sorted(candidates, key=_rank_key))
+
+
+def assess(
+    topology: Topology,
+    rules: Rules,
+    zone: str,
+    app: App,
+    current: str | None,
+    ranked: tuple[Candidate, ...],
+) -> Evaluation:
+    """Combine a ranking with the current cluster as it is (its load already counts the app)."""
+    now = None
+    cluster = topology.clusters.get(current) if current is not None else None
+    if cluster is not None:
+        latency = topology.latency_ms.get(zone, {}).get(cluster.id)
+        now = score_cluster(cluster, app, latency, rules, current=True)
+    best_other = next((c for c in ranked if c.rejected is None and c.cluster != current), None)
+    best = best_other
+    if (
+        now is not None
+        and now.rejected is None
+        and (best is None or _rank_key(now) < _rank_key(best))
+    ):
+        best = now
+    return Evaluation(current=now, ranked=ranked, best=best, best_other=best_other)
+
+
 def evaluate(
     topology: Topology,
     rules: Rules,
@@ -130,30 +186,5 @@ def evaluate(
     current: str | None,
     extra: Mapping[str, Extra] | None = None,
 ) -> Evaluation:
-    """Rank every cluster for ``app`` seen from ``zone``.
-
-    Args:
-        topology: the compiled topology.
-        rules: the compiled policy.
-        zone: where the UE is.
-        app: the application to place.
-        current: the cluster the app runs on now, if any (scored without adding the app again).
-        extra: load already promised to clusters by earlier decisions of the same batch.
-    """
-    latencies = topology.latency_ms.get(zone, {})
-    candidates = []
-    for cid, cluster in topology.clusters.items():
-        more = extra.get(cid, _NO_EXTRA) if extra else _NO_EXTRA
-        candidates.append(
-            score_cluster(
-                cluster, app, latencies.get(cid), rules, current=cid == current, extra=more
-            )
-        )
-    ranked = tuple(sorted(candidates, key=_rank_key))
-    accepted = [c for c in ranked if c.rejected is None]
-    return Evaluation(
-        current=next((c for c in ranked if c.current), None),
-        ranked=ranked,
-        best=accepted[0] if accepted else None,
-        best_other=next((c for c in accepted if not c.current), None),
-    )
+    """Rank every cluster for ``app`` seen from ``zone`` while it runs on ``current``."""
+    return assess(topology, rules, zone, app, current, rank(topology, rules, zone, app, extra))

@@ -5,7 +5,9 @@ it is in, since when and for how many reports, its last zone changes, and per ap
 clusters it left recently (for ping-pong), its last relocation (for cooldown) and its last
 decision. Every sequence is a fixed-size ring, so a state never grows past a few hundred bytes.
 
-States are immutable; :func:`observe` and :func:`record` return new ones. :func:`encode_state`
+States are immutable named tuples of strings and numbers: cheap to build, and the garbage
+collector stops tracking them, which matters with a million of them in memory. :func:`observe`
+and :func:`record` return new ones. :func:`encode_state`
 gives the bytes of a Kafka compacted changelog record keyed by UE (see docs/policy.md), and
 :class:`MemoryStateStore` keeps states in memory, tracks which changed, and restores them from
 changelog records when partitions move.
@@ -14,8 +16,7 @@ changelog records when partitions move.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -29,8 +30,7 @@ STATE_FORMAT = 1
 RELOCATE = "relocate"
 
 
-@dataclass(frozen=True, slots=True)
-class AppTrack:
+class AppTrack(NamedTuple):
     """What the policy remembers about one application of a UE.
 
     Attributes:
@@ -50,8 +50,7 @@ class AppTrack:
     outcome_since_s: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class UeState:
+class UeState(NamedTuple):
     """What the policy remembers about one UE.
 
     Attributes:

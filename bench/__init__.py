@@ -1,0 +1,1 @@
+"""Benchmarks: plain scripts run with ``python -m bench.<name>``; they print figures."""
