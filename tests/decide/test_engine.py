@@ -1,0 +1,116 @@
+"""PolicyHolder: loads the files, swaps in valid changes, keeps the running version otherwise."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from subscriber.decide.bundle import Bundle
+from subscriber.decide.engine import PolicyHolder, read_bundle
+from subscriber.errors import PolicyUnavailable
+from subscriber.settings import PolicySettings
+from tests.decide.conftest import EXAMPLE_POLICY, EXAMPLE_TOPOLOGY
+
+_tick = [1_700_000_000]
+
+
+def _write(path: Path, text: str) -> None:
+    """Write a file with a fresh mtime, so the change is seen however coarse the clock is."""
+    path.write_text(text)
+    _tick[0] += 10
+    os.utime(path, ns=(_tick[0] * 10**9, _tick[0] * 10**9))
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    """A writable copy of the example topology and policy."""
+    topology, policy = tmp_path / "topology.yaml", tmp_path / "policy.yaml"
+    _write(topology, EXAMPLE_TOPOLOGY.read_text())
+    _write(policy, EXAMPLE_POLICY.read_text())
+    return topology, policy
+
+
+def _settings(files: tuple[Path, Path]) -> PolicySettings:
+    return PolicySettings(topology_file=files[0], policy_file=files[1], reload_interval_s=3600)
+
+
+async def test_loads_on_enter_and_swaps_valid_changes(files: tuple[Path, Path]) -> None:
+    """A valid change replaces the bundle and notifies the listener with (old, new)."""
+    changes: list[tuple[Bundle | None, Bundle]] = []
+    async with PolicyHolder(
+        _settings(files), on_change=lambda old, new: changes.append((old, new))
+    ) as holder:
+        first = holder.bundle
+        assert first.version == read_bundle(*files).version
+        assert await holder.reload() is False
+        _write(files[1], EXAMPLE_POLICY.read_text().replace("cooldown_s: 60", "cooldown_s: 90"))
+        assert await holder.reload() is True
+        assert holder.bundle.version != first.version
+        assert holder.bundle.rules.stateless.cooldown_s == 90
+    assert changes == [(None, first), (first, holder.bundle)]
+
+
+async def test_invalid_change_keeps_the_running_version(files: tuple[Path, Path]) -> None:
+    """A broken file is logged with its problems, once, and the old bundle stays in use."""
+    async with PolicyHolder(_settings(files)) as holder:
+        before = holder.bundle
+        _write(files[0], EXAMPLE_TOPOLOGY.read_text().replace("zone: zone-tower-3\n", "zone: z9\n"))
+        with capture_logs() as logs:
+            assert await holder.reload() is False
+            assert await holder.reload() is False
+        assert holder.bundle is before
+        assert len(logs) == 1
+        assert logs[0]["log_level"] == "warning"
+        assert logs[0]["version"] == before.version
+        assert logs[0]["problems"] == [f"{files[0]}: clusters[2].zone: unknown zone 'z9'"]
+        _write(files[0], EXAMPLE_TOPOLOGY.read_text().replace("latency_ms: 9", "latency_ms: 8"))
+        assert await holder.reload() is True
+        assert holder.bundle.topology.latency_ms["zone-tower-1"]["edge-2"] == 10
+
+
+async def test_missing_file_keeps_the_running_version(files: tuple[Path, Path]) -> None:
+    """A file that disappears is a rejected reload, not a crash."""
+    async with PolicyHolder(_settings(files)) as holder:
+        before = holder.bundle
+        files[1].unlink()
+        with capture_logs() as logs:
+            assert await holder.reload() is False
+        assert holder.bundle is before
+        assert "cannot read" in logs[0]["problems"][0]
+
+
+async def test_cosmetic_change_keeps_the_version(files: tuple[Path, Path]) -> None:
+    """A comment-only edit is read but does not count as a new version."""
+    changes: list[object] = []
+    async with PolicyHolder(_settings(files), on_change=lambda o, n: changes.append(n)) as holder:
+        before = holder.bundle
+        _write(files[1], "# reviewed\n" + EXAMPLE_POLICY.read_text())
+        assert await holder.reload() is False
+        assert holder.bundle is before
+    assert len(changes) == 1
+
+
+async def test_invalid_files_at_start_fail_loudly(files: tuple[Path, Path]) -> None:
+    """With nothing valid to keep, entering raises PolicyUnavailable with the problems."""
+    _write(files[1], "capacity: {max_utilisation: 2}\n")
+    with pytest.raises(PolicyUnavailable, match=r"capacity\.max_utilisation"):
+        async with PolicyHolder(_settings(files)):
+            pass
+
+
+async def test_no_topology_file_configured() -> None:
+    """Without settings.policy.topology_file there is nothing to run on."""
+    holder = PolicyHolder(PolicySettings())
+    with pytest.raises(PolicyUnavailable, match="topology_file is not set"):
+        async with holder:
+            pass
+    with pytest.raises(PolicyUnavailable, match="no valid topology"):
+        _ = holder.bundle
+
+
+def test_policy_file_is_optional(files: tuple[Path, Path]) -> None:
+    """Without a policy file the defaults apply (same version as the example policy's values)."""
+    assert read_bundle(files[0]).version == read_bundle(*files).version
