@@ -14,8 +14,9 @@ from aiokafka import AIOKafkaConsumer
 from subscriber.errors import CoreUnavailable
 from subscriber.events import Delivery, LocationEvent, decode_event
 from subscriber.fakecore import FakeCoreServer
+from subscriber.ingress import poller as poller_module
 from subscriber.ingress.nrf import NrfClient
-from subscriber.ingress.poller import Poller, location_key, sortable_time
+from subscriber.ingress.poller import Poller, location_key, scan_location_reports, sortable_time
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.subscriptions import SubscriptionManager, owns
 from subscriber.settings import CoreSettings, Settings
@@ -325,3 +326,44 @@ async def test_moved_ue_reaches_kafka_exactly_once(
         await consumer.stop()
     assert len(events) == emitted == 4
     assert _cells(events).count((MOVER, "0000000b2")) == 1
+
+
+def test_scan_reads_free5gc_answers_and_refuses_other_shapes() -> None:
+    """The scan reads the notes' D1 body exactly and gives up on anything it cannot place."""
+    d1 = (Path(__file__).parents[1] / "vectors" / "d1-amf-created-location.json").read_bytes()
+    scanned = scan_location_reports(d1)
+    assert scanned is not None
+    sub_id, [(supi, segment, located, stamp)] = scanned
+    assert (sub_id, supi) == ("1", b"imsi-208930000000001")
+    assert b'"nrCellId":"000000010"' in segment
+    assert located == b"2026-07-01T08:14:02.987654Z"
+    assert stamp == b"2026-07-01T08:15:30.123456789Z"
+    reordered = d1.replace(
+        b'"type":"LOCATION_REPORT","state":{"active":false},',
+        b'"state":{"active":false},"type":"LOCATION_REPORT",',
+    )
+    assert scan_location_reports(reordered) is None
+    escaped = d1.replace(b'"supi":"imsi-208930000000001"', b'"supi":"imsi-20893000000000\\u0031"')
+    assert scan_location_reports(escaped) is None
+
+
+async def test_general_path_gives_the_same_events_as_the_fast_scan(
+    fake: FakeCoreServer,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the scan gives up, full JSON decoding yields the very same events."""
+    fast_sink, slow_sink = RecordingSink(), RecordingSink()
+    async with _poller(fake, session, tmp_path / "fast", fast_sink) as fast:
+        await fast.poll_once()
+        fake.core.amf.move(MOVER, "000002", "00000000c")
+        await fast.poll_once()
+    monkeypatch.setattr(poller_module, "scan_location_reports", lambda body: None)
+    fake.core.amf.move(MOVER, "000001", "000000002")
+    async with _poller(fake, session, tmp_path / "slow", slow_sink) as slow:
+        await slow.poll_once()
+        fake.core.amf.move(MOVER, "000002", "00000000c")
+        await slow.poll_once()
+    assert _cells(fast_sink.batches[1]) == _cells(slow_sink.batches[1]) == [(MOVER, "00000000c")]
+    assert len(fast_sink.batches[0]) == len(slow_sink.batches[0]) == 3
