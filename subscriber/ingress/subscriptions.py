@@ -53,7 +53,7 @@ from subscriber.sbi.amf import (
 )
 from subscriber.sbi.nef import MonitoringEventSubscription
 from subscriber.sbi.smf import EventSubscription, NsmfEventExposure
-from subscriber.settings import CoreSettings
+from subscriber.settings import CoreSettings, Settings
 
 log = structlog.get_logger()
 
@@ -159,6 +159,14 @@ class SubscriptionRegistry:
         """Take the manager's records as the known set (same process)."""
         self._known = frozenset((r.kind, r.key) for r in records)
         self._mtime_ns = mtime_ns
+
+
+def registry_for(settings: Settings) -> SubscriptionRegistry:
+    """The registry a receiver worker uses: the subscriptions kept in ``core.state_dir``.
+
+    ``subscriber serve`` resolves this by name in each worker process.
+    """
+    return SubscriptionRegistry(settings.core.state_dir)
 
 
 class SubscriptionManager:

@@ -18,8 +18,9 @@ from subscriber.ingress.subscriptions import (
     SubscriptionRecord,
     SubscriptionRegistry,
     owns,
+    registry_for,
 )
-from subscriber.settings import CoreSettings
+from subscriber.settings import CoreSettings, Settings
 
 T0 = 1_900_000_000.0
 CALLBACKS = "http://127.0.0.1:9/receiver"
@@ -102,7 +103,7 @@ async def test_free5gc_subscription_takes_its_id_from_the_body(
         assert sub.echo["notifyCorrelationId"] == record.key
         stored = orjson.loads((tmp_path / STATE_FILE).read_bytes())
         assert [r["key"] for r in stored["records"]] == [record.key]
-        other_process = SubscriptionRegistry(tmp_path)
+        other_process = registry_for(Settings(core=CoreSettings(state_dir=tmp_path)))
         assert other_process.is_known("amf", record.key)
         assert not other_process.is_known("smf", record.key)
         assert not other_process.is_known("amf", "poll")
