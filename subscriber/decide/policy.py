@@ -99,8 +99,13 @@ class Decision(NamedTuple):
     recheck_at_s: float | None
     state: UeState
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for the decisions topic and for explaining; the state is left out."""
+    def to_dict(self, max_candidates: int = 8) -> dict[str, Any]:
+        """JSON-ready form for the decisions topic and for explaining; the state is left out.
+
+        Args:
+            max_candidates: keep the first this many of the ranking (accepted ones first, then
+                the nearest rejected); ``candidates_total`` says how many there were.
+        """
         return {
             "action": self.action.value,
             "reason": self.reason.value,
@@ -109,7 +114,8 @@ class Decision(NamedTuple):
             "target": self.target,
             "zone": self.zone,
             "current": self.current.to_dict() if self.current is not None else None,
-            "candidates": [c.to_dict() for c in self.candidates],
+            "candidates": [c.to_dict() for c in self.candidates[:max_candidates]],
+            "candidates_total": len(self.candidates),
             "version": self.version,
             "decided_at_s": self.decided_at_s,
             "recheck_at_s": self.recheck_at_s,
@@ -316,6 +322,23 @@ def decide(
         return _stale(now_s, bundle, placement, state)
     zone = bundle.topology.zone_of(event)
     return evaluate_placement(now_s, bundle, placement, observe(state, now_s, zone), zone)
+
+
+def recheck(now_s: float, bundle: Bundle, placement: Placement, state: UeState) -> Decision:
+    """Decide again without a new report: at a deferral's ``recheck_at_s``, or on a new bundle.
+
+    A UE that stops reporting after it moved must still be followed once its dwell is over; the
+    caller schedules this call at ``recheck_at_s`` (a timer, not an event).
+
+    Args:
+        now_s: decision time, e.g. the deferral's ``recheck_at_s``.
+        bundle: topology and policy.
+        placement: where the app runs now.
+        state: the UE's stored state; its zone is taken as the UE's location.
+    """
+    if now_s < state.last_seen_s:
+        return _stale(now_s, bundle, placement, state)
+    return evaluate_placement(now_s, bundle, placement, state, state.zone)
 
 
 def decide_all(

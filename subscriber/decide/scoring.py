@@ -2,11 +2,13 @@
 
 The score is ``latency_weight * latency/budget + load_weight * utilisation`` (lower is better),
 where utilisation is the larger of the CPU and memory shares the cluster would use with the app
-placed on it. Ties break on the cluster id, so the ranking is a total order.
+placed on it. Ties break on the cluster id, so the ranking is a total order. Rejected clusters
+follow the accepted ones, nearest first.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -124,7 +126,8 @@ def score_cluster(
 def _rank_key(c: Candidate) -> tuple[int, float, str]:
     if c.rejected is None and c.score is not None:
         return (0, c.score, c.cluster)
-    return (1, 0.0, c.cluster)
+    # Rejected clusters nearest first: the closest misses explain a decision best.
+    return (1, c.latency_ms if c.latency_ms is not None else math.inf, c.cluster)
 
 
 def rank(

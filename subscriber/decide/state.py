@@ -16,6 +16,7 @@ changelog records when partitions move.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from sys import intern
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -144,10 +145,15 @@ def _flat(pairs: tuple[tuple[str, float], ...]) -> list[Any]:
     return [x for pair in pairs for x in pair]
 
 
+def _name(value: Any) -> str:
+    # Zone, cluster, app and reason names repeat across millions of states: share one copy.
+    return intern(str(value))
+
+
 def _pairs(flat: list[Any]) -> tuple[tuple[str, float], ...]:
     if len(flat) % 2:
         raise ValueError("odd pair list")
-    return tuple((str(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2))
+    return tuple((_name(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2))
 
 
 def encode_state(state: UeState) -> bytes:
@@ -185,17 +191,17 @@ def decode_state(data: bytes) -> UeState:
             raise ValueError(f"format {fmt!r}")
         tracks = tuple(
             AppTrack(
-                str(app),
+                _name(app),
                 _pairs(left),
                 _opt_float(reloc),
-                str(action),
-                str(reason),
+                _name(action),
+                _name(reason),
                 _opt_float(outcome_since),
             )
             for app, left, reloc, action, reason, outcome_since in apps
         )
         return UeState(
-            None if zone is None else str(zone),
+            None if zone is None else _name(zone),
             float(since),
             int(reports),
             float(seen),

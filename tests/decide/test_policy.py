@@ -16,6 +16,7 @@ from subscriber.decide.policy import (
     decide,
     decide_all,
     evacuate,
+    recheck,
 )
 from subscriber.decide.scoring import Rejection
 from subscriber.decide.topology import ClusterState, Load, with_cluster
@@ -408,3 +409,34 @@ def test_with_cluster_load_changes_the_version(example: Bundle) -> None:
     )[-1]
     assert d.target == "regional-1"
     assert d.version == bundle.version
+
+
+def test_recheck_moves_a_ue_that_went_quiet(example: Bundle) -> None:
+    """A deferral's recheck time, reached without new reports, lets the move happen."""
+    placement = Placement(VA, "edge-1")
+    deferred = run_trace(example, placement, [(0, "tower-1"), (1, "tower-2")])[-1]
+    assert deferred.recheck_at_s == 11.0
+    early = recheck(10.0, example, placement, deferred.state)
+    assert (early.action, early.reason) == (Action.DEFER, Reason.DWELL_NOT_REACHED)
+    due = recheck(deferred.recheck_at_s, example, placement, deferred.state)
+    assert (due.action, due.reason, due.target) == (
+        Action.RELOCATE,
+        Reason.RELOCATE_BEST_CANDIDATE,
+        "edge-2",
+    )
+    assert recheck(0.5, example, placement, deferred.state).reason is Reason.STALE_EVENT
+
+
+def test_rejected_candidates_nearest_first_and_trimmed(example: Bundle) -> None:
+    """The ranking lists accepted clusters by score, then rejected ones by latency."""
+    d = run_trace(example, Placement(VA, "edge-1"), [(0, "tower-1"), (1, "tower-2")])[-1]
+    assert [c.cluster for c in d.candidates] == [
+        "edge-2",
+        "regional-1",
+        "edge-1",
+        "edge-3",
+        "central-1",
+    ]
+    record = d.to_dict(max_candidates=2)
+    assert [c["cluster"] for c in record["candidates"]] == ["edge-2", "regional-1"]
+    assert record["candidates_total"] == 5
