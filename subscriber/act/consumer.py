@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from datetime import timedelta
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self
@@ -331,7 +332,11 @@ class EventConsumer:
             app, _, instance = key.partition("/")
             handle = self._temporal.get_workflow_handle(workflow_id(app, instance))
             try:
-                state = await handle.query("state", result_type=RelocationState)
+                # Short: with no worker polling, a query waits for the RPC deadline; the belief
+                # is kept and the next event asks again.
+                state = await handle.query(
+                    "state", result_type=RelocationState, rpc_timeout=timedelta(seconds=2)
+                )
             except Exception as exc:  # unreachable or not yet started: keep the belief
                 log.info("consumer.confirm_skipped", instance=key, error=type(exc).__name__)
                 continue

@@ -47,9 +47,13 @@ def _port_free_on_both() -> int:
 
 
 def _configured(settings: Settings, tmp_path: Path, port: int) -> Settings:
+    # The instance name carries the test's unique part (the task queue's): workflow ids
+    # outlive a test, and a second test must not signal the first one's workflow.
+    instance = settings.temporal.task_queue
     instances = tmp_path / "instances.yaml"
     instances.write_text(
-        f"instances:\n  - {{ue: {UE}, app: video-analytics, instance: ue1, cluster: edge-1}}\n"
+        f"instances:\n  - {{ue: {UE}, app: video-analytics, instance: {instance}, "
+        "cluster: edge-1}\n"
     )
     return settings.model_copy(
         update={
@@ -126,7 +130,7 @@ async def test_ue_crossing_relocates_and_dns_follows(
     target = Placement(cluster="edge-2", address=EDGE["edge-2"], port=port)
 
     class _Req:
-        app, instance = "video-analytics", "ue1"
+        app, instance = "video-analytics", settings.temporal.task_queue
 
     name = await serve_from(local, pdns, _Req(), source)  # type: ignore[arg-type]
     events = crossing()
@@ -138,7 +142,7 @@ async def test_ue_crossing_relocates_and_dns_follows(
         await until(lambda: _answers(pdns, name, EDGE["edge-2"]), timeout_s=60)
         switch_s = time.monotonic() - started
         handle = client.get_workflow_handle_for(
-            RelocationWorkflow.run, workflow_id("video-analytics", "ue1")
+            RelocationWorkflow.run, workflow_id("video-analytics", settings.temporal.task_queue)
         )
         await until(lambda: _completed(handle), timeout_s=30)
         history = await handle.query(RelocationWorkflow.history)
@@ -158,7 +162,7 @@ async def test_ue_crossing_relocates_and_dns_follows(
     assert relocations[0]["reason"] == "RELOCATE_BEST_CANDIDATE"
     assert relocations[0]["target"] == "edge-2"
     assert relocations[0]["candidates"], "the decision explains the candidates"
-    assert name == record_name("video-analytics", "ue1", pdns.zone)
+    assert name == record_name("video-analytics", settings.temporal.task_queue, pdns.zone)
 
 
 async def _committed_all(settings: Settings, count: int) -> bool:
