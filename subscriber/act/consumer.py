@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import timedelta
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
 
