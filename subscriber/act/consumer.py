@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -41,6 +42,7 @@ from subscriber.act.handling import (
     decode_record,
     encode_record,
     handle_event,
+    handle_recheck,
 )
 from subscriber.act.instances import Instances
 from subscriber.act.signals import SignalReceipt, request_relocation
@@ -112,6 +114,9 @@ class EventConsumer:
         self._producer: AIOKafkaProducer | None = None
         self._state_partitions = 0
         self._restoring: dict[int, asyncio.Task[None]] = {}
+        # (due wall time, recheck_at_s, partition, ue): deferred moves to look at again
+        # though no event comes.
+        self._timers: list[tuple[float, float, int, str]] = []
 
     async def __aenter__(self) -> Self:
         kafka = self._s.kafka
@@ -212,6 +217,9 @@ class EventConsumer:
         finally:
             await reader.stop()
         self.records.update(restored)
+        for p, records in restored.items():
+            for ue, record in records.items():
+                self._arm(p, ue, record)
         log.info(
             "consumer.restored",
             partitions=partitions,
@@ -239,6 +247,7 @@ class EventConsumer:
             batch = await self._consumer.getmany(timeout_ms=200, max_records=self._s.act.max_batch)
             if batch:
                 await self.process(batch)
+            await self._run_due_rechecks()
             self._update_lag()
 
     async def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
@@ -280,8 +289,7 @@ class EventConsumer:
         started = time.monotonic()
         ue = event.ue.key()
         alias = pseudonym(ue)
-        records = self.records.setdefault(partition, {})
-        record = await self._confirm(records.get(ue))
+        record = await self._confirm(self.records.get(partition, {}).get(ue))
         handled: Handled = handle_event(
             event,
             record,
@@ -295,22 +303,7 @@ class EventConsumer:
             CONSUMED.labels("duplicate").inc()
             log.info("consumer.duplicate", event_id=event.event_id, ue=alias)
             return []
-        for request in handled.requests:
-            await self._signal_with_retry(request)
-        sends = []
-        for audited in handled.audited:
-            DECISIONS.labels(audited.decision.action.value, audited.decision.reason.value).inc()
-            key, value = audited.to_record(event, alias)
-            sends.append(await self._producer.send(self._s.kafka.decisions_topic, value, key=key))
-        records[ue] = handled.record
-        sends.append(
-            await self._producer.send(
-                self._s.kafka.state_topic,
-                encode_record(handled.record),
-                key=ue.encode(),
-                partition=partition,
-            )
-        )
+        sends = await self._carry_out(partition, ue, handled, event.event_id, "event", alias)
         CONSUMED.labels("handled").inc()
         log.info(
             "consumer.event",
@@ -323,6 +316,72 @@ class EventConsumer:
             duration_ms=round((time.monotonic() - started) * 1000, 2),
         )
         return sends
+
+    async def _carry_out(
+        self, partition: int, ue: str, handled: Handled, event_id: str, trigger: str, alias: str
+    ) -> list[asyncio.Future[Any]]:
+        """Signal the moves, audit the decisions, store the record; return the pending sends."""
+        assert self._producer is not None
+        for request in handled.requests:
+            await self._signal_with_retry(request)
+        sends = []
+        for audited in handled.audited:
+            DECISIONS.labels(audited.decision.action.value, audited.decision.reason.value).inc()
+            key, value = audited.to_record(event_id, trigger, alias)
+            sends.append(await self._producer.send(self._s.kafka.decisions_topic, value, key=key))
+        self.records.setdefault(partition, {})[ue] = handled.record
+        self._arm(partition, ue, handled.record)
+        sends.append(
+            await self._producer.send(
+                self._s.kafka.state_topic,
+                encode_record(handled.record),
+                key=ue.encode(),
+                partition=partition,
+            )
+        )
+        return sends
+
+    def _arm(self, partition: int, ue: str, record: UeRecord) -> None:
+        # The policy's times are event times. Wait, in wall time, as long as the policy asked
+        # for after the UE's latest report: right for live events, and for replayed ones too.
+        if record.recheck_at_s is None or record.state is None:
+            return
+        delay_s = max(0.0, record.recheck_at_s - record.state.last_seen_s)
+        heapq.heappush(self._timers, (time.time() + delay_s, record.recheck_at_s, partition, ue))
+
+    async def _run_due_rechecks(self) -> None:
+        """Look again at deferred moves whose time has come; no offsets to commit for these."""
+        now = time.time()
+        sends: list[asyncio.Future[Any]] = []
+        while self._timers and self._timers[0][0] <= now:
+            _, at_s, partition, ue = heapq.heappop(self._timers)
+            record = self.records.get(partition, {}).get(ue)
+            if record is None or record.recheck_at_s != at_s:
+                continue  # partition moved away, or a newer event rescheduled it
+            alias = pseudonym(ue)
+            record = await self._confirm(record)
+            assert record is not None
+            handled = handle_recheck(
+                at_s,
+                record,
+                self._instances.of(ue),
+                self._policy.bundle,
+                ue_alias=alias,
+                app_port=self._s.act.app_port,
+            )
+            sends += await self._carry_out(
+                partition, ue, handled, record.seen[-1] if record.seen else "", "recheck", alias
+            )
+            log.info(
+                "consumer.recheck",
+                ue=alias,
+                decisions=[
+                    f"{a.decision.action.value}:{a.decision.reason.value}" for a in handled.audited
+                ],
+                signalled=[r.request_id for r in handled.requests],
+            )
+        if sends:
+            await asyncio.gather(*sends)
 
     async def _confirm(self, record: UeRecord | None) -> UeRecord | None:
         """Ask the workflow where each unconfirmed instance runs, once its move is over."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -21,7 +22,7 @@ from subscriber.act.instances import InstanceDoc
 from subscriber.act.orchestrator import Placement as Where
 from subscriber.act.workflows import RelocationRequest
 from subscriber.decide.bundle import Bundle
-from subscriber.decide.policy import Action, Decision, Placement, decide_all
+from subscriber.decide.policy import Action, Decision, Placement, decide_all, evaluate_placement
 from subscriber.decide.state import UeState, decode_state, encode_state
 from subscriber.errors import UndecodableEvent
 from subscriber.events import LocationEvent
@@ -38,12 +39,15 @@ class UeRecord:
         placements: ``(instance key, cluster)`` where each instance is believed to run.
         unconfirmed: instance keys moved by a request the workflow has not yet confirmed.
         seen: the latest event ids, newest last (bounded).
+        recheck_at_s: when a deferred move should be looked at again, though no event comes
+            (a free5GC poller reports a UE only when it moves).
     """
 
     state: UeState | None = None
     placements: tuple[tuple[str, str], ...] = ()
     unconfirmed: tuple[str, ...] = ()
     seen: tuple[str, ...] = ()
+    recheck_at_s: float | None = None
 
     def placement_of(self, key: str) -> str | None:
         """The cluster ``key`` is believed to run on, None if never recorded."""
@@ -74,12 +78,18 @@ class Audited:
     decision: Decision
     request: RelocationRequest | None
 
-    def to_record(self, event: LocationEvent, ue_alias: str) -> tuple[bytes, bytes]:
-        """Key (the application) and value of the audit record."""
+    def to_record(self, event_id: str, trigger: str, ue_alias: str) -> tuple[bytes, bytes]:
+        """Key (the application) and value of the audit record.
+
+        Args:
+            event_id: the event decided on (for a recheck: the UE's latest event).
+            trigger: "event", or "recheck" for a deferred move looked at again.
+            ue_alias: the UE's pseudonym.
+        """
         value: dict[str, Any] = {
             "schema": "decision.v1",
-            "event_id": event.event_id,
-            "event_time": event.event_time.isoformat(),
+            "event_id": event_id,
+            "trigger": trigger,
             "ue": ue_alias,
             "app": self.instance.app,
             "instance": self.instance.instance,
@@ -142,6 +152,70 @@ def handle_event(
     decisions, state = decide_all(
         event.event_time.timestamp(), bundle, placements, record.state, event
     )
+    audited, record = _requests(
+        instances, decisions, record, bundle, event.event_id, ue_alias=ue_alias, app_port=app_port
+    )
+    seen = (*record.seen, event.event_id)[-dedup_window:]
+    return Handled(
+        duplicate=False,
+        audited=audited,
+        record=replace(record, state=state, seen=seen, recheck_at_s=_recheck_at(audited)),
+    )
+
+
+def handle_recheck(
+    at_s: float,
+    record: UeRecord,
+    instances: Sequence[InstanceDoc],
+    bundle: Bundle,
+    *,
+    ue_alias: str,
+    app_port: int,
+) -> Handled:
+    """Look again at deferred moves at ``at_s`` (the record's ``recheck_at_s``), with no new event.
+
+    The decision time is the scheduled time, not the wall clock, so a recheck decides the same
+    on every replay; its request ids derive from the UE's latest event and the time.
+    """
+    state = record.state
+    if state is None or not record.seen:
+        return Handled(duplicate=False, audited=(), record=replace(record, recheck_at_s=None))
+    decisions = []
+    for inst in instances:
+        placement = Placement(inst.app, record.placement_of(instance_key(inst)) or inst.cluster)
+        decision = evaluate_placement(at_s, bundle, placement, state, state.zone)
+        decisions.append(decision)
+        state = decision.state
+    cause = f"{record.seen[-1]}.recheck-{int(at_s * 1000)}"
+    audited, record = _requests(
+        instances, decisions, record, bundle, cause, ue_alias=ue_alias, app_port=app_port
+    )
+    return Handled(
+        duplicate=False,
+        audited=audited,
+        record=replace(record, state=state, recheck_at_s=_recheck_at(audited)),
+    )
+
+
+def _recheck_at(audited: Sequence[Audited]) -> float | None:
+    times = [
+        a.decision.recheck_at_s
+        for a in audited
+        if a.decision.action is Action.DEFER and a.decision.recheck_at_s is not None
+    ]
+    return min(times) if times else None
+
+
+def _requests(
+    instances: Sequence[InstanceDoc],
+    decisions: Sequence[Decision],
+    record: UeRecord,
+    bundle: Bundle,
+    cause: str,
+    *,
+    ue_alias: str,
+    app_port: int,
+) -> tuple[tuple[Audited, ...], UeRecord]:
     audited = []
     for inst, decision in zip(instances, decisions, strict=True):
         request = None
@@ -149,23 +223,20 @@ def handle_event(
         target = _where(bundle, decision.target, app_port) if decision.target else None
         if decision.action is Action.RELOCATE and target is not None:
             request = RelocationRequest(
-                request_id=f"{event.event_id}.{inst.app}.{inst.instance}",
+                request_id=f"{cause}.{inst.app}.{inst.instance}",
                 app=inst.app,
                 instance=inst.instance,
                 ue_key=ue_alias,
                 source=source,
                 target=target,
-                event_id=event.event_id,
-                decided_at=event.event_time,
+                event_id=cause,
+                decided_at=datetime.fromtimestamp(decision.decided_at_s, UTC),
                 policy_version=decision.version,
                 reasons=(decision.reason.value,),
             )
             record = record.with_placement(instance_key(inst), target.cluster, confirmed=False)
         audited.append(Audited(inst, decision, request))
-    seen = (*record.seen, event.event_id)[-dedup_window:]
-    return Handled(
-        duplicate=False, audited=tuple(audited), record=replace(record, state=state, seen=seen)
-    )
+    return tuple(audited), record
 
 
 def confirm(record: UeRecord, key: str, actual_cluster: str | None) -> UeRecord:
@@ -184,6 +255,7 @@ def encode_record(record: UeRecord) -> bytes:
             "p": [list(p) for p in record.placements],
             "u": list(record.unconfirmed),
             "e": list(record.seen),
+            "r": record.recheck_at_s,
         }
     )
 
@@ -204,6 +276,7 @@ def decode_record(data: bytes) -> UeRecord:
             placements=tuple((str(k), str(c)) for k, c in doc.get("p", [])),
             unconfirmed=tuple(str(k) for k in doc.get("u", [])),
             seen=tuple(str(e) for e in doc.get("e", [])),
+            recheck_at_s=float(doc["r"]) if doc.get("r") is not None else None,
         )
     except (orjson.JSONDecodeError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise UndecodableEvent(f"not a UE record v{RECORD_FORMAT}: {exc}") from exc

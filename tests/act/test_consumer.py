@@ -189,3 +189,41 @@ async def _serves(where: Placement) -> bool:
         return False
     writer.close()
     return True
+
+
+async def test_single_move_report_relocates_after_the_dwell(
+    act_settings: Settings,
+    client: Client,
+    pdns: PowerDns,
+    local: LocalOrchestrator,
+    tmp_path: Path,
+) -> None:
+    """A UE reported once in its new cell (as a poller reports) moves once the dwell has passed."""
+    port = _port_free_on_both()
+    settings = _configured(act_settings, tmp_path, port)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.read_text().replace("min_dwell_s: 5", "min_dwell_s: 1"))
+    settings = settings.model_copy(
+        update={"policy": PolicySettings(topology_file=TOPOLOGY, policy_file=policy)}
+    )
+    kafka = settings.kafka
+    await create_topic(kafka.bootstrap_servers, kafka.events_topic)
+
+    class _Req:
+        app, instance = "video-analytics", settings.temporal.task_queue
+
+    source = Placement(cluster="edge-1", address=EDGE["edge-1"], port=port)
+    name = await serve_from(local, pdns, _Req(), source)  # type: ignore[arg-type]
+    events = [location_event(0, 1), location_event(60, 2)]
+    await produce_events(kafka.bootstrap_servers, kafka.events_topic, events)
+    async with running_worker(client, settings, local, pdns), consuming(settings, client):
+        await until(lambda: _answers(pdns, name, EDGE["edge-2"]), timeout_s=30)
+    decisions = [
+        orjson.loads(m.value)
+        for m in await read_all(kafka.bootstrap_servers, kafka.decisions_topic, 3)
+    ]
+    assert [(d["trigger"], d["action"], d["reason"]) for d in decisions] == [
+        ("event", "stay", "CURRENT_OK"),
+        ("event", "defer", "DWELL_NOT_REACHED"),
+        ("recheck", "relocate", "RELOCATE_BEST_CANDIDATE"),
+    ]

@@ -10,6 +10,7 @@ from subscriber.act.handling import (
     decode_record,
     encode_record,
     handle_event,
+    handle_recheck,
     instance_key,
 )
 from subscriber.act.instances import InstanceDoc, parse_instances
@@ -123,3 +124,36 @@ def test_instances_registry_is_checked_against_topology() -> None:
     )
     assert [i.instance for i in ok.of("imsi-1")] == ["b"]
     assert ok.of("imsi-2") == ()
+
+
+def test_a_single_move_report_is_rechecked_after_the_dwell() -> None:
+    """A poller reports a move once; the deferred move is decided at the time the policy named."""
+    handled, record = _run([location_event(0, 1), location_event(1, 2)])
+    (deferred,) = handled[1].audited
+    assert deferred.decision.action is Action.DEFER
+    assert record.recheck_at_s == deferred.decision.recheck_at_s
+    assert record.recheck_at_s is not None
+
+    again = handle_recheck(
+        record.recheck_at_s, record, [INSTANCE], BUNDLE, ue_alias="~alias", app_port=8080
+    )
+    (request,) = again.requests
+    assert request.target.cluster == "edge-2"
+    assert request.request_id.startswith("ev-0001-1.recheck-")
+    assert again.record.recheck_at_s is None
+    assert again.audited[0].decision.decided_at_s == record.recheck_at_s
+    same = handle_recheck(
+        record.recheck_at_s, record, [INSTANCE], BUNDLE, ue_alias="~alias", app_port=8080
+    )
+    assert same.requests == again.requests
+
+
+def test_recheck_before_the_dwell_defers_again() -> None:
+    """Looked at too early, the move is deferred again with the same recheck time."""
+    _, record = _run([location_event(0, 1), location_event(1, 2)])
+    assert record.recheck_at_s is not None
+    early = handle_recheck(
+        record.recheck_at_s - 1, record, [INSTANCE], BUNDLE, ue_alias="~a", app_port=8080
+    )
+    assert early.requests == []
+    assert early.record.recheck_at_s == record.recheck_at_s
