@@ -99,6 +99,66 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--policy", type=Path, help="Policy YAML (default: policy.policy_file).")
 
+    rec = _command(
+        sub, "record", "subscriber.sre.record:run", "Copy events (or raw callbacks) to a recording."
+    )
+    rec.add_argument("--output", "-o", type=Path, required=True, help="Recording to write.")
+    rec.add_argument("--topic", help="Topic to copy (default: kafka.events_topic).")
+    rec.add_argument("--since", help="ISO time: from the first record at or after it.")
+    rec.add_argument("--until", help="ISO time: up to the last record at or before it.")
+    rec.add_argument("--offsets", help="START:END offsets in every partition (END excluded).")
+    rec.add_argument("--ue", action="append", help="Keep this SUPI/GPSI/UE key (repeatable).")
+    rec.add_argument("--cell", action="append", help="Keep CELL, TAC:CELL or TAC: (repeatable).")
+    rec.add_argument(
+        "--from-capture", type=Path, nargs="+", help="Receiver capture files or directories."
+    )
+
+    rep = _command(sub, "replay", "subscriber.sre.replay:run", "Send a recording again.")
+    rep.add_argument("file", type=Path, help="Recording or receiver capture file.")
+    rep.add_argument("--to", choices=["receiver", "kafka"], default="receiver")
+    rep.add_argument("--url", help="Receiver base URL (default: receiver.public_url).")
+    rep.add_argument("--http", choices=["2", "1.1"], default="2", help="2: h2c prior knowledge.")
+    rep.add_argument("--topic", help="Kafka topic (default: kafka.events_topic).")
+    rep.add_argument("--speed", default="1", help="1 real time, N times faster, 0/max no wait.")
+    rep.add_argument("--start", help="ISO time, or +S seconds after the recording's start.")
+    rep.add_argument("--end", help="ISO time, or +S seconds after the recording's start.")
+    rep.add_argument("--ue", action="append", help="Only this UE key (repeatable).")
+    rep.add_argument("--loop", type=int, default=1, help="Play the recording N times.")
+    rep.add_argument("--concurrency", type=int, default=32, help="UEs sent at once (receiver).")
+    rep.add_argument("--json", type=Path, help="Also write the summary as JSON here.")
+    rep.add_argument("--no-progress", action="store_true", help="No progress bar.")
+
+    sim = _command(sub, "simulate", "subscriber.sre.simulate:run", "Seeded mobility of N UEs.")
+    sim.add_argument("--topology", type=Path, help="Topology YAML (default: the example).")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--ues", type=int, default=10)
+    sim.add_argument("--duration", type=float, default=600.0, help="Virtual seconds.")
+    sim.add_argument("--pedestrian-dwell", type=float, default=120.0, help="Mean s per cell.")
+    sim.add_argument("--vehicle-dwell", type=float, default=30.0, help="Mean s per cell.")
+    sim.add_argument("--vehicle-share", type=float, default=0.3)
+    sim.add_argument("--oscillation", type=float, default=0.2, help="P(border flips) per move.")
+    sim.add_argument("--first-imsi", type=int, default=208930000000001)
+    sim.add_argument("--to", choices=["fake-amf", "receiver", "recording"], default="recording")
+    sim.add_argument("--url", help="Fake core (fake-amf) or receiver base URL.")
+    sim.add_argument("--correlation-id", default="sim-1", help="notifyCorrelationId / path key.")
+    sim.add_argument("--output", "-o", type=Path, help="Recording to write (--to recording).")
+    sim.add_argument("--callbacks", action="store_true", help="Record raw callbacks, not events.")
+    sim.add_argument("--start", help="ISO time of virtual zero in a recording.")
+    sim.add_argument("--speed", default="1", help="1 real time, N times faster, 0/max no wait.")
+
+    sha = _command(sub, "shadow", "subscriber.sre.shadow:run", "What-if policies over a recording.")
+    sha.add_argument("recording", type=Path, help="Recording or receiver capture file.")
+    sha.add_argument("--policy", type=Path, required=True, help="Policy A.")
+    sha.add_argument("--policy-b", type=Path, help="Policy B, compared with A.")
+    sha.add_argument("--topology", type=Path, help="Topology (default: policy.topology_file).")
+    sha.add_argument("--instances", type=Path, help="Instances file (default: act.instances_file).")
+    sha.add_argument("--app", action="append", help="Without instances: apps each UE runs.")
+    sha.add_argument("--html", type=Path, help="Write the HTML report here.")
+    sha.add_argument("--json", type=Path, help="Write the JSON summary here (default: stdout).")
+    sha.add_argument("--ue", help="UE key to plot (default: the first that differs).")
+    sha.add_argument("--flip-window", type=float, default=600.0, help="A-B-A within S seconds.")
+    sha.add_argument("--clear-ids", action="store_true", help="Show UE keys, not pseudonyms.")
+
     return parser
 
 

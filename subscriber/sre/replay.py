@@ -1,0 +1,426 @@
+"""Send a recording again: to a receiver over h2c or HTTP/1.1, or straight onto a Kafka topic.
+
+Pacing follows each item's ``t``: at speed 1 the gaps are the recorded ones, at speed N they are
+N times shorter, at speed 0 (``max``) there is no wait. Order is kept per UE at any speed:
+
+* to a receiver, items are spread over ``concurrency`` workers by a hash of their UE key, each
+  worker sending its items one after the other, waiting for each answer; different UEs go out
+  concurrently, one UE's callbacks never overtake each other;
+* to Kafka, items are handed to one idempotent producer (``acks=all``) in file order, keyed by
+  UE, so each UE's records land in one partition in order; acknowledgements are awaited in bulk.
+
+Raw callbacks can only go to a receiver (it is the receiver they exercise); events only to Kafka.
+Like arq's burst mode, a replay ends when the recording does, and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from subscriber.errors import SubscriberError
+from subscriber.settings import Settings
+from subscriber.sre.recording import Header, Item, open_recording
+
+log = structlog.get_logger()
+
+# What free5GC's generated Go clients send with a notification (free5gc/openapi client.go,
+# ../shared/notes/free5gc.md §3.1): no Authorization, no 3gpp-Sbi-Callback.
+FREE5GC_HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/json, application/problem+json",
+    "User-Agent": "OpenAPI-Generator/1.0.0/go",
+}
+
+
+@dataclass
+class Summary:
+    """What a replay did."""
+
+    target: str
+    sent: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    elapsed_s: float = 0.0
+    span_s: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Items sent per second of wall time."""
+        return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "target": self.target,
+            "sent": self.sent,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "statuses": dict(sorted(self.statuses.items())),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "recorded_span_s": round(self.span_s, 3),
+            "rate_per_s": round(self.rate, 1),
+        }
+
+    def line(self) -> str:
+        """One human line."""
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items()))
+        return (
+            f"replay to {self.target}: sent {self.sent}, accepted {self.accepted}, "
+            f"rejected {self.rejected} ({statuses or 'none'}) in {self.elapsed_s:.2f} s, "
+            f"{self.rate:.0f}/s (recording spans {self.span_s:.1f} s)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which items to replay, and how many times."""
+
+    start_s: float | None = None
+    end_s: float | None = None
+    ues: frozenset[str] = frozenset()
+    loops: int = 1
+
+    def keeps(self, item: Item) -> bool:
+        """Whether ``item`` is in the time window and of a selected UE."""
+        if self.start_s is not None and item.t < self.start_s:
+            return False
+        if self.end_s is not None and item.t > self.end_s:
+            return False
+        return not self.ues or item.ue in self.ues
+
+
+def schedule(
+    items: Iterable[Item], selection: Selection, span_s: float
+) -> Iterator[tuple[float, Item]]:
+    """``(offset_s, item)`` in send order: recorded time relative to the first kept item.
+
+    Each loop starts one recorded span (plus one second) after the previous one, so a looped
+    replay keeps the recorded pacing. ``items`` is iterated once per loop.
+    """
+    kept = [item for item in items if selection.keeps(item)]
+    if not kept:
+        return
+    t0 = kept[0].t
+    span = max(span_s, kept[-1].t - t0) + 1.0
+    for loop in range(selection.loops):
+        for item in kept:
+            yield loop * span + (item.t - t0), item
+
+
+class Pace:
+    """Wall-clock pacing of recorded offsets at a speed factor (0: no wait)."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self.started = time.monotonic()
+
+    async def until(self, offset_s: float) -> None:
+        """Sleep until ``offset_s`` recorded seconds have elapsed, scaled by the speed."""
+        if self.speed <= 0:
+            return
+        delay = self.started + offset_s / self.speed - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+Progress = Callable[[int], None]
+
+
+async def to_receiver(
+    base_url: str,
+    plan: Iterable[tuple[float, Item]],
+    *,
+    speed: float,
+    http2: bool = True,
+    concurrency: int = 32,
+    timeout_s: float = 10.0,
+    progress: Progress | None = None,
+) -> Summary:
+    """POST raw callbacks to ``base_url`` + each recorded path, as free5GC does.
+
+    Args:
+        base_url: ``http://host:port`` of a receiver (h2c prior knowledge when ``http2``).
+        plan: the scheduled items (:func:`schedule`).
+        speed: the speed factor (0: as fast as possible).
+        http2: h2c prior knowledge (free5GC's client) or HTTP/1.1.
+        concurrency: UEs served at once.
+        timeout_s: per request.
+        progress: called with the number of items just answered.
+    """
+    import httpx
+
+    summary = Summary(target=f"{base_url} ({'h2c' if http2 else 'HTTP/1.1'})")
+    queues: list[asyncio.Queue[Item | None]] = [
+        asyncio.Queue(maxsize=256) for _ in range(max(1, concurrency))
+    ]
+    base = base_url.rstrip("/")
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def worker(queue: asyncio.Queue[Item | None], http: httpx.AsyncClient) -> None:
+        while (item := await queue.get()) is not None:
+            callback = item.callback
+            assert callback is not None
+            headers = dict(FREE5GC_HEADERS)
+            if callback.content_type is not None:
+                headers["Content-Type"] = callback.content_type
+            else:
+                del headers["Content-Type"]
+            try:
+                response = await http.request(
+                    callback.method, base + callback.path, content=callback.body, headers=headers
+                )
+                status = str(response.status_code)
+                ok = response.status_code // 100 == 2
+            except httpx.HTTPError as exc:
+                status, ok = type(exc).__name__, False
+            summary.statuses[status] += 1
+            if ok:
+                summary.accepted += 1
+            else:
+                summary.rejected += 1
+            if progress is not None:
+                progress(1)
+
+    started = time.monotonic()
+    async with httpx.AsyncClient(
+        http2=http2, http1=not http2, timeout=timeout_s, limits=limits
+    ) as http:
+        workers = [asyncio.create_task(worker(q, http)) for q in queues]
+        try:
+            pace = Pace(speed)
+            for offset, item in plan:
+                if item.callback is None:
+                    raise SubscriberError("an events recording can only be replayed to Kafka")
+                await pace.until(offset)
+                await queues[zlib.crc32(item.ue.encode()) % len(queues)].put(item)
+                summary.sent += 1
+        finally:
+            for q in queues:
+                await q.put(None)
+            await asyncio.gather(*workers, return_exceptions=True)
+    summary.elapsed_s = time.monotonic() - started
+    return summary
+
+
+async def to_kafka(
+    bootstrap: str,
+    topic: str,
+    plan: Iterable[tuple[float, Item]],
+    *,
+    speed: float,
+    compression: str | None = None,
+    progress: Progress | None = None,
+) -> Summary:
+    """Produce each event's recorded bytes to ``topic``, keyed by UE, idempotently.
+
+    Raises:
+        SubscriberError: the recording holds callbacks, or Kafka cannot be reached.
+    """
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    summary = Summary(target=f"kafka topic {topic}")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        compression_type=compression,
+        max_batch_size=256 * 1024,
+    )
+    started = time.monotonic()
+    try:
+        await producer.start()
+    except KafkaError as exc:
+        raise SubscriberError(f"Kafka at {bootstrap} cannot be reached: {exc}") from exc
+    pending: list[asyncio.Future[Any]] = []
+
+    def settle(futures: Sequence[asyncio.Future[Any]]) -> None:
+        for fut in futures:
+            exc = fut.exception()
+            if exc is None:
+                summary.accepted += 1
+                summary.statuses["acked"] += 1
+            else:
+                summary.rejected += 1
+                summary.statuses[type(exc).__name__] += 1
+        if progress is not None:
+            progress(len(futures))
+
+    try:
+        pace = Pace(speed)
+        for offset, item in plan:
+            if item.event is None:
+                raise SubscriberError("a callbacks recording can only be replayed to a receiver")
+            await pace.until(offset)
+            pending.append(await producer.send(topic, item.event, key=item.ue.encode()))
+            summary.sent += 1
+            if len(pending) >= 2000:
+                await asyncio.wait(pending)
+                settle(pending)
+                pending = []
+            elif speed > 0:
+                # Paced: count acknowledgements as they come, for the progress bar.
+                settle([f for f in pending if f.done()])
+                pending = [f for f in pending if not f.done()]
+        if pending:
+            await asyncio.wait(pending)
+            settle(pending)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    summary.elapsed_s = time.monotonic() - started
+    return summary
+
+
+def _when(text: str | None, header_start: datetime | None) -> float | None:
+    """An ISO time, or ``+S`` seconds after the recording's start."""
+    if not text:
+        return None
+    if text.startswith("+"):
+        base = header_start.timestamp() if header_start else 0.0
+        return base + float(text[1:])
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def parse_speed(text: str) -> float:
+    """``1`` real time, ``N`` N× faster, ``0`` or ``max`` as fast as possible."""
+    if text.lower() in ("max", "0"):
+        return 0.0
+    value = float(text)
+    if value < 0:
+        raise SubscriberError("--speed must be 0/max or positive")
+    return value
+
+
+@dataclass
+class _Bar:
+    """A rich progress bar on stderr when it is a terminal (nothing otherwise)."""
+
+    total: int
+    enabled: bool
+    _progress: Any = None
+    _task: Any = None
+
+    def __enter__(self) -> _Bar:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("replay"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("replay", total=self.total)
+        return self
+
+    def advance(self, n: int) -> None:
+        """Count ``n`` more items done."""
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+async def replay_file(
+    path: Path,
+    *,
+    to: str,
+    selection: Selection,
+    speed: float,
+    url: str | None = None,
+    http2: bool = True,
+    bootstrap: str = "",
+    topic: str = "",
+    concurrency: int = 32,
+    compression: str | None = None,
+    show_progress: bool = False,
+) -> Summary:
+    """Replay a recording (or receiver capture) file; the whole command minus argument parsing.
+
+    Raises:
+        SubscriberError: the recording's kind does not fit the target, or the target is missing.
+    """
+    with open_recording(path) as rec:
+        header: Header = rec.header
+        items = list(rec)
+    if to == "receiver" and header.kind != "callbacks":
+        raise SubscriberError("an events recording can only be replayed to Kafka (--to kafka)")
+    if to == "kafka" and header.kind != "events":
+        raise SubscriberError("a callbacks recording can only be replayed to a receiver")
+    plan = list(schedule(items, selection, header.span_s))
+    with _Bar(len(plan), show_progress) as bar:
+        if to == "receiver":
+            if not url:
+                raise SubscriberError("--to receiver needs --url http://host:port")
+            summary = await to_receiver(
+                url, plan, speed=speed, http2=http2, concurrency=concurrency, progress=bar.advance
+            )
+        else:
+            summary = await to_kafka(
+                bootstrap, topic, plan, speed=speed, compression=compression, progress=bar.advance
+            )
+    summary.span_s = plan[-1][0] - plan[0][0] if plan else 0.0
+    return summary
+
+
+async def run(settings: Settings, args: argparse.Namespace) -> int:
+    """``subscriber replay FILE``."""
+    import sys
+
+    import orjson
+
+    with open_recording(args.file) as rec:
+        start = rec.header.start
+    selection = Selection(
+        start_s=_when(args.start, start),
+        end_s=_when(args.end, start),
+        ues=frozenset(args.ue or ()),
+        loops=args.loop,
+    )
+    to = args.to
+    summary = await replay_file(
+        args.file,
+        to=to,
+        selection=selection,
+        speed=parse_speed(args.speed),
+        url=args.url
+        or settings.receiver.public_url
+        or f"http://{settings.receiver.host}:{settings.receiver.port}",
+        http2=args.http != "1.1",
+        bootstrap=settings.kafka.bootstrap_servers,
+        topic=args.topic or settings.kafka.events_topic,
+        concurrency=args.concurrency,
+        compression=None if settings.kafka.compression == "none" else settings.kafka.compression,
+        show_progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    print(summary.line())
+    if args.json is not None:
+        args.json.write_text(orjson.dumps(summary.to_dict()).decode() + "\n", encoding="utf-8")
+    return 0 if summary.rejected == 0 else 1

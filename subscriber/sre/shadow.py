@@ -1,0 +1,596 @@
+"""What-if: run one or two policies over a recording with the consumer's own pure core.
+
+Each event goes through :func:`subscriber.act.handling.handle_event`, exactly as the consumer
+calls it, with an in-memory UE record per UE; deferred moves are looked at again with
+:func:`~subscriber.act.handling.handle_recheck` at their ``recheck_at_s``, as the consumer's
+timers do (before the UE's next event, or at the end of the recording). No workflow runs: a
+relocation is assumed to take effect at once, where the policy sent it.
+
+Which instances serve which UE: an instances file (``--instances``) as the consumer reads it;
+without one, every UE runs one instance of each application listed (``--app``, default all the
+topology's applications), started, at the UE's first mapped location, on the cluster that policy
+A ranks best from there. Both policies start from the same placements.
+
+What is measured per policy (:class:`Outcome`):
+
+* relocations (the requests the consumer would signal) and when they happen;
+* decisions by reason; ping-pongs avoided: ``PING_PONG_SUPPRESSED`` decisions, and episodes
+  (a run of them for one instance counts once);
+* flips that did happen: a relocation back to the cluster the instance left with its previous
+  relocation, within ``flip_window_s`` of it (A→B→A);
+* latency-budget violations: for each instance, the time its UE spent in a zone from which the
+  serving cluster's path latency (topology latency graph) exceeds the app's budget, up to the end
+  of the recording; time in an unmapped zone is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from subscriber.act.handling import (
+    Handled,
+    UeRecord,
+    handle_event,
+    handle_recheck,
+    instance_key,
+)
+from subscriber.act.instances import InstanceDoc, Instances
+from subscriber.decide.bundle import Bundle
+from subscriber.decide.policy import Reason
+from subscriber.events import LocationEvent
+from subscriber.settings import Settings
+from subscriber.sre.recording import Header
+
+_PING_PONG = Reason.PING_PONG_SUPPRESSED
+
+
+class Relocation(dict[str, Any]):
+    """One move: ``t``, ``instance``, ``source``, ``target``, ``reason`` (a dict, for JSON)."""
+
+
+@dataclass(slots=True)
+class _Ue:
+    alias: str
+    instances: tuple[InstanceDoc, ...] | None = None
+    record: UeRecord | None = None
+    zone: str | None = None
+    since_s: float = 0.0
+    serving: dict[str, str] = field(default_factory=dict)
+    out_s: dict[str, float] = field(default_factory=dict)
+    moves: list[Relocation] = field(default_factory=list)
+    last_reason: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """What one policy did over a recording."""
+
+    label: str
+    version: str
+    events: int = 0
+    duplicates: int = 0
+    rechecks: int = 0
+    relocations: int = 0
+    relocation_times: list[float] = field(default_factory=list)
+    reasons: Counter[str] = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)
+    ping_pong_suppressed: int = 0
+    ping_pong_episodes: int = 0
+    flips: int = 0
+    out_of_budget_s: dict[str, float] = field(default_factory=dict)
+    moves_by_ue: dict[str, list[Relocation]] = field(default_factory=dict)
+    start_by_ue: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready totals."""
+        out = self.out_of_budget_s
+        return {
+            "label": self.label,
+            "version": self.version,
+            "events": self.events,
+            "duplicates": self.duplicates,
+            "rechecks": self.rechecks,
+            "relocations": self.relocations,
+            "ping_pong_suppressed": self.ping_pong_suppressed,
+            "ping_pong_episodes": self.ping_pong_episodes,
+            "flips": self.flips,
+            "decisions_by_reason": dict(sorted(self.reasons.items())),
+            "decisions_by_action": dict(sorted(self.actions.items())),
+            "instances": len(out),
+            "instances_out_of_budget": sum(1 for v in out.values() if v > 0),
+            "out_of_budget_s_total": round(sum(out.values()), 3),
+        }
+
+
+InstancesFor = Callable[[str, str | None], tuple[InstanceDoc, ...] | None]
+"""``(ue key, zone of its event)`` -> its instances, or None to ask again at the next event."""
+
+
+def registry_instances(instances: Instances) -> InstancesFor:
+    """Instances from a registry (the consumer's instances file)."""
+
+    def of(ue: str, zone: str | None) -> tuple[InstanceDoc, ...]:
+        return instances.of(ue)
+
+    return of
+
+
+def _label(ue: str) -> str:
+    import hashlib
+
+    return "u" + hashlib.blake2b(ue.encode(), digest_size=6).hexdigest()
+
+
+def auto_instances(bundle: Bundle, apps: Sequence[str]) -> InstancesFor:
+    """One instance of each app per UE, on the cluster ``bundle`` ranks best at its first zone.
+
+    Apps with no candidate from that zone are left out for that UE. The instance name is a
+    short hash of the UE key (a DNS label, and no identity in clear).
+    """
+    best: dict[tuple[str, str], str | None] = {}
+
+    def of(ue: str, zone: str | None) -> tuple[InstanceDoc, ...] | None:
+        if zone is None:
+            return None
+        out = []
+        for app in apps:
+            key = (zone, app)
+            if key not in best:
+                found = bundle.evaluation(zone, app, None).best
+                best[key] = found.cluster if found is not None else None
+            cluster = best[key]
+            if cluster is not None:
+                out.append(InstanceDoc(ue=ue, app=app, instance=_label(ue), cluster=cluster))
+        return tuple(out)
+
+    return of
+
+
+class _Budget:
+    """Memoized: is ``cluster`` outside ``app``'s latency budget from ``zone``?"""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self._topology = bundle.topology
+        self._memo: dict[tuple[str, str, str], bool] = {}
+
+    def out(self, zone: str, app: str, cluster: str) -> bool:
+        key = (zone, app, cluster)
+        found = self._memo.get(key)
+        if found is None:
+            spec = self._topology.apps.get(app)
+            latency = self._topology.latency_ms.get(zone, {}).get(cluster)
+            found = spec is not None and (latency is None or latency > spec.latency_budget_ms)
+            self._memo[key] = found
+        return found
+
+
+class ShadowEngine:
+    """Runs one policy over events fed in order; :meth:`finish` closes the books.
+
+    Args:
+        bundle: the policy (and topology) to evaluate.
+        instances_for: which instances serve a UE.
+        label: the policy's name in reports.
+        alias: the UE name handed to the core (a pseudonym).
+        flip_window_s: an A→B→A relocation within this many seconds counts as a flip.
+        dedup_window: as the consumer's ``act.dedup_window``.
+        app_port: as the consumer's ``act.app_port`` (only shapes the requests).
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        instances_for: InstancesFor,
+        *,
+        label: str,
+        alias: Callable[[str], str],
+        flip_window_s: float = 600.0,
+        dedup_window: int = 32,
+        app_port: int = 8080,
+    ) -> None:
+        self.bundle = bundle
+        self._app_port = app_port
+        self.outcome = Outcome(label=label, version=bundle.version)
+        self._instances_for = instances_for
+        self._alias = alias
+        self._flip_window_s = flip_window_s
+        self._dedup = dedup_window
+        self._budget = _Budget(bundle)
+        self._zone_of = bundle.topology.zone_of
+        self.ues: dict[str, _Ue] = {}
+
+    def _advance(self, ue: _Ue, t: float) -> None:
+        if t <= ue.since_s:
+            return
+        zone = ue.zone
+        if zone is not None:
+            span = t - ue.since_s
+            out = self._budget.out
+            for key, cluster in ue.serving.items():
+                if out(zone, key.partition("/")[0], cluster):
+                    ue.out_s[key] = ue.out_s.get(key, 0.0) + span
+        ue.since_s = t
+
+    def _account(self, ue: _Ue, handled: Handled, t: float) -> None:
+        outcome = self.outcome
+        for audited in handled.audited:
+            decision = audited.decision
+            reason = decision.reason.value
+            outcome.reasons[reason] += 1
+            outcome.actions[decision.action.value] += 1
+            key = instance_key(audited.instance)
+            if decision.reason is _PING_PONG:
+                outcome.ping_pong_suppressed += 1
+                if ue.last_reason.get(key) != reason:
+                    outcome.ping_pong_episodes += 1
+            ue.last_reason[key] = reason
+            request = audited.request
+            if request is None:
+                continue
+            source = ue.serving.get(key, decision.source)
+            target = request.target.cluster
+            if ue.moves:
+                for prev in reversed(ue.moves):
+                    if prev["instance"] == key:
+                        if prev["source"] == target and t - prev["t"] <= self._flip_window_s:
+                            outcome.flips += 1
+                        break
+            ue.moves.append(
+                Relocation(t=t, instance=key, source=source, target=target, reason=reason)
+            )
+            ue.serving[key] = target
+            outcome.relocations += 1
+            outcome.relocation_times.append(t)
+
+    def _rechecks_until(self, ue: _Ue, t: float) -> None:
+        record = ue.record
+        while record is not None and record.recheck_at_s is not None and record.recheck_at_s <= t:
+            at = record.recheck_at_s
+            self._advance(ue, at)
+            handled = handle_recheck(
+                at,
+                record,
+                ue.instances or (),
+                self.bundle,
+                ue_alias=ue.alias,
+                app_port=self._app_port,
+            )
+            self.outcome.rechecks += 1
+            self._account(ue, handled, at)
+            record = ue.record = handled.record
+
+    def feed(self, event: LocationEvent) -> None:
+        """Decide on one event (and on the UE's deferred moves due before it)."""
+        key = event.ue.key()
+        ue = self.ues.get(key)
+        t = event.event_time.timestamp()
+        if ue is None:
+            ue = self.ues[key] = _Ue(alias=self._alias(key), since_s=t)
+        self._rechecks_until(ue, t)
+        zone = self._zone_of(event)
+        if ue.instances is None:
+            found = self._instances_for(key, zone)
+            if found is not None:
+                ue.instances = found
+                ue.serving = {instance_key(i): i.cluster for i in found}
+                self.outcome.start_by_ue[key] = dict(ue.serving)
+        handled = handle_event(
+            event,
+            ue.record,
+            ue.instances or (),
+            self.bundle,
+            ue_alias=ue.alias,
+            app_port=self._app_port,
+            dedup_window=self._dedup,
+        )
+        self.outcome.events += 1
+        if handled.duplicate:
+            self.outcome.duplicates += 1
+            return
+        if t >= ue.since_s:  # a stale event changes nothing (the policy says STALE_EVENT)
+            self._advance(ue, t)
+            ue.zone = zone
+        self._account(ue, handled, t)
+        ue.record = handled.record
+
+    def finish(self, end_s: float) -> Outcome:
+        """Run the rechecks due by ``end_s``, count budget time up to it, return the outcome."""
+        outcome = self.outcome
+        for key, ue in self.ues.items():
+            self._rechecks_until(ue, end_s)
+            self._advance(ue, end_s)
+            for inst in ue.serving:
+                outcome.out_of_budget_s[f"{key}|{inst}"] = ue.out_s.get(inst, 0.0)
+            if ue.moves:
+                outcome.moves_by_ue[key] = ue.moves
+        # Rechecks run when their UE is next seen, so their moves arrive late: put them in order.
+        outcome.relocation_times.sort()
+        return outcome
+
+
+def run_policy(
+    events: Iterable[LocationEvent],
+    bundle: Bundle,
+    instances_for: InstancesFor,
+    *,
+    label: str,
+    end_s: float,
+    alias: Callable[[str], str] = str,
+    flip_window_s: float = 600.0,
+) -> Outcome:
+    """Feed every event to a fresh engine and close its books at ``end_s``."""
+    engine = ShadowEngine(
+        bundle, instances_for, label=label, alias=alias, flip_window_s=flip_window_s
+    )
+    feed = engine.feed
+    for event in events:
+        feed(event)
+    return engine.finish(end_s)
+
+
+def _signature(moves: Sequence[Relocation]) -> list[tuple[float, str, str]]:
+    return [(m["t"], m["instance"], m["target"]) for m in moves]
+
+
+def differing_ues(a: Outcome, b: Outcome) -> list[str]:
+    """UEs whose relocations (time, instance, target) differ between two runs, sorted."""
+    ues = set(a.moves_by_ue) | set(b.moves_by_ue)
+    return sorted(
+        ue
+        for ue in ues
+        if _signature(a.moves_by_ue.get(ue, [])) != _signature(b.moves_by_ue.get(ue, []))
+    )
+
+
+def ue_out_of_budget(outcome: Outcome, ue: str) -> float:
+    """Seconds a UE's instances spent out of budget, summed."""
+    prefix = ue + "|"
+    return sum(v for k, v in outcome.out_of_budget_s.items() if k.startswith(prefix))
+
+
+def compare(a: Outcome, b: Outcome, names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The UEs whose outcome differs, with each side's relocations and out-of-budget time.
+
+    Args:
+        a: policy A's outcome.
+        b: policy B's outcome.
+        names: how to show each UE key (a pseudonym); the key itself when absent.
+    """
+    rows = []
+    for ue in differing_ues(a, b):
+        rows.append(
+            {
+                "ue": (names or {}).get(ue, ue),
+                "relocations_a": len(a.moves_by_ue.get(ue, [])),
+                "relocations_b": len(b.moves_by_ue.get(ue, [])),
+                "out_of_budget_s_a": round(ue_out_of_budget(a, ue), 3),
+                "out_of_budget_s_b": round(ue_out_of_budget(b, ue), 3),
+            }
+        )
+    return {"differing_ues": len(rows), "ues": rows}
+
+
+# -- the command (reads files, writes the report) -------------------------------------------
+
+
+def recorded_events(path: Path) -> tuple[Header, list[LocationEvent]]:
+    """The events of a recording; a callbacks recording goes through the real normalizer.
+
+    Callbacks the receiver would refuse (bad body, unknown kind) are left out, as it would.
+    """
+    from subscriber.errors import InvalidCallback
+    from subscriber.events import decode_event
+    from subscriber.ingress.normalize import BodyKind, normalize_body
+    from subscriber.sre.recording import open_recording
+
+    kinds = {
+        "amf": BodyKind.AMF_NOTIFICATION,
+        "smf": BodyKind.SMF_NOTIFICATION,
+        "nef": BodyKind.NEF_NOTIFICATION,
+    }
+    events: list[LocationEvent] = []
+    with open_recording(path) as rec:
+        header = rec.header
+        for item in rec:
+            if item.event is not None:
+                events.append(decode_event(item.event))
+                continue
+            assert item.callback is not None
+            kind = kinds.get(item.callback.path.removeprefix("/callbacks/").partition("/")[0])
+            if kind is None:
+                continue
+            at = item.callback.received_at or datetime.fromtimestamp(item.t, UTC)
+            try:
+                events.extend(normalize_body(kind, item.callback.body, ingest_time=at).events)
+            except InvalidCallback:
+                continue
+    return header, events
+
+
+def _timeline(
+    events: Sequence[LocationEvent], ue: str, outcomes: Sequence[Outcome], bundle: Bundle
+) -> list[tuple[str, list[tuple[float, str]]]]:
+    cells: list[tuple[float, str]] = []
+    for ev in events:
+        if ev.ue.key() == ue and ev.location is not None:
+            zone = bundle.topology.zone_of(ev) or "unmapped"
+            label = f"{ev.location.cell_id or ev.location.tac} ({zone})"
+            if not cells or cells[-1][1] != label:
+                cells.append((ev.event_time.timestamp(), label))
+    series = [("cell", cells)]
+    # Plot the instance that moved most under any policy (the first one when none moved).
+    moved: Counter[str] = Counter()
+    for outcome in outcomes:
+        moved.update(m["instance"] for m in outcome.moves_by_ue.get(ue, []))
+    for outcome in outcomes:
+        start = outcome.start_by_ue.get(ue)
+        if not start:
+            continue
+        first = max(sorted(start), key=lambda k: moved[k])
+        t0 = cells[0][0] if cells else 0.0
+        points = [(t0, f"{first.partition('/')[0]} on {start[first]}")]
+        for move in outcome.moves_by_ue.get(ue, []):
+            if move["instance"] == first:
+                points.append((move["t"], f"{first.partition('/')[0]} on {move['target']}"))
+        series.append((f"serving cluster, {outcome.label}", points))
+    return series
+
+
+def _watched(outcomes: Sequence[Outcome], differing: Sequence[str]) -> str | None:
+    if differing:
+        return max(differing, key=lambda ue: sum(len(o.moves_by_ue.get(ue, [])) for o in outcomes))
+    best: tuple[int, str] | None = None
+    for ue, moves in outcomes[0].moves_by_ue.items():
+        if best is None or (len(moves), ue) > best:
+            best = (len(moves), ue)
+    if best is not None:
+        return best[1]
+    return next(iter(outcomes[0].start_by_ue), None)
+
+
+def build_report(
+    path: Path,
+    header: Header,
+    events: Sequence[LocationEvent],
+    outcomes: Sequence[Outcome],
+    bundle: Bundle,
+    *,
+    instances_note: str,
+    watch: str | None,
+    name: Callable[[str], str],
+) -> tuple[dict[str, Any], str]:
+    """The JSON summary and the HTML report of one or two runs."""
+    from subscriber.sre import report
+
+    times = [e.event_time.timestamp() for e in events]
+    t0 = min(times, default=0.0)
+    t1 = max([*times, header.end.timestamp() if header.end else t0])
+    summary: dict[str, Any] = {
+        "recording": {
+            "path": str(path),
+            "kind": header.kind,
+            "source": header.source,
+            "events": len(events),
+            "start": datetime.fromtimestamp(t0, UTC).isoformat(),
+            "end": datetime.fromtimestamp(t1, UTC).isoformat(),
+        },
+        "instances": instances_note,
+        "policies": [o.summary() for o in outcomes],
+    }
+    differing: list[str] = []
+    if len(outcomes) == 2:
+        differing = differing_ues(outcomes[0], outcomes[1])
+        names = {ue: name(ue) for ue in differing}
+        summary["comparison"] = compare(outcomes[0], outcomes[1], names)
+    watched = watch or _watched(outcomes, differing)
+    plots: dict[str, str] = {}
+    if watched is not None:
+        summary["watched_ue"] = name(watched)
+        plots["ue_timeline"] = report.step_chart(
+            _timeline(events, watched, outcomes, bundle),
+            t0,
+            t1,
+            title="cell and cluster",
+            colors=("#999999", *report.COLORS),
+        )
+    plots["relocations"] = report.line_chart(
+        [
+            (
+                o.label,
+                [
+                    (t0, 0.0),
+                    *((t, float(i + 1)) for i, t in enumerate(o.relocation_times)),
+                    (t1, float(len(o.relocation_times))),
+                ],
+            )
+            for o in outcomes
+        ],
+        t0,
+        t1,
+        title="relocations over time",
+    )
+    plots["budget"] = report.bar_chart(
+        [b[0] for b in report.BUDGET_BINS],
+        [(o.label, report.histogram(list(o.out_of_budget_s.values()))) for o in outcomes],
+        title="time out of budget per instance",
+    )
+    return summary, report.render_html(summary, plots)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """``subscriber shadow``: evaluate one or two policies over a recording, write the reports."""
+    import orjson
+
+    from subscriber.act.instances import parse_instances
+    from subscriber.decide.engine import read_bundle
+    from subscriber.logs import pseudonym
+
+    topology_file: Path = args.topology or settings.policy.topology_file or _example_topology()
+    bundles = [read_bundle(topology_file, args.policy)]
+    labels = [args.policy.stem]
+    if args.policy_b is not None:
+        bundles.append(read_bundle(topology_file, args.policy_b))
+        labels.append(args.policy_b.stem if args.policy_b.stem != labels[0] else "B")
+    header, events = recorded_events(args.recording)
+    instances_file: Path | None = args.instances or settings.act.instances_file
+    if instances_file is not None:
+        registry = parse_instances(
+            instances_file.read_bytes(), source=str(instances_file), topology=bundles[0].topology
+        )
+        instances_for = registry_instances(registry)
+        note = f"from {instances_file}"
+    else:
+        apps = args.app or list(bundles[0].topology.apps)
+        instances_for = auto_instances(bundles[0], apps)
+        note = f"one instance per UE of {', '.join(apps)}, started on the best cluster (policy A)"
+    end_s = (
+        max(
+            [e.event_time.timestamp() for e in events]
+            + ([header.end.timestamp()] if header.end else [])
+        )
+        if events
+        else 0.0
+    )
+    name: Callable[[str], str] = str if args.clear_ids else pseudonym
+    outcomes = [
+        run_policy(
+            events,
+            bundle,
+            instances_for,
+            label=label,
+            end_s=end_s,
+            alias=pseudonym,
+            flip_window_s=args.flip_window,
+        )
+        for bundle, label in zip(bundles, labels, strict=True)
+    ]
+    summary, page = build_report(
+        args.recording,
+        header,
+        events,
+        outcomes,
+        bundles[0],
+        instances_note=note,
+        watch=args.ue,
+        name=name,
+    )
+    if args.html is not None:
+        args.html.write_text(page, encoding="utf-8")
+    text = orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()
+    if args.json is not None:
+        args.json.write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
+def _example_topology() -> Path:
+    import subscriber
+
+    return Path(subscriber.__file__).parent / "data" / "topology.example.yaml"
