@@ -210,7 +210,8 @@ def _event(
     time_field: _EventTimeField = "ingest"
     raw_time: datetime | None = None
     for field, moment in times:
-        if moment is not None:
+        # Go's zero time.Time ("0001-01-01T00:00:00Z") means "not set", not the year 1.
+        if moment is not None and moment.year > 1:
             time_field, raw_time = field, _utc(moment)
             break
     return LocationEvent.model_construct(

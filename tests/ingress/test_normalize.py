@@ -277,6 +277,14 @@ def test_skips_keep_their_positions_among_events() -> None:
         ),
         (location_report(), INGEST, "ingest"),
         (
+            location_report(
+                timeStamp="2026-07-01T08:15:30Z",
+                location={"nrLocation": {**NR, "ueLocationTimestamp": "0001-01-01T00:00:00Z"}},
+            ),
+            datetime(2026, 7, 1, 8, 15, 30, tzinfo=UTC),
+            "timeStamp",
+        ),
+        (
             location_report(timeStamp="2026-07-01T10:15:30+02:00"),
             datetime(2026, 7, 1, 8, 15, 30, tzinfo=UTC),
             "timeStamp",
@@ -289,7 +297,7 @@ def test_skips_keep_their_positions_among_events() -> None:
     ],
 )
 def test_event_time_selection(report: dict[str, Any], time: datetime, field: str) -> None:
-    """ueLocationTimestamp wins over timeStamp, which wins over ingest; no offset means UTC."""
+    """ueLocationTimestamp, then timeStamp, then ingest; Go zero time is unset; no offset: UTC."""
     (event,) = normalize_amf(amf_body(report)).events
     assert event.event_time == time
     assert event.event_time.tzinfo is not None
