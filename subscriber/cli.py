@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     _command(sub, "demo", "subscriber.demo:run", "The edge-relocation scenario, end to end.")
     _command(sub, "consume", "subscriber.act.service:run", "Decide on events and signal moves.")
+    serve = _command(
+        sub, "serve", "subscriber.ingress.server:serve", "Receive core callbacks (h2c, HTTP/1.1)."
+    )
+    serve.add_argument(
+        "--registry",
+        metavar="MODULE:FUNCTION",
+        help="Returns the known-subscription registry (default: the subscription state file).",
+    )
 
     health = _command(
         sub, "check", "subscriber.health:check", "Exit 0 when each dependency answers a real call."

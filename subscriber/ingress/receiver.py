@@ -50,6 +50,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 _CALLBACK_PREFIX = "/callbacks/"
 _JSON = "application/json"
+_FIRST_CHUNK_WAIT_S = 0.2
 _PROBLEM_HEADERS = [(b"content-type", b"application/problem+json")]
 
 
@@ -99,6 +100,23 @@ class Callback:
 
 Normalizer = Callable[[Callback], Sequence[LocationEvent]]
 """Parses a callback body and returns its events; raises ``InvalidCallback`` on bad input."""
+
+
+def default_normalizers() -> dict[str, Normalizer]:
+    """Parse (:mod:`subscriber.sbi`) and normalize (:mod:`.normalize`) each callback kind."""
+    from subscriber.ingress.normalize import BodyKind, normalize_body
+
+    def normalizer(body_kind: BodyKind) -> Normalizer:
+        def run(callback: Callback) -> Sequence[LocationEvent]:
+            return normalize_body(body_kind, callback.body, ingest_time=callback.received_at).events
+
+        return run
+
+    return {
+        "amf": normalizer(BodyKind.AMF_NOTIFICATION),
+        "smf": normalizer(BodyKind.SMF_NOTIFICATION),
+        "nef": normalizer(BodyKind.NEF_NOTIFICATION),
+    }
 
 
 def utc_now() -> datetime:
@@ -369,8 +387,9 @@ class Receiver:
     async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, int]:
         """Check the headers, then read the body in chunks, stopping as soon as it is too big.
 
-        A body declared (Content-Length) or found to be over the cap is answered 413 after
-        reading at most ``dead_letter_max_bytes`` (declared) or the cap plus one chunk.
+        A body declared (Content-Length) over the cap is answered 413 after reading at most the
+        first chunk already sent (for the dead letter); one found over the cap while reading,
+        after the cap plus one chunk.
 
         Returns:
             The body and its size.
@@ -384,8 +403,15 @@ class Receiver:
                 content_type = value
             elif lname == b"content-length" and value.isdigit():
                 length = int(value)
-        declared_too_big = length is not None and length > cap
-        keep = min(cap, self.settings.dead_letter_max_bytes) if declared_too_big else cap
+        if length is not None and length > cap:
+            raise _Rejected(
+                413,
+                "body_too_large",
+                f"the body ({length} bytes) is over the {cap}-byte limit",
+                title="Payload Too Large",
+                body=await _first_chunk(receive),
+                body_bytes=length,
+            )
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -396,19 +422,19 @@ class Receiver:
             if chunk:
                 size += len(chunk)
                 chunks.append(chunk)
-                if size > keep or (declared_too_big and size >= keep):
+                if size > cap:
                     break
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if declared_too_big or size > cap:
+        if size > cap:
             raise _Rejected(
                 413,
                 "body_too_large",
                 f"the body is over the {cap}-byte limit",
                 title="Payload Too Large",
                 body=body[: self.settings.dead_letter_max_bytes],
-                body_bytes=length if length is not None else size,
+                body_bytes=size,
             )
         media_type = content_type.split(b";", 1)[0].strip().lower()
         if media_type != _JSON.encode():
@@ -510,6 +536,16 @@ class Receiver:
             events=events,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
+
+
+async def _first_chunk(receive: Receive) -> bytes:
+    """What the client already sent of a body we refuse, without waiting for more than a moment."""
+    try:
+        message = await asyncio.wait_for(receive(), _FIRST_CHUNK_WAIT_S)
+    except TimeoutError:
+        return b""
+    body: bytes = message.get("body", b"")
+    return body
 
 
 async def _respond(

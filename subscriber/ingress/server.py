@@ -19,7 +19,12 @@ from granian.log import LogLevels
 from granian.server import Server as Granian
 
 from subscriber.ingress.publisher import Publisher
-from subscriber.ingress.receiver import Normalizer, Receiver, SubscriptionRegistry
+from subscriber.ingress.receiver import (
+    Normalizer,
+    Receiver,
+    SubscriptionRegistry,
+    default_normalizers,
+)
 from subscriber.logs import configure_logging
 from subscriber.settings import Settings
 
@@ -51,13 +56,6 @@ class StaticRegistry:
 def accept_any_registry(_settings: Settings) -> SubscriptionRegistry:
     """A registry that knows every key: for benchmarks only."""
     return StaticRegistry(accept_any=True)
-
-
-def default_normalizers() -> dict[str, Normalizer]:
-    """Parse and normalize each callback kind with the sbi models and the pure normalizer."""
-    normalize = importlib.import_module("subscriber.ingress.normalize")
-    normalizers: dict[str, Normalizer] = normalize.receiver_normalizers()
-    return normalizers
 
 
 def _resolve(target: str) -> Callable[..., object]:
