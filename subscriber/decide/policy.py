@@ -122,6 +122,7 @@ class Decision(NamedTuple):
         }
 
 
+_new = tuple.__new__
 _STAY = Action.STAY
 _RELOCATE = Action.RELOCATE
 _DEFER = Action.DEFER
@@ -159,19 +160,23 @@ def _done(
             break
     else:
         state = record(state, app, action, reason, now_s, source=placement.cluster)
-    return Decision(
-        action,
-        reason,
-        app,
-        placement.cluster,
-        target,
-        zone,
-        plan.current,
-        plan.candidates,
-        bundle.version,
-        now_s,
-        recheck_at_s,
-        state,
+    # tuple.__new__ skips the named tuple's generated __new__: this runs once per decision.
+    return _new(
+        Decision,
+        (
+            action,
+            reason,
+            app,
+            placement.cluster,
+            target,
+            zone,
+            plan.current,
+            plan.candidates,
+            bundle.version,
+            now_s,
+            recheck_at_s,
+            state,
+        ),
     )
 
 
