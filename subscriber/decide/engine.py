@@ -122,7 +122,10 @@ class PolicyHolder:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self._settings.reload_interval_s)
-            await self.reload()
+            try:
+                await self.reload()
+            except Exception:  # the running version stays valid; a reload bug must not end reloads
+                log.exception("policy reload failed, keeping the running version")
 
     async def reload(self) -> bool:
         """Load the files if they changed; returns whether the running bundle was replaced.

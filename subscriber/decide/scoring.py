@@ -38,13 +38,30 @@ class Extra:
     apps: int = 0
 
 
+def _round(value: float | None) -> float | None:
+    return round(value, 6) if value is not None else None
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """One cluster's evaluation for one app from one zone."""
+    """One cluster's evaluation for one app from one zone.
+
+    Attributes:
+        cluster: the cluster id.
+        latency_ms: shortest-path latency from the zone; None when unreachable.
+        utilisation: the larger of CPU and memory shares with the app placed (as is, if current).
+        latency_score: ``latency_weight * latency / budget``; None when unreachable.
+        load_score: ``load_weight * utilisation``.
+        score: their sum, lower is better; None when unreachable.
+        rejected: why it is not a candidate; None when it is one.
+        current: whether the app runs there now.
+    """
 
     cluster: str
     latency_ms: float | None
     utilisation: float
+    latency_score: float | None
+    load_score: float
     score: float | None
     rejected: Rejection | None
     current: bool
@@ -55,7 +72,9 @@ class Candidate:
             "cluster": self.cluster,
             "latency_ms": self.latency_ms,
             "utilisation": round(self.utilisation, 4),
-            "score": round(self.score, 6) if self.score is not None else None,
+            "latency_score": _round(self.latency_score),
+            "load_score": _round(self.load_score),
+            "score": _round(self.score),
             "rejected": self.rejected.value if self.rejected is not None else None,
             "current": self.current,
         }
@@ -115,12 +134,14 @@ def score_cluster(
 ) -> Candidate:
     """Evaluate one cluster for one app at the given latency (None: unreachable)."""
     rejected, utilisation = _rejection(cluster, app, latency, rules, current, extra)
-    score = None
+    load_score = rules.load_weight * utilisation
+    latency_score = score = None
     if latency is not None:
-        score = (
-            rules.latency_weight * latency / app.latency_budget_ms + rules.load_weight * utilisation
-        )
-    return Candidate(cluster.id, latency, utilisation, score, rejected, current)
+        latency_score = rules.latency_weight * latency / app.latency_budget_ms
+        score = latency_score + load_score
+    return Candidate(
+        cluster.id, latency, utilisation, latency_score, load_score, score, rejected, current
+    )
 
 
 def _rank_key(c: Candidate) -> tuple[int, float, str]:

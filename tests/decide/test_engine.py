@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -114,3 +115,16 @@ async def test_no_topology_file_configured() -> None:
 def test_policy_file_is_optional(files: tuple[Path, Path]) -> None:
     """Without a policy file the defaults apply (same version as the example policy's values)."""
     assert read_bundle(files[0]).version == read_bundle(*files).version
+
+
+async def test_background_reload_picks_up_a_change(files: tuple[Path, Path]) -> None:
+    """With a short interval, the holder swaps in an edited file on its own."""
+    settings = PolicySettings(topology_file=files[0], policy_file=files[1], reload_interval_s=0.01)
+    async with PolicyHolder(settings) as holder:
+        before = holder.bundle
+        _write(files[1], EXAMPLE_POLICY.read_text().replace("window_s: 600", "window_s: 300"))
+        for _ in range(1000):  # bounded wait for the loop; no assertion on how long it took
+            if holder.bundle is not before:
+                break
+            await asyncio.sleep(0.01)
+        assert holder.bundle.rules.stateless.ping_pong_s == 300

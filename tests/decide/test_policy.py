@@ -283,11 +283,22 @@ def test_decision_explains_itself(example: Bundle) -> None:
         "edge-3": Rejection.NOT_ALLOWED,
     }
     first = d.candidates[0]
+    assert first.latency_score == pytest.approx(0.7 * 2 / 10)
+    assert first.load_score == pytest.approx(0.3 * 0.5)
     assert first.score == pytest.approx(0.7 * 2 / 10 + 0.3 * 0.5)
     record = d.to_dict()
     assert record["action"] == "defer"
     assert record["reason"] == "DWELL_NOT_REACHED"
-    assert record["candidates"][0]["cluster"] == "edge-2"
+    assert record["candidates"][0] == {
+        "cluster": "edge-2",
+        "latency_ms": 2.0,
+        "utilisation": 0.5,
+        "latency_score": 0.14,
+        "load_score": 0.15,
+        "score": 0.29,
+        "rejected": None,
+        "current": False,
+    }
     assert record["current"]["rejected"] == "OVER_BUDGET"
 
 
