@@ -93,7 +93,7 @@ def observe(state: UeState | None, now_s: float, zone: str | None) -> UeState:
     if state is None:
         if zone is None:
             return UeState(None, now_s, 0, now_s)
-        return UeState(zone, now_s, 1, now_s, ((zone, now_s),))
+        return _new(UeState, (zone, now_s, 1, now_s, ((zone, now_s),), ()))
     if zone is None:
         return UeState(
             state.zone,
