@@ -22,7 +22,7 @@ from subscriber.act.instances import InstanceDoc
 from subscriber.act.orchestrator import Placement as Where
 from subscriber.act.workflows import RelocationRequest
 from subscriber.decide.bundle import Bundle
-from subscriber.decide.policy import Action, Decision, Placement, decide_all, evaluate_placement
+from subscriber.decide.policy import Action, Decision, Placement, decide_all, recheck
 from subscriber.decide.state import UeState, decode_state, encode_state
 from subscriber.errors import UndecodableEvent
 from subscriber.events import LocationEvent
@@ -183,7 +183,7 @@ def handle_recheck(
     decisions = []
     for inst in instances:
         placement = Placement(inst.app, record.placement_of(instance_key(inst)) or inst.cluster)
-        decision = evaluate_placement(at_s, bundle, placement, state, state.zone)
+        decision = recheck(at_s, bundle, placement, state)
         decisions.append(decision)
         state = decision.state
     cause = f"{record.seen[-1]}.recheck-{int(at_s * 1000)}"
