@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import heapq
 import time
 from collections.abc import Awaitable, Callable
@@ -220,6 +221,8 @@ class EventConsumer:
         for p, records in restored.items():
             for ue, record in records.items():
                 self._arm(p, ue, record)
+        # Restored records live long: keep the collector from rescanning them (docs/policy.md).
+        gc.freeze()
         log.info(
             "consumer.restored",
             partitions=partitions,
