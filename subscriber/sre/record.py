@@ -15,6 +15,7 @@ receiver again.
 from __future__ import annotations
 
 import argparse
+import heapq
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -134,6 +135,29 @@ def record_capture(
 Offsets = dict[Any, int]
 
 
+async def _partitions(bootstrap: str, topic: str) -> list[int]:
+    """The partition numbers of ``topic`` (the admin client asks the broker, not a cache).
+
+    Raises:
+        SubscriberError: the topic does not exist.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        # Ask the list first: describing a missing topic may make the broker auto-create it.
+        if topic not in await admin.list_topics():
+            raise SubscriberError(f"topic {topic} does not exist at {bootstrap}")
+        (meta,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = sorted(p["partition"] for p in meta.get("partitions") or [])
+    if meta.get("error_code") or not partitions:
+        raise SubscriberError(f"topic {topic} does not exist at {bootstrap}")
+    return partitions
+
+
 async def _bounds(
     consumer: Any,
     tps: Sequence[Any],
@@ -162,7 +186,13 @@ async def _bounds(
 async def _copy(
     consumer: Any, start: Offsets, stop: Offsets, writer: RecordingWriter, keep: EventFilter
 ) -> int:
-    """Read every partition from ``start`` to ``stop`` into ``writer``; return records skipped."""
+    """Read every partition from ``start`` to ``stop`` into ``writer``; return records skipped.
+
+    Partitions are merged by record timestamp, so a replay at x1 interleaves them as they were
+    produced; the merge only ever takes the head of a partition, so each partition (and so each
+    UE) keeps its order even if its timestamps go backwards. The records are held in memory
+    until the merge.
+    """
     skipped = 0
     live = []
     for tp in start:
@@ -171,9 +201,11 @@ async def _copy(
             live.append(tp)
         else:
             consumer.pause(tp)
+    per_partition: dict[Any, list[Item]] = {tp: [] for tp in start}
     while live:
         batches = await consumer.getmany(*live, timeout_ms=500, max_records=5000)
         for tp, records in batches.items():
+            kept = per_partition[tp]
             for record in records:
                 if record.offset >= stop[tp]:
                     break
@@ -183,11 +215,13 @@ async def _copy(
                     skipped += 1
                     continue
                 if keep.keeps(event):
-                    writer.write(Item(record.timestamp / 1000, event.ue.key(), event=record.value))
+                    kept.append(Item(record.timestamp / 1000, event.ue.key(), event=record.value))
         for tp in list(live):
             if await consumer.position(tp) >= stop[tp]:
                 live.remove(tp)
                 consumer.pause(tp)
+    for item in heapq.merge(*per_partition.values(), key=lambda i: i.t):
+        writer.write(item)
     return skipped
 
 
@@ -231,10 +265,7 @@ async def record_kafka(
         raise SubscriberError(f"Kafka at {bootstrap} cannot be reached: {exc}") from exc
     source = {"type": "kafka", "topic": topic, "bootstrap": bootstrap}
     try:
-        await consumer.topics()
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise SubscriberError(f"topic {topic} does not exist at {bootstrap}")
+        partitions = await _partitions(bootstrap, topic)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         start, stop = await _bounds(consumer, tps, since_s, until_s, start_offset, end_offset)

@@ -104,7 +104,7 @@ class Selection:
 def schedule(
     items: Iterable[Item], selection: Selection, span_s: float
 ) -> Iterator[tuple[float, Item]]:
-    """``(offset_s, item)`` in send order: recorded time relative to the first kept item.
+    """``(offset_s, item)`` in file order: recorded time relative to the earliest kept item.
 
     Each loop starts one recorded span (plus one second) after the previous one, so a looped
     replay keeps the recorded pacing. ``items`` is iterated once per loop.
@@ -112,8 +112,8 @@ def schedule(
     kept = [item for item in items if selection.keeps(item)]
     if not kept:
         return
-    t0 = kept[0].t
-    span = max(span_s, kept[-1].t - t0) + 1.0
+    t0 = min(item.t for item in kept)
+    span = max(span_s, max(item.t for item in kept) - t0) + 1.0
     for loop in range(selection.loops):
         for item in kept:
             yield loop * span + (item.t - t0), item
@@ -386,7 +386,7 @@ async def replay_file(
             summary = await to_kafka(
                 bootstrap, topic, plan, speed=speed, compression=compression, progress=bar.advance
             )
-    summary.span_s = plan[-1][0] - plan[0][0] if plan else 0.0
+    summary.span_s = max(o for o, _ in plan) - min(o for o, _ in plan) if plan else 0.0
     return summary
 
 
