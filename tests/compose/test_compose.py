@@ -8,6 +8,7 @@ nothing is committed), then against ``subscriber.cli.build_parser()`` and ``Sett
 from __future__ import annotations
 
 import copy
+import importlib
 import importlib.resources
 import json
 import re
@@ -315,3 +316,24 @@ def test_instances_file_fits_the_baked_in_topology(monkeypatch: pytest.MonkeyPat
         (BASE.parent / "instances.yaml").read_bytes(), source="instances", topology=bundle.topology
     )
     assert len(instances) == 3
+
+
+SERVICE_COMMANDS = {
+    "fakecore": "fakecore",
+    "receiver": "serve",
+    "consumer": "consume",
+    "worker": "worker",
+}
+
+
+@pytest.mark.parametrize(("service", "command"), sorted(SERVICE_COMMANDS.items()))
+def test_service_command_is_a_real_subcommand(service: str, command: str) -> None:
+    """Each service of the project's image runs a subcommand that parses and has a handler."""
+    argv = [str(c) for c in stack(BASE)["services"][service]["command"]]
+    assert argv[0] == command
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit:
+        pytest.fail(f"`subscriber {' '.join(argv)}` is not valid CLI input")
+    module, _, function = args.target.partition(":")
+    assert callable(getattr(importlib.import_module(module), function))
