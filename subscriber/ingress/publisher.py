@@ -18,7 +18,7 @@ import asyncio
 import base64
 import contextlib
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -27,7 +27,8 @@ from typing import Any, Self
 import orjson
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from subscriber.events import LocationEvent, encode_event
 from subscriber.ingress.spool import Spool, SpoolBatch, SpoolRecord, claim_slots
@@ -39,6 +40,7 @@ _DRAIN_CHUNK = 500
 _BACKOFF_MIN_S = 0.5
 _BACKOFF_MAX_S = 5.0
 _MAX_BATCH_BYTES = 512 * 1024
+_PARTITIONER = DefaultPartitioner()
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,10 @@ class Publisher:
         self._drained = asyncio.Event()
         self._drainer: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
+        self._pending: list[tuple[list[SpoolRecord], asyncio.Future[None]]] = []
+        self._has_pending = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._enqueue_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -123,6 +129,7 @@ class Publisher:
         if not self._degraded:
             self._drained.set()
         self._drainer = asyncio.create_task(self._drain_forever(), name="spool-drainer")
+        self._flusher = asyncio.create_task(self._flush_forever(), name="kafka-flusher")
         return self
 
     async def __aexit__(
@@ -135,6 +142,12 @@ class Publisher:
             self._drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drainer
+        if self._flusher is not None:
+            if self._pending:
+                await asyncio.wait([*(w for _, w in self._pending)], timeout=self._timeout_s)
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
         if self._producer is not None:
             self._retire(self._producer)
             self._producer = None
@@ -199,24 +212,74 @@ class Publisher:
             log.error("dead_letter_lost", reason=letter.reason, error=type(exc).__name__)
 
     async def _deliver(self, records: list[SpoolRecord]) -> None:
-        async with self._lock:
-            producer = None if self._degraded else self._producer
-            if producer is None:
-                await self._append(records)
-                return
+        producer = self._producer
+        if self._degraded or producer is None:
+            async with self._lock:
+                if self._degraded or self._producer is None:
+                    await self._append(records)
+                    return
+                producer = self._producer
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((records, waiter))
+        self._has_pending.set()
         try:
-            await asyncio.wait_for(self._send_all(producer, records), self._timeout_s)
-        except (TimeoutError, KafkaError) as exc:
+            async with asyncio.timeout(self._timeout_s):
+                await waiter
+        except Exception as exc:  # no ack in time, or any send failure: the spool takes it
             log.warning("kafka_unavailable", error=type(exc).__name__, spooled=len(records))
             async with self._lock:
                 self._enter_degraded(producer)
                 await self._append(records)
 
+    async def _flush_forever(self) -> None:
+        """Group commit: send everything queued as one set of batches, wait for the acks, repeat.
+
+        One flush in flight at a time, because the idempotent producer keeps only one batch
+        per partition in flight anyway; what arrives meanwhile rides in the next, bigger one.
+        """
+        while True:
+            await self._has_pending.wait()
+            self._has_pending.clear()
+            pending, self._pending = self._pending, []
+            producer = self._producer
+            try:
+                if producer is None:
+                    raise KafkaConnectionError("no producer")
+                async with asyncio.timeout(self._timeout_s):
+                    await self._send_all(producer, [r for records, _ in pending for r in records])
+            except Exception as exc:  # handed to every waiter, which spools its own records
+                for _, waiter in pending:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                continue
+            for _, waiter in pending:
+                if not waiter.done():
+                    waiter.set_result(None)
+
     async def _send_all(self, producer: AIOKafkaProducer, records: Sequence[SpoolRecord]) -> None:
-        # Enqueue everything first so that one batch (linger) carries many records.
-        futures: list[Awaitable[Any]] = [
-            await producer.send(r.topic, r.value, key=r.key) for r in records
-        ]
+        """Send records in one batch per partition (or more when full) and wait for the acks.
+
+        Batches instead of one send() per record: per-record futures and tasks cost more CPU
+        than the rest of a callback's handling. Keys are partitioned like send() does.
+        """
+        groups: dict[tuple[str, int], list[SpoolRecord]] = {}
+        partitions: dict[str, list[int]] = {}
+        for record in records:
+            if record.topic not in partitions:
+                partitions[record.topic] = sorted(await producer.partitions_for(record.topic))
+            choices = partitions[record.topic]
+            partition = _PARTITIONER(record.key, choices, choices)
+            groups.setdefault((record.topic, partition), []).append(record)
+        futures: list[asyncio.Future[Any]] = []
+        async with self._enqueue_lock:
+            for (topic, partition), group in groups.items():
+                batch = producer.create_batch()
+                for record in group:
+                    if batch.append(key=record.key, value=record.value, timestamp=None) is None:
+                        futures.append(await producer.send_batch(batch, topic, partition=partition))
+                        batch = producer.create_batch()
+                        batch.append(key=record.key, value=record.value, timestamp=None)
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
 
     async def _append(self, records: list[SpoolRecord]) -> None:
