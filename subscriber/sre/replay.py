@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import time
 import zlib
 from collections import Counter
@@ -166,7 +167,10 @@ async def to_receiver(
         asyncio.Queue(maxsize=256) for _ in range(max(1, concurrency))
     ]
     base = base_url.rstrip("/")
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # One connection per client: HTTP/1.1 gets one per worker; h2c multiplexes up to 16
+    # workers' streams on each. httpx's shared pool slows down as connections grow.
+    per_client = 16 if http2 else 1
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 
     async def worker(queue: asyncio.Queue[Item | None], http: httpx.AsyncClient) -> None:
         while (item := await queue.get()) is not None:
@@ -194,10 +198,16 @@ async def to_receiver(
                 progress(1)
 
     started = time.monotonic()
-    async with httpx.AsyncClient(
-        http2=http2, http1=not http2, timeout=timeout_s, limits=limits
-    ) as http:
-        workers = [asyncio.create_task(worker(q, http)) for q in queues]
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(http2=http2, http1=not http2, timeout=timeout_s, limits=limits)
+            )
+            for _ in range(-(-len(queues) // per_client))
+        ]
+        workers = [
+            asyncio.create_task(worker(q, clients[i // per_client])) for i, q in enumerate(queues)
+        ]
         try:
             pace = Pace(speed)
             for offset, item in plan:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from subscriber.act.handling import (
-    Handled,
+    Audited,
     UeRecord,
     handle_event,
     handle_recheck,
@@ -42,7 +42,7 @@ from subscriber.act.handling import (
 )
 from subscriber.act.instances import InstanceDoc, Instances
 from subscriber.decide.bundle import Bundle
-from subscriber.decide.policy import Reason
+from subscriber.decide.policy import Action, Reason
 from subscriber.events import LocationEvent
 from subscriber.settings import Settings
 from subscriber.sre.recording import Header
@@ -56,15 +56,19 @@ class Relocation(dict[str, Any]):
 
 @dataclass(slots=True)
 class _Ue:
+    """One UE's books; per-instance lists are indexed like its instances."""
+
     alias: str
+    since_s: float
     instances: tuple[InstanceDoc, ...] | None = None
     record: UeRecord | None = None
     zone: str | None = None
-    since_s: float = 0.0
-    serving: dict[str, str] = field(default_factory=dict)
-    out_s: dict[str, float] = field(default_factory=dict)
+    keys: tuple[str, ...] = ()
+    apps: tuple[str, ...] = ()
+    serving: list[str] = field(default_factory=list)
+    out_s: list[float] = field(default_factory=list)
+    last_reason: list[Reason | None] = field(default_factory=list)
     moves: list[Relocation] = field(default_factory=list)
-    last_reason: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -201,52 +205,57 @@ class ShadowEngine:
         self._alias = alias
         self._flip_window_s = flip_window_s
         self._dedup = dedup_window
-        self._budget = _Budget(bundle)
+        self._out = _Budget(bundle).out
         self._zone_of = bundle.topology.zone_of
+        # Counted by enum member on the hot path; turned into names once, in finish().
+        self._reasons: dict[Reason, int] = {}
+        self._actions: dict[Action, int] = {}
         self.ues: dict[str, _Ue] = {}
 
     def _advance(self, ue: _Ue, t: float) -> None:
-        if t <= ue.since_s:
+        """Count the time since the UE's last change as out of budget where it was."""
+        since = ue.since_s
+        if t <= since:
             return
         zone = ue.zone
         if zone is not None:
-            span = t - ue.since_s
-            out = self._budget.out
-            for key, cluster in ue.serving.items():
-                if out(zone, key.partition("/")[0], cluster):
-                    ue.out_s[key] = ue.out_s.get(key, 0.0) + span
+            out = self._out
+            serving = ue.serving
+            for i, app in enumerate(ue.apps):
+                if out(zone, app, serving[i]):
+                    ue.out_s[i] += t - since
         ue.since_s = t
 
-    def _account(self, ue: _Ue, handled: Handled, t: float) -> None:
+    def _account(self, ue: _Ue, audited: Sequence[Audited], t: float) -> None:
+        reasons, actions = self._reasons, self._actions
+        last_reason = ue.last_reason
+        for i, item in enumerate(audited):
+            decision = item.decision
+            reason = decision.reason
+            reasons[reason] = reasons.get(reason, 0) + 1
+            actions[decision.action] = actions.get(decision.action, 0) + 1
+            if reason is _PING_PONG:
+                self.outcome.ping_pong_suppressed += 1
+                if last_reason[i] is not reason:
+                    self.outcome.ping_pong_episodes += 1
+            last_reason[i] = reason
+            if item.request is not None:
+                self._moved(ue, i, item.request.target.cluster, reason, t)
+
+    def _moved(self, ue: _Ue, i: int, target: str, reason: Reason, t: float) -> None:
         outcome = self.outcome
-        for audited in handled.audited:
-            decision = audited.decision
-            reason = decision.reason.value
-            outcome.reasons[reason] += 1
-            outcome.actions[decision.action.value] += 1
-            key = instance_key(audited.instance)
-            if decision.reason is _PING_PONG:
-                outcome.ping_pong_suppressed += 1
-                if ue.last_reason.get(key) != reason:
-                    outcome.ping_pong_episodes += 1
-            ue.last_reason[key] = reason
-            request = audited.request
-            if request is None:
-                continue
-            source = ue.serving.get(key, decision.source)
-            target = request.target.cluster
-            if ue.moves:
-                for prev in reversed(ue.moves):
-                    if prev["instance"] == key:
-                        if prev["source"] == target and t - prev["t"] <= self._flip_window_s:
-                            outcome.flips += 1
-                        break
-            ue.moves.append(
-                Relocation(t=t, instance=key, source=source, target=target, reason=reason)
-            )
-            ue.serving[key] = target
-            outcome.relocations += 1
-            outcome.relocation_times.append(t)
+        key = ue.keys[i]
+        for prev in reversed(ue.moves):
+            if prev["instance"] == key:
+                if prev["source"] == target and t - prev["t"] <= self._flip_window_s:
+                    outcome.flips += 1
+                break
+        ue.moves.append(
+            Relocation(t=t, instance=key, source=ue.serving[i], target=target, reason=reason.value)
+        )
+        ue.serving[i] = target
+        outcome.relocations += 1
+        outcome.relocation_times.append(t)
 
     def _rechecks_until(self, ue: _Ue, t: float) -> None:
         record = ue.record
@@ -262,27 +271,38 @@ class ShadowEngine:
                 app_port=self._app_port,
             )
             self.outcome.rechecks += 1
-            self._account(ue, handled, at)
+            if ue.instances:
+                self._account(ue, handled.audited, at)
             record = ue.record = handled.record
+
+    def _start(self, key: str, ue: _Ue, zone: str | None) -> None:
+        found = self._instances_for(key, zone)
+        if found is None:
+            return
+        ue.instances = found
+        ue.keys = tuple(instance_key(i) for i in found)
+        ue.apps = tuple(i.app for i in found)
+        ue.serving = [i.cluster for i in found]
+        ue.out_s = [0.0] * len(found)
+        ue.last_reason = [None] * len(found)
+        self.outcome.start_by_ue[key] = dict(zip(ue.keys, ue.serving, strict=True))
 
     def feed(self, event: LocationEvent) -> None:
         """Decide on one event (and on the UE's deferred moves due before it)."""
         key = event.ue.key()
-        ue = self.ues.get(key)
         t = event.event_time.timestamp()
+        ue = self.ues.get(key)
         if ue is None:
             ue = self.ues[key] = _Ue(alias=self._alias(key), since_s=t)
-        self._rechecks_until(ue, t)
-        zone = self._zone_of(event)
+        record = ue.record
+        if record is not None and record.recheck_at_s is not None and record.recheck_at_s <= t:
+            self._rechecks_until(ue, t)
+            record = ue.record
         if ue.instances is None:
-            found = self._instances_for(key, zone)
-            if found is not None:
-                ue.instances = found
-                ue.serving = {instance_key(i): i.cluster for i in found}
-                self.outcome.start_by_ue[key] = dict(ue.serving)
+            self._start(key, ue, self._zone_of(event))
         handled = handle_event(
             event,
-            ue.record,
+            record,
             ue.instances or (),
             self.bundle,
             ue_alias=ue.alias,
@@ -293,10 +313,16 @@ class ShadowEngine:
         if handled.duplicate:
             self.outcome.duplicates += 1
             return
+        audited = handled.audited
         if t >= ue.since_s:  # a stale event changes nothing (the policy says STALE_EVENT)
-            self._advance(ue, t)
-            ue.zone = zone
-        self._account(ue, handled, t)
+            if ue.zone is not None:
+                self._advance(ue, t)
+            else:
+                ue.since_s = t
+            # Each decision carries the zone the policy placed the event in.
+            ue.zone = audited[0].decision.zone if audited else self._zone_of(event)
+        if audited:
+            self._account(ue, audited, t)
         ue.record = handled.record
 
     def finish(self, end_s: float) -> Outcome:
@@ -305,12 +331,14 @@ class ShadowEngine:
         for key, ue in self.ues.items():
             self._rechecks_until(ue, end_s)
             self._advance(ue, end_s)
-            for inst in ue.serving:
-                outcome.out_of_budget_s[f"{key}|{inst}"] = ue.out_s.get(inst, 0.0)
+            for inst, out_s in zip(ue.keys, ue.out_s, strict=True):
+                outcome.out_of_budget_s[f"{key}|{inst}"] = out_s
             if ue.moves:
                 outcome.moves_by_ue[key] = ue.moves
         # Rechecks run when their UE is next seen, so their moves arrive late: put them in order.
         outcome.relocation_times.sort()
+        outcome.reasons = Counter({r.value: n for r, n in self._reasons.items()})
+        outcome.actions = Counter({a.value: n for a, n in self._actions.items()})
         return outcome
 
 

@@ -1,0 +1,226 @@
+"""Benchmark of ``subscriber replay``: items per second to Kafka and to a real receiver.
+
+Run with ``.venv/bin/python -m bench.replay`` (``--help`` for sizes). It starts (or reuses) the
+local stack (``subscriber stack up``), simulates a seeded mobility timeline, writes it as an
+events recording and as a raw-callbacks recording, and replays at maximum speed:
+
+* the events onto a fresh Kafka topic (idempotent producer, ``acks=all``, keyed by UE);
+* the callbacks to the real receiver (granian, h2c prior knowledge and HTTP/1.1), which runs in
+  a child process and publishes every event to Kafka before answering 204.
+
+Figures are printed with the machine they were taken on. This is not a test: nothing asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import subscriber
+from subscriber.decide.engine import read_bundle
+from subscriber.settings import Settings, load_settings
+from subscriber.sre.replay import Selection, replay_file
+from subscriber.sre.simulate import Mobility, simulate, to_recording
+
+TOPOLOGY = Path(subscriber.__file__).parent / "data" / "topology.example.yaml"
+
+
+def _machine() -> str:
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def _null_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers every request 204 after reading its body: the replay client's own ceiling."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _serve(port: int, null: bool) -> None:
+    """The child process: the receiver, accepting any subscription key, until killed."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.server.embed import Server
+
+    if null:
+        await Server(
+            _null_app,
+            address="127.0.0.1",
+            port=port,
+            interface=Interfaces.ASGI,
+            http=HTTPModes.auto,
+            websockets=False,
+        ).serve()
+        return
+
+    from subscriber.ingress.publisher import Publisher
+    from subscriber.ingress.receiver import Receiver, default_normalizers
+    from subscriber.ingress.server import StaticRegistry
+
+    settings = load_settings()
+    async with Publisher(kafka=settings.kafka, receiver=settings.receiver) as publisher:
+        app = Receiver(
+            settings=settings.receiver,
+            normalizers=default_normalizers(),
+            registry=StaticRegistry(accept_any=True),
+            publisher=publisher,
+        )
+        server = Server(
+            app,
+            address="127.0.0.1",
+            port=port,
+            interface=Interfaces.ASGI,
+            http=HTTPModes.auto,
+            websockets=False,
+        )
+        await server.serve()
+
+
+async def _wait_port(port: int) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.1)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
+
+
+async def _bench(settings: Settings, args: argparse.Namespace) -> None:
+    bootstrap = settings.kafka.bootstrap_servers
+    params = Mobility(ues=args.ues, duration_s=args.duration)
+    moves = simulate(read_bundle(TOPOLOGY).topology, params, 1)
+    start = datetime(2026, 7, 1, tzinfo=UTC)
+    run = uuid.uuid4().hex[:8]
+    with tempfile.TemporaryDirectory() as tmp:
+        events, callbacks = Path(tmp) / "events.jsonl.gz", Path(tmp) / "callbacks.jsonl.gz"
+        to_recording(
+            events, moves, params, start=start, correlation_id="b", callbacks=False, source={}
+        )
+        to_recording(
+            callbacks, moves, params, start=start, correlation_id="b", callbacks=True, source={}
+        )
+        print(f"workload: {len(moves):,} items of {args.ues:,} UEs (seeded simulation)")
+
+        await _create_topic(bootstrap, f"bench-replay-{run}")
+        summary = await replay_file(
+            events,
+            to="kafka",
+            selection=Selection(),
+            speed=0,
+            bootstrap=bootstrap,
+            topic=f"bench-replay-{run}",
+            compression="gzip",
+        )
+        print(f"to Kafka (idempotent, acks=all, gzip): {summary.line()}")
+
+        for topic in (f"bench-receiver-{run}",):
+            await _create_topic(bootstrap, topic)
+        for null in (True, False):
+            await _to_receiver(callbacks, Path(tmp), bootstrap, run, args, null=null)
+
+
+async def _create_topic(bootstrap: str, topic: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 3, 1)])
+    finally:
+        await admin.close()
+
+
+async def _to_receiver(
+    callbacks: Path, tmp: Path, bootstrap: str, run: str, args: argparse.Namespace, *, null: bool
+) -> None:
+    what = "a null ASGI app (204 at once)" if null else "the receiver"
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SUBSCRIBER_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "SUBSCRIBER_KAFKA__EVENTS_TOPIC": f"bench-receiver-{run}",
+        "SUBSCRIBER_RECEIVER__SPOOL_DIR": str(tmp / "spool"),
+        "SUBSCRIBER_LOG__LEVEL": "warning",
+    }
+    argv = ["-m", "bench.replay", "--serve", str(port), *(["--null"] if null else [])]
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, *argv, env=env, stdout=asyncio.subprocess.DEVNULL
+    )
+    try:
+        await _wait_port(port)
+        for http2 in (True, False):
+            for concurrency in args.concurrency:
+                summary = await replay_file(
+                    callbacks,
+                    to="receiver",
+                    selection=Selection(),
+                    speed=0,
+                    url=f"http://127.0.0.1:{port}",
+                    http2=http2,
+                    concurrency=concurrency,
+                )
+                print(f"to {what}, {concurrency} UEs at once: {summary.line()}")
+    finally:
+        child.terminate()
+        await child.wait()
+
+
+def main() -> None:
+    """Print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ues", type=int, default=1000)
+    parser.add_argument("--duration", type=float, default=600.0, help="Virtual seconds.")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 64])
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--null", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve is not None:
+        from subscriber.logs import configure_logging
+
+        configure_logging(load_settings().log)
+        asyncio.run(_serve(args.serve, args.null))
+        return
+
+    from subscriber.stack import settings_for, up
+
+    settings = load_settings()
+    state, _ = asyncio.run(up(settings))
+    settings = settings_for(settings, state.info())
+    print(f"machine: {_machine()}")
+    started = time.perf_counter()
+    asyncio.run(_bench(settings, args))
+    print(f"(bench took {time.perf_counter() - started:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

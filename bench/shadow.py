@@ -1,0 +1,121 @@
+"""Benchmark of ``subscriber shadow``: events per second through the consumer's pure core.
+
+Run with ``.venv/bin/python -m bench.shadow`` (``--help`` for sizes). It simulates a seeded
+mobility timeline over the example topology, writes it as a recording, then measures on one
+core:
+
+* the engine alone (:func:`subscriber.sre.shadow.run_policy` over decoded events: the
+  :func:`~subscriber.act.handling.handle_event` path, rechecks and the accounting), with one and
+  with three applications per UE, for the example policy and for one without hysteresis;
+* the whole command's work: reading and decoding the recording, two policies, the report.
+
+Figures are printed with the machine they were taken on. This is not a test: nothing asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import subscriber
+from subscriber.decide.bundle import load_bundle
+from subscriber.decide.engine import read_bundle
+from subscriber.events import LocationEvent
+from subscriber.sre.shadow import auto_instances, build_report, recorded_events, run_policy
+from subscriber.sre.simulate import Mobility, simulate, to_recording
+
+DATA = Path(subscriber.__file__).parent / "data"
+TOPOLOGY = DATA / "topology.example.yaml"
+POLICY = DATA / "policy.example.yaml"
+EAGER = "label: eager\ndwell: {enabled: false}\nping_pong: {enabled: false}\n"
+
+
+def _machine() -> str:
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}"
+
+
+def _engine_rate(events: list[LocationEvent], policy: str | None, apps: list[str]) -> float:
+    topology_text = TOPOLOGY.read_bytes()
+    bundle = load_bundle(topology_text, policy if policy is not None else POLICY.read_bytes())
+    start_bundle = load_bundle(topology_text, POLICY.read_bytes())
+    end_s = events[-1].event_time.timestamp()
+    gc.collect()
+    started = time.perf_counter()
+    run_policy(events, bundle, auto_instances(start_bundle, apps), label="x", end_s=end_s)
+    return len(events) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    """Print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ues", type=int, default=5000)
+    parser.add_argument("--duration", type=float, default=3600.0, help="Virtual seconds.")
+    parser.add_argument("--repeat", type=int, default=3, help="Best of this many runs.")
+    args = parser.parse_args()
+
+    print(f"machine: {_machine()}")
+    params = Mobility(ues=args.ues, duration_s=args.duration)
+    topology = read_bundle(TOPOLOGY).topology
+    moves = simulate(topology, params, 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.jsonl.gz"
+        from datetime import UTC, datetime
+
+        to_recording(
+            path,
+            moves,
+            params,
+            start=datetime(2026, 7, 1, tzinfo=UTC),
+            correlation_id="bench",
+            callbacks=False,
+            source={"type": "bench"},
+        )
+        size = path.stat().st_size
+        started = time.perf_counter()
+        header, events = recorded_events(path)
+        read_s = time.perf_counter() - started
+        print(
+            f"workload: {len(events):,} events of {args.ues:,} UEs over {args.duration:g} s "
+            f"(seeded simulation); recording {size / 1e6:.1f} MB gzip, "
+            f"read+decode {len(events) / read_s:,.0f} events/s"
+        )
+        all_apps = list(topology.apps)
+        for label, policy in (("example policy", None), ("no hysteresis", EAGER)):
+            for apps in (all_apps[:1], all_apps):
+                best = max(_engine_rate(events, policy, apps) for _ in range(args.repeat))
+                print(
+                    f"engine, {label}, {len(apps)} app(s) per UE: {best:,.0f} events/s "
+                    f"({best * len(apps):,.0f} decisions/s)"
+                )
+        started = time.perf_counter()
+        header, events = recorded_events(path)
+        bundles = [read_bundle(TOPOLOGY, POLICY), load_bundle(TOPOLOGY.read_bytes(), EAGER)]
+        end_s = events[-1].event_time.timestamp()
+        outcomes = [
+            run_policy(events, b, auto_instances(bundles[0], all_apps), label=str(i), end_s=end_s)
+            for i, b in enumerate(bundles)
+        ]
+        build_report(
+            path, header, events, outcomes, bundles[0], instances_note="", watch=None, name=str
+        )
+        whole = time.perf_counter() - started
+        print(
+            f"whole shadow (read, decode, 2 policies x {len(all_apps)} apps, report): "
+            f"{whole:.2f} s, {len(events) / whole:,.0f} events/s"
+        )
+
+
+if __name__ == "__main__":
+    main()
