@@ -88,6 +88,7 @@ class Outcome:
     ping_pong_episodes: int = 0
     flips: int = 0
     out_of_budget_s: dict[str, float] = field(default_factory=dict)
+    out_of_budget_by_ue: dict[str, float] = field(default_factory=dict)
     moves_by_ue: dict[str, list[Relocation]] = field(default_factory=dict)
     start_by_ue: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -333,6 +334,8 @@ class ShadowEngine:
             self._advance(ue, end_s)
             for inst, out_s in zip(ue.keys, ue.out_s, strict=True):
                 outcome.out_of_budget_s[f"{key}|{inst}"] = out_s
+            if ue.out_s:
+                outcome.out_of_budget_by_ue[key] = sum(ue.out_s)
             if ue.moves:
                 outcome.moves_by_ue[key] = ue.moves
         # Rechecks run when their UE is next seen, so their moves arrive late: put them in order.
@@ -378,8 +381,7 @@ def differing_ues(a: Outcome, b: Outcome) -> list[str]:
 
 def ue_out_of_budget(outcome: Outcome, ue: str) -> float:
     """Seconds a UE's instances spent out of budget, summed."""
-    prefix = ue + "|"
-    return sum(v for k, v in outcome.out_of_budget_s.items() if k.startswith(prefix))
+    return outcome.out_of_budget_by_ue.get(ue, 0.0)
 
 
 def compare(a: Outcome, b: Outcome, names: Mapping[str, str] | None = None) -> dict[str, Any]:

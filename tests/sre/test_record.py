@@ -93,3 +93,38 @@ async def test_a_missing_topic_is_an_error(
 
 def _recordings(directory: Path) -> list[Path]:
     return list(directory.glob("*.jsonl.gz"))
+
+
+def test_the_command_turns_capture_files_into_a_recording(tmp_path: Path) -> None:
+    """``subscriber record --from-capture DIR --ue`` keeps one UE's callbacks in receive order."""
+    import orjson
+
+    from subscriber.cli import main
+    from subscriber.ingress.receiver import CaptureWriter
+    from subscriber.sre.simulate import RadioCell, location_report
+
+    capture = CaptureWriter(tmp_path / "capture")
+    cell = RadioCell("20893", "000001", "000000010", "za")
+    scope = {
+        "method": "POST",
+        "path": "/callbacks/amf/c1",
+        "http_version": "2",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    for i, ue in enumerate([UE1, UE2, UE1]):
+        at = datetime(2026, 7, 1, 8, 0, i, tzinfo=UTC)
+        capture.write(scope, location_report(ue, cell, at, "c1"), at)
+    capture.close()
+    out = tmp_path / "core.jsonl.gz"
+    argv = ["record", "-o", str(out), "--from-capture", str(tmp_path / "capture"), "--ue", UE1]
+    assert main(argv) == 0
+    header, items = read_items(out)
+    assert header.kind == "callbacks"
+    assert header.count == 2
+    assert [i.ue for i in items] == [UE1, UE1]
+    assert [
+        orjson.loads(i.callback.body)["reportList"][0]["timeStamp"] for i in items if i.callback
+    ] == [
+        "2026-07-01T08:00:00Z",
+        "2026-07-01T08:00:02Z",
+    ]

@@ -214,3 +214,22 @@ async def test_the_replay_command_prints_a_summary_and_exits_0(
     assert code == 0
     assert "sent 2, accepted 2, rejected 0" in capsys.readouterr().out
     assert orjson.loads(summary_file.read_bytes())["accepted"] == 2
+
+
+@pytest.mark.stack
+async def test_simulated_notifications_reach_a_real_receiver(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
+    """``simulate --to receiver`` posts one accepted LOCATION_REPORT per move over h2c."""
+    from subscriber.sre.simulate import to_receiver
+
+    bootstrap = stack_settings.kafka.bootstrap_servers
+    await create_topic(bootstrap, stack_settings.kafka.events_topic, 1)
+    params = Mobility(ues=3, duration_s=60)
+    moves = simulate(read_bundle(TOPOLOGY).topology, params, 2)
+    async with serving(stack_settings, [("amf", "sim-9")]) as url:
+        accepted = await to_receiver(url, moves, params, 0, "sim-9")
+    assert accepted == len(moves)
+    records = await read_all(bootstrap, stack_settings.kafka.events_topic, len(moves))
+    cells = [decode_event(r.value).location for r in records]
+    assert [c.cell_id for c in cells if c] == [m.cell.cell_id for m in moves]

@@ -159,3 +159,25 @@ async def test_moves_reach_the_fake_amf_control_api() -> None:
             location = orjson.loads(fake.core.amf.ues[supi_of(params, ue)].location_json)
             assert location["nrLocation"]["ncgi"]["nrCellId"] == cell.cell_id
     assert Counter(m.ue for m in moves).keys() == set(range(4))
+
+
+def test_the_command_writes_the_same_recording_for_the_same_seed(tmp_path: Path) -> None:
+    """``subscriber simulate -o`` twice with one seed gives identical items."""
+    from subscriber.cli import main
+
+    paths = [tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz"]
+    for path in paths:
+        argv = ["simulate", "--ues", "5", "--duration", "120", "--seed", "3", "-o", str(path)]
+        assert main(argv) == 0
+    (ha, a), (hb, b) = read_items(paths[0]), read_items(paths[1])
+    assert hb == ha
+    assert a == b
+    assert ha.count == len(a) > 5
+    assert ha.source["seed"] == 3
+
+
+def test_the_command_refuses_a_recording_without_a_file() -> None:
+    """``--to recording`` without ``--output`` is an error, exit 1."""
+    from subscriber.cli import main
+
+    assert main(["simulate", "--ues", "1", "--duration", "10"]) == 1
