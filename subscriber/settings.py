@@ -136,6 +136,11 @@ class CoreSettings(BaseModel):
     request_timeout_s: float = 5.0
     retry_attempts: int = 4
     nef_af_id: str = Field("subscriber", description="The afId in NEF monitoring-event paths.")
+    nef_targets: list[str] = Field(
+        default_factory=list,
+        description="UEs to follow through NEF monitoring events: msisdn-<digits> GPSIs or "
+        "external group ids. Empty: no NEF subscription.",
+    )
 
 
 class PolicySettings(BaseModel):

@@ -32,6 +32,7 @@ import structlog
 from aiohttp import web
 
 from subscriber.fakecore.amf import AmfMode, FakeAmf
+from subscriber.fakecore.nef import FakeNef
 from subscriber.fakecore.nrf import FakeNrf
 from subscriber.fakecore.smf import FakeSmf
 from subscriber.fakecore.wire import ClockNs, TokenSigner, json_response, problem, read_json
@@ -73,6 +74,7 @@ class FakeCore:
         post = self._post_json if http is not None else None
         self.amf = FakeAmf(signer=signer, oauth=oauth, mode=mode, clock_ns=clock_ns, post_json=post)
         self.smf = FakeSmf(mode=mode, post_json=post)
+        self.nef = FakeNef()
         self.nrf = FakeNrf(
             signer=signer, oauth=oauth, clock_ns=clock_ns, core_profiles=self._core_profiles
         )
@@ -80,7 +82,7 @@ class FakeCore:
     def _core_profiles(self) -> list[dict[str, Any]]:
         if not self.url:
             return []
-        return [self.amf.profile(self.url, self.port), self.smf.profile(self.url, self.port)]
+        return [nf.profile(self.url, self.port) for nf in (self.amf, self.smf, self.nef)]
 
     async def _post_json(self, uri: str, body: bytes) -> int:
         assert self._http is not None
@@ -102,7 +104,9 @@ class FakeCore:
     def application(self) -> web.Application:
         """The aiohttp application serving every route."""
         app = web.Application(client_max_size=16 * 1_048_576)
-        app.add_routes(self.nrf.routes() + self.amf.routes() + self.smf.routes())
+        app.add_routes(
+            self.nrf.routes() + self.amf.routes() + self.smf.routes() + self.nef.routes()
+        )
         app.add_routes(
             [
                 web.post("/fake/ues", self._add_ues),

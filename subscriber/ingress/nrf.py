@@ -240,7 +240,13 @@ class NrfClient:
         self._tokens.pop((target_nf_type, scope), None)
 
     async def auth_headers(self, target_nf_type: str, scope: str) -> dict[str, str]:
-        """``Authorization`` for a call to ``target_nf_type``, empty without OAuth."""
+        """``Authorization`` for a call to ``target_nf_type``, empty without OAuth.
+
+        An empty ``scope`` means a northbound API outside the NRF's OAuth (the NEF's
+        ``3gpp-monitoring-event``): no token is asked for.
+        """
+        if not scope:
+            return {}
         token = await self.bearer(target_nf_type, scope)
         return {"Authorization": f"Bearer {token}"} if token else {}
 

@@ -115,6 +115,7 @@ class SubscriptionRecord:
     dialect: Dialect = "spec"
     expiry_s: float | None = None
     created_s: float = 0.0
+    target: str | None = None
     request: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -293,6 +294,8 @@ class SubscriptionManager:
             except CoreUnavailable:
                 smfs = []
             await self._reconcile_kind("smf", smfs, "up-path")
+        if self._settings.nef_targets and (self._settings.nef_url or self._settings.nrf_url):
+            await self._reconcile_nef(await self._nrf.discover("NEF"))
         now = self._clock()
         for record in list(self.records.values()):
             if record.expiry_s is not None and record.expiry_s - now <= self._renew_before_s():
@@ -314,6 +317,23 @@ class SubscriptionManager:
             key = subscription_key(self._nrf.instance_id, kind, producer.nf_instance_id, purpose)
             if key not in self.records or self.records[key].subscription_id is None:
                 await self.subscribe(kind, producer, purpose)
+
+    async def _reconcile_nef(self, producers: list[Producer]) -> None:
+        # One monitoring-event subscription per configured UE, at the first NEF this instance
+        # owns; the purpose carries a hash of the target so the key stays URL-safe.
+        owned = [p for p in producers if owns(p.nf_instance_id, self._settings)]
+        live = {p.nf_instance_id for p in producers}
+        for record in [r for r in self.records.values() if r.kind == "nef"]:
+            if record.producer_id not in live:
+                del self.records[record.key]
+                self._save()
+        if not owned:
+            return
+        for target in self._settings.nef_targets:
+            purpose = "location-" + hashlib.blake2b(target.encode(), digest_size=4).hexdigest()
+            key = subscription_key(self._nrf.instance_id, "nef", owned[0].nf_instance_id, purpose)
+            if key not in self.records or self.records[key].subscription_id is None:
+                await self.subscribe("nef", owned[0], purpose, target=target)
 
     # -- create ------------------------------------------------------------------------------
 
@@ -346,6 +366,7 @@ class SubscriptionManager:
             purpose=purpose,
             created_s=now,
             expiry_s=expiry,
+            target=target,
         )
         record.request = self._request(record, expiry, target)
         # Recorded before it exists: a crash after the POST leaves a record we can clean up,
@@ -476,7 +497,7 @@ class SubscriptionManager:
             self.records.pop(record.key, None)
             self._save()
             producer = Producer(nf_type, record.producer_id, record.api_root)
-            await self.subscribe(record.kind, producer, record.purpose)
+            await self.subscribe(record.kind, producer, record.purpose, target=record.target)
             return
         if response.status not in (200, 204):
             raise CoreUnavailable(

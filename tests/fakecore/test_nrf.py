@@ -109,7 +109,7 @@ async def test_discovery_returns_the_amf_with_api_prefix_or_null(
     evts = next(s for s in amf["nfServices"] if s["serviceName"] == "namf-evts")
     assert evts["apiPrefix"] == fake.url
     async with http.get(
-        base + "?target-nf-type=NEF&requester-nf-type=AF", headers=headers
+        base + "?target-nf-type=UDM&requester-nf-type=AF", headers=headers
     ) as response:
         assert (await response.json())["nfInstances"] is None
     async with http.get(base + "?target-nf-type=AMF", headers=headers) as response:

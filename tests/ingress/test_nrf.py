@@ -91,7 +91,7 @@ async def test_discovers_the_amf_or_uses_the_static_url(
     nrf = NrfClient(settings=_settings(tmp_path, nrf_url=fake.url), session=session)
     (amf,) = await nrf.discover("AMF")
     assert (amf.nf_instance_id, amf.api_root) == (fake.core.amf.instance_id, fake.url)
-    assert await nrf.discover("NEF") == []
+    assert await nrf.discover("UDM") == []
     static = NrfClient(
         settings=_settings(tmp_path, nrf_url=fake.url, amf_url="http://amf.example/"),
         session=session,

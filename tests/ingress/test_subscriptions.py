@@ -25,6 +25,7 @@ from subscriber.ingress.subscriptions import (
     SubscriptionManager,
     SubscriptionRecord,
     SubscriptionRegistry,
+    iso_time,
     owns,
     registry_for,
 )
@@ -397,3 +398,29 @@ async def _consume(settings: Settings, count: int) -> list[ConsumerRecord[bytes,
     finally:
         await consumer.stop()
     return records
+
+
+async def test_nef_monitoring_subscriptions_per_target(
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+) -> None:
+    """Each configured UE gets a NEF monitoring subscription, renewed by PUT, deleted on exit."""
+    targets = ["msisdn-33611223344", "group-7"]
+    async with await _serve(clock, "free5gc") as fake:
+        async with _manager(fake, session, tmp_path, clock, nef_targets=targets) as manager:
+            await manager.reconcile()
+            nef = [r for r in manager.records.values() if r.kind == "nef"]
+            assert len(nef) == 2
+            stored = list(fake.core.nef.subscriptions.values())
+            assert {s.get("msisdn") or s.get("externalGroupId") for s in stored} == {
+                "33611223344",
+                "group-7",
+            }
+            assert {s["notificationDestination"] for s in stored} == {
+                f"{CALLBACKS}/callbacks/nef/{r.key}" for r in nef
+            }
+            clock.now += 45
+            await manager.reconcile()
+            assert {s["monitorExpireTime"] for s in fake.core.nef.subscriptions.values()} == {
+                iso_time(T0 + 45 + 60)
+            }
+        assert fake.core.nef.subscriptions == {}
