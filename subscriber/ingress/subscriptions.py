@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -285,19 +285,40 @@ class SubscriptionManager:
         Raises:
             CoreUnavailable: the NRF or a producer could not be reached.
         """
+        steps: list[Callable[[], Awaitable[None]]] = []
         if self._settings.amf_tracking in ("notify", "both"):
-            amfs = await self._nrf.discover("AMF")
-            await self._reconcile_kind("amf", amfs, "location")
+            steps.append(self._reconcile_amf)
         if self._settings.smf_url or self._settings.nrf_url:
-            try:
-                smfs = await self._nrf.discover("SMF")
-            except CoreUnavailable:
-                smfs = []
-            await self._reconcile_kind("smf", smfs, "up-path")
+            steps.append(self._reconcile_smf)
         if self._settings.nef_targets and (self._settings.nef_url or self._settings.nrf_url):
-            await self._reconcile_nef(await self._nrf.discover("NEF"))
+            steps.append(self._reconcile_nef_targets)
+        steps.append(self._renew_due)
+        # Each step runs even if an earlier one failed: an SMF that is down must not let the
+        # AMF subscription expire unrenewed.
+        failure: CoreUnavailable | None = None
+        for step in steps:
+            try:
+                await step()
+            except CoreUnavailable as exc:
+                log.warning("subscriptions_step_failed", step=step.__name__, error=str(exc))
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    async def _reconcile_amf(self) -> None:
+        await self._reconcile_kind("amf", await self._nrf.discover("AMF"), "location")
+
+    async def _reconcile_smf(self) -> None:
+        await self._reconcile_kind("smf", await self._nrf.discover("SMF"), "up-path")
+
+    async def _reconcile_nef_targets(self) -> None:
+        await self._reconcile_nef(await self._nrf.discover("NEF"))
+
+    async def _renew_due(self) -> None:
         now = self._clock()
         for record in list(self.records.values()):
+            if record.key not in self.records:
+                continue  # dropped while renewing an earlier one
             if record.expiry_s is not None and record.expiry_s - now <= self._renew_before_s():
                 await self.renew(record)
 

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from granian.constants import HTTPModes, Interfaces
 from granian.server.embed import Server
 
+from subscriber.errors import CoreUnavailable
 from subscriber.events import Delivery, decode_event
 from subscriber.fakecore import FakeCoreServer
 from subscriber.fakecore.amf import AmfMode
@@ -424,3 +425,22 @@ async def test_nef_monitoring_subscriptions_per_target(
                 iso_time(T0 + 45 + 60)
             }
         assert fake.core.nef.subscriptions == {}
+
+
+async def test_a_failing_smf_does_not_stop_amf_renewal(
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+) -> None:
+    """Each reconcile step runs even when an earlier one fails; the failure is still raised."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    async with await _serve(clock, "free5gc") as fake:
+        manager = _manager(fake, session, tmp_path, clock, smf_url=dead)
+        async with manager:
+            with pytest.raises(CoreUnavailable):
+                await manager.reconcile()
+            record = _amf_record(manager)
+            clock.now += 45
+            with pytest.raises(CoreUnavailable):
+                await manager.reconcile()
+            assert record.expiry_s == T0 + 45 + 60
