@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--mode", choices=["free5gc", "notify"], default="free5gc")
     fake.add_argument("--no-oauth", action="store_true", help="Serve without OAuth2.")
 
-    _command(sub, "demo", "subscriber.demo:run", "The edge-relocation scenario, end to end.")
+    demo = _command(sub, "demo", "subscriber.demo:run", "The edge-relocation scenario, end to end.")
+    demo.add_argument("--timeout", type=float, default=90, help="Seconds to wait for the move.")
     _command(sub, "consume", "subscriber.act.service:run", "Decide on events and signal moves.")
     serve = _command(
         sub, "serve", "subscriber.ingress.server:serve", "Receive core callbacks (h2c, HTTP/1.1)."
@@ -154,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--start", help="ISO time of virtual zero in a recording.")
     sim.add_argument("--speed", default="1", help="1 real time, N times faster, 0/max no wait.")
 
-    sha = _command(sub, "shadow", "subscriber.sre.shadow:run", "What-if policies over a recording.")
+    sha = _command(sub, "shadow", "subscriber.sre.whatif:run", "What-if policies over a recording.")
     sha.add_argument("recording", type=Path, help="Recording or receiver capture file.")
     sha.add_argument("--policy", type=Path, required=True, help="Policy A.")
     sha.add_argument("--policy-b", type=Path, help="Policy B, compared with A.")
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     sha.add_argument("--ue", help="UE key to plot (default: the first that differs).")
     sha.add_argument("--flip-window", type=float, default=600.0, help="A-B-A within S seconds.")
     sha.add_argument("--clear-ids", action="store_true", help="Show UE keys, not pseudonyms.")
+    sha.add_argument("--workers", type=int, help="Processes sharing the UEs (default: cores, <=4).")
 
     return parser
 

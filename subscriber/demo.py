@@ -1,21 +1,382 @@
-"""``subscriber demo``: the edge-relocation scenario on the local stack."""
+"""``subscriber demo``: the edge-relocation scenario, end to end, on the local stack.
+
+1. The stack comes up: real Kafka, Temporal and PowerDNS on loopback.
+2. A free5GC-faithful fake core (NRF with OAuth2, an AMF that never notifies) registers a UE
+   in the cell of tower 1. An instance of ``video-analytics`` serves that UE from edge cluster 1
+   (a real HTTP service on 127.0.10.1) and its name is published in PowerDNS.
+3. A client resolves the name through PowerDNS and talks to whatever answers, continuously.
+4. The daemon runs: the poller (NRF registration, tokens, discovery, poll-and-diff) publishes
+   location changes to Kafka; the consumer decides with the example policy and signals the
+   relocation workflow; the worker deploys on edge-2, waits until it is ready, switches DNS,
+   confirms it, and removes the instance on edge-1.
+5. The UE roams to the cell of tower 2. Each step is printed as it happens, with its time.
+
+Exits 0 only if the client really reached the new instance on edge-2 and the old one is gone.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import socket
+import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
 
-from subscriber.settings import Settings
-from subscriber.stack import status, up
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+import subscriber
+from subscriber.act.consumer import EventConsumer
+from subscriber.act.dns import PowerDns, record_name
+from subscriber.act.instances import parse_instances
+from subscriber.act.local_orchestrator import LocalOrchestrator
+from subscriber.act.orchestrator import Placement, Readiness
+from subscriber.act.signals import connect
+from subscriber.act.worker import build_worker
+from subscriber.act.workflows import MoveOutcome, RelocationState, workflow_id
+from subscriber.decide.engine import PolicyHolder
+from subscriber.events import LocationEvent
+from subscriber.fakecore import FakeCoreServer
+from subscriber.ingress.nrf import NrfClient
+from subscriber.ingress.poller import Poller
+from subscriber.ingress.publisher import Publisher
+from subscriber.logs import configure_logging, pseudonym
+from subscriber.settings import LogSettings, PolicySettings, Settings
+from subscriber.stack import settings_for, status, up
+
+DATA = Path(subscriber.__file__).parent / "data"
+UE = "imsi-208930000000001"
+APP = "video-analytics"
+TOWERS = {"tower-1": ("000001", "000000010"), "tower-2": ("000002", "000000020")}
+EDGE = {"edge-1": "127.0.10.1", "edge-2": "127.0.10.2"}
 
 
-async def run(settings: Settings, _args: argparse.Namespace) -> int:
-    """Bring the stack up and show that every service answers."""
-    started = time.monotonic()
-    _, how = await up(settings)
+class Timeline:
+    """Prints each step with the seconds since the demo started."""
+
+    def __init__(self) -> None:
+        self._t0 = time.monotonic()
+        self.marks: dict[str, float] = {}
+
+    def say(self, what: str, mark: str | None = None) -> None:
+        """Print one step; ``mark`` remembers its time under that name."""
+        now = time.monotonic() - self._t0
+        if mark is not None:
+            self.marks.setdefault(mark, now)
+        print(f"[{now:6.2f}s] {what}", flush=True)
+
+
+def _common_port() -> int:
+    """A port free on both edge addresses, so the instance keeps its port when it moves."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind((EDGE["edge-1"], 0))
+            port: int = s.getsockname()[1]
+        try:
+            with socket.socket() as s:
+                s.bind((EDGE["edge-2"], port))
+        except OSError:
+            continue
+        return port
+    raise OSError("no port free on both edge addresses")
+
+
+def demo_settings(base: Settings, work: Path, run: str, nrf_url: str, port: int) -> Settings:
+    """Settings for one demo run: its own topics, group, task queue and directories."""
+    instances = work / "instances.yaml"
+    instances.write_text(
+        f"instances:\n  - {{ue: {UE}, app: {APP}, instance: ue-{run}, cluster: edge-1}}\n"
+    )
+    k, r, c = base.kafka, base.relocation, base.core
+    return base.model_copy(
+        update={
+            "kafka": k.model_copy(
+                update={
+                    "events_topic": f"demo-{run}.events",
+                    "decisions_topic": f"demo-{run}.decisions",
+                    "dead_letter_topic": f"demo-{run}.dead-letter",
+                    "state_topic": f"demo-{run}.ue-state",
+                    "consumer_group": f"demo-{run}",
+                }
+            ),
+            "temporal": base.temporal.model_copy(update={"task_queue": f"demo-{run}"}),
+            "policy": PolicySettings(
+                topology_file=DATA / "topology.example.yaml",
+                policy_file=DATA / "policy.example.yaml",
+            ),
+            "act": base.act.model_copy(update={"instances_file": instances, "app_port": port}),
+            "core": c.model_copy(
+                update={
+                    "nrf_url": nrf_url,
+                    "oauth": True,
+                    "amf_tracking": "poll",
+                    "poll_interval_s": 0.5,
+                    "state_dir": work / "core",
+                }
+            ),
+            "relocation": r.model_copy(
+                update={"local_dir": work / "clusters", "local_warmup_s": 0.5, "drain_s": 1.0}
+            ),
+            "receiver": base.receiver.model_copy(update={"spool_dir": work / "spool"}),
+            "powerdns": base.powerdns.model_copy(update={"record_ttl_s": 1}),
+        }
+    )
+
+
+class ShowingSink:
+    """Forwards the poller's events to the publisher and shows each one."""
+
+    def __init__(self, publisher: Publisher, timeline: Timeline) -> None:
+        self._publisher = publisher
+        self._timeline = timeline
+
+    async def publish(self, events: Sequence[LocationEvent]) -> None:
+        """Publish durably, then print."""
+        await self._publisher.publish(events)
+        for e in events:
+            where = f"TAC {e.location.tac} cell {e.location.cell_id}" if e.location else "?"
+            mark = "moved_seen" if e.location and e.location.tac == "000002" else None
+            self._timeline.say(
+                f"poller: UE {pseudonym(e.ue.key())} is in {where}; event on Kafka", mark
+            )
+
+
+async def _client(name: str, port: int, dns: PowerDns, timeline: Timeline, seen: set[str]) -> None:
+    """Resolve the app's name through PowerDNS (TTL 1 s) and GET it, twice a second."""
+    last = None
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
+        while True:
+            try:
+                (address,) = await dns.query_a(name)
+                async with http.get(f"http://{address}:{port}/") as r:
+                    answer = f"{(await r.text()).strip()} ({address})"
+            except Exception as exc:
+                answer = f"no answer ({type(exc).__name__})"
+            if answer != last:
+                timeline.say(
+                    f"client: {name} -> {answer}", "client_edge2" if "edge-2" in answer else None
+                )
+                last = answer
+            if answer.startswith("edge-"):
+                seen.add(answer.split()[0])
+            await asyncio.sleep(0.5)
+
+
+async def _decisions(settings: Settings, timeline: Timeline) -> None:
+    """Show every decision the consumer publishes on the audit topic."""
+    reader = AIOKafkaConsumer(
+        settings.kafka.decisions_topic,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await reader.start()
+    try:
+        async for msg in reader:
+            d = orjson.loads(msg.value)
+            target = f" -> {d['target']}" if d.get("target") else ""
+            recheck = ""
+            if d["action"] == "defer" and d.get("recheck_at_s") and d.get("decided_at_s"):
+                recheck = f", look again in {d['recheck_at_s'] - d['decided_at_s']:.0f} s"
+            timeline.say(
+                f"policy: {d['action'].upper()} {d['reason']} ({d['trigger']}) "
+                f"{d['app']} on {d['source']}{target}{recheck}",
+                "decided" if d["action"] == "relocate" else None,
+            )
+    finally:
+        await reader.stop()
+
+
+async def _workflow_steps(client: object, wf_id: str, timeline: Timeline) -> None:
+    """Show the relocation workflow's step changes, from its state query."""
+    handle = client.get_workflow_handle(wf_id)  # type: ignore[attr-defined]
+    last = None
+    while True:
+        with contextlib.suppress(Exception):
+            state = await handle.query("state", result_type=RelocationState)
+            step = state.step.value if state.step is not None else None
+            where = state.placement.cluster if state.placement else "?"
+            now = (step, where)
+            if now != last:
+                if step is not None:
+                    timeline.say(f"workflow: step {step}", f"step_{step}")
+                elif last is not None:
+                    timeline.say(f"workflow: move done, instance on {where}", "workflow_done")
+                last = now
+        await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def _background(*coros: Coroutine[Any, Any, object]) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        yield
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+
+async def _wait(predicate: object, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def scenario(base: Settings, work: Path, timeline: Timeline, timeout_s: float) -> bool:
+    """Run the scenario on a running stack; True when the client reached the new instance."""
+    run = uuid.uuid4().hex[:6]
+    port = _common_port()
+    async with AsyncExitStack() as stack:
+        fake = await stack.enter_async_context(FakeCoreServer(oauth=True))
+        tac, cell = TOWERS["tower-1"]
+        fake.core.amf.add_ue(UE, tac, cell)
+        timeline.say(
+            f"core: fake free5GC (NRF + OAuth2, AMF) at {fake.url}; UE in tower-1 cell {cell}"
+        )
+        s = demo_settings(base, work, run, fake.url, port)
+        instance = f"ue-{run}"
+        await _create_topics(s)
+
+        client = await connect(s.temporal)
+        local = await stack.enter_async_context(
+            LocalOrchestrator(
+                state_dir=s.relocation.local_dir, warmup_s=s.relocation.local_warmup_s
+            )
+        )
+        stack.callback(local.remove_all)
+        dns = await stack.enter_async_context(PowerDns(s.powerdns))
+        await dns.ensure_zone()
+        await stack.enter_async_context(build_worker(client, s, orchestrator=local, dns=dns))
+
+        source = Placement(cluster="edge-1", address=EDGE["edge-1"], port=port)
+        endpoint = await local.deploy(APP, instance, source)
+        await _wait_ready(local, endpoint)
+        name = record_name(APP, instance, dns.zone)
+        await dns.replace_a(name, [source.address])
+        timeline.say(
+            f"app: {APP}/{instance} serving on edge-1 ({source.address}:{port}); DNS {name}"
+        )
+
+        seen: set[str] = set()
+        policy = await stack.enter_async_context(PolicyHolder(s.policy))
+        assert s.act.instances_file is not None
+        instances = parse_instances(
+            s.act.instances_file.read_bytes(), source="demo", topology=policy.bundle.topology
+        )
+        consumer = await stack.enter_async_context(
+            EventConsumer(s, policy=policy, instances=instances, temporal=client)
+        )
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        nrf = await stack.enter_async_context(NrfClient(settings=s.core, session=http))
+        publisher = await stack.enter_async_context(Publisher(kafka=s.kafka, receiver=s.receiver))
+        poller = await stack.enter_async_context(
+            Poller(settings=s.core, nrf=nrf, sink=ShowingSink(publisher, timeline))
+        )
+        stop = asyncio.Event()
+        await stack.enter_async_context(
+            _background(
+                _client(name, port, dns, timeline, seen),
+                _decisions(s, timeline),
+                _workflow_steps(client, workflow_id(APP, instance), timeline),
+                consumer.run(stop),
+                poller.run(),
+            )
+        )
+        stack.callback(stop.set)
+        timeline.say("daemon: poller registered with the NRF, polling the AMF every 0.5 s")
+        if not await _wait(lambda: "edge-1" in seen, 20):
+            timeline.say("FAILED: the client never reached edge-1")
+            return False
+        await asyncio.sleep(2)
+
+        tac, cell = TOWERS["tower-2"]
+        fake.core.amf.move(UE, tac, cell)
+        timeline.say(f"UE roams: tower-1 -> tower-2 cell {cell} (TAC {tac})", "roamed")
+        moved = await _wait(lambda: "edge-2" in seen, timeout_s)
+        if not moved:
+            timeline.say(f"FAILED: the client did not reach edge-2 within {timeout_s:.0f} s")
+            return False
+        await _wait(lambda: "workflow_done" in timeline.marks, 30)
+        await _show_outcome(client, workflow_id(APP, instance), timeline)
+        gone = await local.readiness(endpoint) is not Readiness.READY
+        timeline.say(f"old instance on edge-1 {'gone' if gone else 'STILL RUNNING'}")
+        return gone
+
+
+async def _show_outcome(client: Any, wf_id: str, timeline: Timeline) -> None:
+    """The move's outcome as the workflow recorded it, with each step's duration."""
+    history = await client.get_workflow_handle(wf_id).query(
+        "history", result_type=list[MoveOutcome]
+    )
+    if history:
+        last = history[-1]
+        steps = ", ".join(f"{k} {v} ms" for k, v in last.step_ms.items())
+        timeline.say(
+            f"workflow: {last.status.value} {last.source_cluster} -> {last.target_cluster}: {steps}"
+        )
+
+
+async def _create_topics(settings: Settings) -> None:
+    """The demo's topics, made before any client asks for them (quiet logs)."""
+    k = settings.kafka
+    admin = AIOKafkaAdminClient(bootstrap_servers=k.bootstrap_servers)
+    await admin.start()
+    try:
+        topics = (k.events_topic, k.decisions_topic, k.dead_letter_topic)
+        await admin.create_topics([NewTopic(t, 1, 1) for t in topics])
+    finally:
+        await admin.close()
+
+
+async def _wait_ready(local: LocalOrchestrator, endpoint: object) -> None:
+    for _ in range(100):
+        if await local.readiness(endpoint) is Readiness.READY:  # type: ignore[arg-type]
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the first instance never became ready")
+
+
+def _summary(timeline: Timeline) -> None:
+    m = timeline.marks
+    rows = [
+        ("roam -> poller saw the move", "roamed", "moved_seen"),
+        ("poller -> relocation decided", "moved_seen", "decided"),
+        ("decided -> DNS switched, confirmed", "decided", "step_remove_source"),
+        ("roam -> client on edge-2", "roamed", "client_edge2"),
+    ]
+    print("\nsummary")
+    for label, start, end in rows:
+        if start in m and end in m:
+            print(f"  {label:<36} {m[end] - m[start]:6.2f} s")
+
+
+async def run(settings: Settings, args: argparse.Namespace) -> int:
+    """The CLI entry: stack up, scenario, summary; exit 0 only when the move really happened."""
+    configure_logging(LogSettings(level="warning", format=settings.log.format))
+    timeline = Timeline()
+    state, how = await up(settings)
     for name, what in how.items():
-        print(f"[{time.monotonic() - started:6.2f}s] {name}: {what}")
+        timeline.say(f"stack: {name} {what}")
     report = await status(settings)
-    for name, word in report.items():
-        print(f"[{time.monotonic() - started:6.2f}s] {name}: {word}")
-    return 0 if all(word == "healthy" for word in report.values()) else 1
+    timeline.say("stack: " + ", ".join(f"{k} {v}" for k, v in report.items()))
+    base = settings_for(settings, state.info())
+    timeout_s = float(getattr(args, "timeout", None) or 90)
+    with tempfile.TemporaryDirectory(prefix="subscriber-demo-") as work:
+        ok = await scenario(base, Path(work), timeline, timeout_s)
+    _summary(timeline)
+    print("\nresult: " + ("the client now talks to edge-2: relocation done" if ok else "FAILED"))
+    print("the stack keeps running for the next run; stop it with: subscriber stack down")
+    return 0 if ok else 1

@@ -1,0 +1,26 @@
+"""The README's main command runs the whole scenario on the real stack."""
+
+from __future__ import annotations
+
+import pytest
+
+from subscriber.cli import main
+from subscriber.settings import Settings
+
+pytestmark = pytest.mark.stack
+
+
+def test_demo_moves_the_app_and_the_client_follows(
+    stack_base_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`subscriber demo` exits 0 only after the client reached the instance on edge-2."""
+    monkeypatch.setenv("SUBSCRIBER_STACK__DIR", str(stack_base_settings.stack.dir))
+    code = main(["demo", "--timeout", "60"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "RELOCATE RELOCATE_BEST_CANDIDATE" in out
+    assert "-> edge-2 (127.0.10.2)" in out
+    assert "old instance on edge-1 gone" in out
+    assert "imsi-" not in out, "the demo shows pseudonyms, never a SUPI"
