@@ -160,6 +160,13 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def answer_subscription_id(body: bytes) -> str:
+    """The ``subscriptionId`` of a subscribe answer, read before its ``reportList``; or ``""``."""
+    start = body.find(_REPORT_LIST)
+    found = _SUBSCRIPTION_ID.search(body, 0, start if start >= 0 else len(body))
+    return found.group(1).decode() if found is not None else ""
+
+
 def scan_location_reports(body: bytes) -> tuple[str, list[Any]] | None:
     """Read a free5GC anyUE poll answer without building a Python object per JSON node.
 
@@ -222,6 +229,7 @@ class Poller:
         self._max_ids: dict[str, int] = {}
         self._interned: dict[str, str] = {}
         self._segment_keys: dict[bytes, str] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self.polls = 0
         self.failures = 0
         self.events_emitted = 0
@@ -320,16 +328,28 @@ class Poller:
     async def _poll_amf(self, amf: Producer, updates: dict[str, UeState]) -> list[LocationEvent]:
         url = f"{amf.api_root}/namf-evts/v1/subscriptions"
         request = self._poll_body()
-        response = await self._nrf.call("AMF", "namf-evts", "POST", url, request)
-        if response.status != 201:
-            raise CoreUnavailable(f"AMF poll refused: {response.status}", status=response.status)
-        location = response.headers.get("Location")
+        lock = (
+            self._manager.creation_lock(amf.nf_instance_id)
+            if self._manager is not None
+            else self._locks.setdefault(amf.nf_instance_id, asyncio.Lock())
+        )
+        async with lock:
+            response = await self._nrf.call("AMF", "namf-evts", "POST", url, request)
+            if response.status != 201:
+                raise CoreUnavailable(
+                    f"AMF poll refused: {response.status}", status=response.status
+                )
+            location = response.headers.get("Location")
+            sub_id = answer_subscription_id(response.body) or (location or "").rsplit("/", 1)[-1]
+            if sub_id:
+                self._observe(amf, sub_id)
         with _gc_paused():
-            sub_id, reports_present, changed, subscription = self._diff_answer(
+            parsed_id, reports_present, changed, subscription = self._diff_answer(
                 response.body, request, updates
             )
-        sub_id = sub_id or (location or "").rsplit("/", 1)[-1]
-        self._observe(amf, sub_id)
+        if not sub_id:
+            sub_id = parsed_id
+            self._observe(amf, sub_id)
         if not reports_present:
             # anyUE with zero UEs: no report, and the subscription stays (free5gc.md §1.3).
             await self._delete_leftover(amf, location or f"{url}/{sub_id}")

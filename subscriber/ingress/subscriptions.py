@@ -203,6 +203,7 @@ class SubscriptionManager:
         self.records: dict[str, SubscriptionRecord] = {}
         self._max_ids: dict[str, int] = {}
         self._unsupported: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
         self.restarts_detected = 0
 
     async def __aenter__(self) -> Self:
@@ -255,7 +256,8 @@ class SubscriptionManager:
             for key in lost:
                 del self.records[key]
             log.info("producer_restart_detected", producer=producer_id, lost=len(lost))
-        self._save()
+            self._save()
+        # Otherwise the new maximum is saved with the next change: no fsync on every poll.
         return restarted
 
     # -- the loop ----------------------------------------------------------------------------
@@ -457,7 +459,19 @@ class SubscriptionManager:
             return [root + path for path in _SMF_PATHS]
         return [f"{root}/3gpp-monitoring-event/v1/{self._settings.nef_af_id}/subscriptions"]
 
+    def creation_lock(self, producer_id: str) -> asyncio.Lock:
+        """Held around each create at ``producer_id`` and the :meth:`observe_id` of its answer.
+
+        The poller takes it too, so free5GC's counter ids are observed in the order the AMF
+        issued them; two creates racing would otherwise look like a counter going back.
+        """
+        return self._locks.setdefault(producer_id, asyncio.Lock())
+
     async def _create(self, record: SubscriptionRecord) -> bool:
+        async with self.creation_lock(record.producer_id):
+            return await self._create_locked(record)
+
+    async def _create_locked(self, record: SubscriptionRecord) -> bool:
         nf_type, scope = _SCOPES[record.kind]
         body = orjson.dumps(record.request)
         response: SbiResponse | None = None

@@ -367,3 +367,23 @@ async def test_general_path_gives_the_same_events_as_the_fast_scan(
         await slow.poll_once()
     assert _cells(fast_sink.batches[1]) == _cells(slow_sink.batches[1]) == [(MOVER, "00000000c")]
     assert len(fast_sink.batches[0]) == len(slow_sink.batches[0]) == 3
+
+
+async def test_concurrent_creates_are_not_mistaken_for_a_restart(
+    fake: FakeCoreServer, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Polls racing the manager's creates at one AMF never look like ids going back."""
+    settings = _settings(tmp_path, nrf_url=fake.url, amf_tracking="both")
+    nrf = NrfClient(settings=settings, session=session)
+    async with (
+        SubscriptionManager(settings=settings, nrf=nrf, callback_base="http://cb") as manager,
+        Poller(settings=settings, nrf=nrf, sink=RecordingSink(), manager=manager) as poller,
+    ):
+        (amf,) = await nrf.discover("AMF")
+        for n in range(10):
+            await asyncio.gather(
+                poller.poll_once(),
+                manager.subscribe("amf", amf, f"extra-{n}"),
+                poller.poll_once(),
+            )
+        assert manager.restarts_detected == 0
