@@ -1,0 +1,92 @@
+"""``subscriber track``: the active half of ingress, composed.
+
+One process registers with the NRF, keeps the event-exposure subscriptions alive (AMF notify
+mode, SMF UP_PATH_CH, NEF monitoring) and polls the AMFs that never notify (free5GC), publishing
+what it finds through the same durable publisher as the receiver. Adapters are entered in
+dependency order and closed in reverse: on SIGTERM the poller saves its state, the subscription
+manager deletes what it created, and the publisher flushes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from contextlib import AsyncExitStack
+
+import aiohttp
+import structlog
+
+from subscriber.errors import SubscriberError
+from subscriber.ingress.nrf import NrfClient
+from subscriber.ingress.poller import EventSink, Poller
+from subscriber.ingress.publisher import Publisher
+from subscriber.ingress.subscriptions import SubscriptionManager
+from subscriber.settings import Settings
+
+log = structlog.get_logger()
+
+
+def callback_base(settings: Settings) -> str:
+    """The base URL the core is told to call back: the receiver's public URL."""
+    r = settings.receiver
+    return (r.public_url or f"http://{r.host}:{r.port}").rstrip("/")
+
+
+async def track(settings: Settings, stop: asyncio.Event, *, sink: EventSink | None = None) -> None:
+    """Subscribe and poll until ``stop`` is set.
+
+    Args:
+        settings: the whole settings (core, kafka, receiver).
+        stop: set to shut down cleanly.
+        sink: where events go; the Kafka publisher (spool under ``spool_dir/tracker``) if None.
+    """
+    core = settings.core
+    if core.nrf_url is None and core.amf_url is None:
+        raise SubscriberError("nothing to track: set core.nrf_url or core.amf_url")
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        nrf = await stack.enter_async_context(NrfClient(settings=core, session=http))
+        if sink is None:
+            receiver = settings.receiver.model_copy(
+                update={"spool_dir": settings.receiver.spool_dir / "tracker"}
+            )
+            sink = await stack.enter_async_context(
+                Publisher(kafka=settings.kafka, receiver=receiver, client_id="subscriber-tracker")
+            )
+        manager = await stack.enter_async_context(
+            SubscriptionManager(settings=core, nrf=nrf, callback_base=callback_base(settings))
+        )
+        tasks = [asyncio.create_task(manager.run(), name="subscriptions")]
+        if core.amf_tracking in ("poll", "both"):
+            poller = await stack.enter_async_context(
+                Poller(
+                    settings=core,
+                    nrf=nrf,
+                    sink=sink,
+                    manager=manager,
+                    notify_uri=f"{callback_base(settings)}/callbacks/amf/poll",
+                )
+            )
+            tasks.append(asyncio.create_task(poller.run(), name="poller"))
+        log.info("tracker.started", tracking=core.amf_tracking, instance=core.instance_index)
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in [stopped, *tasks]:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task  # a crashed loop re-raises here, after the others stopped
+    log.info("tracker.stopped")
+
+
+async def run(settings: Settings, _args: argparse.Namespace) -> int:
+    """The CLI entry: SIGTERM or SIGINT saves state, deletes subscriptions, and exits."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await track(settings, stop)
+    return 0
