@@ -141,6 +141,23 @@ _FREE5GC_REPORT = re.compile(
 _SUBSCRIPTION_ID = re.compile(rb'"subscriptionId":"([0-9A-Za-z-]*)"')
 _REPORT_LIST = b'"reportList":['
 _SEGMENT_CACHE_MAX = 1_000_000
+_NORMALIZE_CHUNK = 5_000
+
+
+def _as_report(item: Any) -> Any:
+    """A report dict: as decoded (general path), or rebuilt from a scanned tuple."""
+    if isinstance(item, dict):
+        return item
+    supi, segment, located_raw, stamp_raw = item
+    nr: dict[str, Any] = orjson.loads(b"{" + segment + b"}")
+    if located_raw:
+        nr["ueLocationTimestamp"] = located_raw.decode()
+    return {
+        "type": "LOCATION_REPORT",
+        "timeStamp": stamp_raw.decode(),
+        "supi": supi,
+        "location": {"nrLocation": nr},
+    }
 
 
 @contextlib.contextmanager
@@ -356,15 +373,20 @@ class Poller:
             return []
         if not changed:
             return []
-        with _gc_paused():
-            body = orjson.dumps(
-                {"subscription": subscription, "subscriptionId": sub_id, "reportList": changed}
-            )
-            return normalize_amf_created_subscription(
-                parse_amf_created_subscription(body),
-                ingest_time=self._clock(),
-                nf_instance_id=amf.nf_instance_id,
-            ).events
+        events: list[LocationEvent] = []
+        # In chunks, so a cold start with 100k UEs never holds 100k parsed reports at once.
+        for start in range(0, len(changed), _NORMALIZE_CHUNK):
+            with _gc_paused():
+                reports = [_as_report(item) for item in changed[start : start + _NORMALIZE_CHUNK]]
+                body = orjson.dumps(
+                    {"subscription": subscription, "subscriptionId": sub_id, "reportList": reports}
+                )
+                events += normalize_amf_created_subscription(
+                    parse_amf_created_subscription(body),
+                    ingest_time=self._clock(),
+                    nf_instance_id=amf.nf_instance_id,
+                ).events
+        return events
 
     def _diff_answer(
         self, answer: bytes, request: bytes, updates: dict[str, UeState]
@@ -411,18 +433,9 @@ class Poller:
             if known is not None and stamp and known[1] and stamp < known[1]:
                 continue
             updates[supi] = (key, stamp)
-            nr: dict[str, Any] = orjson.loads(b"{" + segment + b"}")
-            if located_raw:
-                nr["ueLocationTimestamp"] = located_raw.decode()
-            report = {
-                "type": "LOCATION_REPORT",
-                "timeStamp": stamp_raw.decode(),
-                "supi": supi,
-                "location": {"nrLocation": nr},
-            }
-            changed.append((stamp, report))
+            changed.append((stamp, (supi, segment, located_raw, stamp_raw)))
         changed.sort(key=lambda item: item[0])
-        return [report for _, report in changed]
+        return [item for _, item in changed]
 
     def _segment_key(self, segment: bytes) -> str:
         if len(self._segment_keys) >= _SEGMENT_CACHE_MAX:
