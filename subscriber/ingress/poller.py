@@ -357,14 +357,17 @@ class Poller:
                     f"AMF poll refused: {response.status}", status=response.status
                 )
             location = response.headers.get("Location")
-            sub_id = answer_subscription_id(response.body) or (location or "").rsplit("/", 1)[-1]
-            if sub_id:
+            sub_id = answer_subscription_id(response.body)
+            # Only free5GC (no Location header) hands out counter ids worth watching (§1.1).
+            if sub_id and not location:
                 self._observe(amf, sub_id)
         with _gc_paused():
             parsed_id, reports_present, changed, subscription = self._diff_answer(
                 response.body, request, updates
             )
-        if not sub_id:
+        if not sub_id and location:
+            sub_id = location.rstrip("/").rsplit("/", 1)[-1]
+        elif not sub_id:
             sub_id = parsed_id
             self._observe(amf, sub_id)
         if not reports_present:

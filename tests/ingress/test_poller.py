@@ -387,3 +387,16 @@ async def test_concurrent_creates_are_not_mistaken_for_a_restart(
                 poller.poll_once(),
             )
         assert manager.restarts_detected == 0
+
+
+async def test_polling_a_spec_amf_works_too(session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """Against a spec AMF (Location header, 204 deletes) polling and leftover deletes work."""
+    async with FakeCoreServer(ues=2, mode="notify") as fake:
+        sink = RecordingSink()
+        async with _poller(fake, session, tmp_path, sink) as poller:
+            assert len(await poller.poll_once()) == 2
+            fake.core.amf.move("imsi-208930000000001", "000002", "000000002")
+            assert _cells(await poller.poll_once()) == [("imsi-208930000000001", "000000002")]
+            fake.core.amf.ues.clear()
+            assert await poller.poll_once() == []
+        assert fake.core.amf.subscriptions == {}
