@@ -12,6 +12,7 @@ import aiohttp
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import pytest
 
 from subscriber.fakecore import FakeCoreServer
