@@ -188,6 +188,7 @@ class ActSettings(BaseModel):
     app_port: int = Field(8080, description="Port clients reach an app instance at.")
     dedup_window: int = Field(32, description="Recent event ids remembered per UE.")
     max_batch: int = 500
+    max_concurrent_ues: int = Field(64, description="UEs of one batch handled at once.")
     signal_timeout_s: float = 10.0
     signal_retry_max_s: float = 30.0
 

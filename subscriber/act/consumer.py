@@ -115,6 +115,7 @@ class EventConsumer:
         self._producer: AIOKafkaProducer | None = None
         self._state_partitions = 0
         self._restoring: dict[int, asyncio.Task[None]] = {}
+        self._lanes = asyncio.Semaphore(settings.act.max_concurrent_ues)
         # (due wall time, recheck_at_s, partition, ue): deferred moves to look at again
         # though no event comes.
         self._timers: list[tuple[float, float, int, str]] = []
@@ -257,17 +258,26 @@ class EventConsumer:
         """Handle one batch and commit it once everything it produced is acknowledged."""
         assert self._consumer is not None
         assert self._producer is not None
-        sends: list[asyncio.Future[Any]] = []
-        offsets: dict[TopicPartition, int] = {}
         # Records can arrive before the assignment callback has restored their partition.
         await self.ensure_restored([tp.partition for tp in batch])
+        # One UE's records stay in order; different UEs (same key = same UE) go concurrently,
+        # so one slow signal does not hold up every other UE of the partition.
+        lanes: dict[tuple[TopicPartition, bytes | None], list[Any]] = {}
         for tp, msgs in batch.items():
             for msg in msgs:
-                sends += await self._handle(tp, msg)
-                offsets[tp] = msg.offset + 1
+                lanes.setdefault((tp, msg.key), []).append(msg)
+        results = await asyncio.gather(*(self._lane(tp, msgs) for (tp, _), msgs in lanes.items()))
+        sends = [future for lane in results for future in lane]
         if sends:
             await asyncio.gather(*sends)
-        await self._consumer.commit(offsets)
+        await self._consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batch.items()})
+
+    async def _lane(self, tp: TopicPartition, msgs: list[Any]) -> list[asyncio.Future[Any]]:
+        async with self._lanes:
+            sends: list[asyncio.Future[Any]] = []
+            for msg in msgs:
+                sends += await self._handle(tp, msg)
+            return sends
 
     async def _handle(self, tp: TopicPartition, msg: Any) -> list[asyncio.Future[Any]]:
         assert self._producer is not None
