@@ -13,6 +13,7 @@ import pytest
 from subscriber.errors import CoreUnavailable
 from subscriber.fakecore import FakeCoreServer
 from subscriber.ingress.nrf import NrfClient, load_instance_id
+from subscriber.sbi.nrf import NfProfile
 from subscriber.settings import CoreSettings
 
 
@@ -159,3 +160,31 @@ async def test_leaving_deregisters(
         await nrf.bearer("AMF", "namf-evts")
         assert nrf.instance_id in fake.core.nrf.profiles
     assert nrf.instance_id not in fake.core.nrf.profiles
+
+
+def test_api_root_prefers_api_prefix_then_endpoints_then_addresses() -> None:
+    """apiPrefix wins; else the first IP endpoint; else an FQDN or profile address."""
+    base = {"nfInstanceId": "x", "nfType": "AMF"}
+    service = {"serviceInstanceId": "0", "serviceName": "namf-evts", "scheme": "http"}
+    with_prefix = NfProfile.model_validate(
+        {**base, "nfServices": [{**service, "apiPrefix": "http://amf:8000/"}]}
+    )
+    with_end_point = NfProfile.model_validate(
+        {
+            **base,
+            "nfServices": [
+                {**service, "ipEndPoints": [{"ipv4Address": "10.0.0.1", "port": 29518}]}
+            ],
+        }
+    )
+    with_address = NfProfile.model_validate(
+        {**base, "ipv4Addresses": ["10.0.0.2"], "nfServices": [service]}
+    )
+    suspended = NfProfile.model_validate(
+        {**base, "nfServices": [{**service, "nfServiceStatus": "SUSPENDED", "apiPrefix": "x"}]}
+    )
+    assert with_prefix.api_root("namf-evts") == "http://amf:8000"
+    assert with_end_point.api_root("namf-evts") == "http://10.0.0.1:29518"
+    assert with_address.api_root("namf-evts") == "http://10.0.0.2"
+    assert suspended.api_root("namf-evts") is None
+    assert with_prefix.api_root("namf-loc") is None
