@@ -99,6 +99,18 @@ def prepare(data: Path, libs: Path, port: int, cport: int, heap: str) -> list[st
     (data / "log4j.properties").write_text(LOG4J)
     logopt = f"-Dlog4j.configuration=file:{data}/log4j.properties"
     classpath = f"{libs}/*"
+    if not (data / "kraft-logs" / "meta.properties").exists():
+        _format(props, logopt, classpath)
+    return [
+        "java", "-Xms256m", f"-Xmx{heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+        "-Djava.awt.headless=true", f"-Dkafka.logs.dir={data}/logs", logopt,
+        "-cp", classpath, "kafka.Kafka", str(props),
+    ]  # fmt: skip
+
+
+def _format(props: Path, logopt: str, classpath: str) -> None:
+    # Only a fresh data dir: Kafka 3.9 refuses to re-format (even --ignore-formatted) with
+    # another cluster id, so a restart keeping its data must skip this step.
     fmt = subprocess.run(
         [
             "java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", logopt,
@@ -110,11 +122,6 @@ def prepare(data: Path, libs: Path, port: int, cport: int, heap: str) -> list[st
     )  # fmt: skip
     if fmt.returncode != 0:
         raise StackError(f"kafka storage format failed: {fmt.stdout[-1000:]}{fmt.stderr[-1000:]}")
-    return [
-        "java", "-Xms256m", f"-Xmx{heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-        "-Djava.awt.headless=true", f"-Dkafka.logs.dir={data}/logs", logopt,
-        "-cp", classpath, "kafka.Kafka", str(props),
-    ]  # fmt: skip
 
 
 def rewrite_ports(data: Path, port: int, cport: int) -> None:

@@ -19,7 +19,6 @@ from granian.constants import HTTPModes, Interfaces
 from granian.server.embed import Server
 from structlog.testing import capture_logs
 
-from subscriber.errors import StackError
 from subscriber.events import LocationEvent, NfType, decode_event
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.receiver import Callback, Normalizer, Receiver, default_normalizers
@@ -410,11 +409,6 @@ async def _outage_round_trip(
 
 @pytest.mark.stack
 @pytest.mark.slow
-@pytest.mark.xfail(
-    raises=StackError,
-    strict=True,
-    reason="subscriber.stack.start_service re-formats Kafka's storage with a new cluster id",
-)
 async def test_kafka_restart_loses_nothing_and_keeps_per_ue_order(
     private_stack: Settings, unique: str, tmp_path: Path
 ) -> None:
