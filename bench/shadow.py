@@ -7,7 +7,8 @@ core:
 * the engine alone (:func:`subscriber.sre.shadow.run_policy` over decoded events: the
   :func:`~subscriber.act.handling.handle_event` path, rechecks and the accounting), with one and
   with three applications per UE, for the example policy and for one without hysteresis;
-* the whole command's work: reading and decoding the recording, two policies, the report.
+* the whole command's work (reading and decoding the recording, two policies), in one process
+  and split by UE over two (``--workers``).
 
 Figures are printed with the machine they were taken on. This is not a test: nothing asserts.
 """
@@ -26,8 +27,9 @@ import subscriber
 from subscriber.decide.bundle import load_bundle
 from subscriber.decide.engine import read_bundle
 from subscriber.events import LocationEvent
-from subscriber.sre.shadow import auto_instances, build_report, recorded_events, run_policy
+from subscriber.sre.shadow import auto_instances, run_policy
 from subscriber.sre.simulate import Mobility, simulate, to_recording
+from subscriber.sre.whatif import Job, recorded_events, recording_span, run_sharded
 
 DATA = Path(subscriber.__file__).parent / "data"
 TOPOLOGY = DATA / "topology.example.yaml"
@@ -84,7 +86,7 @@ def main() -> None:
         )
         size = path.stat().st_size
         started = time.perf_counter()
-        header, events = recorded_events(path)
+        _, events = recorded_events(path)
         read_s = time.perf_counter() - started
         print(
             f"workload: {len(events):,} events of {args.ues:,} UEs over {args.duration:g} s "
@@ -99,22 +101,26 @@ def main() -> None:
                     f"engine, {label}, {len(apps)} app(s) per UE: {best:,.0f} events/s "
                     f"({best * len(apps):,.0f} decisions/s)"
                 )
-        started = time.perf_counter()
-        header, events = recorded_events(path)
-        bundles = [read_bundle(TOPOLOGY, POLICY), load_bundle(TOPOLOGY.read_bytes(), EAGER)]
-        end_s = events[-1].event_time.timestamp()
-        outcomes = [
-            run_policy(events, b, auto_instances(bundles[0], all_apps), label=str(i), end_s=end_s)
-            for i, b in enumerate(bundles)
-        ]
-        build_report(
-            path, header, events, outcomes, bundles[0], instances_note="", watch=None, name=str
+        eager = Path(tmp) / "eager.yaml"
+        eager.write_text(EAGER)
+        _, _, end_s = recording_span(path)
+        job = Job(
+            recording=path,
+            topology=TOPOLOGY,
+            policies=(("example", POLICY), ("eager", eager)),
+            instances_file=None,
+            apps=tuple(all_apps),
+            flip_window_s=600.0,
+            end_s=end_s,
         )
-        whole = time.perf_counter() - started
-        print(
-            f"whole shadow (read, decode, 2 policies x {len(all_apps)} apps, report): "
-            f"{whole:.2f} s, {len(events) / whole:,.0f} events/s"
-        )
+        for workers in (1, 2):
+            started = time.perf_counter()
+            run_sharded(job, workers)
+            whole = time.perf_counter() - started
+            print(
+                f"shadow command's work, {workers} process(es) (read, decode, 2 policies x "
+                f"{len(all_apps)} apps): {whole:.2f} s, {len(events) / whole:,.0f} events/s"
+            )
 
 
 if __name__ == "__main__":

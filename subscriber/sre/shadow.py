@@ -25,12 +25,9 @@ What is measured per policy (:class:`Outcome`):
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from subscriber.act.handling import (
@@ -44,8 +41,6 @@ from subscriber.act.instances import InstanceDoc, Instances
 from subscriber.decide.bundle import Bundle
 from subscriber.decide.policy import Action, Reason
 from subscriber.events import LocationEvent
-from subscriber.settings import Settings
-from subscriber.sre.recording import Header
 
 _PING_PONG = Reason.PING_PONG_SUPPRESSED
 
@@ -406,221 +401,24 @@ def compare(a: Outcome, b: Outcome, names: Mapping[str, str] | None = None) -> d
     return {"differing_ues": len(rows), "ues": rows}
 
 
-# -- the command (reads files, writes the report) -------------------------------------------
-
-
-def recorded_events(path: Path) -> tuple[Header, list[LocationEvent]]:
-    """The events of a recording; a callbacks recording goes through the real normalizer.
-
-    Callbacks the receiver would refuse (bad body, unknown kind) are left out, as it would.
-    """
-    from subscriber.errors import InvalidCallback
-    from subscriber.events import decode_event
-    from subscriber.ingress.normalize import BodyKind, normalize_body
-    from subscriber.sre.recording import open_recording
-
-    kinds = {
-        "amf": BodyKind.AMF_NOTIFICATION,
-        "smf": BodyKind.SMF_NOTIFICATION,
-        "nef": BodyKind.NEF_NOTIFICATION,
-    }
-    events: list[LocationEvent] = []
-    with open_recording(path) as rec:
-        header = rec.header
-        for item in rec:
-            if item.event is not None:
-                events.append(decode_event(item.event))
-                continue
-            assert item.callback is not None
-            kind = kinds.get(item.callback.path.removeprefix("/callbacks/").partition("/")[0])
-            if kind is None:
-                continue
-            at = item.callback.received_at or datetime.fromtimestamp(item.t, UTC)
-            try:
-                events.extend(normalize_body(kind, item.callback.body, ingest_time=at).events)
-            except InvalidCallback:
-                continue
-    return header, events
-
-
-def _timeline(
-    events: Sequence[LocationEvent], ue: str, outcomes: Sequence[Outcome], bundle: Bundle
-) -> list[tuple[str, list[tuple[float, str]]]]:
-    cells: list[tuple[float, str]] = []
-    for ev in events:
-        if ev.ue.key() == ue and ev.location is not None:
-            zone = bundle.topology.zone_of(ev) or "unmapped"
-            label = f"{ev.location.cell_id or ev.location.tac} ({zone})"
-            if not cells or cells[-1][1] != label:
-                cells.append((ev.event_time.timestamp(), label))
-    series = [("cell", cells)]
-    # Plot the instance that moved most under any policy (the first one when none moved).
-    moved: Counter[str] = Counter()
-    for outcome in outcomes:
-        moved.update(m["instance"] for m in outcome.moves_by_ue.get(ue, []))
-    for outcome in outcomes:
-        start = outcome.start_by_ue.get(ue)
-        if not start:
-            continue
-        first = max(sorted(start), key=lambda k: moved[k])
-        t0 = cells[0][0] if cells else 0.0
-        points = [(t0, f"{first.partition('/')[0]} on {start[first]}")]
-        for move in outcome.moves_by_ue.get(ue, []):
-            if move["instance"] == first:
-                points.append((move["t"], f"{first.partition('/')[0]} on {move['target']}"))
-        series.append((f"serving cluster, {outcome.label}", points))
-    return series
-
-
-def _watched(outcomes: Sequence[Outcome], differing: Sequence[str]) -> str | None:
-    if differing:
-        return max(differing, key=lambda ue: sum(len(o.moves_by_ue.get(ue, [])) for o in outcomes))
-    best: tuple[int, str] | None = None
-    for ue, moves in outcomes[0].moves_by_ue.items():
-        if best is None or (len(moves), ue) > best:
-            best = (len(moves), ue)
-    if best is not None:
-        return best[1]
-    return next(iter(outcomes[0].start_by_ue), None)
-
-
-def build_report(
-    path: Path,
-    header: Header,
-    events: Sequence[LocationEvent],
-    outcomes: Sequence[Outcome],
-    bundle: Bundle,
-    *,
-    instances_note: str,
-    watch: str | None,
-    name: Callable[[str], str],
-) -> tuple[dict[str, Any], str]:
-    """The JSON summary and the HTML report of one or two runs."""
-    from subscriber.sre import report
-
-    times = [e.event_time.timestamp() for e in events]
-    t0 = min(times, default=0.0)
-    t1 = max([*times, header.end.timestamp() if header.end else t0])
-    summary: dict[str, Any] = {
-        "recording": {
-            "path": str(path),
-            "kind": header.kind,
-            "source": header.source,
-            "events": len(events),
-            "start": datetime.fromtimestamp(t0, UTC).isoformat(),
-            "end": datetime.fromtimestamp(t1, UTC).isoformat(),
-        },
-        "instances": instances_note,
-        "policies": [o.summary() for o in outcomes],
-    }
-    differing: list[str] = []
-    if len(outcomes) == 2:
-        differing = differing_ues(outcomes[0], outcomes[1])
-        names = {ue: name(ue) for ue in differing}
-        summary["comparison"] = compare(outcomes[0], outcomes[1], names)
-    watched = watch or _watched(outcomes, differing)
-    plots: dict[str, str] = {}
-    if watched is not None:
-        summary["watched_ue"] = name(watched)
-        plots["ue_timeline"] = report.step_chart(
-            _timeline(events, watched, outcomes, bundle),
-            t0,
-            t1,
-            title="cell and cluster",
-            colors=("#999999", *report.COLORS),
-        )
-    plots["relocations"] = report.line_chart(
-        [
-            (
-                o.label,
-                [
-                    (t0, 0.0),
-                    *((t, float(i + 1)) for i, t in enumerate(o.relocation_times)),
-                    (t1, float(len(o.relocation_times))),
-                ],
-            )
-            for o in outcomes
-        ],
-        t0,
-        t1,
-        title="relocations over time",
-    )
-    plots["budget"] = report.bar_chart(
-        [b[0] for b in report.BUDGET_BINS],
-        [(o.label, report.histogram(list(o.out_of_budget_s.values()))) for o in outcomes],
-        title="time out of budget per instance",
-    )
-    return summary, report.render_html(summary, plots)
-
-
-def run(settings: Settings, args: argparse.Namespace) -> int:
-    """``subscriber shadow``: evaluate one or two policies over a recording, write the reports."""
-    import orjson
-
-    from subscriber.act.instances import parse_instances
-    from subscriber.decide.engine import read_bundle
-    from subscriber.logs import pseudonym
-
-    topology_file: Path = args.topology or settings.policy.topology_file or _example_topology()
-    bundles = [read_bundle(topology_file, args.policy)]
-    labels = [args.policy.stem]
-    if args.policy_b is not None:
-        bundles.append(read_bundle(topology_file, args.policy_b))
-        labels.append(args.policy_b.stem if args.policy_b.stem != labels[0] else "B")
-    header, events = recorded_events(args.recording)
-    instances_file: Path | None = args.instances or settings.act.instances_file
-    if instances_file is not None:
-        registry = parse_instances(
-            instances_file.read_bytes(), source=str(instances_file), topology=bundles[0].topology
-        )
-        instances_for = registry_instances(registry)
-        note = f"from {instances_file}"
-    else:
-        apps = args.app or list(bundles[0].topology.apps)
-        instances_for = auto_instances(bundles[0], apps)
-        note = f"one instance per UE of {', '.join(apps)}, started on the best cluster (policy A)"
-    end_s = (
-        max(
-            [e.event_time.timestamp() for e in events]
-            + ([header.end.timestamp()] if header.end else [])
-        )
-        if events
-        else 0.0
-    )
-    name: Callable[[str], str] = str if args.clear_ids else pseudonym
-    outcomes = [
-        run_policy(
-            events,
-            bundle,
-            instances_for,
-            label=label,
-            end_s=end_s,
-            alias=pseudonym,
-            flip_window_s=args.flip_window,
-        )
-        for bundle, label in zip(bundles, labels, strict=True)
-    ]
-    summary, page = build_report(
-        args.recording,
-        header,
-        events,
-        outcomes,
-        bundles[0],
-        instances_note=note,
-        watch=args.ue,
-        name=name,
-    )
-    if args.html is not None:
-        args.html.write_text(page, encoding="utf-8")
-    text = orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()
-    if args.json is not None:
-        args.json.write_text(text + "\n", encoding="utf-8")
-    else:
-        print(text)
-    return 0
-
-
-def _example_topology() -> Path:
-    import subscriber
-
-    return Path(subscriber.__file__).parent / "data" / "topology.example.yaml"
+def merge_outcomes(parts: Sequence[Outcome]) -> Outcome:
+    """One outcome from runs of one policy over disjoint sets of UEs (shards)."""
+    first = parts[0]
+    merged = Outcome(label=first.label, version=first.version)
+    for part in parts:
+        merged.events += part.events
+        merged.duplicates += part.duplicates
+        merged.rechecks += part.rechecks
+        merged.relocations += part.relocations
+        merged.relocation_times += part.relocation_times
+        merged.reasons.update(part.reasons)
+        merged.actions.update(part.actions)
+        merged.ping_pong_suppressed += part.ping_pong_suppressed
+        merged.ping_pong_episodes += part.ping_pong_episodes
+        merged.flips += part.flips
+        merged.out_of_budget_s.update(part.out_of_budget_s)
+        merged.out_of_budget_by_ue.update(part.out_of_budget_by_ue)
+        merged.moves_by_ue.update(part.moves_by_ue)
+        merged.start_by_ue.update(part.start_by_ue)
+    merged.relocation_times.sort()
+    return merged

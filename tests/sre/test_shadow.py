@@ -14,9 +14,9 @@ from subscriber.sre.shadow import (
     Outcome,
     auto_instances,
     differing_ues,
-    recorded_events,
     run_policy,
 )
+from subscriber.sre.whatif import recorded_events
 from tests.sre.scenario import T0, UE1, UE2, script_events, write_files
 
 END_S = T0.timestamp() + 60
@@ -162,3 +162,53 @@ def test_a_callbacks_recording_is_normalized_first(tmp_path: Path) -> None:
     assert [(e.ue.supi, e.location.cell_id if e.location else None) for e in events] == [
         (UE1, "000000010")
     ]
+
+
+def test_splitting_the_ues_into_shards_gives_the_same_outcome(tmp_path: Path) -> None:
+    """Runs over disjoint shards of UEs, merged, equal one run over all UEs."""
+    from dataclasses import replace
+
+    from subscriber.sre.shadow import merge_outcomes
+    from subscriber.sre.simulate import Mobility, simulate, to_recording
+    from subscriber.sre.whatif import Job, recording_span, run_job
+    from tests.sre.test_simulate import TOPOLOGY
+
+    params = Mobility(ues=40, duration_s=900, oscillation_p=0.5)
+    moves = simulate(read_bundle(TOPOLOGY).topology, params, 13)
+    path = tmp_path / "sim.jsonl.gz"
+    to_recording(path, moves, params, start=T0, correlation_id="c", callbacks=False, source={})
+    eager = tmp_path / "eager.yaml"
+    eager.write_text("dwell: {enabled: false}\nping_pong: {enabled: false}\n")
+    _, _, end_s = recording_span(path)
+    job = Job(
+        recording=path,
+        topology=TOPOLOGY,
+        policies=(("example", None), ("eager", eager)),
+        instances_file=None,
+        apps=(),
+        flip_window_s=600.0,
+        end_s=end_s,
+    )
+    whole = run_job(job)
+    parts = [run_job(replace(job, shard=i, shards=3)) for i in range(3)]
+    for n, outcome in enumerate(whole):
+        merged = merge_outcomes([p[n] for p in parts])
+        assert merged.summary() == outcome.summary()
+        assert merged.moves_by_ue == outcome.moves_by_ue
+        assert merged.relocation_times == outcome.relocation_times
+        assert outcome.relocations > 0
+
+
+def test_the_command_with_two_worker_processes_matches_one(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """``--workers 2`` writes the same summary as ``--workers 1``."""
+    docs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"summary-{workers}.json"
+        argv = ["shadow", str(files["recording"]), "--policy", str(files["guarded"])]
+        argv += ["--policy-b", str(files["eager"]), "--topology", str(files["topology"])]
+        argv += ["--json", str(out), "--workers", workers]
+        assert main(argv) == 0
+        docs.append(orjson.loads(out.read_bytes()))
+    assert docs[0] == docs[1]

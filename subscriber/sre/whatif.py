@@ -1,0 +1,355 @@
+"""``subscriber shadow``: reads a recording, runs the policies (:mod:`.shadow`), writes reports.
+
+UEs are independent in the policy, so the work splits by UE: with ``--workers N`` each of N
+processes reads the recording, decodes only the events of its share of UEs (a CRC32 of the UE
+key), runs every policy over them and returns its outcomes, which are merged. The result is the
+same for any N; decoding, the costliest step, is split too.
+
+The end of the recording (where rechecks stop and latency-budget time is counted up to) is the
+latest item time: the header's ``end``, or the last ``t`` of a capture file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from subscriber.act.instances import parse_instances
+from subscriber.decide.bundle import Bundle
+from subscriber.decide.engine import read_bundle
+from subscriber.errors import InvalidCallback
+from subscriber.events import LocationEvent, decode_event
+from subscriber.settings import Settings
+from subscriber.sre import report
+from subscriber.sre.recording import Header, Item, open_recording
+from subscriber.sre.shadow import (
+    InstancesFor,
+    Outcome,
+    auto_instances,
+    compare,
+    differing_ues,
+    merge_outcomes,
+    registry_instances,
+    run_policy,
+)
+
+
+def _kind_of(path: str) -> Any:
+    from subscriber.ingress.normalize import BodyKind
+
+    return {
+        "amf": BodyKind.AMF_NOTIFICATION,
+        "smf": BodyKind.SMF_NOTIFICATION,
+        "nef": BodyKind.NEF_NOTIFICATION,
+    }.get(path.removeprefix("/callbacks/").partition("/")[0])
+
+
+def _events_of(item: Item) -> Sequence[LocationEvent]:
+    if item.event is not None:
+        return (decode_event(item.event),)
+    from subscriber.ingress.normalize import normalize_body
+
+    assert item.callback is not None
+    kind = _kind_of(item.callback.path)
+    if kind is None:
+        return ()
+    at = item.callback.received_at or datetime.fromtimestamp(item.t, UTC)
+    try:
+        return normalize_body(kind, item.callback.body, ingest_time=at).events
+    except InvalidCallback:
+        return ()
+
+
+def _shard_of(key: str, shards: int) -> int:
+    return zlib.crc32(key.encode()) % shards
+
+
+def iter_events(
+    path: Path, *, shard: int = 0, shards: int = 1, ue: str | None = None
+) -> Iterator[LocationEvent]:
+    """The events of a recording, in order; a callbacks recording goes through the normalizer.
+
+    Callbacks the receiver would refuse (bad body, unknown kind) are left out, as it would.
+
+    Args:
+        path: the recording or capture file.
+        shard: keep the UEs whose key hashes to this shard...
+        shards: ...out of this many.
+        ue: keep this UE only.
+    """
+    with open_recording(path) as rec:
+        for item in rec:
+            # Events are keyed by UE in the file: skip other shards before decoding.
+            if item.event is not None and (
+                (ue is not None and item.ue != ue)
+                or (shards > 1 and _shard_of(item.ue, shards) != shard)
+            ):
+                continue
+            for event in _events_of(item):
+                key = event.ue.key()
+                if ue is not None and key != ue:
+                    continue
+                if shards > 1 and _shard_of(key, shards) != shard:
+                    continue
+                yield event
+
+
+def recorded_events(path: Path) -> tuple[Header, list[LocationEvent]]:
+    """The header and every event of a recording (see :func:`iter_events`)."""
+    with open_recording(path) as rec:
+        header = rec.header
+    return header, list(iter_events(path))
+
+
+def recording_span(path: Path) -> tuple[Header, float, float]:
+    """The header and the first and last item times (read from the items when not in it)."""
+    with open_recording(path) as rec:
+        header = rec.header
+        if header.start is not None and header.end is not None:
+            return header, header.start.timestamp(), header.end.timestamp()
+        times = [item.t for item in rec]
+    return header, min(times, default=0.0), max(times, default=0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One shard's work, as a worker process receives it."""
+
+    recording: Path
+    topology: Path
+    policies: tuple[tuple[str, Path | None], ...]
+    instances_file: Path | None
+    apps: tuple[str, ...]
+    flip_window_s: float
+    end_s: float
+    shard: int = 0
+    shards: int = 1
+
+
+def bundles_of(job: Job) -> list[Bundle]:
+    """The bundle of each policy of the job, in order."""
+    return [read_bundle(job.topology, policy) for _, policy in job.policies]
+
+
+def instances_of(job: Job, bundles: Sequence[Bundle]) -> InstancesFor:
+    """Who runs what: the instances file, or every listed app on policy A's best cluster."""
+    if job.instances_file is not None:
+        registry = parse_instances(
+            job.instances_file.read_bytes(),
+            source=str(job.instances_file),
+            topology=bundles[0].topology,
+        )
+        return registry_instances(registry)
+    return auto_instances(bundles[0], job.apps or tuple(bundles[0].topology.apps))
+
+
+def run_job(job: Job) -> list[Outcome]:
+    """Run every policy of the job over its shard of UEs (in a worker process, or here)."""
+    bundles = bundles_of(job)
+    instances_for = instances_of(job, bundles)
+    events = list(iter_events(job.recording, shard=job.shard, shards=job.shards))
+    return [
+        run_policy(
+            events,
+            bundle,
+            instances_for,
+            label=label,
+            end_s=job.end_s,
+            flip_window_s=job.flip_window_s,
+        )
+        for bundle, (label, _) in zip(bundles, job.policies, strict=True)
+    ]
+
+
+def run_sharded(job: Job, workers: int) -> list[Outcome]:
+    """Run ``job`` split over ``workers`` processes (1: in this process) and merge."""
+    if workers <= 1:
+        return run_job(job)
+    import multiprocessing
+
+    jobs = [replace(job, shard=i, shards=workers) for i in range(workers)]
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = list(pool.map(run_job, jobs))
+    return [merge_outcomes([p[i] for p in parts]) for i in range(len(job.policies))]
+
+
+def _timeline(
+    events: Sequence[LocationEvent], ue: str, outcomes: Sequence[Outcome], bundle: Bundle
+) -> list[tuple[str, list[tuple[float, str]]]]:
+    cells: list[tuple[float, str]] = []
+    for ev in events:
+        if ev.location is not None:
+            zone = bundle.topology.zone_of(ev) or "unmapped"
+            label = f"{ev.location.cell_id or ev.location.tac} ({zone})"
+            if not cells or cells[-1][1] != label:
+                cells.append((ev.event_time.timestamp(), label))
+    series = [("cell", cells)]
+    # Plot the instance that moved most under any policy (the first one when none moved).
+    moved: Counter[str] = Counter()
+    for outcome in outcomes:
+        moved.update(m["instance"] for m in outcome.moves_by_ue.get(ue, []))
+    for outcome in outcomes:
+        start = outcome.start_by_ue.get(ue)
+        if not start:
+            continue
+        first = max(sorted(start), key=lambda k: moved[k])
+        t0 = cells[0][0] if cells else 0.0
+        points = [(t0, f"{first.partition('/')[0]} on {start[first]}")]
+        for move in outcome.moves_by_ue.get(ue, []):
+            if move["instance"] == first:
+                points.append((move["t"], f"{first.partition('/')[0]} on {move['target']}"))
+        series.append((f"serving cluster, {outcome.label}", points))
+    return series
+
+
+def _watched(outcomes: Sequence[Outcome], differing: Sequence[str]) -> str | None:
+    if differing:
+        return max(differing, key=lambda ue: sum(len(o.moves_by_ue.get(ue, [])) for o in outcomes))
+    best: tuple[int, str] | None = None
+    for ue, moves in outcomes[0].moves_by_ue.items():
+        if best is None or (len(moves), ue) > best:
+            best = (len(moves), ue)
+    if best is not None:
+        return best[1]
+    return next(iter(outcomes[0].start_by_ue), None)
+
+
+def build_report(
+    path: Path,
+    header: Header,
+    span: tuple[float, float],
+    outcomes: Sequence[Outcome],
+    bundle: Bundle,
+    *,
+    instances_note: str,
+    watch: str | None,
+    name: Callable[[str], str],
+) -> tuple[dict[str, Any], str]:
+    """The JSON summary and the HTML report of one or two runs over a recording.
+
+    Args:
+        path: the recording (read again for the watched UE's cells).
+        header: its header.
+        span: its first and last item times.
+        outcomes: one per policy.
+        bundle: policy A's bundle (for the zones of cells).
+        instances_note: how instances were chosen, for the reader.
+        watch: the UE to plot; by default the differing UE that moved most.
+        name: how to show a UE key (a pseudonym unless asked otherwise).
+    """
+    t0, t1 = span
+    summary: dict[str, Any] = {
+        "recording": {
+            "path": str(path),
+            "kind": header.kind,
+            "source": header.source,
+            "events": outcomes[0].events,
+            "start": datetime.fromtimestamp(t0, UTC).isoformat(),
+            "end": datetime.fromtimestamp(t1, UTC).isoformat(),
+        },
+        "instances": instances_note,
+        "policies": [o.summary() for o in outcomes],
+    }
+    differing: list[str] = []
+    if len(outcomes) == 2:
+        differing = differing_ues(outcomes[0], outcomes[1])
+        summary["comparison"] = compare(
+            outcomes[0], outcomes[1], {ue: name(ue) for ue in differing}
+        )
+    watched = watch or _watched(outcomes, differing)
+    plots: dict[str, str] = {}
+    if watched is not None:
+        summary["watched_ue"] = name(watched)
+        plots["ue_timeline"] = report.step_chart(
+            _timeline(list(iter_events(path, ue=watched)), watched, outcomes, bundle),
+            t0,
+            t1,
+            title="cell and cluster",
+            colors=("#999999", *report.COLORS),
+        )
+    plots["relocations"] = report.line_chart(
+        [
+            (
+                o.label,
+                [
+                    (t0, 0.0),
+                    *((t, float(i + 1)) for i, t in enumerate(o.relocation_times)),
+                    (t1, float(len(o.relocation_times))),
+                ],
+            )
+            for o in outcomes
+        ],
+        t0,
+        t1,
+        title="relocations over time",
+    )
+    plots["budget"] = report.bar_chart(
+        [b[0] for b in report.BUDGET_BINS],
+        [(o.label, report.histogram(list(o.out_of_budget_s.values()))) for o in outcomes],
+        title="time out of budget per instance",
+    )
+    return summary, report.render_html(summary, plots)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """``subscriber shadow``: evaluate one or two policies over a recording, write the reports."""
+    from subscriber.logs import pseudonym
+
+    topology: Path = args.topology or settings.policy.topology_file or _example_topology()
+    policies: list[tuple[str, Path | None]] = [(args.policy.stem, args.policy)]
+    if args.policy_b is not None:
+        label_b = args.policy_b.stem if args.policy_b.stem != args.policy.stem else "B"
+        policies.append((label_b, args.policy_b))
+    instances_file: Path | None = args.instances or settings.act.instances_file
+    header, t0, t1 = recording_span(args.recording)
+    job = Job(
+        recording=args.recording,
+        topology=topology,
+        policies=tuple(policies),
+        instances_file=instances_file,
+        apps=tuple(args.app or ()),
+        flip_window_s=args.flip_window,
+        end_s=t1,
+    )
+    bundles = bundles_of(job)  # parsed here first, so a bad file fails before any work
+    outcomes = run_sharded(job, args.workers or min(4, os.cpu_count() or 1))
+    if instances_file is not None:
+        note = f"from {instances_file}"
+    else:
+        apps = ", ".join(job.apps or tuple(bundles[0].topology.apps))
+        note = f"one instance per UE of {apps}, started on the best cluster (policy A)"
+    summary, page = build_report(
+        args.recording,
+        header,
+        (t0, t1),
+        outcomes,
+        bundles[0],
+        instances_note=note,
+        watch=args.ue,
+        name=str if args.clear_ids else pseudonym,
+    )
+    if args.html is not None:
+        args.html.write_text(page, encoding="utf-8")
+    text = orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()
+    if args.json is not None:
+        args.json.write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
+def _example_topology() -> Path:
+    import subscriber
+
+    return Path(subscriber.__file__).parent / "data" / "topology.example.yaml"
