@@ -125,7 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = _command(sub, "replay", "subscriber.sre.replay:run", "Send a recording again.")
     rep.add_argument("file", type=Path, help="Recording or receiver capture file.")
-    rep.add_argument("--to", choices=["receiver", "kafka"], default="receiver")
+    rep.add_argument(
+        "--to",
+        choices=["receiver", "kafka"],
+        default="receiver",
+        help="receiver: raw callbacks over HTTP; kafka: events onto --topic.",
+    )
     rep.add_argument("--url", help="Receiver base URL (default: receiver.public_url).")
     rep.add_argument("--http", choices=["2", "1.1"], default="2", help="2: h2c prior knowledge.")
     rep.add_argument("--topic", help="Kafka topic (default: kafka.events_topic).")
@@ -148,7 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--vehicle-share", type=float, default=0.3)
     sim.add_argument("--oscillation", type=float, default=0.2, help="P(border flips) per move.")
     sim.add_argument("--first-imsi", type=int, default=208930000000001)
-    sim.add_argument("--to", choices=["fake-amf", "receiver", "recording"], default="recording")
+    sim.add_argument(
+        "--to",
+        choices=["fake-amf", "receiver", "recording"],
+        default="recording",
+        help="The fake AMF's control API, LOCATION_REPORT callbacks, or a file (-o).",
+    )
     sim.add_argument("--url", help="Fake core (fake-amf) or receiver base URL.")
     sim.add_argument("--correlation-id", default="sim-1", help="notifyCorrelationId / path key.")
     sim.add_argument("--output", "-o", type=Path, help="Recording to write (--to recording).")

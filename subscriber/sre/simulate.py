@@ -387,7 +387,10 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     else:
         if args.output is None:
             raise SubscriberError("subscriber simulate --to recording needs --output FILE")
-        start = datetime.fromisoformat(args.start) if args.start else DEFAULT_START
+        start = DEFAULT_START
+        if args.start:
+            start = datetime.fromisoformat(args.start.replace("Z", "+00:00"))
+            start = start if start.tzinfo else start.replace(tzinfo=UTC)
         source = {
             "type": "simulate",
             "seed": args.seed,
