@@ -103,21 +103,31 @@ class Selection:
 
 
 def schedule(
-    items: Iterable[Item], selection: Selection, span_s: float
+    open_items: Callable[[], Iterable[Item]], selection: Selection
 ) -> Iterator[tuple[float, Item]]:
-    """``(offset_s, item)`` in file order: recorded time relative to the earliest kept item.
+    """``(offset_s, item)`` in file order: recorded time since the first kept item.
 
-    Each loop starts one recorded span (plus one second) after the previous one, so a looped
-    replay keeps the recorded pacing. ``items`` is iterated once per loop.
+    Streams: ``open_items`` is called once per loop and iterated once, so a recording of any
+    size replays in constant memory. Each loop starts one recorded span (plus one second) after
+    the previous one, so a looped replay keeps the recorded pacing. Items recorded out of time
+    order get offsets in the past: they go out at once, in file order.
     """
-    kept = [item for item in items if selection.keeps(item)]
-    if not kept:
-        return
-    t0 = min(item.t for item in kept)
-    span = max(span_s, max(item.t for item in kept) - t0) + 1.0
+    t0: float | None = None
+    last = float("-inf")
+    period = 0.0
     for loop in range(selection.loops):
-        for item in kept:
-            yield loop * span + (item.t - t0), item
+        base = loop * period
+        for item in open_items():
+            if not selection.keeps(item):
+                continue
+            if t0 is None:
+                t0 = item.t
+            if item.t > last:
+                last = item.t
+            yield base + (item.t - t0), item
+        if t0 is None:
+            return
+        period = last - t0 + 1.0
 
 
 class Pace:
@@ -320,7 +330,7 @@ def parse_speed(text: str) -> float:
 class _Bar:
     """A rich progress bar on stderr when it is a terminal (nothing otherwise)."""
 
-    total: int
+    total: int | None
     enabled: bool
     _progress: Any = None
     _task: Any = None
@@ -379,24 +389,40 @@ async def replay_file(
     """
     with open_recording(path) as rec:
         header: Header = rec.header
-        items = list(rec)
     if to == "receiver" and header.kind != "callbacks":
         raise SubscriberError("an events recording can only be replayed to Kafka (--to kafka)")
     if to == "kafka" and header.kind != "events":
         raise SubscriberError("a callbacks recording can only be replayed to a receiver")
-    plan = list(schedule(items, selection, header.span_s))
-    with _Bar(len(plan), show_progress) as bar:
+    if to == "receiver" and not url:
+        raise SubscriberError("--to receiver needs --url http://host:port")
+
+    def items() -> Iterator[Item]:
+        with open_recording(path) as rec:
+            yield from rec
+
+    offsets: list[float] = []
+
+    def plan() -> Iterator[tuple[float, Item]]:
+        for offset, item in schedule(items, selection):
+            if not offsets:
+                offsets[:] = [offset, offset]
+            elif offset > offsets[1]:
+                offsets[1] = offset
+            yield offset, item
+
+    # The header's count is the total unless a filter leaves items out (captures have none).
+    total = header.count * selection.loops or None
+    with _Bar(total, show_progress) as bar:
         if to == "receiver":
-            if not url:
-                raise SubscriberError("--to receiver needs --url http://host:port")
+            assert url is not None
             summary = await to_receiver(
-                url, plan, speed=speed, http2=http2, concurrency=concurrency, progress=bar.advance
+                url, plan(), speed=speed, http2=http2, concurrency=concurrency, progress=bar.advance
             )
         else:
             summary = await to_kafka(
-                bootstrap, topic, plan, speed=speed, compression=compression, progress=bar.advance
+                bootstrap, topic, plan(), speed=speed, compression=compression, progress=bar.advance
             )
-    summary.span_s = max(o for o, _ in plan) - min(o for o, _ in plan) if plan else 0.0
+    summary.span_s = offsets[1] - offsets[0] if offsets else 0.0
     return summary
 
 

@@ -30,17 +30,35 @@ def _items(*spec: tuple[float, str]) -> list[Item]:
 def test_schedule_offsets_from_the_first_kept_item() -> None:
     """Offsets are recorded time since the first item kept by the window and UE filter."""
     items = _items((10, "a"), (11, "b"), (12, "a"), (15, "b"), (20, "a"))
-    plan = list(schedule(items, Selection(start_s=11, end_s=15, ues=frozenset({"a", "b"})), 0))
+    window = Selection(start_s=11, end_s=15, ues=frozenset({"a", "b"}))
+    plan = list(schedule(lambda: items, window))
     assert [(o, i.t) for o, i in plan] == [(0, 11), (1, 12), (4, 15)]
-    only_a = list(schedule(items, Selection(ues=frozenset({"a"})), 0))
-    assert [i.t for _, i in only_a] == [10, 12, 20]
+    only_a = list(schedule(lambda: items, Selection(ues=frozenset({"a"}))))
+    assert [(o, i.t) for o, i in only_a] == [(0, 10), (2, 12), (10, 20)]
 
 
 def test_loops_play_the_recording_again_one_span_later() -> None:
     """Each loop starts one recorded span plus a second after the previous one."""
     items = _items((0, "a"), (2, "a"))
-    plan = list(schedule(items, Selection(loops=3), 2))
+    opened = []
+
+    def open_items() -> list[Item]:
+        opened.append(1)
+        return items
+
+    plan = list(schedule(open_items, Selection(loops=3)))
     assert [o for o, _ in plan] == [0, 2, 3, 5, 6, 8]
+    assert len(opened) == 3  # streamed: read again for each loop, never held whole
+
+
+def test_items_out_of_time_order_go_out_at_once_in_file_order() -> None:
+    """An item older than the first one gets a past offset: no wait, no reordering."""
+    items = _items((10, "a"), (8, "a"), (12, "a"))
+    assert [(o, i.t) for o, i in schedule(lambda: items, Selection())] == [
+        (0, 10),
+        (-2, 8),
+        (2, 12),
+    ]
 
 
 def test_speed_words() -> None:
