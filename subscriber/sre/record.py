@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ from subscriber.sre.recording import (
     Item,
     RecordingWriter,
     open_recording,
+    parse_item,
 )
 
 log = structlog.get_logger()
@@ -190,8 +192,8 @@ async def _copy(
 
     Partitions are merged by record timestamp, so a replay at x1 interleaves them as they were
     produced; the merge only ever takes the head of a partition, so each partition (and so each
-    UE) keeps its order even if its timestamps go backwards. The records are held in memory
-    until the merge.
+    UE) keeps its order even if its timestamps go backwards. Each partition is first spilled to
+    a side file next to the output, so memory stays constant whatever the topic holds.
     """
     skipped = 0
     live = []
@@ -201,28 +203,40 @@ async def _copy(
             live.append(tp)
         else:
             consumer.pause(tp)
-    per_partition: dict[Any, list[Item]] = {tp: [] for tp in start}
-    while live:
-        batches = await consumer.getmany(*live, timeout_ms=500, max_records=5000)
-        for tp, records in batches.items():
-            kept = per_partition[tp]
-            for record in records:
-                if record.offset >= stop[tp]:
-                    break
-                try:
-                    event = decode_event(record.value or b"")
-                except UndecodableEvent:
-                    skipped += 1
-                    continue
-                if keep.keeps(event):
-                    kept.append(Item(record.timestamp / 1000, event.ue.key(), event=record.value))
-        for tp in list(live):
-            if await consumer.position(tp) >= stop[tp]:
-                live.remove(tp)
-                consumer.pause(tp)
-    for item in heapq.merge(*per_partition.values(), key=lambda i: i.t):
-        writer.write(item)
+    with tempfile.TemporaryDirectory(dir=writer.path.parent, prefix=".record-") as tmp:
+        spills = {tp: Path(tmp) / f"{tp.partition}.jsonl" for tp in start}
+        files = {tp: path.open("wb") for tp, path in spills.items()}
+        try:
+            while live:
+                batches = await consumer.getmany(*live, timeout_ms=500, max_records=5000)
+                for tp, records in batches.items():
+                    for record in records:
+                        if record.offset >= stop[tp]:
+                            break
+                        try:
+                            event = decode_event(record.value or b"")
+                        except UndecodableEvent:
+                            skipped += 1
+                            continue
+                        if keep.keeps(event):
+                            item = Item(record.timestamp / 1000, event.ue.key(), event=record.value)
+                            files[tp].write(item.to_json() + b"\n")
+                for tp in list(live):
+                    if await consumer.position(tp) >= stop[tp]:
+                        live.remove(tp)
+                        consumer.pause(tp)
+        finally:
+            for f in files.values():
+                f.close()
+        for item in heapq.merge(*(_spilled(p) for p in spills.values()), key=lambda i: i.t):
+            writer.write(item)
     return skipped
+
+
+def _spilled(path: Path) -> Iterator[Item]:
+    with path.open("rb") as f:
+        for line in f:
+            yield parse_item(line)
 
 
 async def record_kafka(

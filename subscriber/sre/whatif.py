@@ -35,12 +35,12 @@ from subscriber.sre.recording import Header, Item, open_recording
 from subscriber.sre.shadow import (
     InstancesFor,
     Outcome,
+    ShadowEngine,
     auto_instances,
     compare,
     differing_ues,
     merge_outcomes,
     registry_instances,
-    run_policy,
 )
 
 
@@ -154,21 +154,21 @@ def instances_of(job: Job, bundles: Sequence[Bundle]) -> InstancesFor:
 
 
 def run_job(job: Job) -> list[Outcome]:
-    """Run every policy of the job over its shard of UEs (in a worker process, or here)."""
+    """Run every policy of the job over its shard of UEs (in a worker process, or here).
+
+    The policies advance in lockstep over one pass of the file, so no event is kept.
+    """
     bundles = bundles_of(job)
     instances_for = instances_of(job, bundles)
-    events = list(iter_events(job.recording, shard=job.shard, shards=job.shards))
-    return [
-        run_policy(
-            events,
-            bundle,
-            instances_for,
-            label=label,
-            end_s=job.end_s,
-            flip_window_s=job.flip_window_s,
-        )
+    engines = [
+        ShadowEngine(bundle, instances_for, label=label, alias=str, flip_window_s=job.flip_window_s)
         for bundle, (label, _) in zip(bundles, job.policies, strict=True)
     ]
+    feeds = [engine.feed for engine in engines]
+    for event in iter_events(job.recording, shard=job.shard, shards=job.shards):
+        for feed in feeds:
+            feed(event)
+    return [engine.finish(job.end_s) for engine in engines]
 
 
 def run_sharded(job: Job, workers: int) -> list[Outcome]:
