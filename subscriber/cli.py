@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--vehicle-share", type=float, default=0.3)
     sim.add_argument("--oscillation", type=float, default=0.2, help="P(border flips) per move.")
     sim.add_argument("--first-imsi", type=int, default=208930000000001)
+    sim.add_argument("--report-interval", type=float, default=0.0, help="Periodic reports (s).")
     sim.add_argument(
         "--to",
         choices=["fake-amf", "receiver", "recording"],

@@ -18,6 +18,9 @@ The model:
 * **Border oscillation**: a handover, with probability ``oscillation_p``, is followed by 1 to 3
   flips back and forth between the two cells a few seconds apart, then the UE settles in the
   new cell: what tempts a policy into ping-pong.
+* **Periodic reports** (``report_interval_s`` > 0): between changes, the UE also reports its
+  cell every interval, as an AMF does for a periodic LOCATION_REPORT subscription. They draw no
+  random numbers, so the changes are the same with or without them.
 
 The outputs (:func:`run`, ``subscriber simulate``) pace the timeline with a speed factor to the
 fake free5GC AMF's control API (the poller then sees the moves), or send TS 29.518
@@ -58,12 +61,17 @@ class RadioCell(NamedTuple):
 
 
 class Move(NamedTuple):
-    """One step of the timeline: at ``t_s`` (virtual seconds), UE ``ue`` is in ``cell``."""
+    """One step of the timeline: at ``t_s`` (virtual seconds), UE ``ue`` is in ``cell``.
+
+    ``oscillation`` marks the flips of a border oscillation, ``periodic`` a periodic report
+    from the cell the UE is already in.
+    """
 
     t_s: float
     ue: int
     cell: RadioCell
     oscillation: bool
+    periodic: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +88,7 @@ class Mobility:
     oscillation_gap_s: tuple[float, float] = (1.0, 4.0)
     back_p: float = 0.1
     first_imsi: int = 208930000000001
+    report_interval_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +184,17 @@ def _ue_moves(rng: random.Random, ue: int, rmap: RadioMap, params: Mobility) -> 
                 yield Move(round(t, 3), ue, rmap.cells[cell], True)
 
 
+def _with_reports(moves: list[Move], params: Mobility) -> Iterator[Move]:
+    interval = params.report_interval_s
+    for i, move in enumerate(moves):
+        yield move
+        until = moves[i + 1].t_s if i + 1 < len(moves) else params.duration_s
+        k = 1
+        while (t := round(move.t_s + k * interval, 3)) < until:
+            yield Move(t, move.ue, move.cell, False, True)
+            k += 1
+
+
 def simulate(topology: Topology, params: Mobility, seed: int) -> list[Move]:
     """The whole timeline, ordered by time (then UE): pure and deterministic for a seed."""
     rmap = radio_map(topology)
@@ -183,7 +203,8 @@ def simulate(topology: Topology, params: Mobility, seed: int) -> list[Move]:
     for ue in range(params.ues):
         # One generator per UE, seeded from the main one, so adding UEs keeps the others' paths.
         ue_rng = random.Random(rng.getrandbits(64))  # noqa: S311 -- as above
-        moves.extend(_ue_moves(ue_rng, ue, rmap, params))
+        path = list(_ue_moves(ue_rng, ue, rmap, params))
+        moves.extend(_with_reports(path, params) if params.report_interval_s > 0 else path)
     moves.sort(key=lambda m: (m.t_s, m.ue))
     return moves
 
@@ -367,6 +388,7 @@ def params_from(args: argparse.Namespace) -> Mobility:
         vehicle_share=args.vehicle_share,
         oscillation_p=args.oscillation,
         first_imsi=args.first_imsi,
+        report_interval_s=args.report_interval,
     )
 
 

@@ -19,6 +19,7 @@ from subscriber.ingress.normalize import BodyKind, normalize_body
 from subscriber.sre.recording import read_items
 from subscriber.sre.simulate import (
     Mobility,
+    Move,
     RadioCell,
     location_report,
     radio_map,
@@ -181,3 +182,20 @@ def test_the_command_refuses_a_recording_without_a_file() -> None:
     from subscriber.cli import main
 
     assert main(["simulate", "--ues", "1", "--duration", "10"]) == 1
+
+
+def test_periodic_reports_fill_the_dwell_without_changing_the_path() -> None:
+    """With a report interval, the same changes happen, with reports of the current cell between."""
+    topology = _topology()
+    plain = simulate(topology, Mobility(ues=6, duration_s=600), 4)
+    with_reports = simulate(topology, Mobility(ues=6, duration_s=600, report_interval_s=10), 4)
+    assert [m for m in with_reports if not m.periodic] == plain
+    last: dict[int, Move] = {}
+    for move in with_reports:
+        before = last.get(move.ue)
+        if before is not None:
+            assert move.t_s - before.t_s <= 10 + 1e-6
+            if move.periodic:
+                assert move.cell == before.cell
+        last[move.ue] = move
+    assert all(600 - m.t_s <= 10 for m in last.values())
