@@ -25,6 +25,7 @@ What is measured per policy (:class:`Outcome`):
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -122,8 +123,6 @@ def registry_instances(instances: Instances) -> InstancesFor:
 
 
 def _label(ue: str) -> str:
-    import hashlib
-
     return "u" + hashlib.blake2b(ue.encode(), digest_size=6).hexdigest()
 
 

@@ -27,7 +27,7 @@ import orjson
 from subscriber.act.instances import parse_instances
 from subscriber.decide.bundle import Bundle
 from subscriber.decide.engine import read_bundle
-from subscriber.errors import InvalidCallback
+from subscriber.errors import InvalidCallback, PolicyUnavailable
 from subscriber.events import LocationEvent, decode_event
 from subscriber.settings import Settings
 from subscriber.sre import report
@@ -323,6 +323,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         end_s=t1,
     )
     bundles = bundles_of(job)  # parsed here first, so a bad file fails before any work
+    unknown = sorted(set(job.apps) - set(bundles[0].topology.apps))
+    if unknown:
+        raise PolicyUnavailable(f"{topology}: no application named {', '.join(unknown)}")
     outcomes = run_sharded(job, args.workers or min(4, os.cpu_count() or 1))
     if instances_file is not None:
         note = f"from {instances_file}"

@@ -212,3 +212,10 @@ def test_the_command_with_two_worker_processes_matches_one(
         assert main(argv) == 0
         docs.append(orjson.loads(out.read_bytes()))
     assert docs[0] == docs[1]
+
+
+def test_an_unknown_app_is_refused_with_exit_1(files: dict[str, Path]) -> None:
+    """``--app`` naming no application of the topology is an error, not a crash."""
+    argv = ["shadow", str(files["recording"]), "--policy", str(files["guarded"])]
+    argv += ["--topology", str(files["topology"]), "--app", "nope", "--workers", "1"]
+    assert main(argv) == 1
