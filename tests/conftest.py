@@ -100,16 +100,27 @@ def _reset_logging() -> Iterator[None]:
 
 
 _status: dict[str, int] = {}
+_session: list[pytest.Session] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from tests.hostile.log_scan import LogScan
+
+    # No SUPI, GPSI or IP address in clear in any log line of the session (tests/test_log_scan.py).
+    if not config.pluginmanager.has_plugin("log-scan"):
+        config.pluginmanager.register(LogScan(config), "log-scan")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _status["rc"] = int(exitstatus)
+    _session.append(session)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     # temporalio's native runtime can abort at interpreter exit after every test passed
-    # (sdk-python#300, ../shared/notes/local-stack.md §3.5): leave with pytest's own status.
+    # (sdk-python#300, ../shared/notes/local-stack.md §3.5): leave with pytest's own status,
+    # as the session ends it (the log scan may fail a session whose tests all passed).
     if "rc" in _status:
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(_status["rc"])
+        os._exit(int(_session[-1].exitstatus) if _session else _status["rc"])
