@@ -139,15 +139,11 @@ class Publisher:
         tb: TracebackType | None,
     ) -> None:
         if self._drainer is not None:
-            self._drainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._drainer
+            await _cancel(self._drainer)
         if self._flusher is not None:
             if self._pending:
                 await asyncio.wait([*(w for _, w in self._pending)], timeout=self._timeout_s)
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+            await _cancel(self._flusher)
         if self._producer is not None:
             self._retire(self._producer)
             self._producer = None
@@ -315,7 +311,9 @@ class Publisher:
     async def _start_producer(self) -> AIOKafkaProducer | None:
         producer = self._new_producer()
         try:
-            await asyncio.wait_for(producer.start(), self._timeout_s)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+            async with asyncio.timeout(self._timeout_s):
+                await producer.start()
         except (TimeoutError, KafkaError, OSError) as exc:
             log.warning("kafka_unreachable", error=type(exc).__name__)
             self._retire(producer)
@@ -327,9 +325,8 @@ class Publisher:
 
         async def stop() -> None:
             try:
-                await asyncio.wait_for(
-                    producer.stop(), self._kafka.request_timeout_ms / 1000 + self._timeout_s
-                )
+                async with asyncio.timeout(self._kafka.request_timeout_ms / 1000 + self._timeout_s):
+                    await producer.stop()
             except Exception as exc:  # the producer is discarded either way
                 log.debug("producer_stop_failed", error=type(exc).__name__)
 
@@ -374,8 +371,9 @@ class Publisher:
                     break
                 started = time.monotonic()
                 try:
-                    await asyncio.wait_for(self._send_all(producer, batch.records), self._timeout_s)
-                except (TimeoutError, KafkaError) as exc:
+                    async with asyncio.timeout(self._timeout_s):
+                        await self._send_all(producer, batch.records)
+                except Exception as exc:  # no ack in time, or any send failure: retry later
                     log.warning("spool_drain_failed", error=type(exc).__name__)
                     async with self._lock:
                         self._enter_degraded(producer)
@@ -399,3 +397,12 @@ class Publisher:
         for spool in [s for s in self._adopted if s.is_empty()]:
             spool.close()
             self._adopted.remove(spool)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel a task and wait for it, cancelling again should a library swallow one."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=1.0)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

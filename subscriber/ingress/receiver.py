@@ -124,6 +124,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class _ClientGone(Exception):
+    """The client disconnected before its body was complete."""
+
+
 class _Rejected(Exception):
     """An answer other than 204, with what the dead letter and the log need."""
 
@@ -366,7 +370,7 @@ class Receiver:
                 if self.capture is not None:
                     self.capture.write(scope, body, received_at)
                 events = await self._accept(kind, key, scope, body, received_at)
-            except _Rejected:
+            except (_Rejected, _ClientGone):
                 raise
             except Exception as exc:
                 log.exception("callback_failed", kind=kind, error=type(exc).__name__)
@@ -380,6 +384,10 @@ class Receiver:
         except _Rejected as rej:
             await self._reject(send, rej, kind, scope, body, body_bytes, received_at)
             self._log(kind, key, rej.status, rej.reason, events, started)
+            return
+        except _ClientGone:
+            # Nobody to answer; the core retries (or not) on its side. Nothing was accepted.
+            self._log(kind, key, 499, "client_gone", events, started)
             return
         await _respond(send, 204, b"", [])
         self._log(kind, key, 204, "accepted", events, started)
@@ -417,7 +425,7 @@ class Receiver:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise ConnectionResetError("client went away before the body was complete")
+                raise _ClientGone
             chunk: bytes = message.get("body", b"")
             if chunk:
                 size += len(chunk)
@@ -541,7 +549,8 @@ class Receiver:
 async def _first_chunk(receive: Receive) -> bytes:
     """What the client already sent of a body we refuse, without waiting for more than a moment."""
     try:
-        message = await asyncio.wait_for(receive(), _FIRST_CHUNK_WAIT_S)
+        async with asyncio.timeout(_FIRST_CHUNK_WAIT_S):
+            message = await receive()
     except TimeoutError:
         return b""
     body: bytes = message.get("body", b"")
@@ -551,5 +560,8 @@ async def _first_chunk(receive: Receive) -> bytes:
 async def _respond(
     send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]]
 ) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": list(headers)})
-    await send({"type": "http.response.body", "body": body})
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+        await send({"type": "http.response.body", "body": body})
+    except Exception as exc:  # the client went away: the answer has nowhere to go
+        log.debug("response_not_sent", status=status, error=type(exc).__name__)

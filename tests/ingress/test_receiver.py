@@ -8,6 +8,7 @@ import gzip
 import os
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -180,6 +181,56 @@ async def test_each_kind_is_accepted_and_its_event_is_on_kafka(
     assert events[0].location.cell_id == "000000010"
     assert events[1].dnai_change is not None
     assert events[1].dnai_change.target_dnai == "mec"
+
+
+@pytest.mark.stack
+async def test_serve_runs_two_workers_on_one_port(stack_settings: Settings, tmp_path: Path) -> None:
+    """'subscriber serve' with two workers takes h2c and HTTP/1.1 on one port and publishes."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SUBSCRIBER_KAFKA__BOOTSTRAP_SERVERS": stack_settings.kafka.bootstrap_servers,
+        "SUBSCRIBER_KAFKA__EVENTS_TOPIC": stack_settings.kafka.events_topic,
+        "SUBSCRIBER_KAFKA__DEAD_LETTER_TOPIC": stack_settings.kafka.dead_letter_topic,
+        "SUBSCRIBER_RECEIVER__PORT": str(port),
+        "SUBSCRIBER_RECEIVER__WORKERS": "2",
+        "SUBSCRIBER_RECEIVER__SPOOL_DIR": str(tmp_path / "spool"),
+        "SUBSCRIBER_LOG__LEVEL": "warning",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "subscriber",
+        "serve",
+        "--registry",
+        "subscriber.ingress.server:accept_any_registry",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with client("h2c") as h2c, client("http1") as http1:
+            while True:
+                try:
+                    if (await http1.get(f"{base}/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            first = await h2c.post(f"{base}/callbacks/amf/loc-1", content=amf_body(), headers=JSON)
+            second = await http1.post(f"{base}/callbacks/smf/1", content=SMF_BODY, headers=JSON)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        returncode = await proc.wait()
+    assert (first.status_code, first.http_version) == (204, "HTTP/2")
+    assert (second.status_code, second.http_version) == (204, "HTTP/1.1")
+    assert returncode == 0
+    records = await consume(
+        stack_settings.kafka.bootstrap_servers, stack_settings.kafka.events_topic, 2
+    )
+    assert sorted(r.key or b"" for r in records) == [b"imsi-208930000000001", b"smf-notif:1"]
+    assert len(list((tmp_path / "spool").glob("slot-*"))) == 2
 
 
 def _boom(_callback: Callback) -> list[LocationEvent]:
