@@ -191,6 +191,9 @@ class ActSettings(BaseModel):
     max_concurrent_ues: int = Field(64, description="UEs of one batch handled at once.")
     signal_timeout_s: float = 10.0
     signal_retry_max_s: float = 30.0
+    confirm_after_s: float = Field(
+        30.0, description="Ask a workflow where its instance runs once a move is this old."
+    )
 
 
 class StackSettings(BaseModel):

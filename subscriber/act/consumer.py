@@ -78,6 +78,9 @@ class _Restorer(ConsumerRebalanceListener):  # type: ignore[misc]
         self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Commit what was handled while the partitions are still ours.
+        with contextlib.suppress(Exception):
+            await self._consumer.flush()
         self._consumer.forget([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -116,9 +119,11 @@ class EventConsumer:
         self._state_partitions = 0
         self._restoring: dict[int, asyncio.Task[None]] = {}
         self._lanes = asyncio.Semaphore(settings.act.max_concurrent_ues)
+        self._finishing: asyncio.Task[None] | None = None
         # (due wall time, recheck_at_s, partition, ue): deferred moves to look at again
         # though no event comes.
         self._timers: list[tuple[float, float, int, str]] = []
+        self._armed: dict[tuple[int, str], float] = {}
 
     async def __aenter__(self) -> Self:
         kafka = self._s.kafka
@@ -179,6 +184,8 @@ class EventConsumer:
         """Drop the UE records of partitions this member no longer owns."""
         for p in partitions:
             self.records.pop(p, None)
+            for key in [k for k in self._armed if k[0] == p]:
+                del self._armed[key]
             task = self._restoring.pop(p, None)
             if task is not None and not task.done():
                 task.cancel()
@@ -247,17 +254,26 @@ class EventConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; the batch in hand is finished and committed first."""
         assert self._consumer is not None
-        while not stop.is_set():
-            batch = await self._consumer.getmany(timeout_ms=200, max_records=self._s.act.max_batch)
-            if batch:
-                await self.process(batch)
-            await self._run_due_rechecks()
-            self._update_lag()
+        try:
+            while not stop.is_set():
+                batch = await self._consumer.getmany(
+                    timeout_ms=200, max_records=self._s.act.max_batch
+                )
+                if batch:
+                    await self.process(batch)
+                elif self._finishing is not None and self._finishing.done():
+                    self._finishing.result()  # surface a failed commit
+                await self._run_due_rechecks()
+                self._update_lag()
+        finally:
+            await self.flush()
 
     async def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Handle one batch and commit it once everything it produced is acknowledged."""
         assert self._consumer is not None
         assert self._producer is not None
+        if self._finishing is not None and self._finishing.done():
+            self._finishing.result()  # a failed acknowledgement or commit stops the consumer
         # Records can arrive before the assignment callback has restored their partition.
         await self.ensure_restored([tp.partition for tp in batch])
         # One UE's records stay in order; different UEs (same key = same UE) go concurrently,
@@ -268,9 +284,28 @@ class EventConsumer:
                 lanes.setdefault((tp, msg.key), []).append(msg)
         results = await asyncio.gather(*(self._lane(tp, msgs) for (tp, _), msgs in lanes.items()))
         sends = [future for lane in results for future in lane]
+        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items()}
+        # Waiting for the acknowledgements and the commit overlaps with the next batch; commits
+        # still happen in batch order, each only after its own records are acknowledged.
+        self._finishing = asyncio.create_task(self._finish(self._finishing, sends, offsets))
+
+    async def _finish(
+        self,
+        previous: asyncio.Task[None] | None,
+        sends: list[asyncio.Future[Any]],
+        offsets: dict[TopicPartition, int],
+    ) -> None:
+        assert self._consumer is not None
+        if previous is not None:
+            await previous
         if sends:
             await asyncio.gather(*sends)
-        await self._consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batch.items()})
+        await self._consumer.commit(offsets)
+
+    async def flush(self) -> None:
+        """Wait until every batch handled so far is acknowledged and committed."""
+        if self._finishing is not None:
+            await self._finishing
 
     async def _lane(self, tp: TopicPartition, msgs: list[Any]) -> list[asyncio.Future[Any]]:
         async with self._lanes:
@@ -358,7 +393,11 @@ class EventConsumer:
         # The policy's times are event times. Wait, in wall time, as long as the policy asked
         # for after the UE's latest report: right for live events, and for replayed ones too.
         if record.recheck_at_s is None or record.state is None:
+            self._armed.pop((partition, ue), None)
             return
+        if self._armed.get((partition, ue)) == record.recheck_at_s:
+            return  # already armed for that time: one recheck, however many events asked
+        self._armed[(partition, ue)] = record.recheck_at_s
         delay_s = max(0.0, record.recheck_at_s - record.state.last_seen_s)
         heapq.heappush(self._timers, (time.time() + delay_s, record.recheck_at_s, partition, ue))
 
@@ -368,6 +407,9 @@ class EventConsumer:
         sends: list[asyncio.Future[Any]] = []
         while self._timers and self._timers[0][0] <= now:
             _, at_s, partition, ue = heapq.heappop(self._timers)
+            if self._armed.get((partition, ue)) != at_s:
+                continue  # superseded by a later arming
+            del self._armed[(partition, ue)]
             record = self.records.get(partition, {}).get(ue)
             if record is None or record.recheck_at_s != at_s:
                 continue  # partition moved away, or a newer event rescheduled it
@@ -397,10 +439,18 @@ class EventConsumer:
             await asyncio.gather(*sends)
 
     async def _confirm(self, record: UeRecord | None) -> UeRecord | None:
-        """Ask the workflow where each unconfirmed instance runs, once its move is over."""
+        """Ask the workflow where each moved instance really runs, once its move had time.
+
+        A move normally completes within seconds; asking earlier would cost a query per event
+        while the workflow is still busy. The belief is only wrong when a move failed and was
+        compensated, and that is what this catches.
+        """
         if record is None or not record.unconfirmed:
             return record
-        for key in record.unconfirmed:
+        now_s = time.time()
+        for key, requested_at_s in record.unconfirmed:
+            if now_s - requested_at_s < self._s.act.confirm_after_s:
+                continue
             app, _, instance = key.partition("/")
             handle = self._temporal.get_workflow_handle(workflow_id(app, instance))
             try:

@@ -11,6 +11,7 @@ recent event ids that make redelivery a no-op.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -37,7 +38,8 @@ class UeRecord:
     Attributes:
         state: the policy's hysteresis state.
         placements: ``(instance key, cluster)`` where each instance is believed to run.
-        unconfirmed: instance keys moved by a request the workflow has not yet confirmed.
+        unconfirmed: ``(instance key, requested at)`` for moves the workflow has not yet
+            confirmed, the time being the decision's (event) time.
         seen: the latest event ids, newest last (bounded).
         recheck_at_s: when a deferred move should be looked at again, though no event comes
             (a free5GC poller reports a UE only when it moves).
@@ -45,7 +47,7 @@ class UeRecord:
 
     state: UeState | None = None
     placements: tuple[tuple[str, str], ...] = ()
-    unconfirmed: tuple[str, ...] = ()
+    unconfirmed: tuple[tuple[str, float], ...] = ()
     seen: tuple[str, ...] = ()
     recheck_at_s: float | None = None
 
@@ -56,12 +58,14 @@ class UeRecord:
                 return cluster
         return None
 
-    def with_placement(self, key: str, cluster: str, *, confirmed: bool) -> UeRecord:
-        """A copy with ``key`` placed on ``cluster``."""
+    def with_placement(
+        self, key: str, cluster: str, *, confirmed: bool, at_s: float = 0.0
+    ) -> UeRecord:
+        """A copy with ``key`` on ``cluster``; unless ``confirmed``, unconfirmed since ``at_s``."""
         placements = (*(p for p in self.placements if p[0] != key), (key, cluster))
-        unconfirmed = tuple(k for k in self.unconfirmed if k != key)
+        unconfirmed = tuple(u for u in self.unconfirmed if u[0] != key)
         if not confirmed:
-            unconfirmed += (key,)
+            unconfirmed += ((key, at_s),)
         return replace(self, placements=tuple(sorted(placements)), unconfirmed=unconfirmed)
 
 
@@ -118,7 +122,13 @@ def _where(bundle: Bundle, cluster: str, port: int) -> Where | None:
     found = bundle.topology.clusters.get(cluster)
     if found is None or found.address is None:
         return None
-    return Where(cluster=cluster, address=found.address, port=port)
+    return _placement(cluster, found.address, port)
+
+
+@functools.lru_cache(maxsize=4096)
+def _placement(cluster: str, address: str, port: int) -> Where:
+    # Validating a Placement costs more than the decision itself: share the frozen instances.
+    return Where(cluster=cluster, address=address, port=port)
 
 
 def handle_event(
@@ -234,7 +244,9 @@ def _requests(
                 policy_version=decision.version,
                 reasons=(decision.reason.value,),
             )
-            record = record.with_placement(instance_key(inst), target.cluster, confirmed=False)
+            record = record.with_placement(
+                instance_key(inst), target.cluster, confirmed=False, at_s=decision.decided_at_s
+            )
         audited.append(Audited(inst, decision, request))
     return tuple(audited), record
 
@@ -242,7 +254,7 @@ def _requests(
 def confirm(record: UeRecord, key: str, actual_cluster: str | None) -> UeRecord:
     """Adopt the workflow's word on where an instance runs, once it has no move in hand."""
     if actual_cluster is None:
-        return replace(record, unconfirmed=tuple(k for k in record.unconfirmed if k != key))
+        return replace(record, unconfirmed=tuple(u for u in record.unconfirmed if u[0] != key))
     return record.with_placement(key, actual_cluster, confirmed=True)
 
 
@@ -253,7 +265,7 @@ def encode_record(record: UeRecord) -> bytes:
             "v": RECORD_FORMAT,
             "s": orjson.Fragment(encode_state(record.state)) if record.state else None,
             "p": [list(p) for p in record.placements],
-            "u": list(record.unconfirmed),
+            "u": [list(u) for u in record.unconfirmed],
             "e": list(record.seen),
             "r": record.recheck_at_s,
         }
@@ -274,7 +286,7 @@ def decode_record(data: bytes) -> UeRecord:
         return UeRecord(
             state=state,
             placements=tuple((str(k), str(c)) for k, c in doc.get("p", [])),
-            unconfirmed=tuple(str(k) for k in doc.get("u", [])),
+            unconfirmed=tuple((str(k), float(t)) for k, t in doc.get("u", [])),
             seen=tuple(str(e) for e in doc.get("e", [])),
             recheck_at_s=float(doc["r"]) if doc.get("r") is not None else None,
         )
