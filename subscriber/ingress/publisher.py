@@ -41,6 +41,7 @@ _BACKOFF_MIN_S = 0.5
 _BACKOFF_MAX_S = 5.0
 _MAX_BATCH_BYTES = 512 * 1024
 _PARTITIONER = DefaultPartitioner()
+_PARTITION_CACHE_SIZE = 200_000
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,9 @@ class Publisher:
         self._has_pending = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._enqueue_lock = asyncio.Lock()
+        # murmur2 is pure Python in aiokafka: a UE's partition is computed once, not per event.
+        self._partition_of: dict[tuple[str, bytes | None], int] = {}
+        self._partition_counts: dict[str, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -262,9 +266,20 @@ class Publisher:
         partitions: dict[str, list[int]] = {}
         for record in records:
             if record.topic not in partitions:
-                partitions[record.topic] = sorted(await producer.partitions_for(record.topic))
-            choices = partitions[record.topic]
-            partition = _PARTITIONER(record.key, choices, choices)
+                choices = sorted(await producer.partitions_for(record.topic))
+                partitions[record.topic] = choices
+                if self._partition_counts.get(record.topic) != len(choices):
+                    self._partition_counts[record.topic] = len(choices)
+                    self._partition_of.clear()
+            cache_key = (record.topic, record.key)
+            partition = self._partition_of.get(cache_key) if record.key is not None else None
+            if partition is None:
+                choices = partitions[record.topic]
+                partition = _PARTITIONER(record.key, choices, choices)
+                if record.key is not None:
+                    if len(self._partition_of) >= _PARTITION_CACHE_SIZE:
+                        self._partition_of.clear()
+                    self._partition_of[cache_key] = partition
             groups.setdefault((record.topic, partition), []).append(record)
         futures: list[asyncio.Future[Any]] = []
         async with self._enqueue_lock:

@@ -8,6 +8,8 @@ import gzip
 import os
 import signal
 import socket
+import ssl
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -78,6 +80,7 @@ async def serving(
     settings: Settings,
     *,
     normalizers: Mapping[str, Normalizer] | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> AsyncIterator[tuple[str, Receiver, Publisher]]:
     """Our app under an embedded granian on a free port, with its own publisher."""
     port = _free_port()
@@ -95,6 +98,8 @@ async def serving(
             interface=Interfaces.ASGI,
             http=HTTPModes.auto,
             websockets=False,
+            ssl_cert=tls[0] if tls else None,
+            ssl_key=tls[1] if tls else None,
         )
         task = asyncio.create_task(server.serve())
         while True:
@@ -107,7 +112,7 @@ async def serving(
             await writer.wait_closed()
             break
         try:
-            yield f"http://127.0.0.1:{port}", app, publisher
+            yield f"{'https' if tls else 'http'}://127.0.0.1:{port}", app, publisher
         finally:
             server.stop()
             await task
@@ -231,6 +236,42 @@ async def test_serve_runs_two_workers_on_one_port(stack_settings: Settings, tmp_
     )
     assert sorted(r.key or b"" for r in records) == [b"imsi-208930000000001", b"smf-notif:1"]
     assert len(list((tmp_path / "spool").glob("slot-*"))) == 2
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_offers_h2_and_http11_by_alpn(
+    tmp_path: Path, tls_files: tuple[Path, Path]
+) -> None:
+    """With a certificate, one port negotiates h2 or http/1.1 by ALPN, as the client offers."""
+    cert, key = tls_files
+    trust = ssl.create_default_context(cafile=str(cert))
+    settings = _offline(Settings(), tmp_path, spool_max_bytes=1_048_576)
+    async with (
+        serving(settings, tls=(cert, key)) as (base, _, _),
+        httpx.AsyncClient(http2=True, verify=trust) as h2,
+        httpx.AsyncClient(verify=trust) as h1,
+    ):
+        answers = [
+            await client.post(f"{base}/callbacks/amf/loc-1", content=amf_body(), headers=JSON)
+            for client in (h2, h1)
+        ]
+    assert base.startswith("https://")
+    assert [(a.status_code, a.http_version) for a in answers] == [
+        (204, "HTTP/2"),
+        (204, "HTTP/1.1"),
+    ]
 
 
 def _boom(_callback: Callback) -> list[LocationEvent]:
