@@ -26,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from bench.figures import record
 from subscriber.decide.bundle import Bundle, load_bundle
 from subscriber.decide.policy import Action, Placement, decide
 from subscriber.decide.state import (
@@ -310,6 +311,9 @@ def main() -> None:
         ]
         elapsed, counts = min(runs, key=lambda r: r[0])
         rate = len(stream) / elapsed
+        if with_store:
+            record("decide", "decisions/s, steady state, one core", rate, "decisions/s",
+                   goal=200_000, size=args.ues)  # fmt: skip
         print(
             f"{label}, steady state: {rate:,.0f} decisions/s on one core "
             f"({elapsed * 1e6 / len(stream):.2f} us each; {counts})"
@@ -335,6 +339,9 @@ def main() -> None:
             placements[ue] = Placement(placement.app, d.target)
     typical = [len(encode_state(s)) for s in states.values()]
     worst = len(encode_state(full_state(1_780_000_000.123)))
+    record("decide", "state per UE, serialized, typical", sum(typical) / len(typical), "B",
+           goal=1024, better="lower")  # fmt: skip
+    record("decide", "state per UE, serialized, worst case", worst, "B", goal=1024, better="lower")
     print(
         f"state per UE (serialized): typical mean {sum(typical) / len(typical):.0f} B, "
         f"max {max(typical)} B over {len(typical)} UEs; worst case (all rings full, "
@@ -345,6 +352,8 @@ def main() -> None:
         ("worst-case", [full_state(1_780_000_000.0 + i) for i in range(args.sample)]),
     ):
         as_objects, as_bytes = memory_per_ue(sample)
+        record("decide", f"memory for 1M tracked UEs, {label}", as_objects * 1e6 / 2**30, "GiB",
+               better="lower")  # fmt: skip
         print(
             f"memory per tracked UE, {label} states (key included): {as_objects:,.0f} B decoded, "
             f"{as_bytes:,.0f} B encoded -> 1M UEs: {as_objects * 1e6 / 2**30:.2f} GiB decoded, "

@@ -38,6 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import subscriber
+from bench.figures import record
 from subscriber.act.consumer import EventConsumer
 from subscriber.act.instances import parse_instances
 from subscriber.act.signals import SignalReceipt, connect, request_relocation
@@ -239,6 +240,16 @@ async def _main(args: argparse.Namespace) -> list[dict[str, Any]]:
             result = await measure(base, rate, args.seconds, args.ues, Path(work))
             results.append(result)
             d, g = result["decision"], result["signal"]
+            if d["p99_ms"] is not None:
+                record("e2e", "report -> decision recorded, p50", d["p50_ms"], "ms",
+                       better="lower", size=rate)  # fmt: skip
+                record("e2e", "report -> decision recorded, p99", d["p99_ms"], "ms",
+                       better="lower", size=rate)  # fmt: skip
+            if g["p99_ms"] is not None:
+                record("e2e", "report -> signal accepted, p50", g["p50_ms"], "ms",
+                       better="lower", size=rate)  # fmt: skip
+                record("e2e", "report -> signal accepted, p99", g["p99_ms"], "ms",
+                       goal=50 if rate == 1000 else None, better="lower", size=rate)  # fmt: skip
             print(
                 f"e2e {rate:>5}/s offered ({result['achieved_offered_rate']}/s achieved, "
                 f"{result['sustained_rate']}/s handled): decision p50 {d['p50_ms']} ms "

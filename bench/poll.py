@@ -29,6 +29,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.figures import record
 from subscriber.events import LocationEvent
 from subscriber.ingress.nrf import NrfClient
 from subscriber.ingress.poller import Poller
@@ -96,6 +97,10 @@ async def run(url: str, ues: int, moved: int, rounds: int) -> None:
                 state_bytes = _state_bytes(poller)
                 tracked = len(poller.state)
     rss_per_ue = (rss_after - rss_before) * 1_048_576 / max(tracked, 1)
+    busy_s = statistics.median(s for s, _ in busy)
+    record("poll", "poll-and-diff cycle, 1,000 UEs moved", busy_s, "s", goal=2.0, better="lower",
+           size=ues)  # fmt: skip
+    record("poll", "poller memory per tracked UE", state_bytes / tracked, "B", better="lower")
     print(f"UEs in the fake AMF: {ues:,}; OAuth on; state in a temporary directory")
     print(f"cold cycle (all UEs new): {cold_s:.3f} s, {cold_events:,} events")
     print(

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import subscriber
+from bench.figures import record
 from subscriber.decide.engine import read_bundle
 from subscriber.settings import Settings, load_settings
 from subscriber.sre.replay import Selection, replay_file
@@ -141,6 +142,7 @@ async def _bench(settings: Settings, args: argparse.Namespace) -> None:
             topic=f"bench-replay-{run}",
             compression="gzip",
         )
+        record("replay", "replay to Kafka, max speed", summary.rate, "events/s", size=args.ues)
         print(f"to Kafka (idempotent, acks=all, gzip): {summary.line()}")
 
         for topic in (f"bench-receiver-{run}",):
@@ -189,6 +191,9 @@ async def _to_receiver(
                     http2=http2,
                     concurrency=concurrency,
                 )
+                proto = "h2c" if http2 else "HTTP/1.1"
+                record("replay", f"replay to {what} over {proto}, {concurrency} UEs at once",
+                       summary.rate, "callbacks/s", size=concurrency)  # fmt: skip
                 print(f"to {what}, {concurrency} UEs at once: {summary.line()}")
     finally:
         child.terminate()

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import subscriber
+from bench.figures import record
 from subscriber.decide.bundle import load_bundle
 from subscriber.decide.engine import read_bundle
 from subscriber.events import LocationEvent
@@ -97,6 +98,9 @@ def main() -> None:
         for label, policy in (("example policy", None), ("no hysteresis", EAGER)):
             for apps in (all_apps[:1], all_apps):
                 best = max(_engine_rate(events, policy, apps) for _ in range(args.repeat))
+                if policy is None and len(apps) == 1:
+                    record("shadow", "shadow engine, example policy, 1 app per UE", best,
+                           "events/s", goal=100_000, size=args.ues)  # fmt: skip
                 print(
                     f"engine, {label}, {len(apps)} app(s) per UE: {best:,.0f} events/s "
                     f"({best * len(apps):,.0f} decisions/s)"
