@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ class Stream:
         self.acked: dict[int, list[int]] = {ue: [] for ue in range(UES)}
         self.count = 0
         self.retried = 0
+        self.latencies_s: list[float] = []
         self.kafka_back = asyncio.Event()
         self.reached: dict[int, asyncio.Event] = {
             KILL_AT: asyncio.Event(),
@@ -44,6 +46,7 @@ class Stream:
             if self.count >= HOLD_AT and not self.kafka_back.is_set():
                 await self.kafka_back.wait()
             body = amf_body(ue, seq)
+            posted = time.monotonic()
             for _ in range(50):  # the core retries a callback that was not acknowledged
                 try:
                     answer = await http.post(url, content=body, headers=JSON)
@@ -56,6 +59,7 @@ class Stream:
             else:
                 raise AssertionError(f"UE {ue} event {seq} never acknowledged")
             self.acked[ue].append(seq)
+            self.latencies_s.append(time.monotonic() - posted)
             self.count += 1
             for mark, reached in self.reached.items():
                 if self.count >= mark:
@@ -115,6 +119,7 @@ async def test_broker_killed_mid_stream_loses_no_acknowledged_event(
             await asyncio.to_thread(stop_service, private_stack, "kafka", hard=True)
             killed_at, acked_at_kill = time.monotonic(), stream.count
             await stream.reached[HOLD_AT].wait()
+            restarting_at = time.monotonic()
             await start_service(private_stack, "kafka")
             back_at, acked_at_back = time.monotonic(), stream.count
             spooled = metric(
@@ -134,10 +139,14 @@ async def test_broker_killed_mid_stream_loses_no_acknowledged_event(
             "events_acked": stream.count,
             "acked_during_outage": acked_at_back - acked_at_kill,
             "outage_s": round(back_at - killed_at, 1),
+            "broker_restart_s": round(back_at - restarting_at, 1),
             "spool_depth_at_restart": spooled,
             "drained_s_after_restart": round(drained - back_at, 1),
             "stream_s": round(finished - started, 1),
             "retried_posts": stream.retried,
+            "ack_p50_ms": round(statistics.median(stream.latencies_s) * 1000, 1),
+            "ack_p99_ms": round(statistics.quantiles(stream.latencies_s, n=100)[98] * 1000, 1),
+            "ack_max_ms": round(max(stream.latencies_s) * 1000, 1),
         }
     order = await read_topic(settings, UES * PER_UE)
     print(f"\nfault figures (kafka kill -9): {figures}")
