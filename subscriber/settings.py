@@ -41,6 +41,12 @@ class LogSettings(BaseModel):
     pseudonym_key: str = Field(
         "", description="Key for the hash that replaces SUPI/GPSI/IP values in logs."
     )
+    traces: Literal["off", "console", "otlp"] = Field(
+        "off",
+        description="Where OpenTelemetry spans go: off (context still propagates, nothing is "
+        "recorded), console (stdout), otlp (HTTP to otlp_endpoint; needs the otlp extra).",
+    )
+    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
 
 
 class KafkaSettings(BaseModel):
@@ -177,6 +183,9 @@ class RelocationSettings(BaseModel):
     emco_deployment_intent_group: str = "edge-dig"
     emco_cluster_provider: str = "edge-provider"
     emco_request_timeout_s: float = 10.0
+    metrics_port: int | None = Field(
+        None, description="Serve Prometheus metrics of 'subscriber worker' here (e.g. 9102)."
+    )
 
 
 class ActSettings(BaseModel):
@@ -193,6 +202,9 @@ class ActSettings(BaseModel):
     signal_retry_max_s: float = 30.0
     confirm_after_s: float = Field(
         30.0, description="Ask a workflow where its instance runs once a move is this old."
+    )
+    metrics_port: int | None = Field(
+        None, description="Serve Prometheus metrics of 'subscriber consume' here (e.g. 9101)."
     )
 
 

@@ -33,9 +33,11 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from opentelemetry import trace
 from prometheus_client import Counter, Gauge
 from temporalio.client import Client
 
+from subscriber import tracing
 from subscriber.act.handling import (
     Handled,
     UeRecord,
@@ -53,6 +55,7 @@ from subscriber.errors import SignalFailed, UndecodableEvent
 from subscriber.events import LocationEvent, decode_event
 from subscriber.logs import pseudonym
 from subscriber.settings import Settings
+from subscriber.tracing import root_context as otel_root
 
 log = structlog.get_logger()
 
@@ -320,13 +323,26 @@ class EventConsumer:
             topic=tp.topic, partition=tp.partition, offset=msg.offset
         )
         try:
-            try:
-                event = decode_event(msg.value or b"")
-            except UndecodableEvent as exc:
-                CONSUMED.labels("dead_letter").inc()
-                log.warning("consumer.undecodable", error=str(exc))
-                return [await self._dead_letter(tp, msg, str(exc))]
-            return await self._handle_event(tp.partition, event)
+            # The publisher's trace context: the signal below, sent inside this span, carries
+            # it on into the workflow (subscriber.tracing).
+            with tracing.span(
+                "consume event",
+                parent=tracing.context_from_kafka(msg.headers),
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": tp.topic,
+                    "messaging.destination.partition.id": str(tp.partition),
+                    "messaging.kafka.offset": msg.offset,
+                },
+            ):
+                try:
+                    event = decode_event(msg.value or b"")
+                except UndecodableEvent as exc:
+                    CONSUMED.labels("dead_letter").inc()
+                    log.warning("consumer.undecodable", error=str(exc))
+                    return [await self._dead_letter(tp, msg, str(exc))]
+                return await self._handle_event(tp.partition, event)
         finally:
             structlog.contextvars.unbind_contextvars("topic", "partition", "offset")
 
@@ -347,6 +363,7 @@ class EventConsumer:
             app_port=self._s.act.app_port,
             dedup_window=self._s.act.dedup_window,
         )
+        _annotate(event.event_id, alias, handled)
         if handled.duplicate:
             CONSUMED.labels("duplicate").inc()
             log.info("consumer.duplicate", event_id=event.event_id, ue=alias)
@@ -424,9 +441,11 @@ class EventConsumer:
                 ue_alias=alias,
                 app_port=self._s.act.app_port,
             )
-            sends += await self._carry_out(
-                partition, ue, handled, record.seen[-1] if record.seen else "", "recheck", alias
-            )
+            last_event = record.seen[-1] if record.seen else ""
+            # A recheck has no record to inherit a trace from: it starts its own.
+            with tracing.span("recheck", parent=otel_root()):
+                _annotate(last_event, alias, handled)
+                sends += await self._carry_out(partition, ue, handled, last_event, "recheck", alias)
             log.info(
                 "consumer.recheck",
                 ue=alias,
@@ -508,3 +527,32 @@ class EventConsumer:
                 continue
             position = self._consumer.last_stable_offset(tp) or highwater
             LAG.labels(str(tp.partition)).set(max(0, highwater - min(position, highwater)))
+
+
+def _annotate(event_id: str, alias: str, handled: Handled) -> None:
+    """Put the decisions on the current span: pseudonyms and codes only, never identities."""
+    current = trace.get_current_span()
+    if not current.is_recording():
+        return
+    current.set_attributes(
+        {
+            "subscriber.event_id": event_id,
+            "subscriber.ue": alias,
+            "subscriber.duplicate": handled.duplicate,
+            "subscriber.decision.actions": [a.decision.action.value for a in handled.audited],
+            "subscriber.decision.reasons": [a.decision.reason.value for a in handled.audited],
+            "subscriber.decision.apps": [a.instance.app for a in handled.audited],
+            "subscriber.requests": [r.request_id for r in handled.requests],
+        }
+    )
+    for audited in handled.audited:
+        current.add_event(
+            "decision",
+            {
+                "action": audited.decision.action.value,
+                "reason": audited.decision.reason.value,
+                "app": audited.instance.app,
+                "instance": audited.instance.instance,
+                "policy_version": audited.decision.version,
+            },
+        )

@@ -9,12 +9,14 @@ import signal
 from pathlib import Path
 
 import structlog
+from prometheus_client import start_http_server
 
 from subscriber.act.consumer import EventConsumer
 from subscriber.act.instances import Instances, parse_instances
 from subscriber.act.signals import connect
 from subscriber.decide.engine import PolicyHolder
 from subscriber.settings import Settings
+from subscriber.tracing import configure_tracing
 
 log = structlog.get_logger()
 
@@ -51,5 +53,13 @@ async def run(settings: Settings, _args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await consume(settings, stop)
+    if settings.act.metrics_port is not None:
+        # Decisions by reason, consumer lag and records by outcome (subscriber.act.consumer).
+        start_http_server(settings.act.metrics_port)
+    provider = configure_tracing(settings.log, service="subscriber-consumer")
+    try:
+        await consume(settings, stop)
+    finally:
+        if provider is not None:
+            provider.shutdown()
     return 0

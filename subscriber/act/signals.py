@@ -15,6 +15,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from subscriber.act.workflows import (
@@ -26,6 +27,7 @@ from subscriber.act.workflows import (
 )
 from subscriber.errors import SignalFailed
 from subscriber.settings import TemporalSettings
+from subscriber.tracing import temporal_interceptors
 
 # Worth another try later: the server is away, busy, or timed out.
 _RETRYABLE = frozenset(
@@ -49,8 +51,16 @@ class SignalReceipt:
     run_id: str | None
 
 
-async def connect(settings: TemporalSettings) -> Client:
+async def connect(settings: TemporalSettings, *, runtime: Runtime | None = None) -> Client:
     """A Temporal client with the pydantic data converter, as the worker uses.
+
+    It carries the OpenTelemetry interceptor (:mod:`subscriber.tracing`): a signal sent inside a
+    span continues that trace into the workflow and its activities, and a worker built on this
+    client inherits the interceptor.
+
+    Args:
+        settings: address and namespace.
+        runtime: a Temporal runtime of its own (the worker's, to export its metrics).
 
     Raises:
         SignalFailed: the server cannot be reached (retryable).
@@ -60,6 +70,8 @@ async def connect(settings: TemporalSettings) -> Client:
             settings.address,
             namespace=settings.namespace,
             data_converter=pydantic_data_converter,
+            interceptors=temporal_interceptors(),
+            runtime=runtime,
         )
     except RuntimeError as exc:
         raise SignalFailed(f"cannot connect to Temporal: {exc}", retryable=True) from exc

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import structlog
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from subscriber.act.activities import DnsPort, RelocationActivities
@@ -24,6 +25,7 @@ from subscriber.act.orchestrator import Orchestrator
 from subscriber.act.signals import connect
 from subscriber.act.workflows import RelocationWorkflow
 from subscriber.settings import Settings
+from subscriber.tracing import configure_tracing
 
 log = structlog.get_logger()
 
@@ -39,6 +41,24 @@ async def open_orchestrator(settings: Settings, stack: AsyncExitStack) -> Orches
 
     return await stack.enter_async_context(
         LocalOrchestrator(state_dir=reloc.local_dir, warmup_s=reloc.local_warmup_s)
+    )
+
+
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime serving Prometheus metrics on ``relocation.metrics_port``, if set.
+
+    It exports the SDK's own worker metrics and the workflow's ``subscriber_relocations_total``.
+    """
+    port = settings.relocation.metrics_port
+    if port is None:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=f"0.0.0.0:{port}",
+                counters_total_suffix=True,
+            )
+        )
     )
 
 
@@ -68,8 +88,11 @@ async def run(settings: Settings, args: argparse.Namespace | None = None) -> int
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    provider = configure_tracing(settings.log, service="subscriber-worker")
     async with AsyncExitStack() as stack:
-        client = await connect(settings.temporal)
+        if provider is not None:
+            stack.callback(provider.shutdown)
+        client = await connect(settings.temporal, runtime=metrics_runtime(settings))
         orchestrator = await open_orchestrator(settings, stack)
         dns = await stack.enter_async_context(PowerDns(settings.powerdns))
         await dns.ensure_zone()

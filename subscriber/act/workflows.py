@@ -29,6 +29,9 @@ with workflow.unsafe.imports_passed_through():
 
 WORKFLOW_NAME = "Relocation"
 SIGNAL_NAME = "relocate"
+OUTCOMES_METRIC = "subscriber_relocations"
+"""Counter of request outcomes by status, failed step and compensation; exported by the
+worker's Temporal runtime (``relocation.metrics_port``) with a ``_total`` suffix."""
 
 
 class Act:
@@ -312,6 +315,23 @@ class RelocationWorkflow:
         )
         self._history.append(outcome)
         del self._history[: -self._inp.history_limit]
+        # Temporal's workflow meter records nothing while replaying, so each outcome counts once.
+        workflow.metric_meter().create_counter(
+            OUTCOMES_METRIC, "Relocation requests by outcome"
+        ).add(
+            1,
+            {
+                "status": status.value,
+                "failed_step": outcome.failed_step.value if outcome.failed_step else "",
+                "compensation": (
+                    "errors"
+                    if outcome.compensation_errors
+                    else "done"
+                    if outcome.compensated
+                    else "none"
+                ),
+            },
+        )
         workflow.logger.info(
             "relocation outcome %s", status.value, extra={"request_id": request.request_id}
         )
