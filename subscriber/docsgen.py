@@ -255,7 +255,17 @@ def render_configuration(model: type[BaseModel] = Settings) -> str:
     return "\n".join(out)
 
 
-GENERATED: dict[str, Callable[[], str]] = {"configuration.md": render_configuration}
+def render_openapi() -> str:
+    """``docs/openapi.yaml``: the receiver's OpenAPI document (:mod:`subscriber.openapi`)."""
+    from subscriber.openapi import render_openapi as render
+
+    return render()
+
+
+GENERATED: dict[str, Callable[[], str]] = {
+    "configuration.md": render_configuration,
+    "openapi.yaml": render_openapi,
+}
 """Generated files, by name under ``docs/``, and the function that renders each."""
 
 
