@@ -114,6 +114,9 @@ class Publisher:
         self._has_pending = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._enqueue_lock = asyncio.Lock()
+        self._spool_queue: list[tuple[list[SpoolRecord], asyncio.Future[None]]] = []
+        self._spool_queued = asyncio.Event()
+        self._spool_writer: asyncio.Task[None] | None = None
         # murmur2 is pure Python in aiokafka: a UE's partition is computed once, not per event.
         self._partition_of: dict[tuple[str, bytes | None], int] = {}
         self._partition_counts: dict[str, int] = {}
@@ -134,6 +137,7 @@ class Publisher:
             self._drained.set()
         self._drainer = asyncio.create_task(self._drain_forever(), name="spool-drainer")
         self._flusher = asyncio.create_task(self._flush_forever(), name="kafka-flusher")
+        self._spool_writer = asyncio.create_task(self._write_spool_forever(), name="spool-writer")
         return self
 
     async def __aexit__(
@@ -148,6 +152,10 @@ class Publisher:
             if self._pending:
                 await asyncio.wait([*(w for _, w in self._pending)], timeout=self._timeout_s)
             await _cancel(self._flusher)
+        if self._spool_writer is not None:
+            if self._spool_queue:
+                await asyncio.wait([w for _, w in self._spool_queue], timeout=self._timeout_s)
+            await _cancel(self._spool_writer)
         if self._producer is not None:
             self._retire(self._producer)
             self._producer = None
@@ -214,11 +222,8 @@ class Publisher:
     async def _deliver(self, records: list[SpoolRecord]) -> None:
         producer = self._producer
         if self._degraded or producer is None:
-            async with self._lock:
-                if self._degraded or self._producer is None:
-                    await self._append(records)
-                    return
-                producer = self._producer
+            await self._to_spool(records)
+            return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((records, waiter))
         self._has_pending.set()
@@ -227,9 +232,8 @@ class Publisher:
                 await waiter
         except Exception as exc:  # no ack in time, or any send failure: the spool takes it
             log.warning("kafka_unavailable", error=type(exc).__name__, spooled=len(records))
-            async with self._lock:
-                self._enter_degraded(producer)
-                await self._append(records)
+            self._enter_degraded(producer)
+            await self._to_spool(records)
 
     async def _flush_forever(self) -> None:
         """Group commit: send everything queued as one set of batches, wait for the acks, repeat.
@@ -293,14 +297,48 @@ class Publisher:
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
 
-    async def _append(self, records: list[SpoolRecord]) -> None:
-        """Write to the own spool; the caller holds the lock."""
-        assert self._spool is not None, "publisher is not open"
-        await asyncio.to_thread(self._spool.append, records)
-        self._wake.set()
+    async def _to_spool(self, records: list[SpoolRecord]) -> None:
+        """Queue records for the spool writer and wait until they are fsync'ed.
+
+        The records are queued before the first await, so a drain that finds the spool and
+        this queue empty (and leaves spool mode) cannot miss them.
+        """
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._spool_queue.append((records, waiter))
+        self._spool_queued.set()
+        await waiter
+
+    async def _write_spool_forever(self) -> None:
+        """Group commit to the spool: every queued caller's records, then one fsync."""
+        while True:
+            await self._spool_queued.wait()
+            self._spool_queued.clear()
+            spool = self._spool
+            assert spool is not None, "publisher is not open"
+            async with self._lock:
+                queued, self._spool_queue = self._spool_queue, []
+                if not queued:
+                    continue
+                outcome: list[Exception | None]
+                try:
+                    outcome = [
+                        *await asyncio.to_thread(
+                            spool.append_groups, [records for records, _ in queued]
+                        )
+                    ]
+                except Exception as exc:  # the disk failed: every caller gets the error
+                    outcome = [exc] * len(queued)
+            for (_, waiter), error in zip(queued, outcome, strict=True):
+                if waiter.done():
+                    continue
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
+            self._wake.set()
 
     def _enter_degraded(self, producer: AIOKafkaProducer) -> None:
-        """Switch to spool mode; the caller holds the lock."""
+        """Switch to spool mode."""
         self._degraded = True
         self._drained.clear()
         if self._producer is producer:
@@ -401,7 +439,7 @@ class Publisher:
                     duration_ms=round((time.monotonic() - started) * 1000, 1),
                 )
         async with self._lock:
-            if self._all_empty():
+            if self._all_empty() and not self._spool_queue:
                 self._degraded = False
                 self._drained.set()
                 self._drop_empty_adopted()

@@ -206,8 +206,12 @@ class Spool:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def append(self, records: Sequence[SpoolRecord]) -> None:
+    def append(self, records: Sequence[SpoolRecord], *, sync: bool = True) -> None:
         """Append records and fsync; all or nothing.
+
+        Args:
+            records: what to append, in order.
+            sync: fsync before returning; :meth:`append_groups` syncs once for many appends.
 
         Raises:
             SpoolFull: they do not fit within ``max_bytes``; nothing was written.
@@ -226,14 +230,33 @@ class Spool:
         seg = self._segments[-1]
         try:
             writer.write(data)
-            writer.flush()
-            os.fsync(writer.fileno())
+            if sync:
+                os.fsync(writer.fileno())
         except OSError:
             # A partial write must not stay in front of later appends: cut it off again.
             writer.truncate(self._sizes[seg])
             raise
         self._sizes[seg] += len(data)
         self._pending += len(records)
+
+    def append_groups(self, groups: Sequence[Sequence[SpoolRecord]]) -> list[SpoolFull | None]:
+        """Append several callers' records with one fsync; each group is all or nothing.
+
+        Returns:
+            Per group, None when written, or the ``SpoolFull`` that refused it (nothing of it
+            was written). Groups are written in order; a refused one does not stop later ones.
+        """
+        outcome: list[SpoolFull | None] = []
+        for group in groups:
+            try:
+                self.append(group, sync=False)
+            except SpoolFull as exc:
+                outcome.append(exc)
+            else:
+                outcome.append(None)
+        if any(result is None for result in outcome):
+            self._sync()
+        return outcome
 
     # -- draining --------------------------------------------------------------------------
 
@@ -277,6 +300,10 @@ class Spool:
             self._cursor = (self._segments[0], 0)
         self._write_cursor()
 
+    def _sync(self) -> None:
+        if self._writer is not None:
+            os.fsync(self._writer.fileno())
+
     # -- files -----------------------------------------------------------------------------
 
     def _path(self, seg: int) -> Path:
@@ -288,6 +315,7 @@ class Spool:
         self._writer = self._path(self._segments[-1]).open("ab", buffering=0)
 
     def _rotate(self) -> None:
+        self._sync()  # appends with sync=False may still sit in the segment being closed
         seg = self._segments[-1] + 1
         self._segments.append(seg)
         self._sizes[seg] = 0

@@ -147,3 +147,14 @@ def test_claim_slots_gives_each_process_its_own_and_adopts_orphans(tmp_path: Pat
     assert _drain(adopted[0]) == _records(2)
     for spool in (own, *adopted):
         spool.close()
+
+
+def test_append_groups_keeps_order_and_refuses_only_what_does_not_fit(tmp_path: Path) -> None:
+    """Groups go in order with one fsync; a group that does not fit is refused on its own."""
+    spool = _open(tmp_path, max_bytes=260, segment_bytes=64)
+    outcome = spool.append_groups([_records(2), _records(9, 2), _records(1, 11)])
+    assert outcome[0] is None
+    assert isinstance(outcome[1], SpoolFull)
+    assert outcome[2] is None
+    assert _drain(spool) == [*_records(2), *_records(1, 11)]
+    spool.close()
