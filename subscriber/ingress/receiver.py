@@ -328,6 +328,7 @@ class Receiver:
                     await stack.enter_async_context(self.running())
                 except Exception as exc:
                     log.error("receiver_start_failed", error=type(exc).__name__, detail=str(exc))
+                    await stack.aclose()
                     await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
                     return
                 await send({"type": "lifespan.startup.complete"})
