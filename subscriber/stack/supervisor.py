@@ -15,7 +15,7 @@ from subscriber.settings import Settings
 from subscriber.stack import kafka, powerdns, temporal
 from subscriber.stack.prereq import ensure_prerequisites, temporal_binary
 from subscriber.stack.procs import (
-    free_port,
+    free_ports,
     free_udp_tcp_port,
     is_running,
     kill_hard,
@@ -32,10 +32,14 @@ SERVICES = ("kafka", "temporal", "powerdns")
 
 def _new_ports(name: str) -> dict[str, int]:
     if name == "kafka":
-        return {"broker": free_port(), "controller": free_port()}
+        broker, controller = free_ports(2)
+        return {"broker": broker, "controller": controller}
     if name == "temporal":
-        return {"grpc": free_port(), "http": free_port(), "metrics": free_port(), "ui": free_port()}
-    return {"dns": free_udp_tcp_port(), "api": free_port()}
+        grpc, http, metrics, ui = free_ports(4)
+        return {"grpc": grpc, "http": http, "metrics": metrics, "ui": ui}
+    dns = free_udp_tcp_port()
+    api = next(p for p in free_ports(2) if p != dns)
+    return {"dns": dns, "api": api}
 
 
 def _argv(
