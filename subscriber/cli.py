@@ -85,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="What to check (default: all).",
     )
     health.add_argument("--timeout", type=float, default=3.0, help="Seconds allowed per check.")
-    docs = _command(sub, "docs", "subscriber.docsgen:run", "Regenerate the generated docs.")
+    docs = _command(
+        sub,
+        "docs",
+        "subscriber.docsgen:run",
+        "Regenerate the generated docs (configuration.md, openapi.yaml).",
+    )
     docs.add_argument("--dir", type=Path, default=Path("docs"), help="The docs directory.")
     docs.add_argument("--check", action="store_true", help="Only report stale files (exit 1).")
 
