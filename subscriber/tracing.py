@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -43,6 +43,8 @@ TRACE_HEADERS = ("traceparent", "tracestate")
 """The W3C trace-context headers carried on HTTP and as Kafka record headers."""
 
 KafkaHeaders = tuple[tuple[str, bytes], ...]
+
+_recording = False
 
 
 def tracer() -> trace.Tracer:
@@ -86,10 +88,25 @@ def configure_tracing(
         if exporter is None:
             return None
         processor = BatchSpanProcessor(exporter)
+    global _recording
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
+    _recording = True
     return provider
+
+
+def shutdown_tracing(provider: TracerProvider | None) -> None:
+    """Export what is pending and stop recording (the process's spans become no-ops again)."""
+    global _recording
+    if provider is not None:
+        provider.shutdown()
+    _recording = False
+
+
+def recording() -> bool:
+    """True once :func:`configure_tracing` installed a provider (and until it is shut down)."""
+    return _recording
 
 
 def temporal_interceptors() -> list[TracingInterceptor]:
@@ -97,36 +114,61 @@ def temporal_interceptors() -> list[TracingInterceptor]:
     return [TracingInterceptor(tracer())]
 
 
-def context_from_http(headers: Iterable[tuple[bytes, bytes]]) -> otel_context.Context:
-    """The trace context of an ASGI request's headers (empty when it sent none)."""
+def context_from_http(headers: Iterable[tuple[bytes, bytes]]) -> otel_context.Context | None:
+    """The trace context of an ASGI request's headers; None when it sent none."""
     carrier: dict[str, str] = {}
     for name, value in headers:
         lname = name.lower()
         if lname in (b"traceparent", b"tracestate"):
             carrier[lname.decode()] = value.decode("latin-1")
-    return extract(carrier) if carrier else otel_context.Context()
+    return extract(carrier) if carrier else None
 
 
-def context_from_kafka(headers: Sequence[tuple[str, bytes]] | None) -> otel_context.Context:
-    """The trace context of a Kafka record's headers (empty when it has none)."""
+def context_from_kafka(headers: Sequence[tuple[str, bytes]] | None) -> otel_context.Context | None:
+    """The trace context of a Kafka record's headers; None when it has none."""
     carrier = {
         name: value.decode("latin-1")
         for name, value in headers or ()
         if name in TRACE_HEADERS and value
     }
-    return extract(carrier) if carrier else otel_context.Context()
+    return extract(carrier) if carrier else None
 
 
 def kafka_headers() -> KafkaHeaders:
     """The current trace context as Kafka record headers (empty outside a valid span)."""
+    if not in_span():
+        return ()
     carrier: dict[str, str] = {}
     inject(carrier)
     return tuple((name, carrier[name].encode()) for name in TRACE_HEADERS if name in carrier)
 
 
-def root_context() -> otel_context.Context:
-    """An empty context: a span started with it as parent begins a new trace."""
-    return otel_context.Context()
+@contextmanager
+def _attached(context: otel_context.Context) -> Iterator[None]:
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+def continue_trace(
+    name: str,
+    parent: otel_context.Context | None,
+    *,
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+    attributes: dict[str, Any] | None = None,
+) -> AbstractContextManager[Any]:
+    """A span continuing ``parent`` (an extracted context), or starting a trace when None.
+
+    While nothing records (tracing off) no span is made: an incoming context is only made
+    current, so it still reaches Kafka headers and Temporal, and without one this is free.
+    """
+    if _recording:
+        return span(name, parent=parent or otel_context.Context(), kind=kind, attributes=attributes)
+    if parent is not None:
+        return _attached(parent)
+    return nullcontext()
 
 
 def in_span() -> bool:

@@ -55,7 +55,6 @@ from subscriber.errors import SignalFailed, UndecodableEvent
 from subscriber.events import LocationEvent, decode_event
 from subscriber.logs import pseudonym
 from subscriber.settings import Settings
-from subscriber.tracing import root_context as otel_root
 
 log = structlog.get_logger()
 
@@ -325,9 +324,9 @@ class EventConsumer:
         try:
             # The publisher's trace context: the signal below, sent inside this span, carries
             # it on into the workflow (subscriber.tracing).
-            with tracing.span(
+            with tracing.continue_trace(
                 "consume event",
-                parent=tracing.context_from_kafka(msg.headers),
+                tracing.context_from_kafka(msg.headers),
                 kind=trace.SpanKind.CONSUMER,
                 attributes={
                     "messaging.system": "kafka",
@@ -443,7 +442,7 @@ class EventConsumer:
             )
             last_event = record.seen[-1] if record.seen else ""
             # A recheck has no record to inherit a trace from: it starts its own.
-            with tracing.span("recheck", parent=otel_root()):
+            with tracing.continue_trace("recheck", None):
                 _annotate(last_event, alias, handled)
                 sends += await self._carry_out(partition, ue, handled, last_event, "recheck", alias)
             log.info(

@@ -16,7 +16,7 @@ from subscriber.act.instances import Instances, parse_instances
 from subscriber.act.signals import connect
 from subscriber.decide.engine import PolicyHolder
 from subscriber.settings import Settings
-from subscriber.tracing import configure_tracing
+from subscriber.tracing import configure_tracing, shutdown_tracing
 
 log = structlog.get_logger()
 
@@ -60,6 +60,5 @@ async def run(settings: Settings, _args: argparse.Namespace) -> int:
     try:
         await consume(settings, stop)
     finally:
-        if provider is not None:
-            provider.shutdown()
+        shutdown_tracing(provider)
     return 0

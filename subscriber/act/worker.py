@@ -25,7 +25,7 @@ from subscriber.act.orchestrator import Orchestrator
 from subscriber.act.signals import connect
 from subscriber.act.workflows import RelocationWorkflow
 from subscriber.settings import Settings
-from subscriber.tracing import configure_tracing
+from subscriber.tracing import configure_tracing, shutdown_tracing
 
 log = structlog.get_logger()
 
@@ -90,8 +90,7 @@ async def run(settings: Settings, args: argparse.Namespace | None = None) -> int
         loop.add_signal_handler(sig, stop.set)
     provider = configure_tracing(settings.log, service="subscriber-worker")
     async with AsyncExitStack() as stack:
-        if provider is not None:
-            stack.callback(provider.shutdown)
+        stack.callback(shutdown_tracing, provider)
         client = await connect(settings.temporal, runtime=metrics_runtime(settings))
         orchestrator = await open_orchestrator(settings, stack)
         dns = await stack.enter_async_context(PowerDns(settings.powerdns))
