@@ -371,6 +371,11 @@ class Publisher:
             log.warning("kafka_unreachable", error=type(exc).__name__)
             self._retire(producer)
             return None
+        except asyncio.CancelledError:
+            # Shutdown cancelled the drainer mid-start: stop this producer too (__aexit__ waits
+            # for retiring producers), or the garbage collector warns about it later.
+            self._retire(producer)
+            raise
         return producer
 
     def _retire(self, producer: AIOKafkaProducer) -> None:
