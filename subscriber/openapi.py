@@ -139,6 +139,10 @@ def _responses() -> dict[str, Any]:
         "PayloadTooLarge": _problem(
             "The body (declared or read so far) is over receiver.max_body_bytes."
         ),
+        "RequestTimeout": _problem(
+            "The body was not complete within 10 s of its headers (free5GC's client has given "
+            "up by then); nothing was accepted."
+        ),
         "UnsupportedMediaType": _problem(
             "The body is not application/json.",
             {"Accept-Post": {"schema": {"type": "string", "enum": ["application/json"]}}},
@@ -159,6 +163,7 @@ def _responses() -> dict[str, Any]:
             "400": {"$ref": ref("BadRequest")},
             "404": {"$ref": ref("NotFound")},
             "405": {"$ref": ref("MethodNotAllowed")},
+            "408": {"$ref": ref("RequestTimeout")},
             "413": {"$ref": ref("PayloadTooLarge")},
             "415": {"$ref": ref("UnsupportedMediaType")},
             "500": {"$ref": ref("InternalError")},

@@ -60,7 +60,7 @@ def test_every_route_and_answer_is_described() -> None:
     assert {"/healthz", "/readyz", "/metrics"} <= set(paths)
     for kind in KINDS:
         responses = paths[f"/callbacks/{kind}/{{key}}"]["post"]["responses"]
-        assert set(responses) == {"204", "400", "404", "405", "413", "415", "500", "503"}
+        assert set(responses) == {"204", "400", "404", "405", "408", "413", "415", "500", "503"}
     unavailable = openapi_document()["components"]["responses"]["Unavailable"]
     assert unavailable["headers"]["Retry-After"]["required"] is True
 

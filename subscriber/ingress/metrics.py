@@ -25,6 +25,7 @@ REJECT_REASONS = (
     "invalid_body",
     "unsupported_media_type",
     "body_too_large",
+    "body_timeout",
     "spool_full",
     "internal_error",
 )

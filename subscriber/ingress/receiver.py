@@ -9,12 +9,13 @@ Routes:
 
 Answers: 204 once every normalized event is acknowledged by Kafka or fsync'ed to the spool;
 404 for an unknown subscription; 413 past ``max_body_bytes`` (answered as soon as the
-Content-Length or the bytes read so far pass it); 415 unless ``application/json``; 400 naming
-the invalid parameters; 503 with ``Retry-After`` when the spool is full; 500 for anything
-unexpected. Every error is TS 29.571 ProblemDetails (``application/problem+json``) without a
-stack trace, and every rejected body also goes, size-capped and with the reason, to the
-dead-letter topic in the background. The app is served by granian (:mod:`.server`); why
-granian, the ordering argument and the measurements are in docs/receiver.md.
+Content-Length or the bytes read so far pass it); 408 for a body not complete within 10 s;
+415 unless ``application/json``; 400 naming the invalid parameters; 503 with ``Retry-After``
+when the spool is full; 500 for anything unexpected. Every error is TS 29.571 ProblemDetails
+(``application/problem+json``) without a stack trace, and every rejected body (but a timed-out
+one) also goes, size-capped and with the reason, to the dead-letter topic in the background.
+The app is served by granian (:mod:`.server`); why granian, the ordering argument and the
+measurements are in docs/receiver.md.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ Send = Callable[[Message], Awaitable[None]]
 _CALLBACK_PREFIX = "/callbacks/"
 _JSON = "application/json"
 _FIRST_CHUNK_WAIT_S = 0.2
+# free5GC's client gives up on a callback after 10 s (docs/receiver.md), so nobody waits for the
+# answer to a body still arriving after that; without a deadline, stalled bodies would hold
+# granian's request slots (1024 per worker) until their clients left.
+_BODY_TIMEOUT_S = 10.0
 _PROBLEM_HEADERS = [(b"content-type", b"application/problem+json")]
 
 
@@ -423,18 +428,28 @@ class Receiver:
             )
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            chunk: bytes = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                chunks.append(chunk)
-                if size > cap:
-                    break
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(_BODY_TIMEOUT_S):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _ClientGone
+                    chunk: bytes = message.get("body", b"")
+                    if chunk:
+                        size += len(chunk)
+                        chunks.append(chunk)
+                        if size > cap:
+                            break
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            raise _Rejected(
+                408,
+                "body_timeout",
+                f"the body was not complete within {_BODY_TIMEOUT_S:g} s",
+                title="Request Timeout",
+                dead_letter=False,
+            ) from None
         body = b"".join(chunks)
         if size > cap:
             raise _Rejected(
