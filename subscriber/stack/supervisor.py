@@ -118,6 +118,24 @@ async def _start(
     )
 
 
+async def _start_fresh(
+    settings: Settings, name: str, api_key: str, attempts: int = 3
+) -> ServiceState:
+    """Start ``name`` on new ports, picking others when the chosen ones were taken meanwhile.
+
+    A port found free can be taken (by any process's ephemeral port) before the service, seconds
+    later, binds it; on a busy machine that made stack start-ups fail now and then.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return await _start(settings, name, _new_ports(name), api_key, fresh=True)
+        except StackError as exc:
+            if attempt == attempts or "already in use" not in str(exc).lower():
+                raise
+            log.warning("stack.port_taken", service=name, attempt=attempt)
+    raise AssertionError("unreachable")
+
+
 async def _reusable(name: str, svc: ServiceState, api_key: str) -> bool:
     return is_running(svc.pid, svc.start_ticks) and await _probe(name, svc.ports, api_key)()
 
@@ -141,7 +159,7 @@ async def up(settings: Settings) -> tuple[StackState, dict[str, str]]:
             continue
         if svc is not None:
             stop(svc.pid, svc.start_ticks)
-        starts[name] = _start(settings, name, _new_ports(name), api_key, fresh=True)
+        starts[name] = _start_fresh(settings, name, api_key)
     results = await asyncio.gather(*starts.values(), return_exceptions=True)
     errors = []
     for name, result in zip(starts, results, strict=True):
