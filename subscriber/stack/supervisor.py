@@ -130,7 +130,9 @@ async def _start_fresh(
         try:
             return await _start(settings, name, _new_ports(name), api_key, fresh=True)
         except StackError as exc:
-            if attempt == attempts or "already in use" not in str(exc).lower():
+            # The whole log: Kafka logs its shutdown after the bind error, past the error's tail.
+            text = f"{exc} {_read_log(settings.stack.dir / name / f'{name}.log')}"
+            if attempt == attempts or "already in use" not in text.lower():
                 raise
             log.warning("stack.port_taken", service=name, attempt=attempt)
     raise AssertionError("unreachable")
