@@ -345,7 +345,7 @@ class RelocationWorkflow:
             return
         self._in_flight = request
         self._marks = []
-        deployed = dns_changed = False
+        deployed = dns_changed = dns_set = False
         dns_switched_at: datetime | None = None
         app, instance = self._inp.app, self._inp.instance
         try:
@@ -378,6 +378,7 @@ class RelocationWorkflow:
                 retry_policy=_RETRY,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
+            dns_set = True
             self._enter(Step.DNS_CONFIRM)
             await workflow.execute_activity(
                 Act.CONFIRM_DNS,
@@ -402,7 +403,7 @@ class RelocationWorkflow:
             failed_step = self._step
             step_ms = self._step_ms()
             done, errors, kept_target = await self._compensate(
-                source, target, deployed=deployed, dns_changed=dns_changed
+                source, target, deployed=deployed, dns_changed=dns_changed, dns_set=dns_set
             )
             if kept_target:
                 self._placement = target
@@ -448,7 +449,13 @@ class RelocationWorkflow:
         }
 
     async def _compensate(
-        self, source: Placement | None, target: Placement, *, deployed: bool, dns_changed: bool
+        self,
+        source: Placement | None,
+        target: Placement,
+        *,
+        deployed: bool,
+        dns_changed: bool,
+        dns_set: bool = True,
     ) -> tuple[list[str], list[str], bool]:
         """Undo a failed move in reverse; return what was undone, what failed, and whether the
         target had to be kept because the source no longer serves."""
@@ -477,9 +484,11 @@ class RelocationWorkflow:
                     )
                     done.append("dns_restored")
                 except ActivityError as exc:
-                    # DNS may still point at the target: removing it could leave nothing serving.
                     errors.append(f"dns_restore: {_error_text(exc)}")
-                    keep_target = True
+                    # Once the change was accepted, DNS may point at the target: removing it
+                    # could leave nothing serving. A change the API never accepted left DNS on
+                    # the source, so the target goes and the source stays the placement.
+                    keep_target = dns_set or not workflow.patched("dns-never-set-keeps-source")
             else:
                 keep_target = True
                 done.append("kept_target_source_not_serving")

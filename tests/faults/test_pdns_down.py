@@ -112,17 +112,15 @@ async def test_powerdns_down_during_the_dns_step(
             else:
                 assert outcome.status is Status.FAILED
                 assert outcome.failed_step is Step.DNS
-                # Compensation cannot restore DNS either, so it keeps the target rather than
-                # risk removing what DNS might name; the record never changed, so DNS still
-                # names the source, which was never removed: the app serves from the source.
+                # Compensation cannot restore DNS either; but the change never reached the
+                # server, so DNS still names the source: the target is removed and the source,
+                # never touched, stays the placement and keeps serving.
                 assert [e.split(":", 1)[0] for e in outcome.compensation_errors] == ["dns_restore"]
+                assert "target_removed" in outcome.compensated
                 assert await pdns.query_a(name) == [a.address]
                 assert await fetch(a) == "edge1"
-                assert sorted(local.running()) == [
-                    (req.app, req.instance, "edge1"),
-                    (req.app, req.instance, "edge2"),
-                ]
-                assert state.placement == b
+                assert sorted(local.running()) == [(req.app, req.instance, "edge1")]
+                assert state.placement == a
             assert state.in_flight is None
             assert dns.failures >= 1
         finally:
