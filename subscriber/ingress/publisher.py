@@ -29,7 +29,9 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
+from opentelemetry.trace import SpanKind
 
+from subscriber import tracing
 from subscriber.events import LocationEvent, encode_event
 from subscriber.ingress.spool import Spool, SpoolBatch, SpoolRecord, claim_slots
 from subscriber.settings import KafkaSettings, ReceiverSettings
@@ -199,10 +201,18 @@ class Publisher:
             subscriber.errors.SpoolFull: Kafka is unreachable and the spool has no room;
                 nothing was accepted.
         """
+        if tracing.in_span() or not tracing.recording():
+            await self._deliver(self._event_records(events))
+            return
+        # Events with no caller's trace (the poller's): each publish starts its own.
+        with tracing.continue_trace("publish events", None, kind=SpanKind.PRODUCER):
+            await self._deliver(self._event_records(events))
+
+    def _event_records(self, events: Sequence[LocationEvent]) -> list[SpoolRecord]:
+        """Event records carrying the current trace context as headers (kept by the spool)."""
         topic = self._kafka.events_topic
-        await self._deliver(
-            [SpoolRecord(topic, e.partition_key(), encode_event(e)) for e in events]
-        )
+        headers = tracing.kafka_headers()
+        return [SpoolRecord(topic, e.partition_key(), encode_event(e), headers) for e in events]
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Put a rejected body on the dead-letter topic (or the spool); never raises.
@@ -290,10 +300,18 @@ class Publisher:
             for (topic, partition), group in groups.items():
                 batch = producer.create_batch()
                 for record in group:
-                    if batch.append(key=record.key, value=record.value, timestamp=None) is None:
+                    headers = list(record.headers)
+                    if (
+                        batch.append(
+                            key=record.key, value=record.value, timestamp=None, headers=headers
+                        )
+                        is None
+                    ):
                         futures.append(await producer.send_batch(batch, topic, partition=partition))
                         batch = producer.create_batch()
-                        batch.append(key=record.key, value=record.value, timestamp=None)
+                        batch.append(
+                            key=record.key, value=record.value, timestamp=None, headers=headers
+                        )
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
 

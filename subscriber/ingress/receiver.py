@@ -34,7 +34,9 @@ from typing import Any, Protocol
 
 import orjson
 import structlog
+from opentelemetry import trace
 
+from subscriber import tracing
 from subscriber.errors import InvalidCallback, InvalidParam, SpoolFull
 from subscriber.events import LocationEvent
 from subscriber.ingress.metrics import KINDS, REJECT_REASONS, ReceiverMetrics
@@ -300,7 +302,16 @@ class Receiver:
         path: str = scope["path"]
         method: str = scope["method"]
         if path.startswith(_CALLBACK_PREFIX):
-            await self._callback(scope, receive, send)
+            kind = path[len(_CALLBACK_PREFIX) :].partition("/")[0]
+            # The core's trace (free5GC's otelhttp client sends traceparent), or a new one;
+            # the publisher copies it into the events' Kafka headers.
+            with tracing.continue_trace(
+                f"{method} /callbacks/{kind}",
+                tracing.context_from_http(scope.get("headers", ())),
+                kind=trace.SpanKind.SERVER,
+                attributes={"http.request.method": method, "subscriber.callback.kind": kind},
+            ):
+                await self._callback(scope, receive, send)
         elif path == "/healthz" and method == "GET":
             await _respond(send, 200, b'{"status":"ok"}', [(b"content-type", _JSON.encode())])
         elif path == "/readyz" and method == "GET":
@@ -551,6 +562,15 @@ class Receiver:
     def _log(
         self, kind: str, key: str, status: int, outcome: str, events: int, started: float
     ) -> None:
+        current = trace.get_current_span()
+        if current.is_recording():
+            current.set_attributes(
+                {
+                    "http.response.status_code": status,
+                    "subscriber.outcome": outcome,
+                    "subscriber.events": events,
+                }
+            )
         log.info(
             "callback",
             kind=kind,

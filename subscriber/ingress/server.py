@@ -27,6 +27,7 @@ from subscriber.ingress.receiver import (
 )
 from subscriber.logs import configure_logging
 from subscriber.settings import Settings
+from subscriber.tracing import configure_tracing
 
 RegistryFactory = Callable[[Settings], SubscriptionRegistry]
 DEFAULT_REGISTRY = "subscriber.ingress.subscriptions:registry_for"
@@ -90,6 +91,7 @@ def load_app(settings_json: str, registry_target: str) -> Receiver:
     """Build the app inside a granian worker process (picklable: a function and two strings)."""
     settings = Settings.model_validate_json(settings_json)
     configure_logging(settings.log)
+    configure_tracing(settings.log, service="subscriber-receiver")  # in each worker process
     registry = _resolve(registry_target)(settings)
     return build_receiver(settings, registry=registry)  # type: ignore[arg-type]
 

@@ -32,8 +32,13 @@ from subscriber.errors import SpoolFull
 log = structlog.get_logger()
 
 _FRAME = struct.Struct(">II")  # payload length, crc32(payload)
-_HEAD = struct.Struct(">HI")  # topic length, key length (_NO_KEY: no key)
+_HEAD = struct.Struct(">HI")  # topic length (| _HAS_HEADERS), key length (_NO_KEY: no key)
 _NO_KEY = 0xFFFFFFFF
+# Kafka topic names have at most 249 characters, so the top bit of the topic length is free:
+# set, a header block follows the key. Records written before headers existed still decode.
+_HAS_HEADERS = 0x8000
+_COUNT = struct.Struct(">H")
+_HEADER = struct.Struct(">HI")  # name length, value length
 _SEGMENT_SUFFIX = ".seg"
 _MAX_SLOTS = 64
 
@@ -45,26 +50,48 @@ class SpoolRecord:
     topic: str
     key: bytes | None
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+    """Kafka record headers (the trace context, see :mod:`subscriber.tracing`)."""
 
     def encode(self) -> bytes:
         """The record as the payload of one frame."""
         topic = self.topic.encode()
         key = self.key or b""
-        head = _HEAD.pack(len(topic), _NO_KEY if self.key is None else len(key))
-        return head + topic + key + self.value
+        flag = _HAS_HEADERS if self.headers else 0
+        head = _HEAD.pack(len(topic) | flag, _NO_KEY if self.key is None else len(key))
+        if not self.headers:
+            return head + topic + key + self.value
+        block = [_COUNT.pack(len(self.headers))]
+        for name, value in self.headers:
+            raw = name.encode()
+            block += [_HEADER.pack(len(raw), len(value)), raw, value]
+        return head + topic + key + b"".join(block) + self.value
 
     @classmethod
     def decode(cls, payload: bytes) -> SpoolRecord:
         """Parse a frame payload written by :meth:`encode`."""
         topic_len, key_len = _HEAD.unpack_from(payload)
         pos = _HEAD.size
+        has_headers = bool(topic_len & _HAS_HEADERS)
+        topic_len &= ~_HAS_HEADERS
         topic = payload[pos : pos + topic_len].decode()
         pos += topic_len
         key: bytes | None = None
         if key_len != _NO_KEY:
             key = payload[pos : pos + key_len]
             pos += key_len
-        return cls(topic=topic, key=key, value=payload[pos:])
+        headers: list[tuple[str, bytes]] = []
+        if has_headers:
+            (count,) = _COUNT.unpack_from(payload, pos)
+            pos += _COUNT.size
+            for _ in range(count):
+                name_len, value_len = _HEADER.unpack_from(payload, pos)
+                pos += _HEADER.size
+                name = payload[pos : pos + name_len].decode()
+                pos += name_len
+                headers.append((name, payload[pos : pos + value_len]))
+                pos += value_len
+        return cls(topic=topic, key=key, value=payload[pos:], headers=tuple(headers))
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from subscriber.ingress.poller import EventSink, Poller
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.subscriptions import SubscriptionManager
 from subscriber.settings import Settings
+from subscriber.tracing import configure_tracing, shutdown_tracing
 
 log = structlog.get_logger()
 
@@ -88,5 +89,9 @@ async def run(settings: Settings, _args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await track(settings, stop)
+    provider = configure_tracing(settings.log, service="subscriber-tracker")
+    try:
+        await track(settings, stop)
+    finally:
+        shutdown_tracing(provider)
     return 0
