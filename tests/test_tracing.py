@@ -42,7 +42,7 @@ from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.receiver import Receiver, default_normalizers
 from subscriber.ingress.server import StaticRegistry
 from subscriber.ingress.spool import SpoolRecord
-from subscriber.settings import LogSettings, PolicySettings, Settings
+from subscriber.settings import KafkaSettings, LogSettings, PolicySettings, Settings
 from tests.act.conftest import make_request, running_worker, serve_from, tuned, until, wait_history
 from tests.act.events import POLICY, T0, TOPOLOGY, TOWER
 from tests.act.kafka_util import create_topic, read_all
@@ -119,7 +119,7 @@ def _port_free_on_both() -> int:
 
 
 @asynccontextmanager
-async def consuming(settings: Settings, client: Client) -> AsyncIterator[None]:
+async def consuming(settings: Settings, client: Client) -> AsyncIterator[EventConsumer]:
     """The real consumer, running in the background for the block."""
     async with PolicyHolder(settings.policy) as holder:
         assert settings.act.instances_file is not None
@@ -132,7 +132,7 @@ async def consuming(settings: Settings, client: Client) -> AsyncIterator[None]:
             stop = asyncio.Event()
             task = asyncio.create_task(consumer.run(stop))
             try:
-                yield
+                yield consumer
             finally:
                 stop.set()
                 await task
@@ -229,6 +229,27 @@ def _events(body: bytes) -> list[LocationEvent]:
     )
 
 
+async def _post_crossing(kafka: KafkaSettings, settings: Settings) -> dict[str, int]:
+    """The core: 32 reports of a UE crossing to tower 2, each callback with its own trace."""
+    sent: dict[str, int] = {}
+    async with Publisher(kafka=kafka, receiver=settings.receiver) as publisher:
+        app = Receiver(
+            settings=settings.receiver,
+            normalizers=default_normalizers(),
+            registry=StaticRegistry([("amf", "loc-1")]),
+            publisher=publisher,
+        )
+        for n in range(32):
+            trace_id, parent = traceparent(n)
+            sent[trace_id] = n
+            headers = [(b"content-type", b"application/json"), (b"traceparent", parent.encode())]
+            status = await post(
+                app, "/callbacks/amf/loc-1", amf_body(n, 1 if n < 2 else 2), headers
+            )
+            assert status == 204
+    return sent
+
+
 @pytest.mark.stack
 async def test_one_trace_from_callback_to_workflow_activities(
     stack_settings: Settings,
@@ -254,24 +275,6 @@ async def test_one_trace_from_callback_to_workflow_activities(
     await create_topic(kafka.bootstrap_servers, kafka.events_topic)
     client = await connect(settings.temporal)
 
-    # The core: one traceparent (its own trace) per callback, as otelhttp sends it.
-    sent: dict[str, int] = {}
-    async with Publisher(kafka=kafka, receiver=settings.receiver) as publisher:
-        app = Receiver(
-            settings=settings.receiver,
-            normalizers=default_normalizers(),
-            registry=StaticRegistry([("amf", "loc-1")]),
-            publisher=publisher,
-        )
-        for n in range(32):
-            trace_id, parent = traceparent(n)
-            sent[trace_id] = n
-            headers = [(b"content-type", b"application/json"), (b"traceparent", parent.encode())]
-            status = await post(
-                app, "/callbacks/amf/loc-1", amf_body(n, 1 if n < 2 else 2), headers
-            )
-            assert status == 204
-
     source = Placement(cluster="edge-1", address=EDGE["edge-1"], port=port)
     reloc = settings.relocation
     async with (
@@ -285,7 +288,14 @@ async def test_one_trace_from_callback_to_workflow_activities(
 
         try:
             await serve_from(local, pdns, _Req(), source)  # type: ignore[arg-type]
-            async with running_worker(client, settings, local, pdns), consuming(settings, client):
+            async with (
+                running_worker(client, settings, local, pdns),
+                consuming(settings, client) as consumer,
+            ):
+                # Events only once the consumer owns its partition and has restored it, so the
+                # group's first join (slow on a busy broker) is out of the way.
+                await until(lambda: 0 in consumer.records, timeout_s=60)
+                sent = await _post_crossing(kafka, settings)
                 handle = client.get_workflow_handle_for(
                     RelocationWorkflow.run, workflow_id(APP, instance)
                 )
