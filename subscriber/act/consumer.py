@@ -178,7 +178,13 @@ class EventConsumer:
                         )
                     ]
                 )
-            self._state_partitions = await _partition_count(admin, kafka.state_topic)
+            # A topic just created may not be described yet on a busy broker: 0 partitions
+            # here would skip every restore, so wait (bounded) until it is.
+            for _ in range(50):
+                self._state_partitions = await _partition_count(admin, kafka.state_topic)
+                if self._state_partitions:
+                    break
+                await asyncio.sleep(0.1)
         finally:
             await admin.close()
 
@@ -203,18 +209,19 @@ class EventConsumer:
         """Load the UE records of ``partitions`` from the changelog, replacing what we had."""
         started = time.monotonic()
         kafka = self._s.kafka
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False
-        )
-        await reader.start()
-        try:
-            tps = [
-                TopicPartition(kafka.state_topic, p)
-                for p in partitions
-                if p < self._state_partitions
-            ]
-            restored: dict[int, dict[str, UeRecord]] = {p: {} for p in partitions}
-            if tps:
+        tps = [
+            TopicPartition(kafka.state_topic, p) for p in partitions if p < self._state_partitions
+        ]
+        restored: dict[int, dict[str, UeRecord]] = {p: {} for p in partitions}
+        # No reader without partitions to read: aiokafka's stop() right after start() raises
+        # CancelledError (its group-less coordinator awaits a task it cancelled before it ran),
+        # which ended the consumer as if it had been cancelled.
+        if tps:
+            reader = AIOKafkaConsumer(
+                bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False
+            )
+            await reader.start()
+            try:
                 reader.assign(tps)
                 await reader.seek_to_beginning(*tps)
                 ends = await reader.end_offsets(tps)
@@ -225,8 +232,8 @@ class EventConsumer:
                         for msg in msgs:
                             self._apply_changelog(restored[tp.partition], msg.key, msg.value)
                     pending = {tp for tp in pending if await reader.position(tp) < ends[tp]}
-        finally:
-            await reader.stop()
+            finally:
+                await reader.stop()
         self.records.update(restored)
         for p, records in restored.items():
             for ue, record in records.items():
