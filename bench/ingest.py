@@ -40,6 +40,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.figures import record
 from subscriber.settings import Settings
 from subscriber.stack.state import read_state
 
@@ -264,9 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         p99 = _median([r[1].p99_ms for r in runs])
         rate = _median([r[1].rps for r in runs])
         medians[name] = sat
+        record("ingest", f"{name}: saturation, h2c", sat, "req/s")
+        record("ingest", f"{name}: p50 at {args.rate} req/s", p50, "ms", better="lower")
+        record("ingest", f"{name}: p99 at {args.rate} req/s", p99, "ms", better="lower")
         print(f"{name:<8} {sat:>17,.0f} {fails:>5} {rate:>6,.0f} {p50:>7.2f} {p99:>7.2f}")
         print(f"         rounds: {', '.join(f'{r[0].rps:,.0f}' for r in runs)}")
     ratio = medians["ours"] / medians["ceiling"]
+    record("ingest", "ours / ceiling, saturation", ratio, "ratio", goal=0.8)
     print(f"ours/ceiling = {ratio:.2f} (goal >= 0.8)")
     ours_ok = sum(r[0].succeeded + r[1].succeeded for r in results["ours"])
     print(
