@@ -237,7 +237,9 @@ async def _main(args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
     with tempfile.TemporaryDirectory() as work:
         for rate in args.rates:
-            result = await measure(base, rate, args.seconds, args.ues, Path(work))
+            # Enough reports per UE to cross the dwell: fewer UEs at lower rates.
+            ues = args.ues or max(50, rate // 2)
+            result = await measure(base, rate, args.seconds, ues, Path(work))
             results.append(result)
             d, g = result["decision"], result["signal"]
             if d["p99_ms"] is not None:
@@ -265,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.e2e", description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--ues", type=int, default=500)
+    parser.add_argument("--ues", type=int, help="UEs (default: half the rate, at least 50).")
     parser.add_argument("--json", type=Path, help="Write the figures here too.")
     args = parser.parse_args(argv)
     print(f"machine: {_machine()}")
