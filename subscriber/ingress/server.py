@@ -11,9 +11,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 
+import structlog
 from granian.constants import HTTPModes, Interfaces
 from granian.log import LogLevels
 from granian.server import Server as Granian
@@ -26,8 +33,10 @@ from subscriber.ingress.receiver import (
     default_normalizers,
 )
 from subscriber.logs import configure_logging
-from subscriber.settings import Settings
+from subscriber.settings import Settings, to_env
 from subscriber.tracing import configure_tracing
+
+log = structlog.get_logger()
 
 RegistryFactory = Callable[[Settings], SubscriptionRegistry]
 DEFAULT_REGISTRY = "subscriber.ingress.subscriptions:registry_for"
@@ -121,7 +130,55 @@ def run_server(settings: Settings, registry_target: str = DEFAULT_REGISTRY) -> N
     server.serve(target_loader=loader, wrap_loader=False)
 
 
+@dataclass
+class _Tracker:
+    proc: subprocess.Popen[bytes]
+    stopping: threading.Event
+
+
+def _start_tracker(settings: Settings) -> _Tracker | None:
+    """``subscriber track`` beside the receiver when a core is configured; None otherwise.
+
+    granian owns this process's main loop, so the poller and the subscription manager run as a
+    child. If the child dies on its own, this process is told to stop too, so that a
+    supervisor restarts the pair rather than leaving a receiver whose core nobody polls.
+    """
+    if settings.core.nrf_url is None and settings.core.amf_url is None:
+        return None
+    child = subprocess.Popen(
+        [sys.executable, "-m", "subscriber", "track"],
+        env={**os.environ, **to_env(settings)},
+    )
+    stopping = threading.Event()
+
+    def watch() -> None:
+        child.wait()
+        if not stopping.is_set():
+            log.error("serve.tracker_exited", code=child.returncode)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="tracker-watch", daemon=True).start()
+    return _Tracker(child, stopping)
+
+
+def _stop_tracker(tracker: _Tracker) -> None:
+    tracker.stopping.set()
+    child = tracker.proc
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
 def serve(settings: Settings, args: argparse.Namespace) -> int:
-    """The ``serve`` subcommand."""
-    run_server(settings, getattr(args, "registry", None) or DEFAULT_REGISTRY)
+    """The ``serve`` subcommand: the receiver, and the tracker when a core is configured."""
+    tracker = _start_tracker(settings)
+    try:
+        run_server(settings, getattr(args, "registry", None) or DEFAULT_REGISTRY)
+    finally:
+        if tracker is not None:
+            _stop_tracker(tracker)
     return 0
