@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import platform
 import random
 import time
 import tracemalloc
 from datetime import UTC, datetime
-from pathlib import Path
 
 import yaml
 
-from bench.figures import record
+from bench.figures import machine, record
 from subscriber.decide.bundle import Bundle, load_bundle
 from subscriber.decide.policy import Action, Placement, decide
 from subscriber.decide.state import (
@@ -255,17 +252,6 @@ def memory_per_ue(states: list[UeState]) -> tuple[float, float]:
     return as_objects, as_bytes
 
 
-def _machine() -> str:
-    model = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}"
-
-
 def main() -> None:
     """Build the workload, run the measurements, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -276,7 +262,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="Runs per figure; the best counts.")
     args = parser.parse_args()
 
-    print(f"machine: {_machine()}")
+    print(f"machine: {machine()}")
     topo_text = yaml.safe_dump(synthetic_topology(args.towers))
     t = time.perf_counter()
     bundle = load_bundle(topo_text)

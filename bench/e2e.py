@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -38,7 +37,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import subscriber
-from bench.figures import record
+from bench.figures import machine, record
 from subscriber.act.consumer import EventConsumer
 from subscriber.act.instances import parse_instances
 from subscriber.act.signals import SignalReceipt, connect, request_relocation
@@ -216,18 +215,6 @@ async def measure(
     }
 
 
-def _machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown CPU",
-    )
-    return f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}"
-
-
 async def _main(args: argparse.Namespace) -> list[dict[str, Any]]:
     configure_logging(LogSettings(level="error", format="json"))
     stack_dir = os.environ.get("SUBSCRIBER_STACK__DIR")
@@ -270,10 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ues", type=int, help="UEs (default: half the rate, at least 50).")
     parser.add_argument("--json", type=Path, help="Write the figures here too.")
     args = parser.parse_args(argv)
-    print(f"machine: {_machine()}")
+    print(f"machine: {machine()}")
     results = asyncio.run(_main(args))
     if args.json:
-        args.json.write_text(json.dumps({"machine": _machine(), "e2e": results}, indent=2))
+        args.json.write_text(json.dumps({"machine": machine(), "e2e": results}, indent=2))
     # temporalio's runtime can abort at interpreter exit (sdk-python#300): leave cleanly.
     os._exit(0)
 

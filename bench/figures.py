@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from typing import Literal
 
 
@@ -46,3 +47,15 @@ def record(
     }
     with open(path, "a") as out:
         out.write(json.dumps(line) + "\n")
+
+
+def machine() -> str:
+    """The CPU model, core count and Python version: what every figure was measured on."""
+    model = "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    return f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import socket
 import sys
 import tempfile
@@ -27,24 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import subscriber
-from bench.figures import record
+from bench.figures import machine, record
 from subscriber.decide.engine import read_bundle
 from subscriber.settings import Settings, load_settings
 from subscriber.sre.replay import Selection, replay_file
 from subscriber.sre.simulate import Mobility, simulate, to_recording
 
 TOPOLOGY = Path(subscriber.__file__).parent / "data" / "topology.example.yaml"
-
-
-def _machine() -> str:
-    model = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}"
 
 
 def _free_port() -> int:
@@ -221,7 +209,7 @@ def main() -> None:
     settings = load_settings()
     state, _ = asyncio.run(up(settings))
     settings = settings_for(settings, state.info())
-    print(f"machine: {_machine()}")
+    print(f"machine: {machine()}")
     started = time.perf_counter()
     asyncio.run(_bench(settings, args))
     print(f"(bench took {time.perf_counter() - started:.1f} s)")

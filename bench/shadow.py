@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import subscriber
-from bench.figures import record
+from bench.figures import machine, record
 from subscriber.decide.bundle import load_bundle
 from subscriber.decide.engine import read_bundle
 from subscriber.events import LocationEvent
@@ -36,17 +34,6 @@ DATA = Path(subscriber.__file__).parent / "data"
 TOPOLOGY = DATA / "topology.example.yaml"
 POLICY = DATA / "policy.example.yaml"
 EAGER = "label: eager\ndwell: {enabled: false}\nping_pong: {enabled: false}\n"
-
-
-def _machine() -> str:
-    model = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}"
 
 
 def _engine_rate(events: list[LocationEvent], policy: str | None, apps: list[str]) -> float:
@@ -68,7 +55,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="Best of this many runs.")
     args = parser.parse_args()
 
-    print(f"machine: {_machine()}")
+    print(f"machine: {machine()}")
     params = Mobility(ues=args.ues, duration_s=args.duration)
     topology = read_bundle(TOPOLOGY).topology
     moves = simulate(topology, params, 1)
