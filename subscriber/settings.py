@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,10 +31,16 @@ def default_cache_dir() -> Path:
     return Path(base) / "subscriber"
 
 
-class LogSettings(BaseModel):
+class _Group(BaseModel):
+    # The string under each field is its description, in the configuration reference too.
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class LogSettings(_Group):
     """How the process logs."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level logged."""
     format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: pretty on a terminal, JSON lines otherwise."
     )
@@ -47,23 +53,32 @@ class LogSettings(BaseModel):
         "recorded), console (stdout), otlp (HTTP to otlp_endpoint; needs the otlp extra).",
     )
     otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    """OTLP collector for traces when log.traces is otlp."""
 
 
-class KafkaSettings(BaseModel):
+class KafkaSettings(_Group):
     """Where normalized events, decisions and dead letters go."""
 
     bootstrap_servers: str = "127.0.0.1:9092"
+    """Kafka brokers, host:port, comma-separated."""
     events_topic: str = "subscriber.events.v1"
+    """Normalized location events, keyed by UE."""
     dead_letter_topic: str = "subscriber.dead-letter.v1"
+    """Rejected callbacks and undecodable records, with the reason."""
     decisions_topic: str = "subscriber.decisions.v1"
+    """Every decision with its reasons (the audit trail), keyed by app."""
     state_topic: str = Field(
         "subscriber.ue-state.v1",
         description="Compacted changelog of per-UE consumer state, co-partitioned with events.",
     )
     consumer_group: str = "subscriber-act"
+    """Consumer group of 'subscriber consume'."""
     linger_ms: int = 2
+    """How long the producer waits to fill a batch."""
     compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "gzip"
+    """Producer compression codec."""
     request_timeout_ms: int = 10_000
+    """Producer and admin request timeout."""
     publish_timeout_ms: int = Field(
         2_000,
         description="How long the receiver waits for the broker's ack before spooling the events "
@@ -71,60 +86,86 @@ class KafkaSettings(BaseModel):
     )
 
 
-class TemporalSettings(BaseModel):
+class TemporalSettings(_Group):
     """The Temporal frontend the consumer signals and the worker polls."""
 
     address: str = "127.0.0.1:7233"
+    """Temporal frontend, host:port."""
     namespace: str = "default"
+    """Temporal namespace of the relocation workflows."""
     task_queue: str = "subscriber-relocation"
+    """Task queue the worker polls and the consumer signals."""
 
 
-class PowerDnsSettings(BaseModel):
+class PowerDnsSettings(_Group):
     """The authoritative DNS server the relocation workflow steers."""
 
     api_url: str = "http://127.0.0.1:8081"
+    """PowerDNS HTTP API base URL."""
     api_key: str = "subscriber-local"
+    """PowerDNS API key (X-API-Key)."""
     server_id: str = "localhost"
+    """PowerDNS server id in API paths."""
     dns_host: str = "127.0.0.1"
+    """Where the authoritative server answers DNS (to confirm a switch)."""
     dns_port: int = 53
+    """Its DNS port."""
     zone: str = "edge.test."
+    """Zone holding the apps' records ({instance}.{app}.{zone})."""
     record_ttl_s: int = 5
+    """TTL of the apps' A records: short, so clients follow a move."""
 
 
-class ReceiverSettings(BaseModel):
+class ReceiverSettings(_Group):
     """The callback receiver (h2c prior knowledge and HTTP/1.1 on one port)."""
 
     host: str = "127.0.0.1"
+    """Address the receiver binds."""
     port: int = 8800
+    """Port the receiver binds (h2c prior knowledge and HTTP/1.1)."""
     public_url: str | None = Field(
         None, description="Callback base URL given to the core; defaults to http://host:port."
     )
     workers: int = 1
+    """granian worker processes sharing the port."""
     max_body_bytes: int = 1_048_576
+    """Largest callback body accepted; more gets 413."""
     tls_cert: Path | None = None
+    """PEM certificate: serve TLS with ALPN h2 and http/1.1."""
     tls_key: Path | None = None
+    """PEM private key of tls_cert."""
     spool_dir: Path = Field(default_factory=lambda: default_cache_dir() / "spool")
+    """Local spool for events Kafka cannot take yet (fsync'ed)."""
     spool_max_bytes: int = 256 * 1_048_576
+    """Spool bound; past it callbacks get 503 with Retry-After."""
     dead_letter_max_bytes: int = 65_536
+    """How much of a rejected body the dead-letter record keeps."""
     capture_dir: Path | None = Field(
         None, description="When set, every raw callback is also appended here for replay."
     )
 
 
-class CoreSettings(BaseModel):
+class CoreSettings(_Group):
     """How the daemon finds and talks to the 5G core (NRF, AMF, SMF, NEF)."""
 
     nrf_url: str | None = None
+    """NRF apiRoot: registration, OAuth2 tokens, discovery."""
     oauth: bool = True
+    """Request OAuth2 tokens from the NRF (on by default in free5GC)."""
     nf_instance_id: str | None = Field(
         None, description="UUID v4 of this AF; generated and kept in state_dir when unset."
     )
     amf_url: str | None = Field(None, description="Static AMF apiRoot for cores without NRF.")
     smf_url: str | None = None
+    """Static SMF apiRoot for cores without NRF."""
     nef_url: str | None = None
+    """Static NEF apiRoot for cores without NRF."""
     poll_interval_s: float = 1.0
+    """How often the poller asks each AMF for every UE's location."""
     subscription_ttl_s: int = 3600
+    """Requested lifetime of event subscriptions; renewed before."""
     state_dir: Path = Field(default_factory=lambda: default_cache_dir() / "state")
+    """Where subscriptions, poller state and the NF instance id persist."""
     amf_tracking: Literal["poll", "notify", "both"] = Field(
         "both",
         description="poll: anyUE one-shot polls (free5GC never notifies); notify: a long-lived "
@@ -134,13 +175,16 @@ class CoreSettings(BaseModel):
         False, description="Also ask Namf_Location provide-loc-info for each tracked SUPI."
     )
     poll_max_backoff_s: float = 30.0
+    """Longest wait between retries while the core fails."""
     instance_index: int = Field(0, description="This daemon's index among instance_count.")
     instance_count: int = Field(1, description="Daemons splitting the AMFs between them.")
     renew_before_s: float = Field(
         60.0, description="Renew a subscription this long before it expires (at most ttl/2)."
     )
     request_timeout_s: float = 5.0
+    """Timeout of each SBI request."""
     retry_attempts: int = 4
+    """Attempts per SBI request before giving up."""
     nef_af_id: str = Field("subscriber", description="The afId in NEF monitoring-event paths.")
     nef_targets: list[str] = Field(
         default_factory=list,
@@ -149,15 +193,18 @@ class CoreSettings(BaseModel):
     )
 
 
-class PolicySettings(BaseModel):
+class PolicySettings(_Group):
     """Where the decision engine reads its topology and policy."""
 
     topology_file: Path | None = None
+    """MEC topology YAML (cells, zones, clusters, latency, apps)."""
     policy_file: Path | None = None
+    """Policy YAML (rules and parameters); defaults when unset."""
     reload_interval_s: float = 5.0
+    """How often the files are checked for changes."""
 
 
-class RelocationSettings(BaseModel):
+class RelocationSettings(_Group):
     """How the relocation worker deploys, checks readiness, steers DNS and removes instances."""
 
     orchestrator: Literal["local", "emco"] = Field(
@@ -167,7 +214,9 @@ class RelocationSettings(BaseModel):
         60.0, description="A new instance not ready by then fails the move (and compensates)."
     )
     readiness_poll_s: float = 0.25
+    """Interval between readiness checks of a new instance."""
     dns_confirm_timeout_s: float = 10.0
+    """How long the server may take to answer the new address."""
     drain_s: float = Field(
         5.0, description="Wait before removing the old instance; at least the record TTL."
     )
@@ -177,18 +226,25 @@ class RelocationSettings(BaseModel):
     )
     local_warmup_s: float = Field(0.5, description="Local services report ready after this.")
     emco_url: str = "http://127.0.0.1:9015"
+    """EMCO orchestrator API base URL."""
     emco_project: str = "proj1"
+    """EMCO project."""
     emco_composite_app: str = "edge-apps"
+    """EMCO composite app."""
     emco_composite_app_version: str = "v1"
+    """EMCO composite app version."""
     emco_deployment_intent_group: str = "edge-dig"
+    """EMCO deployment intent group."""
     emco_cluster_provider: str = "edge-provider"
+    """EMCO cluster provider of the edge clusters."""
     emco_request_timeout_s: float = 10.0
+    """Timeout of each EMCO API request."""
     metrics_port: int | None = Field(
         None, description="Serve Prometheus metrics of 'subscriber worker' here (e.g. 9102)."
     )
 
 
-class ActSettings(BaseModel):
+class ActSettings(_Group):
     """The consumer that decides and signals the relocation workflows."""
 
     instances_file: Path | None = Field(
@@ -197,9 +253,12 @@ class ActSettings(BaseModel):
     app_port: int = Field(8080, description="Port clients reach an app instance at.")
     dedup_window: int = Field(32, description="Recent event ids remembered per UE.")
     max_batch: int = 500
+    """Most records handled per batch."""
     max_concurrent_ues: int = Field(64, description="UEs of one batch handled at once.")
     signal_timeout_s: float = 10.0
+    """Deadline of one signal-with-start call."""
     signal_retry_max_s: float = 30.0
+    """How long a signal is retried before the consumer stops."""
     confirm_after_s: float = Field(
         30.0, description="Ask a workflow where its instance runs once a move is this old."
     )
@@ -208,14 +267,19 @@ class ActSettings(BaseModel):
     )
 
 
-class StackSettings(BaseModel):
+class StackSettings(_Group):
     """The local development stack (Kafka, Temporal, PowerDNS)."""
 
     dir: Path = Field(default_factory=lambda: default_cache_dir() / "stack")
+    """Local stack data and its state file."""
     cache_dir: Path = Field(default_factory=default_cache_dir)
+    """Downloads (the Kafka jars), outside any checkout."""
     kafka_version: str = "3.9.1"
+    """Apache Kafka version fetched from Maven Central."""
     kafka_heap: str = "768m"
+    """Kafka broker JVM heap (-Xmx)."""
     ready_timeout_s: float = 120.0
+    """How long a service may take to become ready."""
 
 
 class Settings(BaseSettings):
@@ -235,7 +299,9 @@ class Settings(BaseSettings):
     relocation: RelocationSettings = RelocationSettings()
     act: ActSettings = ActSettings()
     stack: StackSettings = StackSettings()
-    shutdown_grace_s: float = 10.0
+    shutdown_grace_s: float = Field(
+        10.0, description="On SIGTERM, how long in-flight work may take to finish."
+    )
 
     @classmethod
     def settings_customise_sources(
