@@ -49,7 +49,12 @@ from subscriber.act.handling import (
 )
 from subscriber.act.instances import Instances
 from subscriber.act.signals import SignalReceipt, request_relocation
-from subscriber.act.workflows import RelocationRequest, RelocationState, workflow_id
+from subscriber.act.workflows import (
+    MoveOutcome,
+    RelocationRequest,
+    RelocationState,
+    workflow_id,
+)
 from subscriber.decide.engine import PolicyHolder
 from subscriber.errors import SignalFailed, UndecodableEvent
 from subscriber.events import LocationEvent, decode_event
@@ -473,20 +478,26 @@ class EventConsumer:
         if record is None or not record.unconfirmed:
             return record
         now_s = time.time()
-        for key, requested_at_s in record.unconfirmed:
+        for key, requested_at_s, request_id in record.unconfirmed:
             if now_s - requested_at_s < self._s.act.confirm_after_s:
                 continue
             app, _, instance = key.partition("/")
             handle = self._temporal.get_workflow_handle(workflow_id(app, instance))
+            deadline = timedelta(seconds=2)
             try:
                 # Short: with no worker polling, a query waits for the RPC deadline; the belief
                 # is kept and the next event asks again.
+                history = await handle.query(
+                    "history", result_type=list[MoveOutcome], rpc_timeout=deadline
+                )
                 state = await handle.query(
-                    "state", result_type=RelocationState, rpc_timeout=timedelta(seconds=2)
+                    "state", result_type=RelocationState, rpc_timeout=deadline
                 )
             except Exception as exc:  # unreachable or not yet started: keep the belief
                 log.info("consumer.confirm_skipped", instance=key, error=type(exc).__name__)
                 continue
+            if request_id and all(o.request_id != request_id for o in history):
+                continue  # the workflow has not acted on our request yet: its state is older
             if state.pending is None and state.in_flight is None:
                 actual = state.placement.cluster if state.placement else None
                 record = confirm(record, key, actual)

@@ -38,7 +38,7 @@ class UeRecord:
     Attributes:
         state: the policy's hysteresis state.
         placements: ``(instance key, cluster)`` where each instance is believed to run.
-        unconfirmed: ``(instance key, requested at)`` for moves the workflow has not yet
+        unconfirmed: ``(instance key, requested at, request id)`` for moves the workflow has not yet
             confirmed, the time being the decision's (event) time.
         seen: the latest event ids, newest last (bounded).
         recheck_at_s: when a deferred move should be looked at again, though no event comes
@@ -47,7 +47,7 @@ class UeRecord:
 
     state: UeState | None = None
     placements: tuple[tuple[str, str], ...] = ()
-    unconfirmed: tuple[tuple[str, float], ...] = ()
+    unconfirmed: tuple[tuple[str, float, str], ...] = ()
     seen: tuple[str, ...] = ()
     recheck_at_s: float | None = None
 
@@ -59,13 +59,13 @@ class UeRecord:
         return None
 
     def with_placement(
-        self, key: str, cluster: str, *, confirmed: bool, at_s: float = 0.0
+        self, key: str, cluster: str, *, confirmed: bool, at_s: float = 0.0, request_id: str = ""
     ) -> UeRecord:
         """A copy with ``key`` on ``cluster``; unless ``confirmed``, unconfirmed since ``at_s``."""
         placements = (*(p for p in self.placements if p[0] != key), (key, cluster))
         unconfirmed = tuple(u for u in self.unconfirmed if u[0] != key)
         if not confirmed:
-            unconfirmed += ((key, at_s),)
+            unconfirmed += ((key, at_s, request_id),)
         return replace(self, placements=tuple(sorted(placements)), unconfirmed=unconfirmed)
 
 
@@ -245,7 +245,11 @@ def _requests(
                 reasons=(decision.reason.value,),
             )
             record = record.with_placement(
-                instance_key(inst), target.cluster, confirmed=False, at_s=decision.decided_at_s
+                instance_key(inst),
+                target.cluster,
+                confirmed=False,
+                at_s=decision.decided_at_s,
+                request_id=request.request_id,
             )
         audited.append(Audited(inst, decision, request))
     return tuple(audited), record
@@ -286,7 +290,9 @@ def decode_record(data: bytes) -> UeRecord:
         return UeRecord(
             state=state,
             placements=tuple((str(k), str(c)) for k, c in doc.get("p", [])),
-            unconfirmed=tuple((str(k), float(t)) for k, t in doc.get("u", [])),
+            unconfirmed=tuple(
+                (str(u[0]), float(u[1]), str(u[2]) if len(u) > 2 else "") for u in doc.get("u", [])
+            ),
             seen=tuple(str(e) for e in doc.get("e", [])),
             recheck_at_s=float(doc["r"]) if doc.get("r") is not None else None,
         )

@@ -49,7 +49,8 @@ def test_crossing_gives_exactly_one_request_to_the_new_edge() -> None:
     assert request.source.cluster == "edge-1"
     assert request.ue_key == "~alias"
     assert record.placement_of(instance_key(INSTANCE)) == "edge-2"
-    assert [key for key, _ in record.unconfirmed] == [instance_key(INSTANCE)]
+    assert [key for key, _, _ in record.unconfirmed] == [instance_key(INSTANCE)]
+    assert record.unconfirmed[0][2] == request.request_id
     first_move = next(i for i, h in enumerate(handled) if h.requests)
     assert first_move > 2, "the dwell rule must hold the move back"
     assert all(
