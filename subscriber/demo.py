@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import socket
 import tempfile
 import time
 import uuid
@@ -51,6 +50,7 @@ from subscriber.ingress.publisher import Publisher
 from subscriber.logs import configure_logging, pseudonym
 from subscriber.settings import LogSettings, PolicySettings, Settings
 from subscriber.stack import settings_for, status, up
+from subscriber.stack.procs import port_free_on
 
 DATA = Path(subscriber.__file__).parent / "data"
 UE = "imsi-208930000000001"
@@ -72,21 +72,6 @@ class Timeline:
         if mark is not None:
             self.marks.setdefault(mark, now)
         print(f"[{now:6.2f}s] {what}", flush=True)
-
-
-def _common_port() -> int:
-    """A port free on both edge addresses, so the instance keeps its port when it moves."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind((EDGE["edge-1"], 0))
-            port: int = s.getsockname()[1]
-        try:
-            with socket.socket() as s:
-                s.bind((EDGE["edge-2"], port))
-        except OSError:
-            continue
-        return port
-    raise OSError("no port free on both edge addresses")
 
 
 def demo_settings(base: Settings, work: Path, run: str, nrf_url: str, port: int) -> Settings:
@@ -238,7 +223,8 @@ async def _wait(predicate: object, timeout_s: float) -> bool:
 async def scenario(base: Settings, work: Path, timeline: Timeline, timeout_s: float) -> bool:
     """Run the scenario on a running stack; True when the client reached the new instance."""
     run = uuid.uuid4().hex[:6]
-    port = _common_port()
+    # The instance keeps its port when it moves between the edge addresses.
+    port = port_free_on(*EDGE.values())
     async with AsyncExitStack() as stack:
         fake = await stack.enter_async_context(FakeCoreServer(oauth=True))
         tac, cell = TOWERS["tower-1"]

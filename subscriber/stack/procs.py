@@ -33,6 +33,22 @@ def free_ports(count: int) -> list[int]:
         return ports
 
 
+def port_free_on(*addresses: str) -> int:
+    """A TCP port free on every one of ``addresses`` (loopback "clusters" sharing a port)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind((addresses[0], 0))
+            port: int = s.getsockname()[1]
+        try:
+            for address in addresses[1:]:
+                with socket.socket() as s:
+                    s.bind((address, port))
+        except OSError:
+            continue
+        return port
+    raise OSError(f"no port free on all of {addresses}")
+
+
 def free_udp_tcp_port() -> int:
     """A port free for both TCP and UDP on 127.0.0.1 (DNS needs both)."""
     for _ in range(50):

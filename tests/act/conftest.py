@@ -7,7 +7,6 @@ adapters; everything else is the real local orchestrator, PowerDNS and Temporal.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -29,23 +28,9 @@ from subscriber.act.signals import connect
 from subscriber.act.worker import build_worker
 from subscriber.act.workflows import MoveOutcome, RelocationRequest, RelocationWorkflow
 from subscriber.settings import Settings
+from subscriber.stack.procs import port_free_on
 
 CLUSTER_ADDRESSES = {"edge1": "127.0.1.1", "edge2": "127.0.2.1", "edge3": "127.0.3.1"}
-
-
-def _port_free_everywhere() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind((CLUSTER_ADDRESSES["edge1"], 0))
-            port: int = s.getsockname()[1]
-        try:
-            for address in CLUSTER_ADDRESSES.values():
-                with socket.socket() as s:
-                    s.bind((address, port))
-        except OSError:
-            continue
-        return port
-    raise OSError("no port free on every loopback cluster address")
 
 
 def tuned(settings: Settings, tmp_path: Path) -> Settings:
@@ -77,7 +62,7 @@ def act_settings(stack_settings: Settings, tmp_path: Path) -> Settings:
 @pytest.fixture
 def clusters() -> dict[str, Placement]:
     """Three loopback clusters sharing one service port."""
-    port = _port_free_everywhere()
+    port = port_free_on(*CLUSTER_ADDRESSES.values())
     return {
         name: Placement(cluster=name, address=address, port=port)
         for name, address in CLUSTER_ADDRESSES.items()

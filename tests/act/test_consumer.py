@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from subscriber.act.orchestrator import Placement
 from subscriber.act.workflows import RelocationWorkflow, Status, workflow_id
 from subscriber.decide.engine import PolicyHolder
 from subscriber.settings import PolicySettings, Settings
+from subscriber.stack.procs import port_free_on
 
 from .conftest import running_worker, serve_from, until
 from .events import POLICY, TOPOLOGY, crossing, location_event
@@ -33,17 +33,7 @@ EDGE = {"edge-1": "127.0.10.1", "edge-2": "127.0.10.2"}
 
 
 def _port_free_on_both() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind((EDGE["edge-1"], 0))
-            port: int = s.getsockname()[1]
-        try:
-            with socket.socket() as s:
-                s.bind((EDGE["edge-2"], port))
-        except OSError:
-            continue
-        return port
-    raise OSError("no common free port")
+    return port_free_on(*EDGE.values())
 
 
 def _configured(settings: Settings, tmp_path: Path, port: int) -> Settings:
