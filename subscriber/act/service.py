@@ -11,6 +11,7 @@ from pathlib import Path
 import structlog
 from prometheus_client import start_http_server
 
+from subscriber.act.capacity import CapacityFeed
 from subscriber.act.consumer import EventConsumer
 from subscriber.act.instances import Instances, parse_instances
 from subscriber.act.signals import connect
@@ -29,7 +30,15 @@ def _load_instances(path: Path | None, holder: PolicyHolder) -> Instances:
 
 async def consume(settings: Settings, stop: asyncio.Event) -> None:
     """Run one consumer group member until ``stop`` is set."""
-    async with PolicyHolder(settings.policy) as holder:
+    async with (
+        PolicyHolder(settings.policy) as holder,
+        CapacityFeed(
+            holder,
+            topology_file=settings.policy.topology_file or Path("topology.yaml"),
+            interval_s=settings.policy.capacity_refresh_s,
+            timeout_s=settings.relocation.kubernetes_request_timeout_s,
+        ),
+    ):
         instances = _load_instances(settings.act.instances_file, holder)
         temporal = await connect(settings.temporal)
         async with EventConsumer(

@@ -255,6 +255,12 @@ class KubeCluster:
                 await asyncio.sleep(0.1)
         raise StackError(f"{self.name}: kube-apiserver not ready after {self._timeout_s:.0f} s")
 
+    @property
+    def apiserver_running(self) -> bool:
+        """Whether kube-apiserver is up (a fault test may have stopped it)."""
+        found = self._procs.get("kube-apiserver")
+        return found is not None and is_running(*found)
+
     def stop_apiserver(self, *, hard: bool = False) -> None:
         """Stop kube-apiserver alone (the rest keeps running): an API outage, for fault tests."""
         pid, ticks = self._procs.pop("kube-apiserver")
