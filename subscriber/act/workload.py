@@ -106,6 +106,9 @@ def parse_template(text: str | bytes, *, source: str) -> list[dict[str, Any]]:
     )
     if not containers:
         raise _fail(source, "the Deployment's pod template has no containers")
+    replicas = (deployment.get("spec") or {}).get("replicas", 1)
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+        raise _fail(source, "the Deployment's replicas must be at least 1: none would serve")
     service = next(d for d in docs if d.get("kind") == "Service")
     if not (service.get("spec") or {}).get("ports"):
         raise _fail(source, "the Service has no ports")
