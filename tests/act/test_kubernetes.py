@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import yaml
 from lightkube import ApiError, codecs
 from lightkube.models.apps_v1 import DeploymentSpec
 from lightkube.models.authentication_v1 import TokenRequestSpec
@@ -17,9 +18,13 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Pod, Service, ServiceAccountToken
 from lightkube.types import PatchType
 
-from subscriber.act.kubernetes import KubernetesOrchestrator
+from subscriber.act.capacity import CapacityFeed
+from subscriber.act.kubernetes import KubernetesOrchestrator, read_capacity
 from subscriber.act.orchestrator import OrchestratorError, Placement, Readiness
 from subscriber.act.workload import LABEL_MANAGED_BY, workload_name
+from subscriber.decide.engine import PolicyHolder
+from subscriber.decide.topology import ClusterReading
+from subscriber.settings import PolicySettings
 from subscriber.stack.kubernetes.cluster import KubeCluster
 from tests.act.conftest import until
 from tests.act.kube import (
@@ -356,3 +361,53 @@ async def test_least_privilege_service_account_can_move_and_nothing_more(
         with pytest.raises(OrchestratorError, match="403") as err:
             await kube.deploy(APP, instance, placement("b"))
         assert err.value.permanent
+
+
+async def test_capacity_is_read_from_the_cluster(
+    kube: KubernetesOrchestrator, kube_clusters: dict[str, KubeCluster], ns: str, unique: str
+) -> None:
+    """Allocatable of the Ready node, and what our pods request there (2 x 500m / 512Mi)."""
+    endpoint = await kube.deploy(APP, f"i{unique}", placement("b"))
+    await until(lambda: ready(kube, endpoint), timeout_s=30)
+    client = admin(kube_clusters["b"], ns)
+    try:
+        reading = await read_capacity(client, namespace=ns)
+    finally:
+        await client.close()
+    assert reading == ClusterReading(
+        cpu=8, memory_mib=16384, cpu_requested=1.0, memory_requested_mib=1024, apps=1
+    )
+
+
+async def test_capacity_feed_hands_readings_to_the_policy(
+    kube_clusters: dict[str, KubeCluster], ns: str, tmp_path: Path
+) -> None:
+    """With capacity.from_clusters the running topology carries the clusters' own figures; a
+    cluster whose API is down is left out of the round and keeps the topology's."""
+    a, b = kube_clusters["a"], kube_clusters["b"]
+    assert a.access is not None
+    assert b.access is not None
+    topology = yaml.safe_load((DOCS / "topology.yaml").read_text())
+    for entry, cluster in zip(topology["clusters"], (a, b), strict=True):
+        entry["kubernetes"] = {"kubeconfig": str(cluster.access.kubeconfig), "namespace": ns}  # type: ignore[union-attr]
+    (tmp_path / "topology.yaml").write_text(yaml.safe_dump(topology))
+    (tmp_path / "web.yaml").write_text((DOCS / "web.yaml").read_text())
+    (tmp_path / "policy.yaml").write_text("capacity: {from_clusters: true}\n")
+    settings = PolicySettings(
+        topology_file=tmp_path / "topology.yaml", policy_file=tmp_path / "policy.yaml"
+    )
+    async with PolicyHolder(settings) as holder:
+        feed = CapacityFeed(
+            holder, topology_file=tmp_path / "topology.yaml", interval_s=3600, timeout_s=2
+        )
+        async with feed:
+            readings = await feed.refresh()
+            assert sorted(readings) == ["edge-a", "edge-b"]
+            assert holder.bundle.topology.clusters["edge-b"].cpu == 8
+            b.stop_apiserver(hard=True)
+            try:
+                readings = await feed.refresh()
+            finally:
+                await b.start_apiserver()
+            assert sorted(readings) == ["edge-a"]
+            assert holder.bundle.topology.clusters["edge-b"].cpu == 16
