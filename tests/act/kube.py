@@ -93,8 +93,10 @@ async def census(client: AsyncClient, app: str, instance: str) -> dict[str, list
     found: dict[str, list[str]] = {}
     for kind in (Deployment, ReplicaSet, Pod, Service):
         found[kind.__name__] = sorted(
-            o.metadata.name
-            async for o in client.list(kind, labels=labels)  # type: ignore[attr-defined]
-            if o.metadata and o.metadata.name and not o.metadata.deletionTimestamp
+            [
+                o.metadata.name
+                async for o in client.list(kind, labels=labels)  # type: ignore[attr-defined]
+                if o.metadata and o.metadata.name and not o.metadata.deletionTimestamp
+            ]
         )
     return found

@@ -187,7 +187,7 @@ async def test_remove_deletes_only_what_carries_our_labels(
         foreign = await client.get(Deployment, f"hand-made-{unique}")
     finally:
         await client.close()
-    assert gone["Deployment"] == []
+    assert gone["Deployment"] == [f"hand-made-{unique}"]  # carries our labels, not managed-by
     assert gone["Service"] == []
     assert kept["Deployment"] == kept["Service"] == [f"{APP}-{other}"]
     assert foreign.metadata is not None
@@ -311,7 +311,9 @@ async def service_account_token(cluster: KubeCluster, ns: str, tmp_path: Path) -
         for obj in codecs.load_all_yaml(text):
             await client.apply(obj, field_manager="admin")  # type: ignore[call-overload]
         token = await client.create(
-            ServiceAccountToken(spec=TokenRequestSpec(audiences=[], expirationSeconds=3600)),
+            ServiceAccountToken(
+                metadata=ObjectMeta(), spec=TokenRequestSpec(audiences=[], expirationSeconds=3600)
+            ),
             "subscriber",
             namespace=ns,
         )

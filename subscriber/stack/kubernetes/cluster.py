@@ -28,9 +28,10 @@ import httpx
 import yaml
 from lightkube import AsyncClient, KubeConfig
 from lightkube.core.exceptions import ApiError
-from lightkube.models.core_v1 import NodeAddress, NodeStatus
+from lightkube.models.core_v1 import NodeStatus
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Node, ServiceAccount
+from lightkube.types import PatchType
 
 from subscriber.errors import StackError
 from subscriber.stack.procs import free_ports, is_running, kill_hard, spawn, start_ticks, stop
@@ -277,11 +278,9 @@ class KubeCluster:
                 metadata=ObjectMeta(
                     name=f"{self.name}-node", annotations={FAKE_NODE[0]: FAKE_NODE[1]}
                 ),
-                # A kubelet registers its node with addresses and resources; kwok keeps them.
+                # A kubelet registers its node with its resources; kwok keeps them.
                 status=NodeStatus(
-                    addresses=[NodeAddress(type="InternalIP", address=self._node_address)],
-                    allocatable=self._node_allocatable,
-                    capacity=self._node_allocatable,
+                    allocatable=self._node_allocatable, capacity=self._node_allocatable
                 ),
             )
             await client.create(node)
@@ -290,6 +289,18 @@ class KubeCluster:
                 for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
                     self._check_alive(name)
                 if await self._node_ready(client) and await self._has_default_account(client):
+                    # kwok's node-initialize leaves addresses out, whatever --node-ip says; a
+                    # kubelet reports its InternalIP in the node status, so we do it for kwok.
+                    await client.patch(
+                        Node.Status,
+                        f"{self.name}-node",
+                        {
+                            "status": {
+                                "addresses": [{"type": "InternalIP", "address": self._node_address}]
+                            }
+                        },
+                        patch_type=PatchType.MERGE,
+                    )
                     return
                 await asyncio.sleep(0.1)
         finally:
