@@ -140,13 +140,13 @@ class KubeCluster:
         self.access: ClusterAccess | None = None
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        pid = spawn(argv, log_file=self._dir / "logs" / f"{name}.log", cwd=self._dir)
+        pid = spawn(argv, log_file=self._dir / "control-plane" / f"{name}.log", cwd=self._dir)
         self._procs[name] = (pid, start_ticks(pid))
 
     def _check_alive(self, name: str) -> None:
         pid, ticks = self._procs[name]
         if not is_running(pid, ticks):
-            log = (self._dir / "logs" / f"{name}.log").read_text(errors="replace")[-3000:]
+            log = (self._dir / "control-plane" / f"{name}.log").read_text(errors="replace")[-3000:]
             raise StackError(f"{self.name}: {name} exited during start-up; its log ends:\n{log}")
 
     def _apiserver_argv(self) -> list[str]:
@@ -231,6 +231,10 @@ class KubeCluster:
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={'='.join(FAKE_NODE)}",
                 f"--node-ip={self._node_address}",
+                # Renews each node's Lease; without it (the flag's default is 0 unless a
+                # KwokConfiguration sets it) the node-lifecycle controller marks the node
+                # NotReady after its grace period (about 50 s).
+                "--node-lease-duration-seconds=40",
                 f"--server-address=127.0.0.1:{kwok}",
             ],
         )  # fmt: skip
@@ -255,6 +259,11 @@ class KubeCluster:
                     pass
                 await asyncio.sleep(0.1)
         raise StackError(f"{self.name}: kube-apiserver not ready after {self._timeout_s:.0f} s")
+
+    @property
+    def processes(self) -> dict[str, tuple[int, int]]:
+        """name -> (PID, start ticks) of each process it runs."""
+        return dict(self._procs)
 
     @property
     def apiserver_running(self) -> bool:
