@@ -283,9 +283,14 @@ async def test_api_server_of_b_away_for_good_fails_the_move_and_a_keeps_serving(
     assert [e.split(":")[0] for e in outcome.compensation_errors] == ["remove_target"]
     assert await pdns.query_a(name) == [endpoint_a.placement.address]
     assert await kube.readiness(endpoint_a) is Readiness.READY
-    await kube.remove(APP, request.instance, policy_target("b"))
     on_b = admin(b, ns)
     try:
-        await until(lambda: _nothing(on_b, request.instance), timeout_s=30)
+        left = await census(on_b, APP, request.instance)
+        assert left["Deployment"] == left["Service"] == [f"{APP}-{request.instance}"]
+        await kube.remove(APP, request.instance, policy_target("b"))
+        # Pods and ReplicaSets are the garbage collector's to delete, once it has caught up
+        # with an API server that was away; what we own is gone at once.
+        left = await census(on_b, APP, request.instance)
     finally:
         await on_b.close()
+    assert left["Deployment"] == left["Service"] == []
