@@ -12,7 +12,7 @@ import contextlib
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -134,6 +134,15 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
 
 
 _kube_build_tried: list[bool] = []
+
+
+@pytest.fixture
+async def kube_ns(kube_clusters: dict[str, KubeCluster], unique: str) -> AsyncIterator[str]:
+    """A namespace of this test's own on every Kubernetes test cluster."""
+    from tests.act.kube import namespaces
+
+    async with namespaces(kube_clusters, f"t-{unique}") as name:
+        yield name
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -435,7 +435,6 @@ class KubernetesOrchestrator:
             failure = api_failure(cluster, f"readiness of {name}", exc)
             if failure.permanent:
                 raise failure from exc
-            log.info("kubernetes.unreachable", cluster=cluster, during="readiness")
             return Readiness.NOT_READY
         return readiness_of(deployment, pods)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from lightkube import ApiError, AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment, ReplicaSet
-from lightkube.resources.core_v1 import Namespace, Pod, Service
+from lightkube.resources.core_v1 import Namespace, Pod, Service, ServiceAccount
 
 from subscriber.act.kubernetes import KubernetesOrchestrator, KubeTarget
 from subscriber.act.workload import selector
@@ -67,11 +68,22 @@ def admin(cluster: KubeCluster, namespace: str) -> AsyncClient:
 
 @asynccontextmanager
 async def namespaces(clusters: dict[str, KubeCluster], name: str) -> AsyncIterator[str]:
-    """``name`` created on every cluster while the block runs."""
+    """``name`` created on every cluster while the block runs, with its default ServiceAccount.
+
+    Pods cannot be created before the controller-manager has made that account; a ReplicaSet
+    that tries anyway backs off for longer and longer, so tests wait for it, as an admin would.
+    """
     for cluster in clusters.values():
         client = admin(cluster, name)
         try:
             await client.create(Namespace(metadata=ObjectMeta(name=name)))
+            async with asyncio.timeout(30):
+                while True:
+                    try:
+                        await client.get(ServiceAccount, "default", namespace=name)
+                        break
+                    except ApiError:
+                        await asyncio.sleep(0.05)
         finally:
             await client.close()
     try:

@@ -45,19 +45,12 @@ APP = "web"
 
 
 @pytest.fixture
-async def ns(kube_clusters: dict[str, KubeCluster], unique: str) -> AsyncIterator[str]:
-    """A namespace of this test's own on both clusters."""
-    async with namespaces(kube_clusters, f"t-{unique}") as name:
-        yield name
-
-
-@pytest.fixture
 async def kube(
-    kube_clusters: dict[str, KubeCluster], ns: str, tmp_path: Path
+    kube_clusters: dict[str, KubeCluster], kube_ns: str, tmp_path: Path
 ) -> AsyncIterator[KubernetesOrchestrator]:
-    """The orchestrator for clusters a and b, deploying the ``web`` template into ``ns``."""
+    """The orchestrator for clusters a and b, deploying the ``web`` template into ``kube_ns``."""
     templates = {APP: write_template(tmp_path / "web.yaml")}
-    async with orchestrator(kube_clusters, ns, templates) as orch:
+    async with orchestrator(kube_clusters, kube_ns, templates) as orch:
         yield orch
 
 
@@ -72,7 +65,7 @@ async def ready(orch: KubernetesOrchestrator, endpoint: object) -> bool:
 
 
 async def test_deploy_reports_node_port_endpoint_and_turns_ready(
-    kube: KubernetesOrchestrator, kube_clusters: dict[str, KubeCluster], ns: str, unique: str
+    kube: KubernetesOrchestrator, kube_clusters: dict[str, KubeCluster], kube_ns: str, unique: str
 ) -> None:
     """Deploy applies a Deployment and a NodePort Service that the real controllers roll out."""
     instance = f"i{unique}"
@@ -81,7 +74,7 @@ async def test_deploy_reports_node_port_endpoint_and_turns_ready(
     assert endpoint.placement.address == KUBE_NODE_ADDRESSES["b"]
     assert 30000 <= endpoint.placement.port <= 32767
     await until(lambda: ready(kube, endpoint), timeout_s=30)
-    client = admin(kube_clusters["b"], ns)
+    client = admin(kube_clusters["b"], kube_ns)
     try:
         found = await census(client, APP, instance)
         deployment = await client.get(Deployment, workload_name(APP, instance))
@@ -99,7 +92,7 @@ async def test_deploy_reports_node_port_endpoint_and_turns_ready(
     assert service.spec is not None
     assert service.spec.type == "NodePort"
     assert service.spec.ports[0].nodePort == endpoint.placement.port  # type: ignore[index]
-    on_a = admin(kube_clusters["a"], ns)
+    on_a = admin(kube_clusters["a"], kube_ns)
     try:
         assert not any((await census(on_a, APP, instance)).values())
     finally:
@@ -107,13 +100,13 @@ async def test_deploy_reports_node_port_endpoint_and_turns_ready(
 
 
 async def test_retried_deploy_creates_no_duplicates(
-    kube: KubernetesOrchestrator, kube_clusters: dict[str, KubeCluster], ns: str, unique: str
+    kube: KubernetesOrchestrator, kube_clusters: dict[str, KubeCluster], kube_ns: str, unique: str
 ) -> None:
     """The same deploy three times (a retried activity) leaves one of everything, unchanged."""
     instance = f"i{unique}"
     first = await kube.deploy(APP, instance, placement("a"))
     await until(lambda: ready(kube, first), timeout_s=30)
-    client = admin(kube_clusters["a"], ns)
+    client = admin(kube_clusters["a"], kube_ns)
     try:
         before = await client.get(Deployment, workload_name(APP, instance))
         for _ in range(2):
@@ -132,17 +125,17 @@ async def test_retried_deploy_creates_no_duplicates(
 
 
 async def test_unpullable_image_never_turns_ready_and_fails_at_the_deadline(
-    kube_clusters: dict[str, KubeCluster], ns: str, unique: str, tmp_path: Path
+    kube_clusters: dict[str, KubeCluster], kube_ns: str, unique: str, tmp_path: Path
 ) -> None:
     """Pods that cannot pull their image stay not Ready; past the progress deadline: FAILED."""
     templates = {
         APP: write_template(tmp_path / "web.yaml", image=UNPULLABLE, progress_deadline_s=2)
     }
     instance = f"i{unique}"
-    async with orchestrator(kube_clusters, ns, templates) as kube:
+    async with orchestrator(kube_clusters, kube_ns, templates) as kube:
         endpoint = await kube.deploy(APP, instance, placement("b"))
         assert await kube.readiness(endpoint) is Readiness.NOT_READY
-        client = admin(kube_clusters["b"], ns)
+        client = admin(kube_clusters["b"], kube_ns)
         try:
 
             async def backing_off() -> bool:
@@ -170,13 +163,13 @@ async def _is(kube: KubernetesOrchestrator, endpoint: object, state: Readiness) 
 
 
 async def test_remove_deletes_only_what_carries_our_labels(
-    kube: KubernetesOrchestrator, kube_clusters: dict[str, KubeCluster], ns: str, unique: str
+    kube: KubernetesOrchestrator, kube_clusters: dict[str, KubeCluster], kube_ns: str, unique: str
 ) -> None:
     """Remove takes this instance's objects and leaves another instance and foreign objects."""
     mine, other = f"i{unique}", f"j{unique}"
     await kube.deploy(APP, mine, placement("a"))
     await kube.deploy(APP, other, placement("a"))
-    client = admin(kube_clusters["a"], ns)
+    client = admin(kube_clusters["a"], kube_ns)
     try:
         # Someone else's Deployment carrying our app and instance labels, but not managed by us.
         await client.create(_foreign(f"hand-made-{unique}", {"app.kubernetes.io/instance": mine}))
@@ -209,12 +202,12 @@ def _foreign(name: str, labels: dict[str, str]) -> Deployment:
 
 
 async def test_deploy_refuses_an_object_of_our_name_that_we_did_not_create(
-    kube: KubernetesOrchestrator, kube_clusters: dict[str, KubeCluster], ns: str, unique: str
+    kube: KubernetesOrchestrator, kube_clusters: dict[str, KubeCluster], kube_ns: str, unique: str
 ) -> None:
     """A hand-made Deployment with the name we would use is neither changed nor deleted."""
     instance = f"i{unique}"
     name = workload_name(APP, instance)
-    client = admin(kube_clusters["b"], ns)
+    client = admin(kube_clusters["b"], kube_ns)
     try:
         await client.create(_foreign(name, {}))
         with pytest.raises(OrchestratorError, match="without our ownership labels") as err:
@@ -262,19 +255,19 @@ async def test_api_outage_is_transient_and_readiness_waits_through_it(
 
 
 async def test_load_balancer_endpoint_is_the_address_the_controller_gives(
-    kube_clusters: dict[str, KubeCluster], ns: str, unique: str, tmp_path: Path
+    kube_clusters: dict[str, KubeCluster], kube_ns: str, unique: str, tmp_path: Path
 ) -> None:
     """In load_balancer mode deploy waits for the Service's ingress address and reports it."""
     templates = {APP: write_template(tmp_path / "web.yaml")}
     instance = f"i{unique}"
     base = tmp_path
     kube = KubernetesOrchestrator(
-        targets={"b": target(kube_clusters["b"], ns, base, endpoint="load_balancer")},
+        targets={"b": target(kube_clusters["b"], kube_ns, base, endpoint="load_balancer")},
         templates=templates,
         poll_s=0.05,
         endpoint_timeout_s=20,
     )
-    client = admin(kube_clusters["b"], ns)
+    client = admin(kube_clusters["b"], kube_ns)
 
     async def cloud_controller() -> None:
         # What a cloud's service controller does once its load balancer is up (none runs here).
@@ -302,11 +295,11 @@ async def test_load_balancer_endpoint_is_the_address_the_controller_gives(
     assert (endpoint.placement.address, endpoint.placement.port) == ("198.51.100.7", 8080)
 
 
-async def service_account_token(cluster: KubeCluster, ns: str, tmp_path: Path) -> Path:
-    """Apply docs/kubernetes/rbac.yaml in ``ns``; return a file holding the account's token."""
-    text = (DOCS / "rbac.yaml").read_text().replace("edge-apps", ns)
-    text = text.replace("name: subscriber-nodes", f"name: subscriber-nodes-{ns}")
-    client = admin(cluster, ns)
+async def service_account_token(cluster: KubeCluster, kube_ns: str, tmp_path: Path) -> Path:
+    """Apply docs/kubernetes/rbac.yaml in ``kube_ns``; return a file holding the account's token."""
+    text = (DOCS / "rbac.yaml").read_text().replace("edge-apps", kube_ns)
+    text = text.replace("name: subscriber-nodes", f"name: subscriber-nodes-{kube_ns}")
+    client = admin(cluster, kube_ns)
     try:
         for obj in codecs.load_all_yaml(text):
             await client.apply(obj, field_manager="admin")  # type: ignore[call-overload]
@@ -315,7 +308,7 @@ async def service_account_token(cluster: KubeCluster, ns: str, tmp_path: Path) -
                 metadata=ObjectMeta(), spec=TokenRequestSpec(audiences=[], expirationSeconds=3600)
             ),
             "subscriber",
-            namespace=ns,
+            namespace=kube_ns,
         )
     finally:
         await client.close()
@@ -326,13 +319,13 @@ async def service_account_token(cluster: KubeCluster, ns: str, tmp_path: Path) -
 
 
 async def test_least_privilege_service_account_can_move_and_nothing_more(
-    kube_clusters: dict[str, KubeCluster], ns: str, unique: str, tmp_path: Path
+    kube_clusters: dict[str, KubeCluster], kube_ns: str, unique: str, tmp_path: Path
 ) -> None:
     """With the documented Role (and the node reader), deploy, readiness and remove work; in a
     namespace it was not granted, the API refuses and the error is permanent."""
     b = kube_clusters["b"]
     assert b.access is not None
-    token = await service_account_token(b, ns, tmp_path)
+    token = await service_account_token(b, kube_ns, tmp_path)
     templates = {APP: write_template(tmp_path / "web.yaml")}
 
     def as_account(namespace: str) -> KubernetesOrchestrator:
@@ -353,7 +346,7 @@ async def test_least_privilege_service_account_can_move_and_nothing_more(
         )
 
     instance = f"i{unique}"
-    async with as_account(ns) as kube:
+    async with as_account(kube_ns) as kube:
         endpoint = await kube.deploy(APP, instance, placement("b"))
         assert endpoint.placement.address == KUBE_NODE_ADDRESSES["b"]
         await until(lambda: ready(kube, endpoint), timeout_s=30)
@@ -366,14 +359,14 @@ async def test_least_privilege_service_account_can_move_and_nothing_more(
 
 
 async def test_capacity_is_read_from_the_cluster(
-    kube: KubernetesOrchestrator, kube_clusters: dict[str, KubeCluster], ns: str, unique: str
+    kube: KubernetesOrchestrator, kube_clusters: dict[str, KubeCluster], kube_ns: str, unique: str
 ) -> None:
     """Allocatable of the Ready node, and what our pods request there (2 x 500m / 512Mi)."""
     endpoint = await kube.deploy(APP, f"i{unique}", placement("b"))
     await until(lambda: ready(kube, endpoint), timeout_s=30)
-    client = admin(kube_clusters["b"], ns)
+    client = admin(kube_clusters["b"], kube_ns)
     try:
-        reading = await read_capacity(client, namespace=ns)
+        reading = await read_capacity(client, namespace=kube_ns)
     finally:
         await client.close()
     assert reading == ClusterReading(
@@ -382,7 +375,7 @@ async def test_capacity_is_read_from_the_cluster(
 
 
 async def test_capacity_feed_hands_readings_to_the_policy(
-    kube_clusters: dict[str, KubeCluster], ns: str, tmp_path: Path
+    kube_clusters: dict[str, KubeCluster], kube_ns: str, tmp_path: Path
 ) -> None:
     """With capacity.from_clusters the running topology carries the clusters' own figures; a
     cluster whose API is down is left out of the round and keeps the topology's."""
@@ -391,7 +384,7 @@ async def test_capacity_feed_hands_readings_to_the_policy(
     assert b.access is not None
     topology = yaml.safe_load((DOCS / "topology.yaml").read_text())
     for entry, cluster in zip(topology["clusters"], (a, b), strict=True):
-        entry["kubernetes"] = {"kubeconfig": str(cluster.access.kubeconfig), "namespace": ns}  # type: ignore[union-attr]
+        entry["kubernetes"] = {"kubeconfig": str(cluster.access.kubeconfig), "namespace": kube_ns}  # type: ignore[union-attr]
     (tmp_path / "topology.yaml").write_text(yaml.safe_dump(topology))
     (tmp_path / "web.yaml").write_text((DOCS / "web.yaml").read_text())
     (tmp_path / "policy.yaml").write_text("capacity: {from_clusters: true}\n")

@@ -21,19 +21,12 @@ from subscriber.act.workflows import RelocationRequest, Status, Step
 from subscriber.settings import Settings
 from subscriber.stack.kubernetes.cluster import KubeCluster
 from tests.act.conftest import make_request, running_worker, until, wait_history
-from tests.act.kube import UNPULLABLE, admin, census, namespaces, orchestrator, write_template
+from tests.act.kube import UNPULLABLE, admin, census, orchestrator, write_template
 from tests.conftest import KUBE_NODE_ADDRESSES
 
 pytestmark = [pytest.mark.kube, pytest.mark.stack]
 
 APP = "shop"
-
-
-@pytest.fixture
-async def ns(kube_clusters: dict[str, KubeCluster], unique: str) -> AsyncIterator[str]:
-    """A namespace of this test's own on both clusters."""
-    async with namespaces(kube_clusters, f"t-{unique}") as name:
-        yield name
 
 
 @pytest.fixture
@@ -44,10 +37,10 @@ def template(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def kube(
-    kube_clusters: dict[str, KubeCluster], ns: str, template: Path
+    kube_clusters: dict[str, KubeCluster], kube_ns: str, template: Path
 ) -> AsyncIterator[KubernetesOrchestrator]:
     """The Kubernetes orchestrator for clusters a and b."""
-    async with orchestrator(kube_clusters, ns, {APP: template}) as orch:
+    async with orchestrator(kube_clusters, kube_ns, {APP: template}) as orch:
         yield orch
 
 
@@ -80,7 +73,7 @@ async def test_move_creates_on_b_waits_ready_steers_dns_and_deletes_from_a(
     local: LocalOrchestrator,
     kube: KubernetesOrchestrator,
     kube_clusters: dict[str, KubeCluster],
-    ns: str,
+    kube_ns: str,
     unique: str,
 ) -> None:
     """A completed move: B's Deployment Ready, DNS on B's node, A's objects gone."""
@@ -93,7 +86,7 @@ async def test_move_creates_on_b_waits_ready_steers_dns_and_deletes_from_a(
     assert outcome.status is Status.COMPLETED, outcome
     assert list(outcome.step_ms) == [s.value for s in Step]
     assert await pdns.query_a(name) == [KUBE_NODE_ADDRESSES["b"]]
-    on_a, on_b = admin(kube_clusters["a"], ns), admin(kube_clusters["b"], ns)
+    on_a, on_b = admin(kube_clusters["a"], kube_ns), admin(kube_clusters["b"], kube_ns)
     try:
         found_b = await census(on_b, APP, request.instance)
         await until(lambda: _nothing(on_a, request.instance), timeout_s=30)
@@ -116,16 +109,16 @@ async def test_never_ready_fails_the_move_and_leaves_a_serving_and_b_clean(
     pdns: PowerDns,
     kube: KubernetesOrchestrator,
     kube_clusters: dict[str, KubeCluster],
-    ns: str,
+    kube_ns: str,
     template: Path,
     unique: str,
 ) -> None:
     """A new image that cannot be pulled: readiness fails, B is cleaned, A and DNS untouched."""
     request, endpoint_a, name = await serve_from_a(kube, pdns, unique)
-    on_a = admin(kube_clusters["a"], ns)
+    on_a = admin(kube_clusters["a"], kube_ns)
     before = await census(on_a, APP, request.instance)
     write_template(template, image=UNPULLABLE, progress_deadline_s=2)
-    on_b = admin(kube_clusters["b"], ns)
+    on_b = admin(kube_clusters["b"], kube_ns)
     try:
         async with running_worker(client, act_settings, kube, pdns):
             await request_relocation(client, act_settings.temporal.task_queue, request)
@@ -145,13 +138,30 @@ async def test_never_ready_fails_the_move_and_leaves_a_serving_and_b_clean(
         await on_b.close()
 
 
-class Retried:
-    """Deploys for real, then loses the first answer on ``cluster``: the activity is retried."""
+class PassThrough:
+    """Hands every call to the real orchestrator; subclasses watch or disturb ``deploy``."""
 
     def __init__(self, inner: KubernetesOrchestrator, cluster: str) -> None:
         self.inner = inner
         self.cluster = cluster
-        self.deploys = 0
+
+    async def deploy(self, app: str, instance: str, placement: Placement) -> Endpoint:
+        """The inner deploy."""
+        return await self.inner.deploy(app, instance, placement)
+
+    async def readiness(self, endpoint: Endpoint) -> Readiness:
+        """The inner readiness."""
+        return await self.inner.readiness(endpoint)
+
+    async def remove(self, app: str, instance: str, placement: Placement) -> None:
+        """The inner remove."""
+        await self.inner.remove(app, instance, placement)
+
+
+class Retried(PassThrough):
+    """Deploys for real, then loses the first answer on ``cluster``: the activity is retried."""
+
+    deploys = 0
 
     async def deploy(self, app: str, instance: str, placement: Placement) -> Endpoint:
         """The real deploy; the first one on the cluster then fails as a lost reply would."""
@@ -162,14 +172,6 @@ class Retried:
                 raise OrchestratorError("reply lost after the apply", permanent=False)
         return endpoint
 
-    async def readiness(self, endpoint: Endpoint) -> Readiness:
-        """The inner readiness."""
-        return await self.inner.readiness(endpoint)
-
-    async def remove(self, app: str, instance: str, placement: Placement) -> None:
-        """The inner remove."""
-        await self.inner.remove(app, instance, placement)
-
 
 async def test_retried_deploy_activity_creates_no_duplicates(
     act_settings: Settings,
@@ -177,7 +179,7 @@ async def test_retried_deploy_activity_creates_no_duplicates(
     pdns: PowerDns,
     kube: KubernetesOrchestrator,
     kube_clusters: dict[str, KubeCluster],
-    ns: str,
+    kube_ns: str,
     unique: str,
 ) -> None:
     """A deploy retried after its apply went through leaves one Deployment, one rollout."""
@@ -188,7 +190,7 @@ async def test_retried_deploy_activity_creates_no_duplicates(
         history = await wait_history(client, request, 1)
     assert history[0].status is Status.COMPLETED, history[0]
     assert retried.deploys == 2
-    on_b = admin(kube_clusters["b"], ns)
+    on_b = admin(kube_clusters["b"], kube_ns)
     try:
         found = await census(on_b, APP, request.instance)
     finally:
@@ -198,12 +200,11 @@ async def test_retried_deploy_activity_creates_no_duplicates(
     assert len(found["Pod"]) == 2
 
 
-class Watched:
-    """Passes calls through; sets ``deployed`` once a deploy on ``cluster`` returned."""
+class Watched(PassThrough):
+    """Sets ``deployed`` once a deploy on ``cluster`` returned."""
 
     def __init__(self, inner: KubernetesOrchestrator, cluster: str) -> None:
-        self.inner = inner
-        self.cluster = cluster
+        super().__init__(inner, cluster)
         self.deployed = asyncio.Event()
 
     async def deploy(self, app: str, instance: str, placement: Placement) -> Endpoint:
@@ -212,14 +213,6 @@ class Watched:
         if placement.cluster == self.cluster:
             self.deployed.set()
         return endpoint
-
-    async def readiness(self, endpoint: Endpoint) -> Readiness:
-        """The inner readiness."""
-        return await self.inner.readiness(endpoint)
-
-    async def remove(self, app: str, instance: str, placement: Placement) -> None:
-        """The inner remove."""
-        await self.inner.remove(app, instance, placement)
 
 
 async def test_api_server_of_b_away_mid_move_then_back_completes_the_move(
@@ -253,7 +246,7 @@ async def test_api_server_of_b_away_for_good_fails_the_move_and_a_keeps_serving(
     pdns: PowerDns,
     kube: KubernetesOrchestrator,
     kube_clusters: dict[str, KubeCluster],
-    ns: str,
+    kube_ns: str,
     unique: str,
 ) -> None:
     """B's API server gone past the readiness deadline: the move fails, DNS and A stay, the
@@ -283,7 +276,7 @@ async def test_api_server_of_b_away_for_good_fails_the_move_and_a_keeps_serving(
     assert [e.split(":")[0] for e in outcome.compensation_errors] == ["remove_target"]
     assert await pdns.query_a(name) == [endpoint_a.placement.address]
     assert await kube.readiness(endpoint_a) is Readiness.READY
-    on_b = admin(b, ns)
+    on_b = admin(b, kube_ns)
     try:
         left = await census(on_b, APP, request.instance)
         assert left["Deployment"] == left["Service"] == [f"{APP}-{request.instance}"]

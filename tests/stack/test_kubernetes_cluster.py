@@ -42,7 +42,8 @@ async def test_clusters_report_the_pinned_version_and_a_ready_node(
             await client.close()
         assert node.status is not None
         assert [(a.type, a.address) for a in node.status.addresses or ()] == [
-            ("InternalIP", KUBE_NODE_ADDRESSES[name])
+            ("InternalIP", KUBE_NODE_ADDRESSES[name]),
+            ("Hostname", f"{name}-node"),
         ]
         assert node.status.allocatable == {"cpu": "8", "memory": "16Gi", "pods": "110"}
         assert lease.spec is not None

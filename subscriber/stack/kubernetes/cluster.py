@@ -212,17 +212,6 @@ class KubeCluster:
             node_address=self._node_address,
         )
         await self.start_apiserver()
-        common = [f"--kubeconfig={config}", "--leader-elect=false", "--secure-port=0"]
-        self._spawn(
-            "kube-controller-manager",
-            [
-                str(self._bin / "kube-controller-manager"), *common,
-                f"--service-account-private-key-file={pki / 'sa.key'}",
-                f"--root-ca-file={pki / 'ca.crt'}",
-                "--use-service-account-credentials=false",
-            ],
-        )  # fmt: skip
-        self._spawn("kube-scheduler", [str(self._bin / "kube-scheduler"), *common])
         self._spawn(
             "kwok",
             [
@@ -241,9 +230,37 @@ class KubeCluster:
         await self._ensure_node()
         return self.access
 
+    def _start_controllers(self) -> None:
+        pki = self._dir / "pki"
+        config = self._dir / "kubeconfig"
+        common = [f"--kubeconfig={config}", "--leader-elect=false", "--secure-port=0"]
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self._bin / "kube-controller-manager"), *common,
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--use-service-account-credentials=false",
+            ],
+        )  # fmt: skip
+        self._spawn("kube-scheduler", [str(self._bin / "kube-scheduler"), *common])
+
     async def start_apiserver(self) -> None:
-        """(Re)start kube-apiserver on its port and wait for ``/readyz``."""
+        """(Re)start kube-apiserver on its port, wait for ``/readyz``, then (re)start the
+        controller-manager and the scheduler.
+
+        On a restart they start afresh, as in a real control plane: there they run with leader
+        election, lose their lease while the API server is away, exit, and are restarted by their
+        kubelet. Left running with stale caches instead, they take up to a minute to act again.
+        """
+        for name in ("kube-scheduler", "kube-controller-manager"):
+            if name in self._procs:
+                stop(*self._procs.pop(name), timeout_s=10)
         self._spawn("kube-apiserver", self._apiserver_argv())
+        await self._wait_ready()
+        self._start_controllers()
+
+    async def _wait_ready(self) -> None:
         assert self.access is not None
         context = ssl.create_default_context(cafile=str(self.access.ca_file))
         headers = {"Authorization": f"Bearer {self._token}"}
@@ -299,15 +316,17 @@ class KubeCluster:
                     self._check_alive(name)
                 if await self._node_ready(client) and await self._has_default_account(client):
                     # kwok's node-initialize leaves addresses out, whatever --node-ip says; a
-                    # kubelet reports its InternalIP in the node status, so we do it for kwok.
+                    # kubelet reports them in the node status, so we do it for kwok. Both kinds:
+                    # should the node ever turn NotReady (its API server away for long), that
+                    # stage runs again and rewrites the list unless both are already there.
+                    addresses = [
+                        {"type": "InternalIP", "address": self._node_address},
+                        {"type": "Hostname", "address": f"{self.name}-node"},
+                    ]
                     await client.patch(
                         Node.Status,
                         f"{self.name}-node",
-                        {
-                            "status": {
-                                "addresses": [{"type": "InternalIP", "address": self._node_address}]
-                            }
-                        },
+                        {"status": {"addresses": addresses}},
                         patch_type=PatchType.MERGE,
                     )
                     return
