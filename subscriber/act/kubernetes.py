@@ -18,6 +18,7 @@ unreachable API or a 5xx is not. Messages name the cluster, never its address.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -96,6 +97,12 @@ class KubeTarget:
             for name in (config.cluster.certificate_auth, config.user and config.user.token_file):
                 if name and not Path(config.abs_file(name)).is_file():
                     raise ConfigError(f"{name} not found")
+            if config.cluster.certificate_auth:
+                ca = config.abs_file(config.cluster.certificate_auth)
+                try:
+                    ssl.create_default_context(cafile=str(ca))
+                except ssl.SSLError as exc:
+                    raise ConfigError(f"{ca} holds no PEM certificate") from exc
         except (ConfigError, KeyError, OSError, ValueError, TypeError) as exc:
             raise self._unusable(exc) from exc
         return config

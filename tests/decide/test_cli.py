@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 import yaml
 
 from subscriber.cli import main
+from subscriber.stack.kubernetes.cluster import make_pki
 from tests.decide.conftest import EXAMPLE_POLICY, EXAMPLE_TOPOLOGY
 
 
@@ -70,12 +73,21 @@ def test_file_defaults_to_settings(
     assert "no topology file" in capsys.readouterr().err
 
 
+@functools.cache
+def ca_pem() -> bytes:
+    """A CA certificate (made once: RSA keys take a while)."""
+    with tempfile.TemporaryDirectory() as pki:
+        make_pki(Path(pki))
+        return (Path(pki) / "ca.crt").read_bytes()
+
+
 def worked_example(tmp_path: Path) -> Path:
     """docs/kubernetes/ copied with the credential files it names; returns the topology."""
     docs = Path(__file__).resolve().parents[2] / "docs" / "kubernetes"
     for name in ("topology.yaml", "web.yaml"):
         (tmp_path / name).write_bytes((docs / name).read_bytes())
-    (tmp_path / "edge-a-ca.crt").write_text("not checked before a call\n")
+    for name in ("edge-a-ca.crt", "edge-b-ca.crt"):
+        (tmp_path / name).write_bytes(ca_pem())
     (tmp_path / "edge-a.kubeconfig").write_text(
         yaml.safe_dump(
             {
@@ -96,7 +108,6 @@ def worked_example(tmp_path: Path) -> Path:
         )
     )
     (tmp_path / "edge-b.token").write_text("t\n")
-    (tmp_path / "edge-b-ca.crt").write_text("-\n")
     return tmp_path / "topology.yaml"
 
 
@@ -128,6 +139,10 @@ def test_kubernetes_clusters_are_checked_with_their_files(
             "clusters[0].kubernetes: *Context 'subscriber@edge-a' not found",
         ),
         (lambda d: (d / "web.yaml").unlink(), "applications[0].workload: cannot read web.yaml"),
+        (
+            lambda d: (d / "edge-b-ca.crt").write_text("-----BEGIN NOTHING-----\n"),
+            "clusters[1].kubernetes: cannot use its Kubernetes credentials: *holds no PEM",
+        ),
         (
             lambda d: (d / "web.yaml").write_text("kind: Secret\n"),
             "applications[0].workload: workload template web.yaml: must hold one apps/v1",
