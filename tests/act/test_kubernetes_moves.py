@@ -85,6 +85,7 @@ async def test_move_creates_on_b_waits_ready_steers_dns_and_deletes_from_a(
     outcome = history[0]
     assert outcome.status is Status.COMPLETED, outcome
     assert list(outcome.step_ms) == [s.value for s in Step]
+    print(f"\nKubernetes move A->B, steps (ms, workflow time): {outcome.step_ms}")
     assert await pdns.query_a(name) == [KUBE_NODE_ADDRESSES["b"]]
     on_a, on_b = admin(kube_clusters["a"], kube_ns), admin(kube_clusters["b"], kube_ns)
     try:
