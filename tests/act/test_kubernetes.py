@@ -406,3 +406,19 @@ async def test_capacity_feed_hands_readings_to_the_policy(
                 await b.start_apiserver()
             assert sorted(readings) == ["edge-a"]
             assert holder.bundle.topology.clusters["edge-b"].cpu == 16
+
+
+async def test_longest_ids_make_valid_objects_on_a_real_api_server(
+    kube: KubernetesOrchestrator, kube_clusters: dict[str, KubeCluster], kube_ns: str
+) -> None:
+    """A 63-character instance (the longest label) still deploys, turns Ready and is removed."""
+    instance = "i" * 63
+    endpoint = await kube.deploy(APP, instance, placement("a"))
+    await until(lambda: ready(kube, endpoint), timeout_s=30)
+    await kube.remove(APP, instance, placement("a"))
+    client = admin(kube_clusters["a"], kube_ns)
+    try:
+        left = await census(client, APP, instance)
+    finally:
+        await client.close()
+    assert left["Deployment"] == left["Service"] == []
