@@ -6,6 +6,8 @@
 # (docs/deployment.md).
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
+# The deployment test prunes the images it replaced by this label.
+LABEL org.opencontainers.image.vendor="subscriber"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

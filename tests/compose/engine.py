@@ -41,6 +41,7 @@ SUITE = "bookworm"
 BASE_REPO = "subscriber-test/debian"
 DOCKER = "/usr/bin/docker"  # Debian's CLI, the daemon's own version (docs/deployment.md)
 DOCKERD = "/usr/sbin/dockerd"
+IMAGE_LABEL = "org.opencontainers.image.vendor=subscriber"  # on every image the project builds
 
 
 class EngineError(RuntimeError):
