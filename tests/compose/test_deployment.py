@@ -36,6 +36,7 @@ FILES = (
 PROBE = (Path(__file__).parent / "probe.py").read_text()
 SERVICES = ("kafka", "temporal", "powerdns", "fakecore", "receiver", "consumer", "worker")
 UES = ["imsi-208930000000002", "imsi-208930000000003"]
+PROJECT_PREFIX = "subscriber-test-"
 ROUNDS = 40
 
 
@@ -109,6 +110,16 @@ def _image_sizes() -> dict[str, str]:
     return {name: size for name, size in sizes.items() if name.startswith(wanted)}
 
 
+def _remove_stale_projects(compose: Path, env: dict[str, str]) -> None:
+    """Projects an interrupted session left (under the lock, no other session runs one)."""
+    listed = engine.run(
+        [engine.DOCKER, "ps", "-a", "--format", '{{.Label "com.docker.compose.project"}}']
+    )
+    for project in sorted(set(listed.split())):
+        if project.startswith(PROJECT_PREFIX):
+            Deployment(compose, project, env).run("down", "-v", "--remove-orphans", "-t", "5")
+
+
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """The whole system up and healthy; torn down after the module, leaving nothing behind."""
@@ -123,7 +134,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             # No buildx plugin here: compose uses the daemon's own BuildKit (docs/deployment.md).
             "COMPOSE_BAKE": "false",
         }
-        d = Deployment(compose, f"subscriber-test-{os.getpid()}", env)
+        _remove_stale_projects(compose, env)
+        d = Deployment(compose, f"{PROJECT_PREFIX}{os.getpid()}", env)
         d.figures["prepare_s"] = round(time.monotonic() - prepared, 1)
         built = time.monotonic()
         # One subscriber service builds the image the other three share (compose would build and
@@ -158,6 +170,33 @@ def test_every_service_is_healthy_and_runs_unprivileged(deployment: Deployment) 
     for service in ("kafka", "powerdns", "fakecore", "receiver", "consumer", "worker"):
         uid = deployment.run("exec", "-T", service, "id", "-u").strip()
         assert uid != "0", f"{service} runs as root"
+
+
+def test_keys_are_in_no_container_environment(deployment: Deployment) -> None:
+    """The pseudonym and PowerDNS keys reach the containers only as secret files: `docker
+    inspect` of any container shows neither."""
+    ids = deployment.run("ps", "-q").split()
+    inspected = engine.run([engine.DOCKER, "inspect", *ids])
+    for key in ("SUBSCRIBER_PSEUDONYM_KEY", "PDNS_API_KEY"):
+        assert deployment.env[key] not in inspected, key
+    read = deployment.run(
+        "exec", "-T", "receiver", "python", "-c",
+        "from subscriber.settings import Settings; print(len(Settings().log.pseudonym_key))",
+    )  # fmt: skip
+    assert read.strip() == str(len(deployment.env["SUBSCRIBER_PSEUDONYM_KEY"]))
+
+
+def test_a_missing_key_stops_the_service_from_starting(deployment: Deployment) -> None:
+    """Without SUBSCRIBER_PSEUDONYM_KEY compose refuses to start a subscriber service (it
+    would otherwise log with an empty pseudonym key), naming the variable."""
+    env = {k: v for k, v in deployment.env.items() if k != "SUBSCRIBER_PSEUDONYM_KEY"}
+    keyless = Deployment(deployment.compose, f"{deployment.project}-keyless", env)
+    try:
+        with pytest.raises(engine.EngineError, match="SUBSCRIBER_PSEUDONYM_KEY"):
+            keyless.run("up", "-d", "--no-deps", "fakecore", timeout_s=120)
+    finally:
+        keyless.run("down", "-v", "--remove-orphans", "-t", "5")
+    assert not _leftovers(keyless.project)
 
 
 def test_each_process_serves_metrics_and_readiness(deployment: Deployment) -> None:
@@ -210,39 +249,30 @@ def _moves_with(deployment: Deployment, service: str, first: int, during: object
         assert mover.wait(timeout=300) == 0, "the fake core refused a move"
 
 
-def _verify(deployment: Deployment, first: int) -> dict[str, object]:
+def _crash_under_load(deployment: Deployment, service: str, first: int) -> None:
+    """Move the UEs; halfway, crash ``service``; then nothing may be missing."""
+    restarts: list[int] = []
+    _moves_with(deployment, "worker", first, lambda: restarts.append(deployment.crash(service)))
+    back_s = deployment.wait_healthy_again(service, restarts[0], timeout_s=240)
     (found,) = deployment.probe(
         "worker", "verify", str(first), str(ROUNDS), "180", *UES, timeout_s=300
     )
-    return found
+    deployment.figures[f"{service}_crash"] = {**found, "healthy_again_s": round(back_s, 1)}
+    assert found["notification_failures"] == 0, found
+    assert found["missing_events"] == 0, found
+    assert found["missing_decisions"] == 0, found
 
 
 def test_consumer_crash_loses_no_event_and_no_decision(deployment: Deployment) -> None:
     """The consumer's process is SIGKILLed mid-stream: its restart policy brings it back, and
     every acknowledged callback is an event with a decision."""
-    first = 0x100
-    restarts: list[int] = []
-    _moves_with(deployment, "worker", first, lambda: restarts.append(deployment.crash("consumer")))
-    back_s = deployment.wait_healthy_again("consumer", restarts[0], timeout_s=180)
-    found = _verify(deployment, first)
-    deployment.figures["consumer_crash"] = {**found, "healthy_again_s": round(back_s, 1)}
-    assert found["notification_failures"] == 0, found
-    assert found["missing_events"] == 0, found
-    assert found["missing_decisions"] == 0, found
+    _crash_under_load(deployment, "consumer", 0x100)
 
 
 def test_kafka_crash_loses_no_acknowledged_event_and_no_decision(deployment: Deployment) -> None:
     """The broker's process is SIGKILLed mid-stream: the receiver spools and keeps answering 204,
     the broker comes back with its volume, the spool drains, and every acknowledged callback is
     an event with a decision."""
-    first = 0x200
-    restarts: list[int] = []
-    _moves_with(deployment, "worker", first, lambda: restarts.append(deployment.crash("kafka")))
-    back_s = deployment.wait_healthy_again("kafka", restarts[0], timeout_s=240)
-    found = _verify(deployment, first)
-    deployment.figures["kafka_crash"] = {**found, "healthy_again_s": round(back_s, 1)}
-    assert found["notification_failures"] == 0, found
-    assert found["missing_events"] == 0, found
-    assert found["missing_decisions"] == 0, found
+    _crash_under_load(deployment, "kafka", 0x200)
     for service in ("receiver", "consumer", "worker"):
         assert deployment.state(service)["Status"] == "running", service
