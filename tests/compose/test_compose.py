@@ -64,7 +64,8 @@ def merge(base: Any, override: Any, key: str = "") -> Any:
 
 
 def interpolate(value: Any, env: dict[str, str]) -> Any:
-    """Resolve ``${NAME}`` and ``${NAME:-default}``; any other ``$`` form is an error here."""
+    """Resolve ``${NAME}``, ``${NAME:-default}`` and ``$$`` (a literal ``$``); any other ``$``
+    form is an error here."""
     if isinstance(value, dict):
         return {k: interpolate(v, env) for k, v in value.items()}
     if isinstance(value, list):
@@ -77,9 +78,9 @@ def interpolate(value: Any, env: dict[str, str]) -> Any:
         assert found is not None, f"${{{match['name']}}} has no default"
         return found
 
-    resolved = INTERPOLATION.sub(one, value)
-    assert "$" not in resolved, f"unsupported interpolation in {value!r}"
-    return resolved
+    parts = [INTERPOLATION.sub(one, part) for part in value.split("$$")]
+    assert not any("$" in part for part in parts), f"unsupported interpolation in {value!r}"
+    return "$".join(parts)
 
 
 def stack(*files: Path) -> dict[str, Any]:
@@ -362,7 +363,8 @@ def test_keys_reach_the_processes_as_secret_files_never_as_variables(
     pdns = project["services"]["powerdns"]
     source = _secret_targets(project["services"]["receiver"])["subscriber_powerdns__api_key"]
     assert source in pdns["secrets"]
-    assert pdns["environment"]["PDNS_AUTH_API_KEY_FILE"] == f"/run/secrets/{source}"
+    assert f"PDNS_AUTH_API_KEY=\"$(cat /run/secrets/{source})\"" in pdns["entrypoint"][-1]
+    assert "environment" not in pdns
 
 
 def test_every_service_has_limits_and_state_in_named_volumes(project: dict[str, Any]) -> None:
