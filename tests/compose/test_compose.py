@@ -363,7 +363,7 @@ def test_keys_reach_the_processes_as_secret_files_never_as_variables(
     pdns = project["services"]["powerdns"]
     source = _secret_targets(project["services"]["receiver"])["subscriber_powerdns__api_key"]
     assert source in pdns["secrets"]
-    assert f"PDNS_AUTH_API_KEY=\"$(cat /run/secrets/{source})\"" in pdns["entrypoint"][-1]
+    assert f'PDNS_AUTH_API_KEY="$(cat /run/secrets/{source})"' in pdns["entrypoint"][-1]
     assert "environment" not in pdns
 
 
