@@ -42,6 +42,7 @@ from subscriber.act.workload import (
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
     MANAGER,
+    Workload,
     owned,
     ownership,
     parse_template,
@@ -171,6 +172,24 @@ def from_topology(topology_file: Path, settings: RelocationSettings) -> Kubernet
     )
 
 
+def typed(workload: Workload, *, source: str) -> tuple[Deployment, Service]:
+    """The rendered objects as lightkube resources, which checks every field's type.
+
+    Raises:
+        OrchestratorError: (permanent) a field has the wrong type or shape.
+    """
+    try:
+        deployment = from_dict(workload.deployment)
+        service = from_dict(workload.service)
+    except Exception as exc:  # lightkube's decoder raises plain errors for bad fields
+        raise OrchestratorError(
+            f"workload template {source}: not a valid object: {exc}", permanent=True
+        ) from exc
+    assert isinstance(deployment, Deployment)
+    assert isinstance(service, Service)
+    return deployment, service
+
+
 def topology_problems(topology: TopologyDoc, topology_file: Path) -> list[str]:
     """What keeps the topology's Kubernetes clusters and templates from working, found without
     calling any cluster: unreadable files, a kubeconfig without the context, a bad template.
@@ -191,7 +210,7 @@ def topology_problems(topology: TopologyDoc, topology_file: Path) -> list[str]:
         path = topology_file.parent / Path(a.workload).expanduser()
         try:
             docs = parse_template(path.read_bytes(), source=a.workload)
-            render(
+            workload = render(
                 docs,
                 app=a.name,
                 instance="check",
@@ -199,6 +218,7 @@ def topology_problems(topology: TopologyDoc, topology_file: Path) -> list[str]:
                 cluster="check",
                 service_type="NodePort",
             )
+            typed(workload, source=a.workload)
         except OSError as exc:
             problems.append(f"applications[{i}].workload: cannot read {a.workload}: {exc.strerror}")
         except OrchestratorError as exc:
@@ -308,16 +328,7 @@ class KubernetesOrchestrator:
             cluster=target.cluster,
             service_type="LoadBalancer" if mode == "load_balancer" else "NodePort",
         )
-        try:
-            deployment = from_dict(workload.deployment)
-            service = from_dict(workload.service)
-        except Exception as exc:  # lightkube's decoder raises plain errors for bad fields
-            raise OrchestratorError(
-                f"workload template of {app!r}: not a valid object: {exc}", permanent=True
-            ) from exc
-        assert isinstance(deployment, Deployment)
-        assert isinstance(service, Service)
-        return deployment, service
+        return typed(workload, source=path.name)
 
     async def _claim(self, client: AsyncClient, kind: Any, name: str, app: str, inst: str) -> None:
         """Refuse to touch an object of our name that we did not create."""

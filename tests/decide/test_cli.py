@@ -140,6 +140,12 @@ def test_kubernetes_clusters_are_checked_with_their_files(
         ),
         (lambda d: (d / "web.yaml").unlink(), "applications[0].workload: cannot read web.yaml"),
         (
+            lambda d: (d / "web.yaml").write_text(
+                (d / "web.yaml").read_text().replace("replicas: 2", "replicas: 2\n  paused: 3")
+            ),
+            "applications[0].workload: workload template web.yaml: not a valid object",
+        ),
+        (
             lambda d: (d / "edge-b-ca.crt").write_text("-----BEGIN NOTHING-----\n"),
             "clusters[1].kubernetes: cannot use its Kubernetes credentials: *holds no PEM",
         ),
