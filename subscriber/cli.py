@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--export", action="store_true", help="Prefix each line with 'export'.")
 
     fake = _command(
-        sub, "fakecore", "subscriber.fakecore.server:run", "Run the free5GC-faithful fake core."
+        sub, "fakecore", "subscriber.fakes.core.server:run", "Run the free5GC-faithful fake core."
     )
     fake.add_argument("--host", default="127.0.0.1", help="Address to bind.")
     fake.add_argument("--port", type=int, default=8000, help="Port (0 picks a free one).")
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("--check", action="store_true", help="Only report stale files (exit 1).")
 
     _command(sub, "worker", "subscriber.act.worker:run", "Run the Temporal relocation worker.")
-    emco = _command(sub, "emco-fake", "subscriber.act.fake_emco:serve", "Run a fake EMCO API.")
+    emco = _command(sub, "emco-fake", "subscriber.fakes.emco:serve", "Run a fake EMCO API.")
     emco.add_argument("--host", default="127.0.0.1", help="Address to bind.")
     emco.add_argument("--port", type=int, default=9015, help="Port.")
     emco.add_argument("--app", default="demo", help="App placed at start.")

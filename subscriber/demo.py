@@ -36,14 +36,14 @@ import subscriber
 from subscriber.act.consumer import EventConsumer
 from subscriber.act.dns import PowerDns, record_name
 from subscriber.act.instances import parse_instances
-from subscriber.act.local_orchestrator import LocalOrchestrator
 from subscriber.act.orchestrator import Placement, Readiness
 from subscriber.act.signals import connect
 from subscriber.act.worker import build_worker
 from subscriber.act.workflows import MoveOutcome, RelocationState, workflow_id
 from subscriber.decide.engine import PolicyHolder
 from subscriber.events import LocationEvent
-from subscriber.fakecore import FakeCoreServer
+from subscriber.fakes.core import FakeCoreServer
+from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.ingress.nrf import NrfClient
 from subscriber.ingress.poller import Poller
 from subscriber.ingress.publisher import Publisher

@@ -17,10 +17,13 @@ from pathlib import Path
 import pytest
 import structlog
 
+from subscriber.act.orchestrator import Placement
 from subscriber.settings import Settings, StackSettings
 from subscriber.stack import StackInfo, down, settings_for, up
+from subscriber.stack.procs import port_free_on
 
 STACK_DIR_ENV = "SUBSCRIBER_TEST_STACK_DIR"
+CLUSTER_ADDRESSES = {"edge1": "127.0.1.1", "edge2": "127.0.2.1", "edge3": "127.0.3.1"}
 
 
 def _stack_settings(stack_dir: Path) -> Settings:
@@ -89,6 +92,16 @@ def isolate(settings: Settings, unique: str, tmp_path: Path) -> Settings:
 def stack_settings(stack_base_settings: Settings, unique: str, tmp_path: Path) -> Settings:
     """Settings pointing at the session stack, with names unique to this test."""
     return isolate(stack_base_settings, unique, tmp_path)
+
+
+@pytest.fixture
+def clusters() -> dict[str, Placement]:
+    """Three loopback clusters sharing one service port."""
+    port = port_free_on(*CLUSTER_ADDRESSES.values())
+    return {
+        name: Placement(cluster=name, address=address, port=port)
+        for name, address in CLUSTER_ADDRESSES.items()
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -30,13 +30,13 @@ from subscriber import tracing
 from subscriber.act.consumer import EventConsumer
 from subscriber.act.dns import PowerDns
 from subscriber.act.instances import parse_instances
-from subscriber.act.local_orchestrator import LocalOrchestrator
 from subscriber.act.orchestrator import Placement
 from subscriber.act.signals import connect, request_relocation
 from subscriber.act.worker import build_worker, metrics_runtime
 from subscriber.act.workflows import RelocationWorkflow, Status, workflow_id
 from subscriber.decide.engine import PolicyHolder
 from subscriber.events import LocationEvent, decode_event
+from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.ingress.normalize import BodyKind, normalize_body
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.receiver import Receiver, default_normalizers

@@ -1,7 +1,7 @@
 """The orchestrator port: deploy an application instance on a cluster, check it, remove it.
 
 The relocation workflow drives every orchestrator through this one interface; the adapters are
-:mod:`subscriber.act.local_orchestrator` (loopback services for the demo and the tests) and
+:mod:`subscriber.fakes.local_orchestrator` (loopback services for the demo and the tests) and
 :mod:`subscriber.act.emco` (the EMCO REST API). Adapters raise :class:`OrchestratorError`;
 ``permanent`` says whether trying again can help.
 """

@@ -37,7 +37,7 @@ async def open_orchestrator(settings: Settings, stack: AsyncExitStack) -> Orches
         from subscriber.act.emco import EmcoOrchestrator
 
         return await stack.enter_async_context(EmcoOrchestrator.from_settings(reloc))
-    from subscriber.act.local_orchestrator import LocalOrchestrator
+    from subscriber.fakes.local_orchestrator import LocalOrchestrator
 
     return await stack.enter_async_context(
         LocalOrchestrator(state_dir=reloc.local_dir, warmup_s=reloc.local_warmup_s)

@@ -8,7 +8,7 @@ is something to wait for. Every process is recorded in a JSON file under ``state
 start time), so a restarted worker finds, reuses or stops what an earlier one started, and
 :meth:`LocalOrchestrator.remove_all` leaves nothing behind.
 
-Run one service by hand: ``python -m subscriber.act.local_orchestrator --cluster edge1
+Run one service by hand: ``python -m subscriber.fakes.local_orchestrator --cluster edge1
 --host 127.0.1.1 --port 8080``.
 """
 
@@ -88,7 +88,7 @@ class LocalOrchestrator:
                 return endpoint
             await asyncio.to_thread(stop, int(record["pid"]), int(record["ticks"]), timeout_s=5)
         argv = [
-            self._python, "-m", "subscriber.act.local_orchestrator",
+            self._python, "-m", "subscriber.fakes.local_orchestrator",
             "--app", app, "--instance", instance, "--cluster", placement.cluster,
             "--host", placement.address, "--port", str(placement.port),
             "--warmup-s", str(self._warmup_s),

@@ -16,7 +16,6 @@ import pytest
 from temporalio.client import Client
 
 from subscriber.act.dns import DnsError, PowerDns, record_name
-from subscriber.act.local_orchestrator import LocalOrchestrator
 from subscriber.act.orchestrator import (
     Endpoint,
     Orchestrator,
@@ -27,10 +26,8 @@ from subscriber.act.orchestrator import (
 from subscriber.act.signals import connect
 from subscriber.act.worker import build_worker
 from subscriber.act.workflows import MoveOutcome, RelocationRequest, RelocationWorkflow
+from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.settings import Settings
-from subscriber.stack.procs import port_free_on
-
-CLUSTER_ADDRESSES = {"edge1": "127.0.1.1", "edge2": "127.0.2.1", "edge3": "127.0.3.1"}
 
 
 def tuned(settings: Settings, tmp_path: Path) -> Settings:
@@ -57,16 +54,6 @@ def tuned(settings: Settings, tmp_path: Path) -> Settings:
 def act_settings(stack_settings: Settings, tmp_path: Path) -> Settings:
     """The session stack's settings, :func:`tuned`, with names unique to this test."""
     return tuned(stack_settings, tmp_path)
-
-
-@pytest.fixture
-def clusters() -> dict[str, Placement]:
-    """Three loopback clusters sharing one service port."""
-    port = port_free_on(*CLUSTER_ADDRESSES.values())
-    return {
-        name: Placement(cluster=name, address=address, port=port)
-        for name, address in CLUSTER_ADDRESSES.items()
-    }
 
 
 @pytest.fixture

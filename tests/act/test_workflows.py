@@ -13,7 +13,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from subscriber.act.dns import PowerDns
-from subscriber.act.local_orchestrator import LocalOrchestrator
 from subscriber.act.orchestrator import Placement
 from subscriber.act.signals import connect, request_relocation
 from subscriber.act.workflows import (
@@ -23,6 +22,7 @@ from subscriber.act.workflows import (
     Step,
     workflow_id,
 )
+from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.settings import Settings
 from subscriber.stack import restart_service
 from tests.act.conftest import (

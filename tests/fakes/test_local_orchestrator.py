@@ -6,8 +6,8 @@ from pathlib import Path
 
 import aiohttp
 
-from subscriber.act.local_orchestrator import LocalOrchestrator
 from subscriber.act.orchestrator import Placement, Readiness
+from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from tests.act.conftest import until
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from subscriber.events import LocationEvent
-from subscriber.fakecore import FakeCoreServer
-from subscriber.fakecore import nrf as fake_nrf
+from subscriber.fakes.core import FakeCoreServer
+from subscriber.fakes.core import nrf as fake_nrf
 from subscriber.ingress.tracker import track
 from subscriber.settings import CoreSettings, ReceiverSettings, Settings
 

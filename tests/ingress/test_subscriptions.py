@@ -16,8 +16,8 @@ from granian.server.embed import Server
 
 from subscriber.errors import CoreUnavailable
 from subscriber.events import Delivery, decode_event
-from subscriber.fakecore import FakeCoreServer
-from subscriber.fakecore.amf import AmfMode
+from subscriber.fakes.core import FakeCoreServer
+from subscriber.fakes.core.amf import AmfMode
 from subscriber.ingress.nrf import NrfClient, Producer
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.receiver import Receiver, default_normalizers

@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from subscriber.events import Delivery, decode_event
-from subscriber.fakecore import FakeCoreServer
+from subscriber.fakes.core import FakeCoreServer
 from subscriber.ingress.tracker import track
 from subscriber.settings import Settings
 

@@ -14,7 +14,7 @@ import subscriber
 from subscriber.decide.engine import read_bundle
 from subscriber.decide.topology import Topology
 from subscriber.events import Cell, decode_event
-from subscriber.fakecore import FakeCoreServer
+from subscriber.fakes.core import FakeCoreServer
 from subscriber.ingress.normalize import BodyKind, normalize_body
 from subscriber.sre.recording import read_items
 from subscriber.sre.simulate import (

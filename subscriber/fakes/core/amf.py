@@ -26,7 +26,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from subscriber.fakecore.wire import (
+from subscriber.fakes.core.wire import (
     SERVICE_NAMES,
     ClockNs,
     TokenSigner,

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from subscriber.fakecore.wire import SERVICE_NAMES, json_response, problem, read_json
+from subscriber.fakes.core.wire import SERVICE_NAMES, json_response, problem, read_json
 
 _PREFIX = "/3gpp-monitoring-event/v1/{af_id}/subscriptions"
 _TARGETS = ("externalId", "msisdn", "externalGroupId")

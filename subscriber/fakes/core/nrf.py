@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from subscriber.fakecore.wire import (
+from subscriber.fakes.core.wire import (
     NF_TYPES,
     SERVICE_NAMES,
     ClockNs,

@@ -31,11 +31,11 @@ import httpx
 import structlog
 from aiohttp import web
 
-from subscriber.fakecore.amf import AmfMode, FakeAmf
-from subscriber.fakecore.nef import FakeNef
-from subscriber.fakecore.nrf import FakeNrf
-from subscriber.fakecore.smf import FakeSmf
-from subscriber.fakecore.wire import ClockNs, TokenSigner, json_response, problem, read_json
+from subscriber.fakes.core.amf import AmfMode, FakeAmf
+from subscriber.fakes.core.nef import FakeNef
+from subscriber.fakes.core.nrf import FakeNrf
+from subscriber.fakes.core.smf import FakeSmf
+from subscriber.fakes.core.wire import ClockNs, TokenSigner, json_response, problem, read_json
 from subscriber.settings import Settings
 
 log = structlog.get_logger()

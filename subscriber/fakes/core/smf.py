@@ -14,8 +14,8 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
-from subscriber.fakecore.amf import AmfMode, PostJson
-from subscriber.fakecore.wire import SERVICE_NAMES, json_response, problem, read_json
+from subscriber.fakes.core.amf import AmfMode, PostJson
+from subscriber.fakes.core.wire import SERVICE_NAMES, json_response, problem, read_json
 
 ChangeType = Literal["EARLY", "LATE", "EARLY_LATE"]
 

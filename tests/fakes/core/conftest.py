@@ -15,7 +15,7 @@ import h2.events
 import h2.exceptions
 import pytest
 
-from subscriber.fakecore import FakeCoreServer
+from subscriber.fakes.core import FakeCoreServer
 
 TokenFactory = Callable[..., Awaitable[str]]
 

@@ -8,7 +8,7 @@ from datetime import datetime
 import aiohttp
 import orjson
 
-from subscriber.fakecore import FakeCoreServer
+from subscriber.fakes.core import FakeCoreServer
 from subscriber.sbi.amf import parse_amf_created_subscription, parse_amf_notification
 
 from .conftest import H2cSink, TokenFactory

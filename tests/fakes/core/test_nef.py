@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from subscriber.fakecore import FakeCoreServer
+from subscriber.fakes.core import FakeCoreServer
 
 BASE = "/3gpp-monitoring-event/v1/af1/subscriptions"
 VALID = {

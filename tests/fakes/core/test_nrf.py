@@ -6,7 +6,7 @@ import uuid
 
 import aiohttp
 
-from subscriber.fakecore import FakeCoreServer
+from subscriber.fakes.core import FakeCoreServer
 
 from .conftest import TokenFactory, register_af
 

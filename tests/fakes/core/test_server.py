@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from subscriber.cli import build_parser
-from subscriber.fakecore import FakeCoreServer
+from subscriber.fakes.core import FakeCoreServer
 
 
 async def test_control_api_adds_moves_and_removes_ues(
@@ -50,5 +50,5 @@ async def test_holds_100k_ues() -> None:
 def test_cli_has_the_fakecore_subcommand() -> None:
     """``subscriber fakecore --port N --ues N`` parses to the fake core's runner."""
     args = build_parser().parse_args(["fakecore", "--port", "0", "--ues", "7", "--mode", "notify"])
-    assert args.target == "subscriber.fakecore.server:run"
+    assert args.target == "subscriber.fakes.core.server:run"
     assert (args.port, args.ues, args.mode, args.no_oauth) == (0, 7, "notify", False)

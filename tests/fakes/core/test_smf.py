@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 import orjson
 
-from subscriber.fakecore import FakeCoreServer
-from subscriber.fakecore.smf import up_path_change_body
+from subscriber.fakes.core import FakeCoreServer
+from subscriber.fakes.core.smf import up_path_change_body
 from subscriber.sbi.smf import parse_smf_notification
 
 from .conftest import H2cSink

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from subscriber.fakecore.wire import TokenSigner, go_time
+from subscriber.fakes.core.wire import TokenSigner, go_time
 
 
 @pytest.mark.parametrize(
