@@ -25,7 +25,7 @@ import yaml
 
 from bench.figures import machine, record
 from subscriber.decide.bundle import Bundle, load_bundle
-from subscriber.decide.policy import Action, Placement, decide
+from subscriber.decide.policy import Action, Running, decide
 from subscriber.decide.state import (
     LEFT_CLUSTERS,
     MAX_APPS,
@@ -175,14 +175,14 @@ class Consumer:
         self, bundle: Bundle, stream: list[tuple[str, float, LocationEvent]], *, store: bool
     ):
         """Place one random app per UE on a random edge cluster."""
-        self.placements: dict[str, Placement] = {}
+        self.placements: dict[str, Running] = {}
         apps = list(bundle.topology.apps)
         towers = sum(1 for c in bundle.topology.clusters if c.startswith("edge-"))
         rng = random.Random(3)
         for ue, _, _ in stream:
             if ue not in self.placements:
                 app = apps[rng.randrange(len(apps))]
-                self.placements[ue] = Placement(app, f"edge-{rng.randrange(towers)}")
+                self.placements[ue] = Running(app, f"edge-{rng.randrange(towers)}")
         self.store = MemoryStateStore() if store else None
         self.states: dict[str, UeState] = {}
 
@@ -207,7 +207,7 @@ def run_decisions(
             states[ue] = d.state
         counts[d.action] += 1
         if d.action is Action.RELOCATE and d.target is not None:
-            placements[ue] = Placement(placement.app, d.target)
+            placements[ue] = Running(placement.app, d.target)
     elapsed = time.perf_counter() - start
     if store is not None:
         store.take_changes()  # what the consumer would write to the changelog
@@ -306,7 +306,7 @@ def main() -> None:
         )
     event = stream[0][2]
     ue_zone = topo.zone_of(event)
-    placement = Placement("telemetry-sink", f"edge-{ue_zone.split('-')[1]}" if ue_zone else "x")
+    placement = Running("telemetry-sink", f"edge-{ue_zone.split('-')[1]}" if ue_zone else "x")
     state = decide(stream[0][1], bundle, placement, None, event).state
     n = 200_000
     t = time.perf_counter()
@@ -316,13 +316,13 @@ def main() -> None:
     print(f"decide, one UE staying put (the commonest case): {hot:,.0f} decisions/s")
 
     states: dict[str, UeState] = {}
-    placements: dict[str, Placement] = {}
+    placements: dict[str, Running] = {}
     for ue, t_s, event in stream[: min(len(stream), 100_000)]:
-        placement = placements.setdefault(ue, Placement(APPS[0], "edge-0"))
+        placement = placements.setdefault(ue, Running(APPS[0], "edge-0"))
         d = decide(t_s, bundle, placement, states.get(ue), event)
         states[ue] = d.state
         if d.target is not None and d.action is Action.RELOCATE:
-            placements[ue] = Placement(placement.app, d.target)
+            placements[ue] = Running(placement.app, d.target)
     typical = [len(encode_state(s)) for s in states.values()]
     worst = len(encode_state(full_state(1_780_000_000.123)))
     record("decide", "state per UE, serialized, typical", sum(typical) / len(typical), "B",

@@ -39,12 +39,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 import subscriber
 from bench.figures import machine, record
 from subscriber.act.consumer import EventConsumer
-from subscriber.act.instances import parse_instances
 from subscriber.act.signals import SignalReceipt, connect, request_relocation
-from subscriber.act.workflows import RelocationRequest
 from subscriber.decide.engine import PolicyHolder
+from subscriber.decide.instances import parse_instances
 from subscriber.events import Cell, Delivery, EventSource, LocationEvent, NfType, UeIdentity
 from subscriber.logs import configure_logging
+from subscriber.relocation import RelocationRequest
 from subscriber.settings import LogSettings, PolicySettings, Settings, StackSettings
 from subscriber.stack import settings_for, up
 

@@ -35,12 +35,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 import subscriber
 from subscriber.act.consumer import EventConsumer
 from subscriber.act.dns import PowerDns, record_name
-from subscriber.act.instances import parse_instances
-from subscriber.act.orchestrator import Placement, Readiness
 from subscriber.act.signals import connect
 from subscriber.act.worker import build_worker
-from subscriber.act.workflows import MoveOutcome, RelocationState, workflow_id
 from subscriber.decide.engine import PolicyHolder
+from subscriber.decide.instances import parse_instances
 from subscriber.events import LocationEvent
 from subscriber.fakes.core import FakeCoreServer
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
@@ -48,6 +46,7 @@ from subscriber.ingress.nrf import NrfClient
 from subscriber.ingress.poller import Poller
 from subscriber.ingress.publisher import Publisher
 from subscriber.logs import configure_logging, pseudonym
+from subscriber.relocation import MoveOutcome, Placement, Readiness, RelocationState, workflow_id
 from subscriber.settings import LogSettings, PolicySettings, Settings
 from subscriber.stack import settings_for, status, up
 from subscriber.stack.procs import port_free_on

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from subscriber.act.orchestrator import Placement
+from subscriber.relocation import Placement
 from subscriber.settings import Settings, StackSettings
 from subscriber.stack import StackInfo, down, settings_for, up
 from subscriber.stack.procs import port_free_on

@@ -29,12 +29,11 @@ from temporalio.client import Client
 from subscriber import tracing
 from subscriber.act.consumer import EventConsumer
 from subscriber.act.dns import PowerDns
-from subscriber.act.instances import parse_instances
-from subscriber.act.orchestrator import Placement
 from subscriber.act.signals import connect, request_relocation
 from subscriber.act.worker import build_worker, metrics_runtime
-from subscriber.act.workflows import RelocationWorkflow, Status, workflow_id
+from subscriber.act.workflows import RelocationWorkflow
 from subscriber.decide.engine import PolicyHolder
+from subscriber.decide.instances import parse_instances
 from subscriber.events import LocationEvent, decode_event
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.ingress.normalize import BodyKind, normalize_body
@@ -42,6 +41,7 @@ from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.receiver import Receiver, default_normalizers
 from subscriber.ingress.server import StaticRegistry
 from subscriber.ingress.spool import SpoolRecord
+from subscriber.relocation import Placement, Status, workflow_id
 from subscriber.settings import KafkaSettings, LogSettings, PolicySettings, Settings
 from tests.act.conftest import make_request, running_worker, serve_from, tuned, until, wait_history
 from tests.act.events import POLICY, T0, TOPOLOGY, TOWER

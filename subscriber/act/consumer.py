@@ -38,7 +38,10 @@ from prometheus_client import Counter, Gauge
 from temporalio.client import Client
 
 from subscriber import tracing
-from subscriber.act.handling import (
+from subscriber.act.signals import SignalReceipt, request_relocation
+from subscriber.decide.engine import PolicyHolder
+from subscriber.decide.instances import Instances
+from subscriber.decide.step import (
     Handled,
     UeRecord,
     confirm,
@@ -47,18 +50,10 @@ from subscriber.act.handling import (
     handle_event,
     handle_recheck,
 )
-from subscriber.act.instances import Instances
-from subscriber.act.signals import SignalReceipt, request_relocation
-from subscriber.act.workflows import (
-    MoveOutcome,
-    RelocationRequest,
-    RelocationState,
-    workflow_id,
-)
-from subscriber.decide.engine import PolicyHolder
 from subscriber.errors import SignalFailed, UndecodableEvent
 from subscriber.events import LocationEvent, decode_event
 from subscriber.logs import pseudonym
+from subscriber.relocation import MoveOutcome, RelocationRequest, RelocationState, workflow_id
 from subscriber.settings import Settings
 
 log = structlog.get_logger()

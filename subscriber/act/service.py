@@ -12,9 +12,9 @@ import structlog
 from prometheus_client import start_http_server
 
 from subscriber.act.consumer import EventConsumer
-from subscriber.act.instances import Instances, parse_instances
 from subscriber.act.signals import connect
 from subscriber.decide.engine import PolicyHolder
+from subscriber.decide.instances import Instances, parse_instances
 from subscriber.settings import Settings
 from subscriber.tracing import configure_tracing, shutdown_tracing
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from subscriber.act.orchestrator import Label
 from subscriber.decide.topology import Topology
 from subscriber.errors import PolicyUnavailable
+from subscriber.relocation import Label
 
 
 class InstanceDoc(BaseModel):

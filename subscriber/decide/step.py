@@ -19,14 +19,13 @@ from typing import Any
 
 import orjson
 
-from subscriber.act.instances import InstanceDoc
-from subscriber.act.orchestrator import Placement as Where
-from subscriber.act.workflows import RelocationRequest
 from subscriber.decide.bundle import Bundle
-from subscriber.decide.policy import Action, Decision, Placement, decide_all, recheck
+from subscriber.decide.instances import InstanceDoc
+from subscriber.decide.policy import Action, Decision, Running, decide_all, recheck
 from subscriber.decide.state import UeState, decode_state, encode_state
 from subscriber.errors import UndecodableEvent
 from subscriber.events import LocationEvent
+from subscriber.relocation import Placement, RelocationRequest
 
 RECORD_FORMAT = 1
 
@@ -118,7 +117,7 @@ class Handled:
         return [a.request for a in self.audited if a.request is not None]
 
 
-def _where(bundle: Bundle, cluster: str, port: int) -> Where | None:
+def _where(bundle: Bundle, cluster: str, port: int) -> Placement | None:
     found = bundle.topology.clusters.get(cluster)
     if found is None or found.address is None:
         return None
@@ -126,9 +125,9 @@ def _where(bundle: Bundle, cluster: str, port: int) -> Where | None:
 
 
 @functools.lru_cache(maxsize=4096)
-def _placement(cluster: str, address: str, port: int) -> Where:
+def _placement(cluster: str, address: str, port: int) -> Placement:
     # Validating a Placement costs more than the decision itself: share the frozen instances.
-    return Where(cluster=cluster, address=address, port=port)
+    return Placement(cluster=cluster, address=address, port=port)
 
 
 def handle_event(
@@ -156,7 +155,7 @@ def handle_event(
     if event.event_id in record.seen:
         return Handled(duplicate=True, audited=(), record=record)
     placements = [
-        Placement(inst.app, record.placement_of(instance_key(inst)) or inst.cluster)
+        Running(inst.app, record.placement_of(instance_key(inst)) or inst.cluster)
         for inst in instances
     ]
     decisions, state = decide_all(
@@ -192,7 +191,7 @@ def handle_recheck(
         return Handled(duplicate=False, audited=(), record=replace(record, recheck_at_s=None))
     decisions = []
     for inst in instances:
-        placement = Placement(inst.app, record.placement_of(instance_key(inst)) or inst.cluster)
+        placement = Running(inst.app, record.placement_of(instance_key(inst)) or inst.cluster)
         decision = recheck(at_s, bundle, placement, state)
         decisions.append(decision)
         state = decision.state

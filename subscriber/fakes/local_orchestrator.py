@@ -26,7 +26,8 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from subscriber.act.orchestrator import Endpoint, OrchestratorError, Placement, Readiness
+from subscriber.act.orchestrator import OrchestratorError
+from subscriber.relocation import Endpoint, Placement, Readiness
 from subscriber.stack.procs import is_running, spawn, start_ticks, stop
 
 log = structlog.get_logger()

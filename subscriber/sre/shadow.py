@@ -31,16 +31,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from subscriber.act.handling import (
-    Audited,
-    UeRecord,
-    handle_event,
-    handle_recheck,
-    instance_key,
-)
-from subscriber.act.instances import InstanceDoc, Instances
 from subscriber.decide.bundle import Bundle
+from subscriber.decide.instances import InstanceDoc, Instances
 from subscriber.decide.policy import Action, Reason
+from subscriber.decide.step import Audited, UeRecord, handle_event, handle_recheck, instance_key
 from subscriber.events import LocationEvent
 
 _PING_PONG = Reason.PING_PONG_SUPPRESSED

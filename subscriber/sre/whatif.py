@@ -24,9 +24,9 @@ from typing import Any
 
 import orjson
 
-from subscriber.act.instances import parse_instances
 from subscriber.decide.bundle import Bundle
 from subscriber.decide.engine import read_bundle
+from subscriber.decide.instances import parse_instances
 from subscriber.errors import InvalidCallback, PolicyUnavailable
 from subscriber.events import LocationEvent, decode_event
 from subscriber.settings import Settings

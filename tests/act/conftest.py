@@ -16,17 +16,12 @@ import pytest
 from temporalio.client import Client
 
 from subscriber.act.dns import DnsError, PowerDns, record_name
-from subscriber.act.orchestrator import (
-    Endpoint,
-    Orchestrator,
-    OrchestratorError,
-    Placement,
-    Readiness,
-)
+from subscriber.act.orchestrator import Orchestrator, OrchestratorError
 from subscriber.act.signals import connect
 from subscriber.act.worker import build_worker
-from subscriber.act.workflows import MoveOutcome, RelocationRequest, RelocationWorkflow
+from subscriber.act.workflows import RelocationWorkflow
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
+from subscriber.relocation import Endpoint, MoveOutcome, Placement, Readiness, RelocationRequest
 from subscriber.settings import Settings
 
 
@@ -197,7 +192,7 @@ async def wait_history(
     client: Client, req: RelocationRequest, count: int, timeout_s: float = 60
 ) -> list[MoveOutcome]:
     """Poll the workflow's history query until it holds ``count`` outcomes."""
-    from subscriber.act.workflows import workflow_id
+    from subscriber.relocation import workflow_id
 
     handle = client.get_workflow_handle_for(
         RelocationWorkflow.run, workflow_id(req.app, req.instance)

@@ -14,11 +14,11 @@ from temporalio.client import Client
 
 from subscriber.act.consumer import EventConsumer
 from subscriber.act.dns import PowerDns, record_name
-from subscriber.act.instances import parse_instances
-from subscriber.act.orchestrator import Placement
-from subscriber.act.workflows import RelocationWorkflow, Status, workflow_id
+from subscriber.act.workflows import RelocationWorkflow
 from subscriber.decide.engine import PolicyHolder
+from subscriber.decide.instances import parse_instances
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
+from subscriber.relocation import Placement, Status, workflow_id
 from subscriber.settings import PolicySettings, Settings
 from subscriber.stack.procs import port_free_on
 

@@ -16,12 +16,13 @@ import pytest
 from temporalio.client import Client
 
 from subscriber.act.dns import PowerDns
-from subscriber.act.handling import handle_event
-from subscriber.act.instances import InstanceDoc
-from subscriber.act.workflows import RelocationWorkflow, Status, workflow_id
+from subscriber.act.workflows import RelocationWorkflow
 from subscriber.decide.engine import read_bundle
+from subscriber.decide.instances import InstanceDoc
+from subscriber.decide.step import handle_event
 from subscriber.events import LocationEvent
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
+from subscriber.relocation import Status, workflow_id
 from subscriber.settings import PolicySettings, Settings, to_env
 
 from .conftest import running_worker, until

@@ -11,10 +11,10 @@ from temporalio.client import Client
 
 from subscriber.act.dns import PowerDns
 from subscriber.act.emco import EmcoOrchestrator
-from subscriber.act.orchestrator import Endpoint, OrchestratorError, Placement, Readiness
+from subscriber.act.orchestrator import OrchestratorError
 from subscriber.act.signals import request_relocation
-from subscriber.act.workflows import Status
 from subscriber.fakes.emco import FakeEmcoState, fake_emco_app
+from subscriber.relocation import Endpoint, Placement, Readiness, Status
 from subscriber.settings import Settings
 from tests.act.conftest import make_request, running_worker, until, wait_history
 

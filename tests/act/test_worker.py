@@ -11,10 +11,9 @@ import pytest
 from temporalio.client import Client
 
 from subscriber.act.dns import PowerDns
-from subscriber.act.orchestrator import Placement
 from subscriber.act.signals import request_relocation
-from subscriber.act.workflows import Status
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
+from subscriber.relocation import Placement, Status
 from subscriber.settings import Settings
 from tests.act.conftest import make_request, serve_from, wait_history
 

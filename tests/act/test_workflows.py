@@ -13,16 +13,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from subscriber.act.dns import PowerDns
-from subscriber.act.orchestrator import Placement
 from subscriber.act.signals import connect, request_relocation
-from subscriber.act.workflows import (
-    RelocationInput,
-    RelocationWorkflow,
-    Status,
-    Step,
-    workflow_id,
-)
+from subscriber.act.workflows import RelocationInput, RelocationWorkflow
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
+from subscriber.relocation import Placement, Status, Step, workflow_id
 from subscriber.settings import Settings
 from subscriber.stack import restart_service
 from tests.act.conftest import (

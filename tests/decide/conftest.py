@@ -13,7 +13,7 @@ import yaml
 
 import subscriber
 from subscriber.decide.bundle import Bundle, load_bundle
-from subscriber.decide.policy import Action, Decision, Placement, decide
+from subscriber.decide.policy import Action, Decision, Running, decide
 from subscriber.decide.state import UeState
 from subscriber.events import (
     Cell,
@@ -96,7 +96,7 @@ def up_path(dnai: str, t: float, ue: str = UE) -> LocationEvent:
 
 def run_trace(
     bundle: Bundle,
-    placement: Placement,
+    placement: Running,
     trace: list[tuple[float, str]],
     state: UeState | None = None,
 ) -> list[Decision]:
@@ -107,7 +107,7 @@ def run_trace(
         out.append(d)
         state = d.state
         if d.action is Action.RELOCATE and d.target is not None:
-            placement = Placement(placement.app, d.target)
+            placement = Running(placement.app, d.target)
     return out
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from subscriber.act.handling import (
+from subscriber.decide.engine import read_bundle
+from subscriber.decide.instances import InstanceDoc, parse_instances
+from subscriber.decide.policy import Action
+from subscriber.decide.step import (
     UeRecord,
     confirm,
     decode_record,
@@ -13,12 +16,8 @@ from subscriber.act.handling import (
     handle_recheck,
     instance_key,
 )
-from subscriber.act.instances import InstanceDoc, parse_instances
-from subscriber.decide.engine import read_bundle
-from subscriber.decide.policy import Action
 from subscriber.errors import PolicyUnavailable, UndecodableEvent
-
-from .events import POLICY, TOPOLOGY, crossing, location_event
+from tests.act.events import POLICY, TOPOLOGY, crossing, location_event
 
 BUNDLE = read_bundle(TOPOLOGY, POLICY)
 INSTANCE = InstanceDoc(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import aiohttp
 
-from subscriber.act.orchestrator import Placement, Readiness
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
+from subscriber.relocation import Placement, Readiness
 from tests.act.conftest import until
 
 

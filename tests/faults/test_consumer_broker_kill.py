@@ -10,8 +10,8 @@ import pytest
 
 from subscriber.act.dns import PowerDns
 from subscriber.act.signals import connect
-from subscriber.act.workflows import Status
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
+from subscriber.relocation import Status
 from subscriber.settings import Settings
 from subscriber.stack.supervisor import start_service, stop_service
 from tests.act.conftest import running_worker, tuned, until

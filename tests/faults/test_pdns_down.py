@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 
 from subscriber.act.dns import DnsError, PowerDns
-from subscriber.act.orchestrator import Placement
 from subscriber.act.signals import connect, request_relocation
-from subscriber.act.workflows import RelocationWorkflow, Status, Step, workflow_id
+from subscriber.act.workflows import RelocationWorkflow
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
+from subscriber.relocation import Placement, Status, Step, workflow_id
 from subscriber.settings import Settings
 from subscriber.stack.supervisor import start_service, stop_service
 from tests.act.conftest import Gated, make_request, running_worker, serve_from, tuned, wait_history
