@@ -21,6 +21,7 @@ from subscriber.relocation import Placement
 from subscriber.settings import Settings, StackSettings
 from subscriber.stack import StackInfo, down, settings_for, up
 from subscriber.stack.procs import port_free_on
+from tests.support.settings import isolate
 
 STACK_DIR_ENV = "SUBSCRIBER_TEST_STACK_DIR"
 CLUSTER_ADDRESSES = {"edge1": "127.0.1.1", "edge2": "127.0.2.1", "edge3": "127.0.3.1"}
@@ -65,29 +66,6 @@ def unique() -> str:
     return uuid.uuid4().hex[:10]
 
 
-def isolate(settings: Settings, unique: str, tmp_path: Path) -> Settings:
-    """Per-test topics, group, task queue, zone and local directories."""
-    return settings.model_copy(
-        update={
-            "kafka": settings.kafka.model_copy(
-                update={
-                    "events_topic": f"events-{unique}",
-                    "dead_letter_topic": f"dead-letter-{unique}",
-                    "decisions_topic": f"decisions-{unique}",
-                    "state_topic": f"ue-state-{unique}",
-                    "consumer_group": f"group-{unique}",
-                }
-            ),
-            "temporal": settings.temporal.model_copy(update={"task_queue": f"tq-{unique}"}),
-            "powerdns": settings.powerdns.model_copy(update={"zone": f"z{unique}.test."}),
-            "receiver": settings.receiver.model_copy(
-                update={"spool_dir": tmp_path / "spool", "port": 0}
-            ),
-            "core": settings.core.model_copy(update={"state_dir": tmp_path / "state"}),
-        }
-    )
-
-
 @pytest.fixture
 def stack_settings(stack_base_settings: Settings, unique: str, tmp_path: Path) -> Settings:
     """Settings pointing at the session stack, with names unique to this test."""
@@ -117,7 +95,7 @@ _session: list[pytest.Session] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from tests.hostile.log_scan import LogScan
+    from tests.support.log_scan import LogScan
 
     # No SUPI, GPSI or IP address in clear in any log line of the session (tests/test_log_scan.py).
     if not config.pluginmanager.has_plugin("log-scan"):

@@ -43,9 +43,11 @@ from subscriber.ingress.server import StaticRegistry
 from subscriber.ingress.spool import SpoolRecord
 from subscriber.relocation import Placement, Status, workflow_id
 from subscriber.settings import KafkaSettings, LogSettings, PolicySettings, Settings
-from tests.act.conftest import make_request, running_worker, serve_from, tuned, until, wait_history
-from tests.act.events import POLICY, T0, TOPOLOGY, TOWER
-from tests.act.kafka_util import create_topic, read_all
+from tests.support.events import POLICY, T0, TOPOLOGY, TOWER
+from tests.support.kafka import create_topic, read_all
+from tests.support.relocation import make_request, running_worker, serve_from, wait_history
+from tests.support.settings import tuned
+from tests.support.waiting import until
 
 VECTORS = Path(__file__).parent / "vectors"
 UE = "imsi-208930000000001"

@@ -20,20 +20,16 @@ from subscriber.decide.instances import parse_instances
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.relocation import Placement, Status, workflow_id
 from subscriber.settings import PolicySettings, Settings
-from subscriber.stack.procs import port_free_on
-
-from .conftest import running_worker, serve_from, until
-from .events import POLICY, TOPOLOGY, crossing, location_event
-from .kafka_util import committed, create_topic, produce, produce_events, read_all
+from tests.support.events import POLICY, TOPOLOGY, crossing, location_event
+from tests.support.kafka import committed, create_topic, produce, produce_events, read_all
+from tests.support.ports import EDGE_ADDRESSES, edge_port
+from tests.support.relocation import running_worker, serve_from
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.stack
 
 UE = "imsi-208930000000001"
-EDGE = {"edge-1": "127.0.10.1", "edge-2": "127.0.10.2"}
-
-
-def _port_free_on_both() -> int:
-    return port_free_on(*EDGE.values())
+EDGE = EDGE_ADDRESSES
 
 
 def _configured(settings: Settings, tmp_path: Path, port: int) -> Settings:
@@ -112,7 +108,7 @@ async def test_ue_crossing_relocates_and_dns_follows(
     tmp_path: Path,
 ) -> None:
     """Events of a UE settling under tower 2 end with DNS at edge-2, serving, edge-1 gone."""
-    port = _port_free_on_both()
+    port = edge_port()
     settings = _configured(act_settings, tmp_path, port)
     kafka = settings.kafka
     await create_topic(kafka.bootstrap_servers, kafka.events_topic)
@@ -189,7 +185,7 @@ async def test_single_move_report_relocates_after_the_dwell(
     tmp_path: Path,
 ) -> None:
     """A UE reported once in its new cell (as a poller reports) moves once the dwell has passed."""
-    port = _port_free_on_both()
+    port = edge_port()
     settings = _configured(act_settings, tmp_path, port)
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY.read_text().replace("min_dwell_s: 5", "min_dwell_s: 1"))

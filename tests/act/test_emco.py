@@ -16,7 +16,8 @@ from subscriber.act.signals import request_relocation
 from subscriber.fakes.emco import FakeEmcoState, fake_emco_app
 from subscriber.relocation import Endpoint, Placement, Readiness, Status
 from subscriber.settings import Settings
-from tests.act.conftest import make_request, running_worker, until, wait_history
+from tests.support.relocation import make_request, running_worker, wait_history
+from tests.support.waiting import until
 
 EDGE1 = Placement(cluster="edge1", address="192.0.2.1")
 EDGE2 = Placement(cluster="edge2", address="192.0.2.2")

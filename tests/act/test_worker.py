@@ -15,7 +15,7 @@ from subscriber.act.signals import request_relocation
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.relocation import Placement, Status
 from subscriber.settings import Settings
-from tests.act.conftest import make_request, serve_from, wait_history
+from tests.support.relocation import make_request, serve_from, wait_history
 
 pytestmark = [pytest.mark.stack]
 

@@ -19,18 +19,17 @@ from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.relocation import Placement, Status, Step, workflow_id
 from subscriber.settings import Settings
 from subscriber.stack import restart_service
-from tests.act.conftest import (
+from tests.support.relocation import (
     Faulty,
     FaultyDns,
     Gated,
     make_request,
     running_worker,
     serve_from,
-    tuned,
-    until,
     wait_history,
 )
-from tests.conftest import isolate
+from tests.support.settings import isolate, tuned
+from tests.support.waiting import until
 
 pytestmark = [pytest.mark.stack]
 

@@ -20,7 +20,7 @@ from subscriber.decide.policy import (
 )
 from subscriber.decide.scoring import Rejection
 from subscriber.decide.topology import ClusterState, Load, with_cluster
-from tests.decide.conftest import at, build, example_doc, run_trace, set_cluster, up_path
+from tests.support.policy import at, build, example_doc, run_trace, set_cluster, up_path
 
 VA = "video-analytics"  # stateful, 10 ms: dwell 10 s or 6 reports, cooldown 120 s, ping-pong 600 s
 

@@ -11,7 +11,7 @@ from subscriber.decide.bundle import Bundle, make_bundle
 from subscriber.decide.policy import Action, Decision, Running, Tracked, evacuate
 from subscriber.decide.rules import RulesDoc, compile_rules
 from subscriber.decide.topology import ClusterState, TopologyDoc, compile_topology
-from tests.decide.conftest import PLACES, example_doc, run_trace
+from tests.support.policy import PLACES, example_doc, run_trace
 
 CLUSTERS = [c["id"] for c in example_doc()["clusters"]]
 APPS = [a["name"] for a in example_doc()["applications"]]

@@ -17,7 +17,7 @@ from subscriber.decide.step import (
     instance_key,
 )
 from subscriber.errors import PolicyUnavailable, UndecodableEvent
-from tests.act.events import POLICY, TOPOLOGY, crossing, location_event
+from tests.support.events import POLICY, TOPOLOGY, crossing, location_event
 
 BUNDLE = read_bundle(TOPOLOGY, POLICY)
 INSTANCE = InstanceDoc(

@@ -8,7 +8,7 @@ import aiohttp
 
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.relocation import Placement, Readiness
-from tests.act.conftest import until
+from tests.support.waiting import until
 
 
 async def test_deploy_is_idempotent_and_turns_ready(

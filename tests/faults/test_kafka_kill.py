@@ -14,8 +14,9 @@ from aiokafka import AIOKafkaConsumer
 from subscriber.events import decode_event
 from subscriber.settings import Settings
 from subscriber.stack.supervisor import start_service, stop_service
-from tests.conftest import isolate
-from tests.faults.serve import JSON, amf_body, metric, serving
+from tests.support.callbacks import JSON, amf_body
+from tests.support.processes import metric, serving
+from tests.support.settings import isolate
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

@@ -16,8 +16,8 @@ from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.relocation import Placement, Status, Step, workflow_id
 from subscriber.settings import Settings
 from subscriber.stack.supervisor import start_service, stop_service
-from tests.act.conftest import Gated, make_request, running_worker, serve_from, tuned, wait_history
-from tests.conftest import isolate
+from tests.support.relocation import Gated, make_request, running_worker, serve_from, wait_history
+from tests.support.settings import isolate, tuned
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

@@ -14,7 +14,9 @@ from aiokafka import AIOKafkaConsumer
 
 from subscriber.events import decode_event
 from subscriber.settings import Settings
-from tests.faults.serve import JSON, amf_body, closed_kafka, serving
+from tests.support.callbacks import JSON, amf_body
+from tests.support.processes import serving
+from tests.support.settings import closed_kafka
 
 pytestmark = [pytest.mark.stack]
 
@@ -43,7 +45,7 @@ async def test_crashed_receiver_drains_its_spool_after_restart(
     async with serving(closed_kafka(stack_settings), tmp_path / "serve-1.log") as first:
         await _post_all(first.base, range(100))
         os.killpg(first.proc.pid, signal.SIGKILL)
-        await first.proc.wait()
+        await asyncio.to_thread(first.proc.wait)
     spooled = sum(
         p.stat().st_size for p in stack_settings.receiver.spool_dir.rglob("*") if p.is_file()
     )

@@ -17,10 +17,10 @@ from subscriber.sre.record import record_capture, record_kafka
 from subscriber.sre.recording import Item, RawCallback, RecordingWriter, read_items
 from subscriber.sre.replay import Selection, parse_speed, replay_file, schedule
 from subscriber.sre.simulate import Mobility, simulate, to_recording
-from tests.sre.kafka import create_topic, produce_events, read_all
 from tests.sre.receiver import serving
-from tests.sre.scenario import UE1, UE2, event
-from tests.sre.test_simulate import TOPOLOGY
+from tests.support.events import TOPOLOGY
+from tests.support.kafka import create_topic, produce_events, read_all
+from tests.support.scenario import UE1, UE2, event
 
 
 def _items(*spec: tuple[float, str]) -> list[Item]:

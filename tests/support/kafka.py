@@ -1,8 +1,9 @@
-"""Small real-Kafka helpers for the act tests."""
+"""Small real-Kafka helpers: topics, producing, reading back, committed offsets."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -33,12 +34,27 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, 
         await producer.stop()
 
 
-async def produce_events(bootstrap: str, topic: str, events: list[LocationEvent]) -> None:
-    """Send events keyed by UE, as the publisher does."""
-    await produce(bootstrap, topic, [(e.partition_key(), encode_event(e)) for e in events])
+async def produce_events(
+    bootstrap: str,
+    topic: str,
+    events: Sequence[LocationEvent],
+    timestamps_ms: Sequence[int] | None = None,
+) -> None:
+    """Send events keyed by UE, in order, as the publisher does; optionally with record times."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        times = timestamps_ms if timestamps_ms is not None else [None] * len(events)
+        for event, ts in zip(events, times, strict=True):
+            await producer.send(
+                topic, encode_event(event), key=event.partition_key(), timestamp_ms=ts
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
-async def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 30) -> list[Any]:
+async def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 60) -> list[Any]:
     """At least ``count`` records of ``topic`` from the beginning (all partitions)."""
     partitions = await partitions_of(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)

@@ -134,6 +134,6 @@ class LogScan:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the scan when this module is loaded with ``-p tests.hostile.log_scan``."""
+    """Register the scan when this module is loaded with ``-p tests.support.log_scan``."""
     if not config.pluginmanager.has_plugin("log-scan"):
         config.pluginmanager.register(LogScan(config), "log-scan")

@@ -1,17 +1,13 @@
-"""Fixtures for the decision engine tests: the example topology, bundles, events at places."""
+"""Policy inputs: the example topology as a mutable document, bundles, events at named places."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-import subscriber
 from subscriber.decide.bundle import Bundle, load_bundle
 from subscriber.decide.policy import Action, Decision, Running, decide
 from subscriber.decide.state import UeState
@@ -24,10 +20,10 @@ from subscriber.events import (
     NfType,
     UeIdentity,
 )
+from tests.support.events import POLICY, TOPOLOGY
 
-DATA = Path(subscriber.__file__).parent / "data"
-EXAMPLE_TOPOLOGY = DATA / "topology.example.yaml"
-EXAMPLE_POLICY = DATA / "policy.example.yaml"
+EXAMPLE_TOPOLOGY = TOPOLOGY
+EXAMPLE_POLICY = POLICY
 _EXAMPLE = yaml.safe_load(EXAMPLE_TOPOLOGY.read_text())
 
 # (rat, tac, cell id) of places in the example topology.
@@ -109,15 +105,3 @@ def run_trace(
         if d.action is Action.RELOCATE and d.target is not None:
             placement = Running(placement.app, d.target)
     return out
-
-
-@pytest.fixture
-def example() -> Bundle:
-    """The example topology with the example policy."""
-    return load_bundle(EXAMPLE_TOPOLOGY.read_bytes(), EXAMPLE_POLICY.read_bytes())
-
-
-@pytest.fixture
-def trace_runner() -> Callable[..., list[Decision]]:
-    """:func:`run_trace`, for tests."""
-    return run_trace

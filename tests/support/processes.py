@@ -1,4 +1,4 @@
-"""``subscriber serve`` as its own process (real granian), and free5GC-shaped bodies for it."""
+"""``subscriber serve`` (real granian) and ``subscriber consume`` as processes, and their memory."""
 
 from __future__ import annotations
 
@@ -6,52 +6,22 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
+import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
-import orjson
 
 from subscriber.settings import Settings, to_env
+from tests.support.ports import free_port
 
-VECTORS = Path(__file__).parent.parent / "vectors"
-JSON = {"content-type": "application/json"}
 ACCEPT_ANY = "subscriber.ingress.server:accept_any_registry"
-_AMF = orjson.loads((VECTORS / "d1-amf-notification-location.json").read_bytes())
-
-
-def amf_body(ue: int, seq: int) -> bytes:
-    """free5GC's D1 location report for UE ``ue``; its cell id and time both encode ``seq``."""
-    doc = orjson.loads(orjson.dumps(_AMF))
-    report = doc["reportList"][0]
-    report["supi"] = f"imsi-20893{ue:010d}"
-    nr = report["location"]["nrLocation"]
-    nr["ncgi"]["nrCellId"] = f"{seq:09x}"
-    nr["ueLocationTimestamp"] = f"2026-07-01T08:{seq // 60 % 60:02d}:{seq % 60:02d}.{seq:06d}Z"
-    return orjson.dumps(doc)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def closed_kafka(settings: Settings) -> Settings:
-    """``settings`` with Kafka on a port where nothing listens: every event goes to the spool."""
-    return settings.model_copy(
-        update={
-            "kafka": settings.kafka.model_copy(
-                update={"bootstrap_servers": f"127.0.0.1:{free_port()}", "publish_timeout_ms": 500}
-            )
-        }
-    )
+KNOWN_ONLY = "tests.support.registry:known"
+ROOT = Path(__file__).parent.parent.parent
 
 
 def rss_kib(pid: int) -> int:
@@ -81,27 +51,46 @@ def metric(text: str, prefix: str) -> float:
 
 
 @dataclass
-class Served:
-    """A running ``subscriber serve``."""
+class Server:
+    """A running ``subscriber serve`` process."""
 
     base: str
     port: int
-    proc: asyncio.subprocess.Process
+    proc: subprocess.Popen[bytes]
+    settings: Settings
     log_file: Path
 
+    def rss_kib(self) -> int:
+        """Resident memory of the server and its granian workers."""
+        return rss_kib(self.proc.pid)
 
-@contextlib.asynccontextmanager
-async def serving(
+    def healthy(self) -> bool:
+        """The process runs and /healthz answers 200."""
+        if self.proc.poll() is not None:
+            return False
+        with httpx.Client(timeout=5) as http:
+            return http.get(f"{self.base}/healthz").status_code == 200
+
+
+@contextlib.contextmanager
+def serve_process(
     settings: Settings,
     log_file: Path,
     *,
     registry: str = ACCEPT_ANY,
     workers: int = 1,
     ready_timeout_s: float = 60,
-) -> AsyncIterator[Served]:
+) -> Iterator[Server]:
     """Run ``subscriber serve`` on a free port until the block ends (then SIGTERM it).
 
     Its log (JSON lines) goes to ``log_file``, which the session's log scan reads too.
+
+    Args:
+        settings: the settings the process runs with (its port and log format are set here).
+        log_file: where its stdout and stderr go.
+        registry: ``module:function`` returning the subscription registry (``serve --registry``).
+        workers: granian worker processes.
+        ready_timeout_s: how long /healthz may take to answer 200.
     """
     port = free_port()
     settings = settings.model_copy(
@@ -112,27 +101,58 @@ async def serving(
     )
     env = {**os.environ, **to_env(settings)}
     with log_file.open("ab") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "subscriber", "serve", "--registry", registry,
-            env=env, stdout=log, stderr=log, start_new_session=True,
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "subscriber", "serve", "--registry", registry],
+            env=env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True,
         )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    server = Server(f"http://127.0.0.1:{port}", port, proc, settings, log_file)
     try:
         deadline = time.monotonic() + ready_timeout_s
-        async with httpx.AsyncClient(timeout=2) as http:
-            while True:
-                if proc.returncode is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"serve did not start; see {log_file}")
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(f"{base}/healthz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-        yield Served(base, port, proc, log_file)
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"serve did not start; see {log_file}")
+            with contextlib.suppress(httpx.TransportError):
+                if server.healthy():
+                    break
+            time.sleep(0.1)
+        yield server
     finally:
-        if proc.returncode is None:
+        if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
+                proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, log_file: Path, **options: Any) -> AsyncIterator[Server]:
+    """:func:`serve_process` from async code: starts and stops it off the event loop."""
+    running = serve_process(settings, log_file, **options)
+    server = await asyncio.to_thread(running.__enter__)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(running.__exit__, None, None, None)
+
+
+@contextlib.contextmanager
+def consumer_process(settings: Settings, log_file: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``subscriber consume`` as its own process; stopped (SIGTERM) at the end if alive."""
+    env = {**os.environ, **to_env(settings)}
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "subscriber", "consume"], env=env, stdout=log, stderr=log
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise

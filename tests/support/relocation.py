@@ -1,4 +1,4 @@
-"""Fixtures for the act tests: a worker in-process, loopback clusters, PowerDNS, fault injection.
+"""Relocation helpers: requests, a worker in-process, histories, fault-injecting wrappers.
 
 The orchestrator and DNS wrappers below only add failures (or a gate) in front of the real
 adapters; everything else is the real local orchestrator, PowerDNS and Temporal.
@@ -7,71 +7,20 @@ adapters; everything else is the real local orchestrator, PowerDNS and Temporal.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from temporalio.client import Client
 
 from subscriber.act.dns import DnsError, PowerDns, record_name
 from subscriber.act.orchestrator import Orchestrator, OrchestratorError
-from subscriber.act.signals import connect
 from subscriber.act.worker import build_worker
 from subscriber.act.workflows import RelocationWorkflow
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.relocation import Endpoint, MoveOutcome, Placement, Readiness, RelocationRequest
 from subscriber.settings import Settings
-
-
-def tuned(settings: Settings, tmp_path: Path) -> Settings:
-    """Quick deadlines, no drain, a 1 s TTL and this test's own cluster records."""
-    return settings.model_copy(
-        update={
-            "relocation": settings.relocation.model_copy(
-                update={
-                    "readiness_timeout_s": 15.0,
-                    "readiness_poll_s": 0.05,
-                    "dns_confirm_timeout_s": 5.0,
-                    "drain_s": 0.0,
-                    "local_dir": tmp_path / "clusters",
-                    "local_warmup_s": 0.2,
-                }
-            ),
-            "powerdns": settings.powerdns.model_copy(update={"record_ttl_s": 1}),
-            "shutdown_grace_s": 2.0,
-        }
-    )
-
-
-@pytest.fixture
-def act_settings(stack_settings: Settings, tmp_path: Path) -> Settings:
-    """The session stack's settings, :func:`tuned`, with names unique to this test."""
-    return tuned(stack_settings, tmp_path)
-
-
-@pytest.fixture
-async def client(act_settings: Settings) -> Client:
-    """A Temporal client with the pydantic converter."""
-    return await connect(act_settings.temporal)
-
-
-@pytest.fixture
-async def pdns(act_settings: Settings) -> AsyncIterator[PowerDns]:
-    """The stack's PowerDNS, with this test's zone created."""
-    async with PowerDns(act_settings.powerdns) as dns:
-        await dns.ensure_zone()
-        yield dns
-
-
-@pytest.fixture
-async def local(act_settings: Settings) -> AsyncIterator[LocalOrchestrator]:
-    """The local orchestrator; every service it started is stopped at the end."""
-    reloc = act_settings.relocation
-    async with LocalOrchestrator(state_dir=reloc.local_dir, warmup_s=reloc.local_warmup_s) as orch:
-        yield orch
-        orch.remove_all()
+from tests.support.waiting import until
 
 
 @asynccontextmanager
@@ -202,16 +151,4 @@ async def wait_history(
             history = await handle.query(RelocationWorkflow.history)
             if len(history) >= count:
                 return history
-            await asyncio.sleep(0.05)
-
-
-async def until(predicate: Callable[[], object], timeout_s: float = 30) -> None:
-    """Wait until ``predicate()`` is truthy (awaiting it when it returns an awaitable)."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            value = predicate()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return
             await asyncio.sleep(0.05)

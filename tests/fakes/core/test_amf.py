@@ -10,8 +10,8 @@ import orjson
 
 from subscriber.fakes.core import FakeCoreServer
 from subscriber.sbi.amf import parse_amf_created_subscription, parse_amf_notification
-
-from .conftest import H2cSink, TokenFactory
+from tests.support.fakecore import TokenFactory
+from tests.support.h2sink import H2cSink
 
 SUBS = "/namf-evts/v1/subscriptions"
 ONE_SHOT = {

@@ -7,8 +7,7 @@ import uuid
 import aiohttp
 
 from subscriber.fakes.core import FakeCoreServer
-
-from .conftest import TokenFactory, register_af
+from tests.support.fakecore import TokenFactory, register_af
 
 
 async def test_register_needs_no_token_and_answers_201_then_200(

@@ -8,8 +8,7 @@ import orjson
 from subscriber.fakes.core import FakeCoreServer
 from subscriber.fakes.core.smf import up_path_change_body
 from subscriber.sbi.smf import parse_smf_notification
-
-from .conftest import H2cSink
+from tests.support.h2sink import H2cSink
 
 
 async def test_event_exposure_answers_501_on_the_underscore_path(
