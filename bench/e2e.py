@@ -38,10 +38,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import subscriber
 from bench.figures import machine, record
-from subscriber.act.consumer import EventConsumer
 from subscriber.act.signals import SignalReceipt, connect, request_relocation
-from subscriber.decide.engine import PolicyHolder
-from subscriber.decide.instances import parse_instances
+from subscriber.app.consumer import open_consumer
+from subscriber.app.lifecycle import running
 from subscriber.events import Cell, Delivery, EventSource, LocationEvent, NfType, UeIdentity
 from subscriber.logs import configure_logging
 from subscriber.relocation import RelocationRequest
@@ -152,48 +151,38 @@ async def measure(
             await reader.stop()
 
     client = await connect(settings.temporal)
-    async with PolicyHolder(settings.policy) as holder:
-        instances = parse_instances(
-            registry.read_bytes(), source="bench", topology=holder.bundle.topology
+    async with running(open_consumer(settings, temporal=client, signal=signal)) as consumer:
+        reading = asyncio.create_task(audit_reader())
+        # Let the group form and restore its partitions before the clock starts.
+        async with asyncio.timeout(60):
+            while len(consumer.records) < 4:  # noqa: ASYNC110 - polling a plain dict
+                await asyncio.sleep(0.05)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=k.bootstrap_servers, enable_idempotence=True, acks="all"
         )
-        async with EventConsumer(
-            settings, policy=holder, instances=instances, temporal=client, signal=signal
-        ) as consumer:
-            stop = asyncio.Event()
-            task = asyncio.create_task(consumer.run(stop))
-            reading = asyncio.create_task(audit_reader())
-            # Let the group form and restore its partitions before the clock starts.
-            async with asyncio.timeout(60):
-                while len(consumer.records) < 4:  # noqa: ASYNC110 - polling a plain dict
-                    await asyncio.sleep(0.05)
-            producer = AIOKafkaProducer(
-                bootstrap_servers=k.bootstrap_servers, enable_idempotence=True, acks="all"
-            )
-            await producer.start()
-            try:
-                start = time.perf_counter()
-                for n in range(total):
-                    delay = start + n / rate - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    event = _event(f"ue{run}{n % ues}", n % ues, n // ues + 1)
-                    sent_at[event.event_id] = time.perf_counter()
-                    await producer.send(
-                        settings.kafka.events_topic,
-                        orjson.dumps(event.model_dump(mode="json", exclude_none=True)),
-                        key=event.partition_key(),
-                    )
-                offered_s = time.perf_counter() - start
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(all_decided.wait(), timeout=120)
-                drained_s = time.perf_counter() - start
-            finally:
-                await producer.stop()
-                stop.set()
-                await task
-                reading.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reading
+        await producer.start()
+        try:
+            start = time.perf_counter()
+            for n in range(total):
+                delay = start + n / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                event = _event(f"ue{run}{n % ues}", n % ues, n // ues + 1)
+                sent_at[event.event_id] = time.perf_counter()
+                await producer.send(
+                    settings.kafka.events_topic,
+                    orjson.dumps(event.model_dump(mode="json", exclude_none=True)),
+                    key=event.partition_key(),
+                )
+            offered_s = time.perf_counter() - start
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_decided.wait(), timeout=120)
+            drained_s = time.perf_counter() - start
+        finally:
+            await producer.stop()
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
 
     def figures(values: list[float]) -> dict[str, float | None]:
         if not values:

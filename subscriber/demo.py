@@ -16,7 +16,6 @@ Exits 0 only if the client really reached the new instance on edge-2 and the old
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import tempfile
@@ -33,19 +32,18 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import subscriber
-from subscriber.act.consumer import EventConsumer
 from subscriber.act.dns import PowerDns, record_name
 from subscriber.act.signals import connect
-from subscriber.act.worker import build_worker
-from subscriber.decide.engine import PolicyHolder
-from subscriber.decide.instances import parse_instances
+from subscriber.app.consumer import open_consumer
+from subscriber.app.lifecycle import running
+from subscriber.app.tracker import open_tracker
+from subscriber.app.worker import open_worker
 from subscriber.events import LocationEvent
 from subscriber.fakes.core import FakeCoreServer
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
-from subscriber.ingress.nrf import NrfClient
-from subscriber.ingress.poller import Poller
 from subscriber.ingress.publisher import Publisher
 from subscriber.logs import configure_logging, pseudonym
+from subscriber.options import DemoOptions
 from subscriber.relocation import MoveOutcome, Placement, Readiness, RelocationState, workflow_id
 from subscriber.settings import LogSettings, PolicySettings, Settings
 from subscriber.stack import settings_for, status, up
@@ -244,7 +242,9 @@ async def scenario(base: Settings, work: Path, timeline: Timeline, timeout_s: fl
         stack.callback(local.remove_all)
         dns = await stack.enter_async_context(PowerDns(s.powerdns))
         await dns.ensure_zone()
-        await stack.enter_async_context(build_worker(client, s, orchestrator=local, dns=dns))
+        await stack.enter_async_context(
+            running(open_worker(s, client=client, orchestrator=local, dns=dns))
+        )
 
         source = Placement(cluster="edge-1", address=EDGE["edge-1"], port=port)
         endpoint = await local.deploy(APP, instance, source)
@@ -256,31 +256,18 @@ async def scenario(base: Settings, work: Path, timeline: Timeline, timeout_s: fl
         )
 
         seen: set[str] = set()
-        policy = await stack.enter_async_context(PolicyHolder(s.policy))
-        assert s.act.instances_file is not None
-        instances = parse_instances(
-            s.act.instances_file.read_bytes(), source="demo", topology=policy.bundle.topology
-        )
-        consumer = await stack.enter_async_context(
-            EventConsumer(s, policy=policy, instances=instances, temporal=client)
-        )
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        nrf = await stack.enter_async_context(NrfClient(settings=s.core, session=http))
+        await stack.enter_async_context(running(open_consumer(s, temporal=client)))
         publisher = await stack.enter_async_context(Publisher(kafka=s.kafka, receiver=s.receiver))
-        poller = await stack.enter_async_context(
-            Poller(settings=s.core, nrf=nrf, sink=ShowingSink(publisher, timeline))
+        await stack.enter_async_context(
+            running(open_tracker(s, sink=ShowingSink(publisher, timeline)))
         )
-        stop = asyncio.Event()
         await stack.enter_async_context(
             _background(
                 _client(name, port, dns, timeline, seen),
                 _decisions(s, timeline),
                 _workflow_steps(client, workflow_id(APP, instance), timeline),
-                consumer.run(stop),
-                poller.run(),
             )
         )
-        stack.callback(stop.set)
         timeline.say("daemon: poller registered with the NRF, polling the AMF every 0.5 s")
         if not await _wait(lambda: "edge-1" in seen, 20):
             timeline.say("FAILED: the client never reached edge-1")
@@ -348,7 +335,7 @@ def _summary(timeline: Timeline) -> None:
             print(f"  {label:<36} {m[end] - m[start]:6.2f} s")
 
 
-async def run(settings: Settings, args: argparse.Namespace) -> int:
+async def run(settings: Settings, options: DemoOptions) -> int:
     """The CLI entry: stack up, scenario, summary; exit 0 only when the move really happened."""
     configure_logging(LogSettings(level="warning", format=settings.log.format))
     timeline = Timeline()
@@ -358,9 +345,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     report = await status(settings)
     timeline.say("stack: " + ", ".join(f"{k} {v}" for k, v in report.items()))
     base = settings_for(settings, state.info())
-    timeout_s = float(getattr(args, "timeout", None) or 90)
     with tempfile.TemporaryDirectory(prefix="subscriber-demo-") as work:
-        ok = await scenario(base, Path(work), timeline, timeout_s)
+        ok = await scenario(base, Path(work), timeline, options.timeout_s)
     _summary(timeline)
     print("\nresult: " + ("the client now talks to edge-2: relocation done" if ok else "FAILED"))
     print("the stack keeps running for the next run; stop it with: subscriber stack down")

@@ -1,4 +1,5 @@
-"""Session fixtures that start the real local stack (or reuse a running one).
+"""Shared fixtures: the real local stack (started once per session, or reused), per-test names
+on it, and the relocation side's clients (Temporal, PowerDNS, the local orchestrator).
 
 Set ``SUBSCRIBER_TEST_STACK_DIR`` to the directory of a stack started with
 ``subscriber stack up`` to reuse it (it is left running); otherwise the session starts its own
@@ -11,17 +12,21 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import structlog
+from temporalio.client import Client
 
+from subscriber.act.dns import PowerDns
+from subscriber.act.signals import connect
+from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.relocation import Placement
 from subscriber.settings import Settings, StackSettings
 from subscriber.stack import StackInfo, down, settings_for, up
 from subscriber.stack.procs import port_free_on
-from tests.support.settings import isolate
+from tests.support.settings import isolate, tuned
 
 STACK_DIR_ENV = "SUBSCRIBER_TEST_STACK_DIR"
 CLUSTER_ADDRESSES = {"edge1": "127.0.1.1", "edge2": "127.0.2.1", "edge3": "127.0.3.1"}
@@ -80,6 +85,35 @@ def clusters() -> dict[str, Placement]:
         name: Placement(cluster=name, address=address, port=port)
         for name, address in CLUSTER_ADDRESSES.items()
     }
+
+
+@pytest.fixture
+def act_settings(stack_settings: Settings, tmp_path: Path) -> Settings:
+    """The session stack's settings, :func:`tuned`, with names unique to this test."""
+    return tuned(stack_settings, tmp_path)
+
+
+@pytest.fixture
+async def client(act_settings: Settings) -> Client:
+    """A Temporal client with the pydantic converter."""
+    return await connect(act_settings.temporal)
+
+
+@pytest.fixture
+async def pdns(act_settings: Settings) -> AsyncIterator[PowerDns]:
+    """The stack's PowerDNS, with this test's zone created."""
+    async with PowerDns(act_settings.powerdns) as dns:
+        await dns.ensure_zone()
+        yield dns
+
+
+@pytest.fixture
+async def local(act_settings: Settings) -> AsyncIterator[LocalOrchestrator]:
+    """The local orchestrator; every service it started is stopped at the end."""
+    reloc = act_settings.relocation
+    async with LocalOrchestrator(state_dir=reloc.local_dir, warmup_s=reloc.local_warmup_s) as orch:
+        yield orch
+        orch.remove_all()
 
 
 @pytest.fixture(autouse=True)

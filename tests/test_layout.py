@@ -1,7 +1,8 @@
-"""The package's layout rules: a pure decide side."""
+"""The package's layout rules: a pure decide side, and fakes kept apart from the product."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,9 @@ import subscriber
 
 PACKAGE = Path(subscriber.__file__).parent
 IO_LIBRARIES = ("temporalio", "aiokafka", "aiohttp")
+# The composition root (subscriber/app) picks the local orchestrator by setting; the demo runs
+# on the fakes.
+MAY_IMPORT_FAKES = {"fakes", "app", "demo.py"}
 
 
 def _pure_modules() -> list[str]:
@@ -34,3 +38,25 @@ def test_decide_and_the_relocation_contract_load_no_io_library(module: str) -> N
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "", f"{module} loads {done.stdout.strip()}"
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_no_product_module_imports_a_fake() -> None:
+    """Only the fakes themselves, the composition root and the demo import subscriber.fakes."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        if relative.parts[0] in MAY_IMPORT_FAKES:
+            continue
+        if any(name.startswith("subscriber.fakes") for name in _imports(path)):
+            offenders.append(str(relative))
+    assert offenders == []

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,34 +23,33 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from temporalio.client import Client
 
 from subscriber import tracing
-from subscriber.act.consumer import EventConsumer
 from subscriber.act.dns import PowerDns
 from subscriber.act.signals import connect, request_relocation
-from subscriber.act.worker import build_worker, metrics_runtime
 from subscriber.act.workflows import RelocationWorkflow
-from subscriber.decide.engine import PolicyHolder
-from subscriber.decide.instances import parse_instances
+from subscriber.app.consumer import open_consumer
+from subscriber.app.lifecycle import running
+from subscriber.app.worker import build_worker, metrics_runtime
 from subscriber.events import LocationEvent, decode_event
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.ingress.normalize import BodyKind, normalize_body
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.receiver import Receiver, default_normalizers
-from subscriber.ingress.server import StaticRegistry
 from subscriber.ingress.spool import SpoolRecord
 from subscriber.relocation import Placement, Status, workflow_id
 from subscriber.settings import KafkaSettings, LogSettings, PolicySettings, Settings
 from tests.support.events import POLICY, T0, TOPOLOGY, TOWER
 from tests.support.kafka import create_topic, read_all
+from tests.support.ports import EDGE_ADDRESSES, edge_port
+from tests.support.registry import StaticRegistry
 from tests.support.relocation import make_request, running_worker, serve_from, wait_history
 from tests.support.settings import tuned
 from tests.support.waiting import until
 
 VECTORS = Path(__file__).parent / "vectors"
 UE = "imsi-208930000000001"
-EDGE = {"edge-1": "127.0.10.1", "edge-2": "127.0.10.2"}
+EDGE = EDGE_ADDRESSES
 APP = "video-analytics"
 
 
@@ -104,40 +102,6 @@ async def post(app: Receiver, path: str, body: bytes, headers: list[tuple[bytes,
     await app(scope, receive, send)
     status: int = sent[0]["status"]
     return status
-
-
-def _port_free_on_both() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind((EDGE["edge-1"], 0))
-            port: int = s.getsockname()[1]
-        try:
-            with socket.socket() as s:
-                s.bind((EDGE["edge-2"], port))
-        except OSError:
-            continue
-        return port
-    raise OSError("no common free port")
-
-
-@asynccontextmanager
-async def consuming(settings: Settings, client: Client) -> AsyncIterator[EventConsumer]:
-    """The real consumer, running in the background for the block."""
-    async with PolicyHolder(settings.policy) as holder:
-        assert settings.act.instances_file is not None
-        instances = parse_instances(
-            settings.act.instances_file.read_bytes(), source="i", topology=holder.bundle.topology
-        )
-        async with EventConsumer(
-            settings, policy=holder, instances=instances, temporal=client
-        ) as consumer:
-            stop = asyncio.Event()
-            task = asyncio.create_task(consumer.run(stop))
-            try:
-                yield consumer
-            finally:
-                stop.set()
-                await task
 
 
 def _hex(span: ReadableSpan) -> str:
@@ -260,7 +224,7 @@ async def test_one_trace_from_callback_to_workflow_activities(
 ) -> None:
     """The callback that tips the move, its Kafka record, the consumer, workflow and activities
     all carry the trace id the core sent in that callback's traceparent."""
-    port = _port_free_on_both()
+    port = edge_port()
     settings = tuned(stack_settings, tmp_path)
     instance = settings.temporal.task_queue
     instances = tmp_path / "instances.yaml"
@@ -292,7 +256,7 @@ async def test_one_trace_from_callback_to_workflow_activities(
             await serve_from(local, pdns, _Req(), source)  # type: ignore[arg-type]
             async with (
                 running_worker(client, settings, local, pdns),
-                consuming(settings, client) as consumer,
+                running(open_consumer(settings, temporal=client)) as consumer,
             ):
                 # Events only once the consumer owns its partition and has restored it, so the
                 # group's first join (slow on a busy broker) is out of the way.

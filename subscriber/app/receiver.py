@@ -4,11 +4,14 @@ granian (Rust HTTP core, ASGI interface, ``http=auto``) serves HTTP/2 with prior
 HTTP/1.1 on one port, and with TLS offers ALPN h2 and http/1.1. ``receiver.workers`` processes
 share the listening socket; each builds its own app, publisher (Kafka producer + spool slot) and
 metrics in :func:`load_app`. Why granian and not hypercorn or aiohttp: docs/receiver.md.
+
+:func:`serving_receiver` runs the same app in this process under granian's embedded server, for
+the benchmarks and the tests.
 """
 
 from __future__ import annotations
 
-import argparse
+import asyncio
 import contextlib
 import importlib
 import os
@@ -16,15 +19,19 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from urllib.parse import urlsplit
 
 import structlog
 from granian.constants import HTTPModes, Interfaces
 from granian.log import LogLevels
 from granian.server import Server as Granian
+from granian.server.embed import Server as EmbeddedGranian
 
+from subscriber.errors import SubscriberError
+from subscriber.health import base_url
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.receiver import (
     Normalizer,
@@ -33,39 +40,14 @@ from subscriber.ingress.receiver import (
     default_normalizers,
 )
 from subscriber.logs import configure_logging
+from subscriber.options import ServeOptions
 from subscriber.settings import Settings, to_env
+from subscriber.stack.procs import port_free_on
 from subscriber.tracing import configure_tracing
 
 log = structlog.get_logger()
 
-RegistryFactory = Callable[[Settings], SubscriptionRegistry]
 DEFAULT_REGISTRY = "subscriber.ingress.subscriptions:registry_for"
-
-
-class StaticRegistry:
-    """A registry of fixed keys (tests, benchmarks, cores configured by hand).
-
-    Args:
-        keys: ``(kind, key)`` pairs that are known.
-        accept_any: every key is known; only for benchmarks and local experiments.
-    """
-
-    def __init__(self, keys: Iterable[tuple[str, str]] = (), *, accept_any: bool = False):
-        self._keys = set(keys)
-        self._accept_any = accept_any
-
-    def add(self, kind: str, key: str) -> None:
-        """Make ``/callbacks/{kind}/{key}`` known."""
-        self._keys.add((kind, key))
-
-    def is_known(self, kind: str, key: str) -> bool:
-        """True for a known pair (or always, with ``accept_any``)."""
-        return self._accept_any or (kind, key) in self._keys
-
-
-def accept_any_registry(_settings: Settings) -> SubscriptionRegistry:
-    """A registry that knows every key: for benchmarks only."""
-    return StaticRegistry(accept_any=True)
 
 
 def _resolve(target: str) -> Callable[..., object]:
@@ -78,7 +60,7 @@ def build_receiver(
     settings: Settings,
     *,
     registry: SubscriptionRegistry,
-    normalizers: dict[str, Normalizer] | None = None,
+    normalizers: Mapping[str, Normalizer] | None = None,
 ) -> Receiver:
     """The ASGI app, with a lifespan that opens this process's own publisher."""
 
@@ -94,6 +76,79 @@ def build_receiver(
         registry=registry,
         lifespan=lifespan,
     )
+
+
+@dataclass(frozen=True)
+class ServedReceiver:
+    """A receiver serving in this process.
+
+    Attributes:
+        url: its base URL (loopback for a wildcard bind).
+        app: the ASGI app; ``app.publisher`` is its publisher once serving.
+        settings: the settings it runs with, ``receiver.port`` the port it listens on.
+    """
+
+    url: str
+    app: Receiver
+    settings: Settings
+
+
+@contextlib.asynccontextmanager
+async def serving_receiver(
+    settings: Settings,
+    *,
+    registry: SubscriptionRegistry,
+    normalizers: Mapping[str, Normalizer] | None = None,
+) -> AsyncIterator[ServedReceiver]:
+    """The receiver in this process under granian's embedded server, until the block ends.
+
+    The same app as ``subscriber serve`` (:func:`build_receiver`), on ``receiver.host`` and
+    ``receiver.port`` (0: a free port), h2c prior knowledge and HTTP/1.1 (TLS with
+    ``receiver.tls_cert``); it yields once it accepts connections. For the benchmarks and the
+    tests; ``subscriber serve`` runs granian's multi-process server instead (:func:`run_server`).
+
+    Raises:
+        SubscriberError: the server stopped before it listened (its lifespan failed).
+    """
+    rs = settings.receiver
+    if rs.port == 0:
+        rs = rs.model_copy(update={"port": port_free_on(rs.host)})
+        settings = settings.model_copy(update={"receiver": rs})
+    app = build_receiver(settings, registry=registry, normalizers=normalizers)
+    server = EmbeddedGranian(
+        app,
+        address=rs.host,
+        port=rs.port,
+        interface=Interfaces.ASGI,
+        http=HTTPModes.auto,
+        websockets=False,
+        ssl_cert=rs.tls_cert,
+        ssl_key=rs.tls_key,
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        await _listening(base_url(rs), task)
+        yield ServedReceiver(base_url(rs), app, settings)
+    finally:
+        server.stop()  # type: ignore[no-untyped-call]
+        await task
+
+
+async def _listening(url: str, serving: asyncio.Task[None]) -> None:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 0
+    while True:
+        if serving.done():
+            serving.result()
+            raise SubscriberError(f"the receiver stopped before it listened on {url}")
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
 
 
 def load_app(settings_json: str, registry_target: str) -> Receiver:
@@ -114,7 +169,7 @@ def run_server(settings: Settings, registry_target: str = DEFAULT_REGISTRY) -> N
     """
     rs = settings.receiver
     server = Granian(
-        "subscriber.ingress.server:load_app",
+        "subscriber.app.receiver:load_app",
         address=rs.host,
         port=rs.port,
         interface=Interfaces.ASGI,
@@ -173,11 +228,11 @@ def _stop_tracker(tracker: _Tracker) -> None:
             child.wait()
 
 
-def serve(settings: Settings, args: argparse.Namespace) -> int:
+def main(settings: Settings, options: ServeOptions) -> int:
     """The ``serve`` subcommand: the receiver, and the tracker when a core is configured."""
     tracker = _start_tracker(settings)
     try:
-        run_server(settings, getattr(args, "registry", None) or DEFAULT_REGISTRY)
+        run_server(settings, options.registry or DEFAULT_REGISTRY)
     finally:
         if tracker is not None:
             _stop_tracker(tracker)

@@ -9,22 +9,21 @@ manager deletes what it created, and the publisher flushes.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import signal
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import aiohttp
 import structlog
 
+from subscriber.app.lifecycle import run_until_stopped, traced
 from subscriber.errors import SubscriberError
 from subscriber.ingress.nrf import NrfClient
 from subscriber.ingress.poller import EventSink, Poller
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.subscriptions import SubscriptionManager
 from subscriber.settings import Settings
-from subscriber.tracing import configure_tracing, shutdown_tracing
 
 log = structlog.get_logger()
 
@@ -35,13 +34,40 @@ def callback_base(settings: Settings) -> str:
     return (r.public_url or f"http://{r.host}:{r.port}").rstrip("/")
 
 
-async def track(settings: Settings, stop: asyncio.Event, *, sink: EventSink | None = None) -> None:
-    """Subscribe and poll until ``stop`` is set.
+class Tracker:
+    """The subscription manager and, when the AMF is polled, the poller, run side by side."""
+
+    def __init__(self, manager: SubscriptionManager, poller: Poller | None) -> None:
+        """Hold the opened adapters; :meth:`run` drives them."""
+        self._manager = manager
+        self._poller = poller
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run both loops until ``stop`` is set or one of them fails (its error re-raised)."""
+        tasks = [asyncio.create_task(self._manager.run(), name="subscriptions")]
+        if self._poller is not None:
+            tasks.append(asyncio.create_task(self._poller.run(), name="poller"))
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in [stopped, *tasks]:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task  # a crashed loop re-raises here, after the others stopped
+
+
+@asynccontextmanager
+async def open_tracker(
+    settings: Settings, *, sink: EventSink | None = None
+) -> AsyncIterator[Tracker]:
+    """The HTTP session, NRF client, publisher, subscription manager and poller, in that order.
 
     Args:
         settings: the whole settings (core, kafka, receiver).
-        stop: set to shut down cleanly.
         sink: where events go; the Kafka publisher (spool under ``spool_dir/tracker``) if None.
+
+    Raises:
+        SubscriberError: no core is configured.
     """
     core = settings.core
     if core.nrf_url is None and core.amf_url is None:
@@ -59,7 +85,7 @@ async def track(settings: Settings, stop: asyncio.Event, *, sink: EventSink | No
         manager = await stack.enter_async_context(
             SubscriptionManager(settings=core, nrf=nrf, callback_base=callback_base(settings))
         )
-        tasks = [asyncio.create_task(manager.run(), name="subscriptions")]
+        poller = None
         if core.amf_tracking in ("poll", "both"):
             poller = await stack.enter_async_context(
                 Poller(
@@ -70,28 +96,13 @@ async def track(settings: Settings, stop: asyncio.Event, *, sink: EventSink | No
                     notify_uri=f"{callback_base(settings)}/callbacks/amf/poll",
                 )
             )
-            tasks.append(asyncio.create_task(poller.run(), name="poller"))
         log.info("tracker.started", tracking=core.amf_tracking, instance=core.instance_index)
-        stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for task in [stopped, *tasks]:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task  # a crashed loop re-raises here, after the others stopped
+        yield Tracker(manager, poller)
     log.info("tracker.stopped")
 
 
-async def run(settings: Settings, _args: argparse.Namespace) -> int:
+async def main(settings: Settings) -> int:
     """The CLI entry: SIGTERM or SIGINT saves state, deletes subscriptions, and exits."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    provider = configure_tracing(settings.log, service="subscriber-tracker")
-    try:
-        await track(settings, stop)
-    finally:
-        shutdown_tracing(provider)
+    with traced(settings, "subscriber-tracker"):
+        await run_until_stopped(open_tracker(settings))
     return 0

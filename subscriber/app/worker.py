@@ -6,12 +6,11 @@ activities in flight finish for up to ``settings.shutdown_grace_s``, and closes 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
-import signal
 import sys
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 import structlog
@@ -24,8 +23,8 @@ from subscriber.act.dns import PowerDns
 from subscriber.act.orchestrator import Orchestrator
 from subscriber.act.signals import connect
 from subscriber.act.workflows import RelocationWorkflow
+from subscriber.app.lifecycle import run_until_stopped, traced
 from subscriber.settings import Settings
-from subscriber.tracing import configure_tracing, shutdown_tracing
 
 log = structlog.get_logger()
 
@@ -82,31 +81,64 @@ def build_worker(
     )
 
 
-async def run(settings: Settings, args: argparse.Namespace | None = None) -> int:
-    """Run the worker until SIGTERM or SIGINT."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    provider = configure_tracing(settings.log, service="subscriber-worker")
-    async with AsyncExitStack() as stack:
-        stack.callback(shutdown_tracing, provider)
-        client = await connect(settings.temporal, runtime=metrics_runtime(settings))
-        orchestrator = await open_orchestrator(settings, stack)
-        dns = await stack.enter_async_context(PowerDns(settings.powerdns))
-        await dns.ensure_zone()
-        worker = build_worker(client, settings, orchestrator=orchestrator, dns=dns)
-        async with worker:
+class RelocationWorker:
+    """The relocation worker, polling its task queue while :meth:`run` runs."""
+
+    def __init__(self, worker: Worker, settings: Settings) -> None:
+        """Hold a built (not started) worker."""
+        self._worker = worker
+        self._s = settings
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set; then stop polling and let activities in flight finish."""
+        async with self._worker:
             log.info(
                 "worker.started",
-                task_queue=settings.temporal.task_queue,
-                orchestrator=settings.relocation.orchestrator,
+                task_queue=self._s.temporal.task_queue,
+                orchestrator=self._s.relocation.orchestrator,
             )
             await stop.wait()
-            log.info("worker.stopping", grace_s=settings.shutdown_grace_s)
+            log.info("worker.stopping", grace_s=self._s.shutdown_grace_s)
+
+
+@asynccontextmanager
+async def open_worker(
+    settings: Settings,
+    *,
+    client: Client | None = None,
+    orchestrator: Orchestrator | None = None,
+    dns: DnsPort | None = None,
+) -> AsyncIterator[RelocationWorker]:
+    """The Temporal client, the orchestrator and PowerDNS, then the worker over them.
+
+    Args:
+        settings: the whole settings.
+        client: a connected client; one is connected (with the metrics runtime) when None.
+        orchestrator: the orchestrator to drive; the one ``relocation.orchestrator`` names when
+            None.
+        dns: the DNS adapter; PowerDNS (``powerdns``), its zone created, when None.
+    """
+    async with AsyncExitStack() as stack:
+        if client is None:
+            client = await connect(settings.temporal, runtime=metrics_runtime(settings))
+        if orchestrator is None:
+            orchestrator = await open_orchestrator(settings, stack)
+        if dns is None:
+            powerdns = await stack.enter_async_context(PowerDns(settings.powerdns))
+            await powerdns.ensure_zone()
+            dns = powerdns
+        yield RelocationWorker(
+            build_worker(client, settings, orchestrator=orchestrator, dns=dns), settings
+        )
     log.info("worker.stopped")
+
+
+async def main(settings: Settings) -> int:
+    """The CLI entry: run the worker until SIGTERM or SIGINT."""
+    with traced(settings, "subscriber-worker"):
+        await run_until_stopped(open_worker(settings))
     # The Temporal runtime can abort the interpreter at exit (code 134) after a clean shutdown
-    # (sdk-python#300, ../shared/notes/local-stack.md §3.5); everything is closed: leave now.
+    # (temporalio/sdk-python#300); everything is closed: leave now.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -24,10 +24,8 @@ A cluster added by an update turns ready ``ready_delay_s`` after the update; clu
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import copy
-import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,6 +33,8 @@ from typing import Any
 
 from aiohttp import web
 
+from subscriber.app.lifecycle import stop_on_signals
+from subscriber.options import EmcoFakeOptions
 from subscriber.settings import Settings
 
 DIG_ROUTE = "/v2/projects/{project}/composite-apps/{ca}/{version}/deployment-intent-groups/{dig}"
@@ -233,7 +233,7 @@ def fake_emco_app(state: FakeEmcoState) -> web.Application:
     return app
 
 
-async def serve(settings: Settings, args: argparse.Namespace) -> int:
+async def serve(settings: Settings, options: EmcoFakeOptions) -> int:
     """``subscriber emco-fake``: serve a fake EMCO with one app placed on one cluster."""
     reloc = settings.relocation
     state = FakeEmcoState(
@@ -243,13 +243,12 @@ async def serve(settings: Settings, args: argparse.Namespace) -> int:
         dig=reloc.emco_deployment_intent_group,
         provider=reloc.emco_cluster_provider,
     )
-    state.place(args.app, [args.cluster])
+    state.place(options.app, [options.cluster])
     runner = web.AppRunner(fake_emco_app(state))
     await runner.setup()
-    await web.TCPSite(runner, args.host, args.port).start()
+    await web.TCPSite(runner, options.host, options.port).start()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    stop_on_signals(stop)
     try:
         await stop.wait()
     finally:

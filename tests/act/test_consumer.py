@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import orjson
@@ -15,8 +14,8 @@ from temporalio.client import Client
 from subscriber.act.consumer import EventConsumer
 from subscriber.act.dns import PowerDns, record_name
 from subscriber.act.workflows import RelocationWorkflow
-from subscriber.decide.engine import PolicyHolder
-from subscriber.decide.instances import parse_instances
+from subscriber.app.consumer import open_consumer
+from subscriber.app.lifecycle import running
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.relocation import Placement, Status, workflow_id
 from subscriber.settings import PolicySettings, Settings
@@ -49,24 +48,9 @@ def _configured(settings: Settings, tmp_path: Path, port: int) -> Settings:
     )
 
 
-@asynccontextmanager
-async def consuming(settings: Settings, client: Client) -> AsyncIterator[EventConsumer]:
-    """A consumer running in the background for the duration of the block."""
-    async with PolicyHolder(settings.policy) as holder:
-        assert settings.act.instances_file is not None
-        instances = parse_instances(
-            settings.act.instances_file.read_bytes(), source="i", topology=holder.bundle.topology
-        )
-        async with EventConsumer(
-            settings, policy=holder, instances=instances, temporal=client
-        ) as consumer:
-            stop = asyncio.Event()
-            task = asyncio.create_task(consumer.run(stop))
-            try:
-                yield consumer
-            finally:
-                stop.set()
-                await task
+def consuming(settings: Settings, client: Client) -> AbstractAsyncContextManager[EventConsumer]:
+    """The consumer process's wiring, running in the background for the duration of the block."""
+    return running(open_consumer(settings, temporal=client))
 
 
 async def test_poison_records_go_to_dead_letter_without_blocking(

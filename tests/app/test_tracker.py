@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from subscriber.app.lifecycle import run_until_stopped
+from subscriber.app.tracker import open_tracker
 from subscriber.events import Delivery, decode_event
 from subscriber.fakes.core import FakeCoreServer
-from subscriber.ingress.tracker import track
 from subscriber.settings import Settings
 
 pytestmark = pytest.mark.stack
@@ -60,7 +61,9 @@ async def test_moved_ue_appears_once_and_shutdown_cleans_up(
             }
         )
         stop = asyncio.Event()
-        task = asyncio.create_task(track(settings, stop))
+        task = asyncio.create_task(
+            run_until_stopped(open_tracker(settings), stop=stop, handle_signals=False)
+        )
         try:
             first = await _events(settings, 2)
             fake.core.amf.move(MOVER, "000002", "000000020")

@@ -184,6 +184,20 @@ def test_the_command_refuses_a_recording_without_a_file() -> None:
     assert main(["simulate", "--ues", "1", "--duration", "10"]) == 1
 
 
+@pytest.mark.parametrize("to", ["fake-amf", "receiver"])
+def test_the_command_refuses_to_send_without_a_url(
+    to: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sending (``--to fake-amf`` or ``receiver``) without ``--url`` exits 1 with one line."""
+    from subscriber.cli import main
+
+    assert main(["simulate", "--ues", "1", "--duration", "10", "--to", to]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"subscriber: subscriber simulate --to {to} needs --url URL"
+    ]
+
+
 def test_periodic_reports_fill_the_dwell_without_changing_the_path() -> None:
     """With a report interval, the same changes happen, with reports of the current cell between."""
     topology = _topology()

@@ -1,21 +1,13 @@
-"""Free TCP ports on loopback."""
+"""Free TCP ports on loopback (the stack's own helpers, and the example edges' port)."""
 
 from __future__ import annotations
 
-import socket
+from subscriber.stack.procs import free_port, port_free_on
 
-from subscriber.stack.procs import port_free_on
+__all__ = ["EDGE_ADDRESSES", "edge_port", "free_port"]
 
 EDGE_ADDRESSES = {"edge-1": "127.0.10.1", "edge-2": "127.0.10.2"}
 """The addresses of the example topology's edge clusters (subscriber/data/topology.example.yaml)."""
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def edge_port() -> int:

@@ -19,7 +19,7 @@ import httpx
 from subscriber.settings import Settings, to_env
 from tests.support.ports import free_port
 
-ACCEPT_ANY = "subscriber.ingress.server:accept_any_registry"
+ACCEPT_ANY = "tests.support.registry:accept_any"
 KNOWN_ONLY = "tests.support.registry:known"
 ROOT = Path(__file__).parent.parent.parent
 

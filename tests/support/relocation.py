@@ -7,30 +7,28 @@ adapters; everything else is the real local orchestrator, PowerDNS and Temporal.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 
 from temporalio.client import Client
 
+from subscriber.act.activities import DnsPort
 from subscriber.act.dns import DnsError, PowerDns, record_name
 from subscriber.act.orchestrator import Orchestrator, OrchestratorError
-from subscriber.act.worker import build_worker
 from subscriber.act.workflows import RelocationWorkflow
+from subscriber.app.lifecycle import running
+from subscriber.app.worker import RelocationWorker, open_worker
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.relocation import Endpoint, MoveOutcome, Placement, Readiness, RelocationRequest
 from subscriber.settings import Settings
 from tests.support.waiting import until
 
 
-@asynccontextmanager
-async def running_worker(
-    client: Client, settings: Settings, orchestrator: Orchestrator, dns: object
-) -> AsyncIterator[None]:
-    """A relocation worker polling the test's task queue while the block runs."""
-    worker = build_worker(client, settings, orchestrator=orchestrator, dns=dns)  # type: ignore[arg-type]
-    async with worker:
-        yield
+def running_worker(
+    client: Client, settings: Settings, orchestrator: Orchestrator, dns: DnsPort
+) -> AbstractAsyncContextManager[RelocationWorker]:
+    """The worker process's wiring, polling the test's task queue while the block runs."""
+    return running(open_worker(settings, client=client, orchestrator=orchestrator, dns=dns))
 
 
 class Faulty:

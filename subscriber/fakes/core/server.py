@@ -20,7 +20,6 @@ notifications go out over h2c prior knowledge like free5GC's client (§3.1).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import secrets
 import time
@@ -36,6 +35,7 @@ from subscriber.fakes.core.nef import FakeNef
 from subscriber.fakes.core.nrf import FakeNrf
 from subscriber.fakes.core.smf import FakeSmf
 from subscriber.fakes.core.wire import ClockNs, TokenSigner, json_response, problem, read_json
+from subscriber.options import FakeCoreOptions
 from subscriber.settings import Settings
 
 log = structlog.get_logger()
@@ -278,12 +278,16 @@ class FakeCoreServer:
         await self._http.aclose()
 
 
-async def run(settings: Settings, args: argparse.Namespace) -> int:
+async def run(settings: Settings, options: FakeCoreOptions) -> int:
     """``subscriber fakecore``: serve the fake core until interrupted."""
     async with FakeCoreServer(
-        host=args.host, port=args.port, ues=args.ues, mode=args.mode, oauth=not args.no_oauth
+        host=options.host,
+        port=options.port,
+        ues=options.ues,
+        mode=options.mode,
+        oauth=not options.no_oauth,
     ) as server:
-        log.info("fakecore_started", url=server.url, ues=args.ues, mode=args.mode)
+        log.info("fakecore_started", url=server.url, ues=options.ues, mode=options.mode)
         print(server.url, flush=True)
         await asyncio.Event().wait()
     return 0
