@@ -5,7 +5,8 @@ synthetic topology (metro area: edge sites per tower, regional and central clust
 of location events for many UEs (most repeat the UE's zone, some cross into a neighbour zone,
 a few hit unmapped cells), and measures on one core:
 
-* ``decide()`` alone, then with a :class:`MemoryStateStore` get/put per event (the consumer's loop);
+* ``decide()`` alone, then with each changed state encoded as the consumer writes it to its
+  changelog;
 * the serialized state size per UE, typical and worst case (every ring full);
 * memory per tracked UE, measured with tracemalloc on a sample and scaled to 1M UEs.
 
@@ -31,7 +32,6 @@ from subscriber.decide.state import (
     MAX_APPS,
     RECENT_ZONES,
     AppTrack,
-    MemoryStateStore,
     UeState,
     decode_state,
     encode_state,
@@ -169,10 +169,10 @@ def workload(
 
 
 class Consumer:
-    """What a consumer keeps between events: placements and UE states, in a store or a dict."""
+    """What a consumer keeps between events: placements and UE states, in dicts."""
 
     def __init__(
-        self, bundle: Bundle, stream: list[tuple[str, float, LocationEvent]], *, store: bool
+        self, bundle: Bundle, stream: list[tuple[str, float, LocationEvent]], *, encode: bool
     ):
         """Place one random app per UE on a random edge cluster."""
         self.placements: dict[str, Running] = {}
@@ -183,7 +183,7 @@ class Consumer:
             if ue not in self.placements:
                 app = apps[rng.randrange(len(apps))]
                 self.placements[ue] = Running(app, f"edge-{rng.randrange(towers)}")
-        self.store = MemoryStateStore() if store else None
+        self.encode = encode
         self.states: dict[str, UeState] = {}
 
 
@@ -194,23 +194,20 @@ def run_decisions(
     offset_s: float = 0.0,
 ) -> tuple[float, dict[str, int]]:
     """Decide for every event, ``offset_s`` later than recorded; return seconds and counts."""
-    store, states, placements = consumer.store, consumer.states, consumer.placements
+    states, placements, encode = consumer.states, consumer.placements, consumer.encode
     counts = dict.fromkeys(Action, 0)
-    get = store.get if store is not None else states.get
     start = time.perf_counter()
     for ue, t, event in stream:
         placement = placements[ue]
-        d = decide(t + offset_s, bundle, placement, get(ue), event)
-        if store is not None:
-            store.put(ue, d.state)
-        else:
-            states[ue] = d.state
+        before = states.get(ue)
+        d = decide(t + offset_s, bundle, placement, before, event)
+        states[ue] = d.state
+        if encode and d.state is not before:
+            encode_state(d.state)  # what the consumer writes to its changelog
         counts[d.action] += 1
         if d.action is Action.RELOCATE and d.target is not None:
             placements[ue] = Running(placement.app, d.target)
     elapsed = time.perf_counter() - start
-    if store is not None:
-        store.take_changes()  # what the consumer would write to the changelog
     return elapsed, {a.value: n for a, n in counts.items()}
 
 
@@ -278,15 +275,15 @@ def main() -> None:
     # The pre-built events are not part of a consumer's heap: keep the collector off them.
     gc.collect()
     gc.freeze()
-    elapsed, _ = run_decisions(bundle, stream, Consumer(bundle, stream, store=False))
+    elapsed, _ = run_decisions(bundle, stream, Consumer(bundle, stream, encode=False))
     memo = len(bundle.memo)
     print(f"cold pass, filling the bundle's memo ({memo} plans): {len(stream) / elapsed:,.0f}/s")
-    for with_store in (False, True):
-        consumer = Consumer(bundle, stream, store=with_store)
+    for with_encode in (False, True):
+        consumer = Consumer(bundle, stream, encode=with_encode)
         # The first pass meets every UE for the first time, its app on a random edge cluster
         # (many moves); later passes are a consumer's steady state.
         elapsed, counts = run_decisions(bundle, stream, consumer)
-        label = "decide + MemoryStateStore" if with_store else "decide, states in a dict"
+        label = "decide + changed states encoded" if with_encode else "decide, states in a dict"
         print(
             f"{label}, first pass (new UEs, random placements): {len(stream) / elapsed:,.0f} "
             f"decisions/s ({counts})"
@@ -297,7 +294,7 @@ def main() -> None:
         ]
         elapsed, counts = min(runs, key=lambda r: r[0])
         rate = len(stream) / elapsed
-        if with_store:
+        if with_encode:
             record("decide", "decisions/s, steady state, one core", rate, "decisions/s",
                    goal=200_000, size=args.ues)  # fmt: skip
         print(
