@@ -143,7 +143,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     # temporalio's native runtime can abort at interpreter exit after every test passed
-    # (sdk-python#300, ../shared/notes/local-stack.md §3.5): leave with pytest's own status,
+    # (temporalio/sdk-python#300): leave with pytest's own status,
     # as the session ends it (the log scan may fail a session whose tests all passed).
     if "rc" in _status:
         sys.stdout.flush()

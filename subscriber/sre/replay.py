@@ -36,7 +36,8 @@ from subscriber.sre.recording import Header, Item, open_recording
 log = structlog.get_logger()
 
 # What free5GC's generated Go clients send with a notification (free5gc/openapi client.go,
-# ../shared/notes/free5gc.md §3.1): no Authorization, no 3gpp-Sbi-Callback.
+# free5gc/openapi ``client.go``, docs/free5gc.md "h2c callbacks"): no Authorization, no
+# 3gpp-Sbi-Callback.
 FREE5GC_HEADERS = {
     "Content-Type": "application/json",
     "Accept": "application/json, application/problem+json",

@@ -222,8 +222,8 @@ def _plmn_json(plmn: str) -> dict[str, str]:
 def location_report(supi: str, cell: RadioCell, at: datetime, correlation_id: str) -> bytes:
     """A TS 29.518 AmfEventNotification with one LOCATION_REPORT, as an AMF sends it.
 
-    The shape and field order follow free5GC's notification (free5gc.md §1.3): ``timeStamp``,
-    ``supi`` and an NR ``location`` with its ``ueLocationTimestamp``.
+    The shape and field order follow free5GC's report (tests/vectors/d1-amf-created-location.json):
+    ``timeStamp``, ``supi`` and an NR ``location`` with its ``ueLocationTimestamp``.
     """
     plmn = _plmn_json(cell.plmn)
     stamp = _go_time(at)
