@@ -61,13 +61,23 @@ def build_receiver(
     *,
     registry: SubscriptionRegistry,
     normalizers: Mapping[str, Normalizer] | None = None,
+    started: asyncio.Event | None = None,
 ) -> Receiver:
-    """The ASGI app, with a lifespan that opens this process's own publisher."""
+    """The ASGI app, with a lifespan that opens this process's own publisher.
+
+    Args:
+        settings: the whole settings.
+        registry: which subscription keys are ours.
+        normalizers: one per callback kind; the default ones when None.
+        started: set once the lifespan has opened the publisher (the app can take callbacks).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(receiver: Receiver) -> AsyncIterator[None]:
         async with Publisher(kafka=settings.kafka, receiver=settings.receiver) as publisher:
             receiver.publisher = publisher
+            if started is not None:
+                started.set()
             yield
 
     return Receiver(
@@ -114,7 +124,8 @@ async def serving_receiver(
     if rs.port == 0:
         rs = rs.model_copy(update={"port": port_free_on(rs.host)})
         settings = settings.model_copy(update={"receiver": rs})
-    app = build_receiver(settings, registry=registry, normalizers=normalizers)
+    started = asyncio.Event()
+    app = build_receiver(settings, registry=registry, normalizers=normalizers, started=started)
     server = EmbeddedGranian(
         app,
         address=rs.host,
@@ -127,16 +138,24 @@ async def serving_receiver(
     )
     task = asyncio.create_task(server.serve())
     try:
-        await _listening(base_url(rs), task)
+        await _listening(base_url(rs), started, task)
         yield ServedReceiver(base_url(rs), app, settings)
     finally:
         server.stop()  # type: ignore[no-untyped-call]
         await task
 
 
-async def _listening(url: str, serving: asyncio.Task[None]) -> None:
+async def _listening(url: str, started: asyncio.Event, serving: asyncio.Task[None]) -> None:
+    """Return once our app started and its port accepts connections; raise if it stopped first.
+
+    The lifespan runs after granian bound the port, so a port someone else listens on fails the
+    serving task rather than passing for ours.
+    """
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 0
+    waiting = asyncio.create_task(started.wait())
+    await asyncio.wait([waiting, serving], return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
     while True:
         if serving.done():
             serving.result()
