@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 import yaml
 
+from bench.events import polled_report
 from bench.figures import machine, record
 from subscriber.decide.bundle import Bundle, load_bundle
 from subscriber.decide.policy import Action, Running, decide
@@ -36,7 +37,7 @@ from subscriber.decide.state import (
     decode_state,
     encode_state,
 )
-from subscriber.events import Cell, Delivery, EventSource, LocationEvent, NfType, UeIdentity
+from subscriber.events import LocationEvent
 
 APPS = ("video-analytics", "ar-guide", "telemetry-sink", "cloud-gaming", "v2x-assist")
 
@@ -124,18 +125,7 @@ def synthetic_topology(towers: int, *, seed: int = 7) -> dict[str, object]:
 
 
 def _event(ue: str, tac: str, cell: str, t: float) -> LocationEvent:
-    when = datetime.fromtimestamp(t, UTC)
-    return LocationEvent(
-        event_id=f"{ue}-{t}",
-        ue=UeIdentity(supi=ue),
-        source=EventSource(
-            nf_type=NfType.AMF, delivery=Delivery.POLLED, event_type="LOCATION_REPORT"
-        ),
-        location=Cell(rat="NR", plmn="20893", tac=tac, cell_id=cell),
-        event_time=when,
-        event_time_field="ueLocationTimestamp",
-        ingest_time=when,
-    )
+    return polled_report(ue, tac, cell, datetime.fromtimestamp(t, UTC), f"{ue}-{t}")
 
 
 def workload(

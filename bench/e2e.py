@@ -37,11 +37,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import subscriber
+from bench.events import polled_report
 from bench.figures import machine, record
 from subscriber.act.signals import SignalReceipt, connect, request_relocation
 from subscriber.app.consumer import open_consumer
 from subscriber.app.lifecycle import running
-from subscriber.events import Cell, Delivery, EventSource, LocationEvent, NfType, UeIdentity
+from subscriber.events import LocationEvent
 from subscriber.logs import configure_logging
 from subscriber.relocation import RelocationRequest
 from subscriber.settings import LogSettings, PolicySettings, Settings, StackSettings
@@ -59,18 +60,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _event(ue: str, i: int, n: int) -> LocationEvent:
     tac, cell = TOWERS[((n + i) // SWITCH_EVERY) % 2]
-    now = datetime.now(UTC)
-    return LocationEvent(
-        event_id=f"{ue}-{n}",
-        ue=UeIdentity(supi=ue),
-        source=EventSource(
-            nf_type=NfType.AMF, delivery=Delivery.POLLED, event_type="LOCATION_REPORT"
-        ),
-        location=Cell(rat="NR", plmn="20893", tac=tac, cell_id=cell),
-        event_time=now,
-        event_time_field="ueLocationTimestamp",
-        ingest_time=now,
-    )
+    return polled_report(ue, tac, cell, datetime.now(UTC), f"{ue}-{n}")
 
 
 async def _topics(settings: Settings, partitions: int) -> None:

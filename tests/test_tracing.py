@@ -25,14 +25,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from subscriber import tracing
-from subscriber.act.dns import PowerDns
 from subscriber.act.signals import connect, request_relocation
 from subscriber.act.workflows import RelocationWorkflow
 from subscriber.app.consumer import open_consumer
 from subscriber.app.lifecycle import running
 from subscriber.app.worker import build_worker, metrics_runtime
 from subscriber.events import LocationEvent, decode_event
-from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.ingress.normalize import BodyKind, normalize_body
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.receiver import Receiver, default_normalizers
@@ -43,7 +41,13 @@ from tests.support.events import POLICY, T0, TOPOLOGY, TOWER
 from tests.support.kafka import create_topic, read_all
 from tests.support.ports import EDGE_ADDRESSES, edge_port
 from tests.support.registry import StaticRegistry
-from tests.support.relocation import make_request, running_worker, serve_from, wait_history
+from tests.support.relocation import (
+    make_request,
+    relocation_clients,
+    running_worker,
+    serve_from,
+    wait_history,
+)
 from tests.support.settings import tuned
 from tests.support.waiting import until
 
@@ -239,43 +243,34 @@ async def test_one_trace_from_callback_to_workflow_activities(
     )
     kafka = settings.kafka
     await create_topic(kafka.bootstrap_servers, kafka.events_topic)
-    client = await connect(settings.temporal)
 
     source = Placement(cluster="edge-1", address=EDGE["edge-1"], port=port)
-    reloc = settings.relocation
-    async with (
-        PowerDns(settings.powerdns) as pdns,
-        LocalOrchestrator(state_dir=reloc.local_dir, warmup_s=reloc.local_warmup_s) as local,
-    ):
-        await pdns.ensure_zone()
+    async with relocation_clients(settings) as (client, pdns, local):
 
         class _Req:
             app, instance = APP, settings.temporal.task_queue
 
-        try:
-            await serve_from(local, pdns, _Req(), source)  # type: ignore[arg-type]
-            async with (
-                running_worker(client, settings, local, pdns),
-                running(open_consumer(settings, temporal=client)) as consumer,
-            ):
-                # Events only once the consumer owns its partition and has restored it, so the
-                # group's first join (slow on a busy broker) is out of the way.
-                await until(lambda: 0 in consumer.records, timeout_s=60)
-                sent = await _post_crossing(kafka, settings)
-                handle = client.get_workflow_handle_for(
-                    RelocationWorkflow.run, workflow_id(APP, instance)
-                )
+        await serve_from(local, pdns, _Req(), source)  # type: ignore[arg-type]
+        async with (
+            running_worker(client, settings, local, pdns),
+            running(open_consumer(settings, temporal=client)) as consumer,
+        ):
+            # Events only once the consumer owns its partition and has restored it, so the
+            # group's first join (slow on a busy broker) is out of the way.
+            await until(lambda: 0 in consumer.records, timeout_s=60)
+            sent = await _post_crossing(kafka, settings)
+            handle = client.get_workflow_handle_for(
+                RelocationWorkflow.run, workflow_id(APP, instance)
+            )
 
-                async def completed() -> bool:
-                    try:
-                        history = await handle.query(RelocationWorkflow.history)
-                    except Exception:  # not started yet
-                        return False
-                    return any(h.status is Status.COMPLETED for h in history)
+            async def completed() -> bool:
+                try:
+                    history = await handle.query(RelocationWorkflow.history)
+                except Exception:  # not started yet
+                    return False
+                return any(h.status is Status.COMPLETED for h in history)
 
-                await until(completed, timeout_s=60)
-        finally:
-            local.remove_all()
+            await until(completed, timeout_s=60)
 
     finished = spans.get_finished_spans()
     signalling = [

@@ -8,9 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from subscriber.act.dns import PowerDns
-from subscriber.act.signals import connect
-from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.relocation import Status
 from subscriber.settings import Settings
 from subscriber.stack.supervisor import start_service, stop_service
@@ -26,7 +23,7 @@ from tests.support.journeys import (
 from tests.support.kafka import create_topic, produce_events
 from tests.support.ports import edge_port
 from tests.support.processes import consumer_process
-from tests.support.relocation import running_worker
+from tests.support.relocation import relocation_clients, running_worker
 from tests.support.settings import isolate, tuned
 from tests.support.waiting import until
 
@@ -43,42 +40,32 @@ async def test_broker_killed_under_the_consumer_loses_no_decision(
     settings = configured(settings, tmp_path, edge_port(), unique)
     k = settings.kafka
     events = interleaved()
-    client = await connect(settings.temporal)
-    async with (
-        PowerDns(settings.powerdns) as pdns,
-        LocalOrchestrator(
-            state_dir=settings.relocation.local_dir, warmup_s=settings.relocation.local_warmup_s
-        ) as local,
-    ):
-        await pdns.ensure_zone()
-        try:
-            await create_topic(k.bootstrap_servers, k.events_topic, partitions=3)
-            async with running_worker(client, settings, local, pdns):
-                with consumer_process(settings, tmp_path / "consumer-1.log") as consumer:
-                    half = len(events) // 2
-                    await produce_events(k.bootstrap_servers, k.events_topic, events[:half])
-                    await until(lambda: committed_at_least(settings, 20), timeout_s=60)
-                    await asyncio.to_thread(stop_service, private_stack, "kafka", hard=True)
-                    killed = time.monotonic()
-                    await start_service(private_stack, "kafka")
-                    back = time.monotonic()
-                    await produce_events(k.bootstrap_servers, k.events_topic, events[half:])
-                    # The group rebalanced while the broker was away: the consumer's next commit
-                    # fails and, by design, stops it; its supervisor starts it again.
-                    await until(
-                        lambda: (
-                            consumer.poll() is not None or committed_at_least(settings, len(events))
-                        ),
-                        timeout_s=120,
-                    )
-                exit_code = consumer.poll()
-                with consumer_process(settings, tmp_path / "consumer-2.log"):
-                    await until(lambda: committed_at_least(settings, len(events)), timeout_s=180)
-                    caught_up = time.monotonic()
-                    await until(lambda: all_moved_once(client, unique), timeout_s=120)
-                histories = await move_histories(client, unique)
-        finally:
-            local.remove_all()
+    async with relocation_clients(settings) as (client, pdns, local):
+        await create_topic(k.bootstrap_servers, k.events_topic, partitions=3)
+        async with running_worker(client, settings, local, pdns):
+            with consumer_process(settings, tmp_path / "consumer-1.log") as consumer:
+                half = len(events) // 2
+                await produce_events(k.bootstrap_servers, k.events_topic, events[:half])
+                await until(lambda: committed_at_least(settings, 20), timeout_s=60)
+                await asyncio.to_thread(stop_service, private_stack, "kafka", hard=True)
+                killed = time.monotonic()
+                await start_service(private_stack, "kafka")
+                back = time.monotonic()
+                await produce_events(k.bootstrap_servers, k.events_topic, events[half:])
+                # The group rebalanced while the broker was away: the consumer's next commit
+                # fails and, by design, stops it; its supervisor starts it again.
+                await until(
+                    lambda: (
+                        consumer.poll() is not None or committed_at_least(settings, len(events))
+                    ),
+                    timeout_s=120,
+                )
+            exit_code = consumer.poll()
+            with consumer_process(settings, tmp_path / "consumer-2.log"):
+                await until(lambda: committed_at_least(settings, len(events)), timeout_s=180)
+                caught_up = time.monotonic()
+                await until(lambda: all_moved_once(client, unique), timeout_s=120)
+            histories = await move_histories(client, unique)
     print(
         f"\nfault figures (consumer, kafka kill -9): broker back after {back - killed:.1f} s, "
         f"all {len(events)} events committed {caught_up - back:.1f} s later; first consumer "

@@ -1,4 +1,4 @@
-"""Location events and policy files for the act tests."""
+"""Location events and the example policy files, for tests."""
 
 from __future__ import annotations
 
@@ -15,23 +15,30 @@ T0 = datetime(2026, 7, 1, 8, 0, 0, tzinfo=UTC)
 TOWER = {1: ("000001", "000000010"), 2: ("000002", "000000020")}
 
 
+def polled_report(
+    supi: str, tac: str, cell: str | None, when: datetime, event_id: str, rat: str = "NR"
+) -> LocationEvent:
+    """A polled LOCATION_REPORT of ``supi`` in cell ``(tac, cell)``, seen and ingested ``when``."""
+    return LocationEvent(
+        event_id=event_id,
+        ue=UeIdentity(supi=supi),
+        source=EventSource(
+            nf_type=NfType.AMF, delivery=Delivery.POLLED, event_type="LOCATION_REPORT"
+        ),
+        location=Cell(rat=rat, plmn="20893", tac=tac, cell_id=cell),
+        event_time=when,
+        event_time_field="ueLocationTimestamp",
+        ingest_time=when,
+    )
+
+
 def location_event(
     n: int, tower: int, *, supi: str = "imsi-208930000000001", at_s: float | None = None
 ) -> LocationEvent:
     """The ``n``-th polled report of ``supi``, in the cell of ``tower``, ``n`` s after T0."""
     tac, cell = TOWER[tower]
     when = T0 + timedelta(seconds=n if at_s is None else at_s)
-    return LocationEvent(
-        event_id=f"ev-{supi[-4:]}-{n}",
-        ue=UeIdentity(supi=supi),
-        source=EventSource(
-            nf_type=NfType.AMF, delivery=Delivery.POLLED, event_type="LOCATION_REPORT"
-        ),
-        location=Cell(rat="NR", plmn="20893", tac=tac, cell_id=cell),
-        event_time=when,
-        event_time_field="ueLocationTimestamp",
-        ingest_time=when,
-    )
+    return polled_report(supi, tac, cell, when, f"ev-{supi[-4:]}-{n}")
 
 
 def crossing(supi: str = "imsi-208930000000001") -> list[LocationEvent]:

@@ -9,7 +9,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from subscriber.events import LocationEvent, encode_event
+from subscriber.events import LocationEvent, decode_event, encode_event
+from subscriber.settings import KafkaSettings
 
 
 async def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
@@ -97,3 +98,39 @@ async def committed(bootstrap: str, group: str, topic: str) -> int:
         return total
     finally:
         await consumer.stop()
+
+
+async def cells_by_ue(
+    kafka: KafkaSettings, expected: int, timeout_s: float
+) -> dict[bytes, list[int]]:
+    """The first copy of each of ``expected`` events, as cell sequence numbers per UE key.
+
+    Delivery is at least once: a redelivered event (same ``event_id``) is counted once, where it
+    first appeared; the cell id is read as the hex sequence number the test put in it.
+    """
+    consumer = AIOKafkaConsumer(
+        kafka.events_topic,
+        bootstrap_servers=kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    seen: set[str] = set()
+    order: dict[bytes, list[int]] = {}
+    await consumer.start()
+    try:
+        async with asyncio.timeout(timeout_s):
+            while len(seen) < expected:
+                for batch in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
+                    for record in batch:
+                        event = decode_event(record.value)
+                        if event.event_id in seen:
+                            continue
+                        seen.add(event.event_id)
+                        assert event.location is not None
+                        assert event.location.cell_id is not None
+                        order.setdefault(record.key or b"", []).append(
+                            int(event.location.cell_id, 16)
+                        )
+    finally:
+        await consumer.stop()
+    return order

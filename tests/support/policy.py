@@ -12,7 +12,6 @@ from subscriber.decide.bundle import Bundle, load_bundle
 from subscriber.decide.policy import Action, Decision, Running, decide
 from subscriber.decide.state import UeState
 from subscriber.events import (
-    Cell,
     Delivery,
     DnaiChange,
     EventSource,
@@ -20,7 +19,7 @@ from subscriber.events import (
     NfType,
     UeIdentity,
 )
-from tests.support.events import POLICY, TOPOLOGY
+from tests.support.events import POLICY, TOPOLOGY, polled_report
 
 EXAMPLE_TOPOLOGY = TOPOLOGY
 EXAMPLE_POLICY = POLICY
@@ -61,19 +60,9 @@ def set_cluster(doc: dict[str, Any], cluster: str, **changes: Any) -> dict[str, 
 
 def at(place: str, t: float, ue: str = UE) -> LocationEvent:
     """A normalized AMF location event for a UE at a named place at time ``t``."""
-    when = datetime.fromtimestamp(t, UTC)
     rat, tac, cell = PLACES[place]
-    return LocationEvent(
-        event_id=f"{ue}-{place}-{t}",
-        ue=UeIdentity(supi=ue),
-        source=EventSource(
-            nf_type=NfType.AMF, delivery=Delivery.POLLED, event_type="LOCATION_REPORT"
-        ),
-        location=Cell(rat=rat, plmn="20893", tac=tac, cell_id=cell),
-        event_time=when,
-        event_time_field="ueLocationTimestamp",
-        ingest_time=when,
-    )
+    when = datetime.fromtimestamp(t, UTC)
+    return polled_report(ue, tac, cell, when, f"{ue}-{place}-{t}", rat=rat)
 
 
 def up_path(dnai: str, t: float, ue: str = UE) -> LocationEvent:

@@ -117,13 +117,7 @@ def serve_process(
             time.sleep(0.1)
         yield server
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process(proc, group=True)
 
 
 @contextlib.asynccontextmanager
@@ -148,11 +142,35 @@ def consumer_process(settings: Settings, log_file: Path) -> Iterator[subprocess.
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                raise
+        stop_process(proc, must_stop=True)
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes],
+    *,
+    group: bool = False,
+    must_stop: bool = False,
+    timeout_s: float = 30,
+) -> None:
+    """SIGTERM, and SIGKILL after ``timeout_s`` if it is still running.
+
+    Args:
+        proc: the process (nothing happens if it has exited).
+        group: SIGKILL its whole session (granian's workers too), not only the process.
+        must_stop: re-raise ``subprocess.TimeoutExpired`` after the kill: ignoring SIGTERM is
+            then the failure under test.
+        timeout_s: how long SIGTERM may take.
+    """
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+        proc.wait()
+        if must_stop:
+            raise

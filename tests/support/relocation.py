@@ -7,7 +7,8 @@ adapters; everything else is the real local orchestrator, PowerDNS and Temporal.
 from __future__ import annotations
 
 import asyncio
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 
 from temporalio.client import Client
@@ -15,6 +16,7 @@ from temporalio.client import Client
 from subscriber.act.activities import DnsPort
 from subscriber.act.dns import DnsError, PowerDns, record_name
 from subscriber.act.orchestrator import Orchestrator, OrchestratorError
+from subscriber.act.signals import connect
 from subscriber.act.workflows import RelocationWorkflow
 from subscriber.app.lifecycle import running
 from subscriber.app.worker import RelocationWorker, open_worker
@@ -22,6 +24,27 @@ from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.relocation import Endpoint, MoveOutcome, Placement, Readiness, RelocationRequest
 from subscriber.settings import Settings
 from tests.support.waiting import until
+
+
+@asynccontextmanager
+async def relocation_clients(
+    settings: Settings,
+) -> AsyncIterator[tuple[Client, PowerDns, LocalOrchestrator]]:
+    """A Temporal client, PowerDNS (the zone created) and the local orchestrator for ``settings``.
+
+    Every service the orchestrator started is stopped at the end, whatever happened.
+    """
+    client = await connect(settings.temporal)
+    reloc = settings.relocation
+    async with (
+        PowerDns(settings.powerdns) as pdns,
+        LocalOrchestrator(state_dir=reloc.local_dir, warmup_s=reloc.local_warmup_s) as local,
+    ):
+        await pdns.ensure_zone()
+        try:
+            yield client, pdns, local
+        finally:
+            local.remove_all()
 
 
 def running_worker(

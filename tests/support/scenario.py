@@ -10,15 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from subscriber.events import (
-    Cell,
-    Delivery,
-    EventSource,
     LocationEvent,
-    NfType,
-    UeIdentity,
     encode_event,
 )
 from subscriber.sre.recording import Item, RecordingWriter
+from tests.support.events import polled_report
 
 T0 = datetime(2026, 7, 1, 9, 0, 0, tzinfo=UTC)
 UE1 = "imsi-208930000000001"
@@ -81,18 +77,7 @@ SCRIPT = [
 def event(at_s: float, supi: str, zone: str) -> LocationEvent:
     """A polled AMF report of ``supi`` in ``zone``'s cell, ``at_s`` after T0."""
     tac, cell = CELLS[zone]
-    when = T0 + timedelta(seconds=at_s)
-    return LocationEvent(
-        event_id=f"ev-{supi[-2:]}-{at_s:g}",
-        ue=UeIdentity(supi=supi),
-        source=EventSource(
-            nf_type=NfType.AMF, delivery=Delivery.POLLED, event_type="LOCATION_REPORT"
-        ),
-        location=Cell(rat="NR", plmn="20893", tac=tac, cell_id=cell),
-        event_time=when,
-        event_time_field="ueLocationTimestamp",
-        ingest_time=when,
-    )
+    return polled_report(supi, tac, cell, T0 + timedelta(seconds=at_s), f"ev-{supi[-2:]}-{at_s:g}")
 
 
 def script_events() -> list[LocationEvent]:
