@@ -59,11 +59,11 @@ async def test_every_stack_dependency_answers(stack_settings: Settings) -> None:
 @pytest.mark.stack
 async def test_a_running_receiver_is_ready(stack_settings: Settings) -> None:
     """The real receiver, with Kafka reachable, answers /readyz with 200."""
-    # Bound to every interface, as in a container: the check dials loopback.
-    receiver = stack_settings.receiver.model_copy(update={"host": "0.0.0.0"})
-    settings = stack_settings.model_copy(update={"receiver": receiver})
-    async with serving_receiver(settings, registry=StaticRegistry()) as served:
-        results = await run_checks(served.settings, ["receiver"], timeout_s=10)
+    async with serving_receiver(stack_settings, registry=StaticRegistry()) as served:
+        # Configured for every interface, as in a container: the check dials loopback.
+        receiver = served.settings.receiver.model_copy(update={"host": "0.0.0.0"})
+        settings = served.settings.model_copy(update={"receiver": receiver})
+        results = await run_checks(settings, ["receiver"], timeout_s=10)
     assert results == {"receiver": None}
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +11,8 @@ from aiokafka import AIOKafkaConsumer
 
 from subscriber.events import decode_event
 from subscriber.fakes.core import FakeCoreServer
-from subscriber.settings import Settings, to_env
-from subscriber.stack.procs import free_port
+from subscriber.settings import Settings
+from tests.support.processes import serving
 
 pytestmark = pytest.mark.stack
 
@@ -54,24 +52,13 @@ async def test_serve_polls_the_core_and_cleans_up_on_sigterm(
                         "state_dir": tmp_path / "core",
                     }
                 ),
-                "receiver": stack_settings.receiver.model_copy(update={"port": free_port()}),
             }
         )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "subscriber",
-            "serve",
-            env={**os.environ, **to_env(settings)},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        try:
+        async with serving(settings, tmp_path / "serve.log", registry=None) as served:
             event = await _first_event(settings)
             assert event.ue.supi == UE  # type: ignore[attr-defined]
             assert fake.core.amf.subscriptions, "the notify-mode subscription is held"
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            code = await asyncio.wait_for(proc.wait(), 60)
+            served.proc.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(served.proc.wait, 60)
         assert code == 0
         assert fake.core.amf.subscriptions == {}, "the tracker deleted its subscriptions"

@@ -77,7 +77,7 @@ def serve_process(
     settings: Settings,
     log_file: Path,
     *,
-    registry: str = ACCEPT_ANY,
+    registry: str | None = ACCEPT_ANY,
     workers: int = 1,
     ready_timeout_s: float = 60,
 ) -> Iterator[Server]:
@@ -88,7 +88,8 @@ def serve_process(
     Args:
         settings: the settings the process runs with (its port and log format are set here).
         log_file: where its stdout and stderr go.
-        registry: ``module:function`` returning the subscription registry (``serve --registry``).
+        registry: ``module:function`` returning the subscription registry (``serve --registry``);
+            None for the default, the subscription state file.
         workers: granian worker processes.
         ready_timeout_s: how long /healthz may take to answer 200.
     """
@@ -100,11 +101,13 @@ def serve_process(
         }
     )
     env = {**os.environ, **to_env(settings)}
+    argv = [sys.executable, "-m", "subscriber", "serve"]
+    if registry is not None:
+        argv += ["--registry", registry]
     with log_file.open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "subscriber", "serve", "--registry", registry],
-            env=env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
+            argv, env=env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True
+        )
     server = Server(f"http://127.0.0.1:{port}", port, proc, settings, log_file)
     try:
         deadline = time.monotonic() + ready_timeout_s
