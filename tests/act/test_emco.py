@@ -133,7 +133,9 @@ async def test_workflow_relocates_through_emco(
     req = make_request(unique, EDGE1, EDGE2)
     async with running_worker(client, act_settings, emco, pdns):
         await request_relocation(client, act_settings.temporal.task_queue, req)
-        await until(lambda: ("shop", "edge2") in state.placed())
+        # Wait for the update, not only the intent: the update starts the 5 s warm-up, so a
+        # clock moved between the two would leave the target not ready for good.
+        await until(lambda: ("shop", "edge2") in state.deployed)
         clock.now += 5.0
         history = await wait_history(client, req, 1)
     assert history[0].status is Status.COMPLETED, history[0]
