@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--timeout", dest="timeout_s", type=float, default=90, help="Seconds to wait for the move."
     )
+    demo.add_argument(
+        "--deployed",
+        action="store_true",
+        help="Start nothing: run against the deployment the settings name (compose's worker).",
+    )
     _command(sub, "consume", "subscriber.app.consumer:main", "Decide on events and signal moves.")
     _command(sub, "track", "subscriber.app.tracker:main", "Subscribe to and poll the 5G core.")
     serve = _command(

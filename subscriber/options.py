@@ -53,9 +53,10 @@ class EmcoFakeOptions:
 
 @dataclass(frozen=True)
 class DemoOptions:
-    """``subscriber demo``."""
+    """``subscriber demo``: ``deployed`` runs against the deployment the settings name."""
 
     timeout_s: float
+    deployed: bool
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ For each batch the consumer, partition by partition and in offset order:
 
 1. decodes each record (undecodable ones go to the dead-letter topic and are passed over);
 2. confirms with the workflow where moved instances really run, when a move is unconfirmed;
-3. asks :func:`subscriber.act.handling.handle_event` what to do;
+3. asks :func:`subscriber.decide.step.handle_event` what to do;
 4. signals each relocation and waits until Temporal recorded it (retrying while it is away);
 5. sends every decision to the audit topic (keyed by application) and the UE's new record to
    the compacted changelog (keyed by UE, same partition number as the event);
