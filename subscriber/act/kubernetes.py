@@ -37,7 +37,7 @@ from lightkube.resources.core_v1 import Node, Pod, Service
 from lightkube.types import CascadeType
 from lightkube.utils.quantity import parse_quantity
 
-from subscriber.act.orchestrator import Endpoint, OrchestratorError, Placement, Readiness
+from subscriber.act.orchestrator import OrchestratorError
 from subscriber.act.workload import (
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
@@ -53,6 +53,7 @@ from subscriber.act.workload import (
 )
 from subscriber.decide.topology import ClusterReading, KubernetesDoc, TopologyDoc, parse_topology
 from subscriber.errors import PolicyUnavailable
+from subscriber.relocation import Endpoint, Placement, Readiness
 from subscriber.settings import RelocationSettings
 
 log = structlog.get_logger()

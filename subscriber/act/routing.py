@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from subscriber.act.orchestrator import Endpoint, Orchestrator, Placement, Readiness
+from subscriber.act.orchestrator import Orchestrator
+from subscriber.relocation import Endpoint, Placement, Readiness
 
 
 class RoutedOrchestrator:

@@ -25,7 +25,8 @@ from typing import Any, Literal, NamedTuple
 
 import yaml
 
-from subscriber.act.orchestrator import OrchestratorError, Readiness
+from subscriber.act.orchestrator import OrchestratorError
+from subscriber.relocation import Readiness
 
 LABEL_APP = "app.kubernetes.io/name"
 LABEL_INSTANCE = "app.kubernetes.io/instance"

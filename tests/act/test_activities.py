@@ -10,8 +10,9 @@ from temporalio.testing import ActivityEnvironment
 
 from subscriber.act.activities import RelocationActivities
 from subscriber.act.dns import DnsError
-from subscriber.act.orchestrator import Endpoint, OrchestratorError, Placement, Readiness
+from subscriber.act.orchestrator import OrchestratorError
 from subscriber.act.workflows import DnsChange, RemoveInput
+from subscriber.relocation import Endpoint, Placement, Readiness
 from subscriber.settings import RelocationSettings
 
 HERE = Placement(cluster="b", address="127.0.0.1", port=8080)

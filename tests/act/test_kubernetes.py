@@ -20,14 +20,15 @@ from lightkube.types import PatchType
 
 from subscriber.act.capacity import CapacityFeed
 from subscriber.act.kubernetes import KubernetesOrchestrator, read_capacity
-from subscriber.act.orchestrator import OrchestratorError, Placement, Readiness
+from subscriber.act.orchestrator import OrchestratorError
 from subscriber.act.workload import LABEL_MANAGED_BY, workload_name
 from subscriber.decide.engine import PolicyHolder
 from subscriber.decide.topology import ClusterReading
+from subscriber.relocation import Placement, Readiness
 from subscriber.settings import PolicySettings
 from subscriber.stack.kubernetes.cluster import KubeCluster
-from tests.act.conftest import until
-from tests.act.kube import (
+from tests.conftest import KUBE_NODE_ADDRESSES
+from tests.support.kube import (
     DOCS,
     UNPULLABLE,
     admin,
@@ -37,7 +38,7 @@ from tests.act.kube import (
     target,
     write_template,
 )
-from tests.conftest import KUBE_NODE_ADDRESSES
+from tests.support.waiting import until
 
 pytestmark = [pytest.mark.kube]
 
@@ -227,7 +228,7 @@ async def test_deploy_refuses_an_object_of_our_name_that_we_did_not_create(
 
 
 def _endpoint_of(instance: str, cluster: str) -> object:
-    from subscriber.act.orchestrator import Endpoint
+    from subscriber.relocation import Endpoint
 
     return Endpoint(app=APP, instance=instance, placement=placement(cluster))
 

@@ -13,16 +13,17 @@ from temporalio.client import Client
 
 from subscriber.act.dns import PowerDns, record_name
 from subscriber.act.kubernetes import KubernetesOrchestrator
-from subscriber.act.local_orchestrator import LocalOrchestrator
-from subscriber.act.orchestrator import Endpoint, OrchestratorError, Placement, Readiness
+from subscriber.act.orchestrator import OrchestratorError
 from subscriber.act.routing import RoutedOrchestrator
 from subscriber.act.signals import request_relocation
-from subscriber.act.workflows import RelocationRequest, Status, Step
+from subscriber.fakes.local_orchestrator import LocalOrchestrator
+from subscriber.relocation import Endpoint, Placement, Readiness, RelocationRequest, Status, Step
 from subscriber.settings import Settings
 from subscriber.stack.kubernetes.cluster import KubeCluster
-from tests.act.conftest import make_request, running_worker, until, wait_history
-from tests.act.kube import UNPULLABLE, admin, census, orchestrator, write_template
 from tests.conftest import KUBE_NODE_ADDRESSES
+from tests.support.kube import UNPULLABLE, admin, census, orchestrator, write_template
+from tests.support.relocation import make_request, running_worker, wait_history
+from tests.support.waiting import until
 
 pytestmark = [pytest.mark.kube, pytest.mark.stack]
 

@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from subscriber.act.kubernetes import KubernetesOrchestrator
-from subscriber.act.local_orchestrator import LocalOrchestrator
 from subscriber.act.routing import RoutedOrchestrator
-from subscriber.act.worker import open_orchestrator
+from subscriber.app.worker import open_orchestrator
 from subscriber.errors import PolicyUnavailable
+from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.settings import PolicySettings, RelocationSettings, Settings
 from tests.decide.test_cli import worked_example
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from subscriber.act.orchestrator import OrchestratorError, Readiness
+from subscriber.act.orchestrator import OrchestratorError
 from subscriber.act.workload import (
     LABEL_APP,
     LABEL_INSTANCE,
@@ -17,7 +17,8 @@ from subscriber.act.workload import (
     render,
     workload_name,
 )
-from tests.act.kube import TEMPLATE
+from subscriber.relocation import Readiness
+from tests.support.kube import TEMPLATE
 
 
 def rendered(text: str = TEMPLATE, **kw: Any) -> tuple[dict[str, Any], dict[str, Any]]:

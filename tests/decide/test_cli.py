@@ -13,7 +13,7 @@ import yaml
 
 from subscriber.cli import main
 from subscriber.stack.kubernetes.cluster import make_pki
-from tests.decide.conftest import EXAMPLE_POLICY, EXAMPLE_TOPOLOGY
+from tests.support.policy import EXAMPLE_POLICY, EXAMPLE_TOPOLOGY
 
 
 def test_valid_files_print_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
