@@ -15,7 +15,7 @@ from subscriber.app.worker import open_orchestrator
 from subscriber.errors import PolicyUnavailable
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.settings import PolicySettings, RelocationSettings, Settings
-from tests.decide.test_cli import worked_example
+from tests.support.kube import worked_example
 
 
 def settings_for(topology: Path | None, tmp_path: Path) -> Settings:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from subscriber.cli import main
-from subscriber.stack.kubernetes.cluster import make_pki
+from tests.support.kube import worked_example
 from tests.support.policy import EXAMPLE_POLICY, EXAMPLE_TOPOLOGY
 
 
@@ -71,44 +68,6 @@ def test_file_defaults_to_settings(
     monkeypatch.delenv("SUBSCRIBER_POLICY__TOPOLOGY_FILE")
     assert main(["policy", "check"]) == 1
     assert "no topology file" in capsys.readouterr().err
-
-
-@functools.cache
-def ca_pem() -> bytes:
-    """A CA certificate (made once: RSA keys take a while)."""
-    with tempfile.TemporaryDirectory() as pki:
-        make_pki(Path(pki))
-        return (Path(pki) / "ca.crt").read_bytes()
-
-
-def worked_example(tmp_path: Path) -> Path:
-    """docs/kubernetes/ copied with the credential files it names; returns the topology."""
-    docs = Path(__file__).resolve().parents[2] / "docs" / "kubernetes"
-    for name in ("topology.yaml", "web.yaml"):
-        (tmp_path / name).write_bytes((docs / name).read_bytes())
-    for name in ("edge-a-ca.crt", "edge-b-ca.crt"):
-        (tmp_path / name).write_bytes(ca_pem())
-    (tmp_path / "edge-a.kubeconfig").write_text(
-        yaml.safe_dump(
-            {
-                "clusters": [
-                    {
-                        "name": "a",
-                        "cluster": {
-                            "server": "https://edge-a.example.net:6443",
-                            "certificate-authority": "edge-a-ca.crt",
-                        },
-                    }
-                ],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [
-                    {"name": "subscriber@edge-a", "context": {"cluster": "a", "user": "u"}}
-                ],
-            }
-        )
-    )
-    (tmp_path / "edge-b.token").write_text("t\n")
-    return tmp_path / "topology.yaml"
 
 
 def test_kubernetes_clusters_are_checked_with_their_files(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import yaml
 from lightkube import ApiError, AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment, ReplicaSet
@@ -15,7 +18,7 @@ from lightkube.resources.core_v1 import Namespace, Pod, Service, ServiceAccount
 from subscriber.act.kubernetes import KubernetesOrchestrator, KubeTarget
 from subscriber.act.workload import selector
 from subscriber.decide.topology import KubernetesDoc
-from subscriber.stack.kubernetes.cluster import KubeCluster
+from subscriber.stack.kubernetes.cluster import KubeCluster, make_pki
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "kubernetes"
 TEMPLATE = (DOCS / "web.yaml").read_text()
@@ -112,3 +115,41 @@ async def census(client: AsyncClient, app: str, instance: str) -> dict[str, list
             ]
         )
     return found
+
+
+@functools.cache
+def ca_pem() -> bytes:
+    """A CA certificate (made once: RSA keys take a while)."""
+    with tempfile.TemporaryDirectory() as pki:
+        make_pki(Path(pki))
+        return (Path(pki) / "ca.crt").read_bytes()
+
+
+def worked_example(tmp_path: Path) -> Path:
+    """docs/kubernetes/ copied with the credential files it names; returns the topology."""
+    docs = DOCS
+    for name in ("topology.yaml", "web.yaml"):
+        (tmp_path / name).write_bytes((docs / name).read_bytes())
+    for name in ("edge-a-ca.crt", "edge-b-ca.crt"):
+        (tmp_path / name).write_bytes(ca_pem())
+    (tmp_path / "edge-a.kubeconfig").write_text(
+        yaml.safe_dump(
+            {
+                "clusters": [
+                    {
+                        "name": "a",
+                        "cluster": {
+                            "server": "https://edge-a.example.net:6443",
+                            "certificate-authority": "edge-a-ca.crt",
+                        },
+                    }
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [
+                    {"name": "subscriber@edge-a", "context": {"cluster": "a", "user": "u"}}
+                ],
+            }
+        )
+    )
+    (tmp_path / "edge-b.token").write_text("t\n")
+    return tmp_path / "topology.yaml"
