@@ -293,6 +293,7 @@ class Ams:
         source_id: str,
         target_id: str,
         waited: dict[str, dict[str, Any]],
+        notify: dict[str, dict[str, Any]],
         confirm: bool,
         deadline_s: float,
         regs: list[RegistrationInfo],
@@ -304,7 +305,7 @@ class Ams:
         body = {
             "target_id": target_id,
             "waited": sorted(waited),
-            "devices": waited,
+            "notify": notify,
             "confirm": confirm,
             "deadline_s": deadline_s,
             "marks": {},
@@ -332,8 +333,6 @@ class Ams:
             if f.appInstanceId not in (None, source_id):
                 continue
             if f.associateId and not ids & {a.key() for a in f.associateId}:
-                continue
-            if f.appInstanceId is None and not f.associateId:
                 continue
             if status not in f.mobilityStatus:
                 continue
