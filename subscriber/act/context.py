@@ -129,6 +129,7 @@ class ContextTransfer:
             inp,
             result_type=TransferResult,
             start_to_close_timeout=timedelta(minutes=2),
+            heartbeat_timeout=_HEARTBEAT,
             retry_policy=_RETRY,
         )
         if not begun.waiting:

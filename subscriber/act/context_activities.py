@@ -10,7 +10,9 @@ is one the application must (and the demo does) take twice.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 from temporalio import activity
@@ -57,6 +59,23 @@ def _target_info(inp: TransferInput) -> TargetAppInfo:
     )
 
 
+@contextlib.asynccontextmanager
+async def _beating(detail: str) -> AsyncIterator[None]:
+    """Heartbeat every second while the block runs: a worker lost mid-notification is noticed
+    after the heartbeat timeout, not after the whole start-to-close timeout."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat(detail)
+            await asyncio.sleep(1.0)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
 class ContextActivities:
     """The activities, bound to the AMS and the orchestrator (to see whether a source lives).
 
@@ -83,6 +102,10 @@ class ContextActivities:
     @activity.defn(name=ContextAct.BEGIN)
     async def begin(self, inp: TransferInput) -> TransferResult:
         """Record the procedure and tell the source its devices move (or say why not)."""
+        async with _beating("notifying"):
+            return await self._begin(inp)
+
+    async def _begin(self, inp: TransferInput) -> TransferResult:
         source_id, target_id = _ids(inp)
         await self._ams.learn_instance(
             target_id, inp.app, inp.target.cluster, inp.target.address, inp.target.port

@@ -16,7 +16,8 @@ once whether its state survived a move. With an AMS URL the instance:
    itself, from the copy, so nothing the user saw is lost.
 
 So no request fails and no count is lost across a switch. ``PUT /fake/transfer`` makes it
-misbehave for tests (``fail``, ``ignore``, ``decline``); ``GET /fake/state`` shows its state.
+misbehave for tests (``fail``, ``ignore``, ``decline``), ``POST /fake/retrigger`` acts late on
+an ignored notification, ``GET /fake/state`` shows its state.
 Run one by hand: ``python -m subscriber.fakes.edge_app --cluster edge1 --host 127.0.1.1``.
 """
 
@@ -76,6 +77,7 @@ class EdgeApp:
         self._users: dict[str, asyncio.Lock] = {}
         self._registration: str | None = None
         self._subscribed = False
+        self._ignored: tuple[list[str], dict[str, Any]] | None = None
         self._reg_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
@@ -202,8 +204,8 @@ class EdgeApp:
             new = user not in self.counts
             self.counts[user] = self.counts.get(user, 0) + 1
             if new and self._ams:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.put_registration(), 3)
+                # In the background: the user is never kept waiting on the AMS.
+                self._spawn(self._quietly(self.put_registration()))
             return web.json_response(
                 {"cluster": self.cluster, "instance": self.id, "count": self.counts[user]}
             )
@@ -249,7 +251,10 @@ class EdgeApp:
 
     async def _moveout(self, users: list[str], target: dict[str, Any]) -> None:
         mine = [u for u in users if u in self.counts]
-        if self.mode == "ignore" or not mine:
+        if self.mode == "ignore":
+            self._ignored = (users, target)
+            return
+        if not mine:
             return
         if self.mode == "decline":
             await self.put_registration(lambda doc: _set(doc, mine, appMobilityServiceLevel=1))
@@ -296,6 +301,14 @@ class EdgeApp:
             await self.put_registration()
         return web.Response(status=204)
 
+    async def retrigger(self, _request: web.Request) -> web.Response:
+        """Act now on the notification ignored earlier (a slow application, for tests)."""
+        if self._ignored is not None:
+            users, target = self._ignored
+            self._ignored = None
+            self._spawn(self._moveout(users, target))
+        return web.Response(status=204)
+
     async def state(self, _request: web.Request) -> web.Response:
         """What the instance holds."""
         return web.json_response(
@@ -303,6 +316,7 @@ class EdgeApp:
                 "instance": self.id,
                 "counts": self.counts,
                 "handed": sorted(self.handed),
+                "ignored": self._ignored is not None,
                 "registered": self._registration is not None,
                 "subscribed": self._subscribed,
             }
@@ -351,6 +365,7 @@ def edge_app(instance: EdgeApp) -> web.Application:
     r.add_post("/mec/context", instance.accept_context)
     r.add_post("/mec/notifications", instance.notified)
     r.add_put("/fake/transfer", instance.control)
+    r.add_post("/fake/retrigger", instance.retrigger)
     r.add_get("/fake/state", instance.state)
     return app
 
