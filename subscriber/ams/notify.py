@@ -38,7 +38,8 @@ def allowed(address: str, port: int, networks: Sequence[Network], own: tuple[str
     """Whether a callback may go to ``address``:``port``."""
     ip = ipaddress.ip_address(address.strip("[]"))
     own_host, own_port = own
-    if port == own_port and (ip.is_loopback or ip.is_unspecified or str(ip) == own_host):
+    every_address = own_host in ("", "0.0.0.0", "::")  # noqa: S104 - recognising, not binding
+    if port == own_port and (str(ip) == own_host or (every_address and ip.is_loopback)):
         return False
     return any(ip in net for net in networks)
 

@@ -98,7 +98,8 @@ class Ams:
                 400, "Bad Request", "appMobilityServiceId: shall be absent in a POST"
             )
         instance = _consumer(info)
-        if await self._store.count("registrations") >= self._s.max_registrations:
+        replacing = bool(await self._store.registrations(instance))
+        if not replacing and await self._store.count("registrations") >= self._s.max_registrations:
             raise RequestRejected(
                 503, "Service Unavailable", "the AMS holds as many registrations as it may"
             )
