@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from subscriber.act.dns import PowerDns
 from subscriber.act.signals import request_relocation
@@ -55,6 +56,12 @@ def stateful_request(
     """A move of a stateful app, with its context policy."""
     req = make_request(unique, a, b)
     return req.model_copy(update={"context_policy": policy or ContextPolicy(deadline_s=15)})
+
+
+async def transferring(handle: WorkflowHandle[Any, Any]) -> bool:
+    """The workflow is in its context-transfer step."""
+    state = await handle.query(RelocationWorkflow.state)
+    return state.step is Step.CONTEXT_TRANSFER
 
 
 async def ignored(at: Placement) -> bool:
@@ -221,11 +228,7 @@ async def test_the_source_dying_during_the_transfer_moves_on_to_the_target(
             await behave(a, "ignore")
             await request_relocation(client, settings.temporal.task_queue, req)
 
-            async def transferring() -> bool:
-                state = await handle.query(RelocationWorkflow.state)
-                return state.step is Step.CONTEXT_TRANSFER
-
-            await until(transferring)
+            await until(lambda: transferring(handle))
             await local.remove(req.app, req.instance, a)
             (outcome,) = await wait_history(client, req, 1, timeout_s=30)
         running = local.running()
@@ -260,11 +263,7 @@ async def test_a_worker_and_ams_restart_mid_transfer_loses_nothing(
                 await behave(a, "ignore")
                 await request_relocation(client, settings.temporal.task_queue, req)
 
-                async def transferring() -> bool:
-                    state = await handle.query(RelocationWorkflow.state)
-                    return state.step is Step.CONTEXT_TRANSFER
-
-                await until(transferring)
+                await until(lambda: transferring(handle))
                 await until(lambda: ignored(a))
                 first.send_signal(signal.SIGKILL)
                 first.wait()

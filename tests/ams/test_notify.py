@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,18 @@ def test_allowed(address: str, port: int, ok: bool) -> None:
     assert allowed(address, port, NETS, ("127.0.0.1", 8810)) is ok
 
 
+@contextlib.asynccontextmanager
+async def listening(app: web.Application, host: str) -> AsyncIterator[int]:
+    """``app`` served on ``host`` at a free port, while the block runs."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, host, 0).start()
+    try:
+        yield int(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()
+
+
 async def test_a_name_that_resolves_outside_the_networks_is_not_reached(tmp_path: Path) -> None:
     """At delivery time a name is resolved through the guard: localhost reaches nothing when only
     127.0.1.0/24 is allowed, though a service listens there (DNS rebinding gets nowhere)."""
@@ -40,12 +54,7 @@ async def test_a_name_that_resolves_outside_the_networks_is_not_reached(tmp_path
 
     app = web.Application()
     app.router.add_post("/cb", sink)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with listening(app, "127.0.0.1") as port:
         settings = AmsSettings(
             callback_networks=["127.0.1.0/24"], notify_attempts=1, db=tmp_path / "x"
         )
@@ -57,8 +66,6 @@ async def test_a_name_that_resolves_outside_the_networks_is_not_reached(tmp_path
         )
         async with Notifier(opened, ("127.0.0.1", 1)) as notifier:
             assert await notifier.deliver(f"http://localhost:{port}/cb", {}, what="test")
-    finally:
-        await runner.cleanup()
     assert hits == ["/cb"]
 
 
@@ -76,18 +83,12 @@ async def test_redirects_are_not_followed(tmp_path: Path) -> None:
     app = web.Application()
     app.router.add_post("/cb", redirect)
     app.router.add_post("/metadata", target)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.1.1", 0).start()
-    port = runner.addresses[0][1]
-    try:
+    async with listening(app, "127.0.1.1") as port:
         settings = AmsSettings(
             callback_networks=["127.0.1.0/24"], notify_attempts=1, db=tmp_path / "x"
         )
         async with Notifier(settings, ("127.0.0.1", 1)) as notifier:
             assert not await notifier.deliver(f"http://127.0.1.1:{port}/cb", {}, what="test")
-    finally:
-        await runner.cleanup()
     assert hits == []
 
 
