@@ -24,8 +24,13 @@ from subscriber.relocation import (
     workflow_id,
 )
 from subscriber.settings import Settings
-from tests.act.test_workflows import assert_replays
-from tests.support.relocation import make_request, running_worker, serve_from, wait_history
+from tests.support.relocation import (
+    assert_replays,
+    make_request,
+    running_worker,
+    serve_from,
+    wait_history,
+)
 from tests.support.stateful import (
     UE,
     app_state,
