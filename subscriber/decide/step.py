@@ -25,7 +25,7 @@ from subscriber.decide.policy import Action, Decision, Running, decide_all, rech
 from subscriber.decide.state import UeState, decode_state, encode_state
 from subscriber.errors import UndecodableEvent
 from subscriber.events import LocationEvent
-from subscriber.relocation import ContextPolicy, Placement, RelocationRequest
+from subscriber.relocation import ContextPolicy, Placement, RelocationRequest, SteeringPolicy
 
 RECORD_FORMAT = 1
 
@@ -243,6 +243,7 @@ def _requests(
                 policy_version=decision.version,
                 reasons=(decision.reason.value,),
                 context_policy=_context_policy(bundle, inst.app),
+                steering=_steering(bundle, inst.app),
             )
             record = record.with_placement(
                 instance_key(inst),
@@ -258,6 +259,11 @@ def _requests(
 def _context_policy(bundle: Bundle, app: str) -> ContextPolicy | None:
     spec = bundle.topology.apps.get(app)
     return spec.context if spec is not None else None
+
+
+def _steering(bundle: Bundle, app: str) -> SteeringPolicy | None:
+    spec = bundle.topology.apps.get(app)
+    return spec.steering if spec is not None else None
 
 
 def confirm(record: UeRecord, key: str, actual_cluster: str | None) -> UeRecord:
