@@ -31,7 +31,7 @@ from subscriber.sbi.smf import (
     parse_smf_notification,
 )
 
-SubscribedEvent = "UP_PATH_CHANGE"
+UP_PATH_CHANGE = "UP_PATH_CHANGE"
 """The one TS 29.522 traffic-influence event."""
 
 Sd = Annotated[str, StringConstraints(pattern=r"^[A-Fa-f0-9]{6}$", to_lower=True)]
@@ -149,9 +149,9 @@ def parse_influence_notification(body: bytes | bytearray | str) -> InfluenceNoti
     if isinstance(doc, dict) and ("eventNotifs" in doc or "notifId" in doc):
         return parse_smf_notification(body)
     notification = validate_json(EventNotification, body)
-    if notification.subscribed_event != SubscribedEvent:
+    if notification.subscribed_event != UP_PATH_CHANGE:
         raise InvalidCallback(
             "not a traffic-influence notification",
-            [InvalidParam("/subscribedEvent", f"must be {SubscribedEvent}")],
+            [InvalidParam("/subscribedEvent", f"must be {UP_PATH_CHANGE}")],
         )
     return notification
