@@ -155,6 +155,12 @@ class InfluenceStore:
             return _parse(self.path.read_bytes())
         except FileNotFoundError:
             return {}
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            # A damaged file (a flipped byte, a hand edit): set it aside for a person and start
+            # over. The lost keys' notifications are refused; each later move makes a new one.
+            self.path.replace(self.path.with_suffix(".damaged"))
+            log.error("influence_records_set_aside", file=self.path.name, error=type(exc).__name__)
+            return {}
 
     def _write(self, records: dict[str, InfluenceRecord]) -> None:
         doc = {"records": [asdict(r) for r in records.values()]}
@@ -162,7 +168,8 @@ class InfluenceStore:
 
     def get(self, app: str, instance: str) -> InfluenceRecord | None:
         """The record of an application instance, if we hold one."""
-        return self._read().get(record_name(app, instance))
+        with self._locked() as records:
+            return records.get(record_name(app, instance))
 
     def save(self, record: InfluenceRecord) -> None:
         """Write ``record`` (replacing the one of the same name; its pin goes with its key)."""
@@ -184,7 +191,8 @@ class InfluenceStore:
 
     def all(self) -> list[InfluenceRecord]:
         """Every record."""
-        return list(self._read().values())
+        with self._locked() as records:
+            return list(records.values())
 
     def _unpin(self, callback_key: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -108,7 +108,7 @@ class FakeTrafficInfluence:
     ) -> None:
         self._pcf = pcf
         self._base = base_url
-        self._signer = signer
+        self.signer = signer
         self._forward = forward
         self.oauth = oauth
         self.tokens = oauth
@@ -142,7 +142,7 @@ class FakeTrafficInfluence:
     # -- the API ---------------------------------------------------------------------------
 
     def _refused(self, request: web.Request, service: str, *, enabled: bool) -> web.Response | None:
-        return check_bearer(request, self._signer, service, enabled=enabled)
+        return check_bearer(request, self.signer, service, enabled=enabled)
 
     async def _body(self, request: web.Request) -> tuple[Any, web.Response | None]:
         content_type = request.headers.get("Content-Type", "")
@@ -347,7 +347,7 @@ class FakeTrafficInfluence:
         if self.callback_tokens:
             fields = (authorization or "").split(" ")
             try:
-                claims = self._signer.verify(fields[1]) if len(fields) > 1 else {}
+                claims = self.signer.verify(fields[1]) if len(fields) > 1 else {}
             except ValueError:
                 claims = {}
             if "nnef-callback" not in str(claims.get("scope", "")).split(" "):
@@ -382,7 +382,7 @@ class FakeTrafficInfluence:
             }
         headers = {"Content-Type": "application/json"}
         if self.oauth:
-            token = self._signer.sign({"scope": "nnef-callback", "sub": "NEF"})
+            token = self.signer.sign({"scope": "nnef-callback", "sub": "NEF"})
             headers["Authorization"] = f"Bearer {token}"
         try:
             status = await self._forward(destination, orjson.dumps(body), headers)
