@@ -140,6 +140,11 @@ class ReceiverSettings(_Group):
     """Spool bound; past it callbacks get 503 with Retry-After."""
     dead_letter_max_bytes: int = 65_536
     """How much of a rejected body the dead-letter record keeps."""
+    dead_letter_spool_max_bytes: int = Field(
+        4 * 1_048_576,
+        description="Spool budget of dead letters while Kafka is away, apart from the events' "
+        "(refused bodies never take their room); past it dead letters are dropped and counted.",
+    )
     capture_dir: Path | None = Field(
         None, description="When set, every raw callback is also appended here for replay."
     )

@@ -94,6 +94,16 @@ class EventPublisher(Protocol):
         """Bytes the spool holds."""
         ...
 
+    @property
+    def spool_damaged_bytes(self) -> int:
+        """Bytes found damaged in the spool and set aside."""
+        ...
+
+    @property
+    def dead_letters_dropped(self) -> int:
+        """Dead letters dropped for want of room."""
+        ...
+
 
 @dataclass(frozen=True)
 class Callback:
@@ -270,7 +280,12 @@ class Receiver:
     @publisher.setter
     def publisher(self, publisher: EventPublisher) -> None:
         self._publisher = publisher
-        self.metrics.watch_spool(lambda: publisher.spool_records, lambda: publisher.spool_bytes)
+        self.metrics.watch_spool(
+            lambda: publisher.spool_records,
+            lambda: publisher.spool_bytes,
+            lambda: publisher.spool_damaged_bytes,
+            lambda: publisher.dead_letters_dropped,
+        )
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
