@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 import tempfile
 import time
 import uuid
@@ -42,12 +43,18 @@ from subscriber.act.signals import connect
 from subscriber.act.worker import build_worker
 from subscriber.act.workflows import MoveOutcome, RelocationState, workflow_id
 from subscriber.decide.engine import PolicyHolder
+from subscriber.errors import SubscriberError
 from subscriber.events import LocationEvent
 from subscriber.fakecore import FakeCoreServer
 from subscriber.ingress.nrf import NrfClient
 from subscriber.ingress.poller import Poller
 from subscriber.ingress.publisher import Publisher
-from subscriber.logs import configure_logging, pseudonym
+from subscriber.logs import (
+    configure_logging,
+    pseudonym,
+    read_pseudonym_key,
+    require_pseudonym_key,
+)
 from subscriber.settings import LogSettings, PolicySettings, Settings
 from subscriber.stack import settings_for, status, up
 from subscriber.stack.procs import port_free_on
@@ -351,7 +358,17 @@ def _summary(timeline: Timeline) -> None:
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
     """The CLI entry: stack up, scenario, summary; exit 0 only when the move really happened."""
-    configure_logging(LogSettings(level="warning", format=settings.log.format))
+    # A fresh secret per run unless one is configured: the pseudonyms the demo prints (and its
+    # processes log) cannot be reversed.
+    try:
+        key = read_pseudonym_key(settings.log)
+        require_pseudonym_key(settings.log)
+    except SubscriberError:
+        key = secrets.token_hex(16)
+    settings = settings.model_copy(
+        update={"log": settings.log.model_copy(update={"pseudonym_key": key})}
+    )
+    configure_logging(LogSettings(level="warning", format=settings.log.format, pseudonym_key=key))
     timeline = Timeline()
     state, how = await up(settings)
     for name, what in how.items():

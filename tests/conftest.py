@@ -21,6 +21,9 @@ from subscriber.settings import Settings, StackSettings
 from subscriber.stack import StackInfo, down, settings_for, up
 
 STACK_DIR_ENV = "SUBSCRIBER_TEST_STACK_DIR"
+# serve, track and consume refuse to start without a secret pseudonym key (subscriber.logs);
+# every Settings() of the session, in this process and in the processes it starts, gets this one.
+os.environ.setdefault("SUBSCRIBER_LOG__PSEUDONYM_KEY", "suite-pseudonym-key-0123456789")
 
 
 def _stack_settings(stack_dir: Path) -> Settings:

@@ -9,12 +9,15 @@ import signal
 from pathlib import Path
 
 import structlog
+from aiokafka.errors import KafkaError
 from prometheus_client import start_http_server
 
 from subscriber.act.consumer import EventConsumer
 from subscriber.act.instances import Instances, parse_instances
 from subscriber.act.signals import connect
 from subscriber.decide.engine import PolicyHolder
+from subscriber.errors import SubscriberError
+from subscriber.logs import require_pseudonym_key
 from subscriber.settings import Settings
 from subscriber.tracing import configure_tracing, shutdown_tracing
 
@@ -32,9 +35,16 @@ async def consume(settings: Settings, stop: asyncio.Event) -> None:
     async with PolicyHolder(settings.policy) as holder:
         instances = _load_instances(settings.act.instances_file, holder)
         temporal = await connect(settings.temporal)
-        async with EventConsumer(
-            settings, policy=holder, instances=instances, temporal=temporal
-        ) as consumer:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                consumer = await stack.enter_async_context(
+                    EventConsumer(settings, policy=holder, instances=instances, temporal=temporal)
+                )
+            except KafkaError as exc:  # one line for the user, not aiokafka's traceback
+                raise SubscriberError(
+                    f"Kafka at {settings.kafka.bootstrap_servers} cannot be reached "
+                    f"({type(exc).__name__})"
+                ) from exc
             log.info(
                 "consumer.started",
                 topic=settings.kafka.events_topic,
@@ -48,6 +58,7 @@ async def consume(settings: Settings, stop: asyncio.Event) -> None:
 
 async def run(settings: Settings, _args: argparse.Namespace) -> int:
     """The CLI entry: SIGTERM or SIGINT finishes the batch in hand, commits, and exits."""
+    require_pseudonym_key(settings.log)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

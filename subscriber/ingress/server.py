@@ -32,7 +32,7 @@ from subscriber.ingress.receiver import (
     SubscriptionRegistry,
     default_normalizers,
 )
-from subscriber.logs import configure_logging
+from subscriber.logs import configure_logging, require_pseudonym_key
 from subscriber.settings import Settings, to_env
 from subscriber.tracing import configure_tracing
 
@@ -175,6 +175,7 @@ def _stop_tracker(tracker: _Tracker) -> None:
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     """The ``serve`` subcommand: the receiver, and the tracker when a core is configured."""
+    require_pseudonym_key(settings.log)
     tracker = _start_tracker(settings)
     try:
         run_server(settings, getattr(args, "registry", None) or DEFAULT_REGISTRY)

@@ -23,6 +23,7 @@ from subscriber.ingress.nrf import NrfClient
 from subscriber.ingress.poller import EventSink, Poller
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.subscriptions import SubscriptionManager
+from subscriber.logs import require_pseudonym_key
 from subscriber.settings import Settings
 from subscriber.tracing import configure_tracing, shutdown_tracing
 
@@ -84,6 +85,7 @@ async def track(settings: Settings, stop: asyncio.Event, *, sink: EventSink | No
 
 async def run(settings: Settings, _args: argparse.Namespace) -> int:
     """The CLI entry: SIGTERM or SIGINT saves state, deletes subscriptions, and exits."""
+    require_pseudonym_key(settings.log)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
