@@ -164,6 +164,19 @@ class ReceiverSettings(_Group):
     """PEM certificate: serve TLS with ALPN h2 and http/1.1."""
     tls_key: Path | None = None
     """PEM private key of tls_cert."""
+    tls_ca: Path | None = Field(
+        None,
+        description="PEM CA bundle: with tls_cert/tls_key, every client must present a "
+        "certificate it signed (mutual TLS).",
+    )
+    bearer_key_file: Path | None = Field(
+        None,
+        description="PEM certificate or public key of the NRF: when set, every callback must "
+        "carry a bearer token it signed (for cores that send one; free5GC does not).",
+    )
+    bearer_scope: str = Field(
+        "", description="A scope the callback's bearer token must include; empty: any scope."
+    )
     spool_dir: Path = Field(default_factory=lambda: default_cache_dir() / "spool")
     """Local spool for events Kafka cannot take yet (fsync'ed)."""
     spool_max_bytes: Size = 256 * 1_048_576
@@ -220,6 +233,14 @@ class CoreSettings(_Group):
     """Timeout of each SBI request."""
     retry_attempts: Count = 4
     """Attempts per SBI request before giving up."""
+    tls_ca: Path | None = Field(
+        None, description="PEM CA bundle that https SBI servers (NRF, AMF, ...) must chain to."
+    )
+    tls_cert: Path | None = Field(
+        None, description="PEM client certificate presented to https SBI servers (mutual TLS)."
+    )
+    tls_key: Path | None = None
+    """PEM private key of core.tls_cert."""
     nef_af_id: str = Field("subscriber", description="The afId in NEF monitoring-event paths.")
     nef_targets: list[str] = Field(
         default_factory=list,

@@ -24,6 +24,8 @@ KINDS = ("amf", "smf", "nef")
 REJECT_REASONS = (
     "unknown_subscription",
     "invalid_body",
+    "foreign_body",
+    "unauthorized",
     "unsupported_media_type",
     "body_too_large",
     "body_timeout",

@@ -11,6 +11,7 @@ Outbound calls use HTTP/1.1 (aiohttp): free5GC's SBI server accepts it (free5gc.
 
 from __future__ import annotations
 
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -28,7 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from subscriber.errors import CoreUnavailable
+from subscriber.errors import CoreUnavailable, SubscriberError
 from subscriber.ingress.statefile import write_atomic
 from subscriber.sbi.nrf import (
     NfProfile,
@@ -89,6 +90,28 @@ class _Transient(Exception):
 class _Token:
     value: str
     refresh_at: float
+
+
+def sbi_ssl_context(settings: CoreSettings) -> ssl.SSLContext | bool:
+    """TLS for https SBI calls: ``core.tls_ca`` to verify servers, ``core.tls_cert``/``tls_key``
+    to present our certificate (mutual TLS); the system's defaults without them.
+
+    Raises:
+        SubscriberError: a file is missing or not PEM, or only one of cert and key is set.
+    """
+    if settings.tls_ca is None and settings.tls_cert is None and settings.tls_key is None:
+        return True
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise SubscriberError("core.tls_cert and core.tls_key go together")
+    try:
+        context = ssl.create_default_context(
+            cafile=str(settings.tls_ca) if settings.tls_ca else None
+        )
+        if settings.tls_cert is not None and settings.tls_key is not None:
+            context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SubscriberError(f"core TLS settings: {exc}") from exc
+    return context
 
 
 def load_instance_id(settings: CoreSettings) -> str:

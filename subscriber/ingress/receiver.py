@@ -37,11 +37,12 @@ import structlog
 from opentelemetry import trace
 
 from subscriber import tracing
-from subscriber.errors import InvalidCallback, InvalidParam, SpoolFull
+from subscriber.errors import ForeignCallback, InvalidCallback, InvalidParam, SpoolFull
 from subscriber.events import LocationEvent
+from subscriber.ingress.bearer import BearerRefused, BearerVerifier
 from subscriber.ingress.metrics import KINDS, REJECT_REASONS, ReceiverMetrics
+from subscriber.ingress.normalize import Binding
 from subscriber.ingress.publisher import DeadLetter
-from subscriber.logs import pseudonym
 from subscriber.settings import ReceiverSettings
 
 log = structlog.get_logger()
@@ -64,8 +65,12 @@ _PROBLEM_HEADERS = [(b"content-type", b"application/problem+json")]
 class SubscriptionRegistry(Protocol):
     """Which subscriptions we created and so expect callbacks for."""
 
-    def is_known(self, kind: str, key: str) -> bool:
-        """True when ``/callbacks/{kind}/{key}`` answers a live subscription of ours."""
+    def binding(self, kind: str, key: str) -> Binding | None:
+        """The live subscription of ours ``/callbacks/{kind}/{key}`` belongs to, or None."""
+        ...
+
+    def is_ready(self) -> bool:
+        """False while the registry cannot tell which keys are ours (an unreadable state file)."""
         ...
 
 
@@ -107,10 +112,10 @@ class EventPublisher(Protocol):
 
 @dataclass(frozen=True)
 class Callback:
-    """What the normalizer of one kind gets: the path key, the raw body, when it arrived."""
+    """What the normalizer of one kind gets: the subscription, the raw body, when it arrived."""
 
     kind: str
-    key: str
+    binding: Binding
     body: bytes
     received_at: datetime
 
@@ -125,7 +130,9 @@ def default_normalizers() -> dict[str, Normalizer]:
 
     def normalizer(body_kind: BodyKind) -> Normalizer:
         def run(callback: Callback) -> Sequence[LocationEvent]:
-            return normalize_body(body_kind, callback.body, ingest_time=callback.received_at).events
+            return normalize_body(
+                body_kind, callback.body, ingest_time=callback.received_at, binding=callback.binding
+            ).events
 
         return run
 
@@ -245,6 +252,7 @@ class Receiver:
         metrics: the process's metrics.
         clock: the receive time of each callback.
         lifespan: entered on ASGI lifespan startup, left on shutdown (opens the publisher).
+        bearer: when set, every callback must carry a bearer token it accepts.
     """
 
     def __init__(
@@ -257,8 +265,10 @@ class Receiver:
         metrics: ReceiverMetrics | None = None,
         clock: Callable[[], datetime] = utc_now,
         lifespan: Lifespan | None = None,
+        bearer: BearerVerifier | None = None,
     ) -> None:
         self.settings = settings
+        self.bearer = bearer
         self.normalizers = dict(normalizers)
         self.registry = registry
         self.metrics = metrics or ReceiverMetrics()
@@ -330,7 +340,11 @@ class Receiver:
         elif path == "/healthz" and method == "GET":
             await _respond(send, 200, b'{"status":"ok"}', [(b"content-type", _JSON.encode())])
         elif path == "/readyz" and method == "GET":
-            ready = self._publisher is not None and self._publisher.is_ready()
+            ready = (
+                self._publisher is not None
+                and self._publisher.is_ready()
+                and self.registry.is_ready()
+            )
             body = b'{"status":"ready"}' if ready else b'{"status":"not ready"}'
             await _respond(
                 send, 200 if ready else 503, body, [(b"content-type", b"application/json")]
@@ -377,6 +391,7 @@ class Receiver:
         body = b""
         body_bytes = 0
         events = 0
+        name: str | None = None  # the subscription's name: the key itself is a secret
         try:
             try:
                 if kind not in KINDS or not key or "/" in key:
@@ -398,10 +413,14 @@ class Receiver:
                         dead_letter=False,
                     )
                 self.metrics.received(kind)
+                if self.bearer is not None:
+                    self._authorize(scope)
                 body, body_bytes = await self._read(scope, receive)
                 if self.capture is not None:
                     self.capture.write(scope, body, received_at)
-                events = await self._accept(kind, key, scope, body, received_at)
+                binding = self._binding(kind, key)
+                name = binding.name
+                events = await self._accept(kind, binding, body, received_at)
             except (_Rejected, _ClientGone):
                 raise
             except Exception as exc:
@@ -414,15 +433,15 @@ class Receiver:
                     cause="SYSTEM_FAILURE",
                 ) from exc
         except _Rejected as rej:
-            await self._reject(send, rej, kind, scope, body, body_bytes, received_at)
-            self._log(kind, key, rej.status, rej.reason, events, started)
+            await self._reject(send, rej, kind, name, scope, body, body_bytes, received_at)
+            self._log(kind, name, rej.status, rej.reason, events, started)
             return
         except _ClientGone:
             # Nobody to answer; the core retries (or not) on its side. Nothing was accepted.
-            self._log(kind, key, 499, "client_gone", events, started)
+            self._log(kind, name, 499, "client_gone", events, started)
             return
         await _respond(send, 204, b"", [])
-        self._log(kind, key, 204, "accepted", events, started)
+        self._log(kind, name, 204, "accepted", events, started)
 
     async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, int]:
         """Check the headers, then read the body in chunks, stopping as soon as it is too big.
@@ -499,10 +518,29 @@ class Receiver:
             )
         return body, size
 
-    async def _accept(
-        self, kind: str, key: str, scope: Scope, body: bytes, received_at: datetime
-    ) -> int:
-        if not self.registry.is_known(kind, key):
+    def _authorize(self, scope: Scope) -> None:
+        """Refuse a callback without a valid bearer token before its body is read."""
+        assert self.bearer is not None
+        header = next(
+            (v for k, v in scope.get("headers", ()) if k.lower() == b"authorization"), None
+        )
+        try:
+            self.bearer.verify(header)
+        except BearerRefused as exc:
+            status = 403 if exc.insufficient_scope else 401
+            error = "insufficient_scope" if exc.insufficient_scope else "invalid_token"
+            raise _Rejected(
+                status,
+                "unauthorized",
+                exc.detail,
+                title="Forbidden" if status == 403 else "Unauthorized",
+                headers=[(b"www-authenticate", f'Bearer error="{error}"'.encode())],
+                dead_letter=False,
+            ) from exc
+
+    def _binding(self, kind: str, key: str) -> Binding:
+        binding = self.registry.binding(kind, key)
+        if binding is None:
             raise _Rejected(
                 404,
                 "unknown_subscription",
@@ -510,8 +548,20 @@ class Receiver:
                 title="Not Found",
                 cause="SUBSCRIPTION_NOT_FOUND",
             )
+        return binding
+
+    async def _accept(self, kind: str, binding: Binding, body: bytes, received_at: datetime) -> int:
         try:
-            events = self.normalizers[kind](Callback(kind, key, body, received_at))
+            events = self.normalizers[kind](Callback(kind, binding, body, received_at))
+        except ForeignCallback as exc:
+            raise _Rejected(
+                400,
+                "foreign_body",
+                exc.detail,
+                title="Body does not match its callback URI",
+                cause="MANDATORY_IE_INCORRECT",
+                invalid_params=exc.invalid_params,
+            ) from exc
         except InvalidCallback as exc:
             raise _Rejected(
                 400,
@@ -542,6 +592,7 @@ class Receiver:
         send: Send,
         rej: _Rejected,
         kind: str,
+        name: str | None,
         scope: Scope,
         body: bytes,
         body_bytes: int,
@@ -564,7 +615,7 @@ class Receiver:
                 reason=rej.reason,
                 detail=rej.detail,
                 kind=kind,
-                path=scope["path"],
+                path=f"{_CALLBACK_PREFIX}{kind}/{name or '(unknown key)'}",
                 content_type=content_type,
                 received_at=received_at,
                 body=rej.body if rej.body is not None else body,
@@ -575,7 +626,7 @@ class Receiver:
             task.add_done_callback(self._background.discard)
 
     def _log(
-        self, kind: str, key: str, status: int, outcome: str, events: int, started: float
+        self, kind: str, name: str | None, status: int, outcome: str, events: int, started: float
     ) -> None:
         current = trace.get_current_span()
         if current.is_recording():
@@ -589,7 +640,7 @@ class Receiver:
         log.info(
             "callback",
             kind=kind,
-            subscription=pseudonym(key) if key else None,
+            subscription=name,
             status=status,
             outcome=outcome,
             events=events,

@@ -19,7 +19,7 @@ import aiohttp
 import structlog
 
 from subscriber.errors import SubscriberError
-from subscriber.ingress.nrf import NrfClient
+from subscriber.ingress.nrf import NrfClient, sbi_ssl_context
 from subscriber.ingress.poller import EventSink, Poller
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.subscriptions import SubscriptionManager
@@ -48,7 +48,8 @@ async def track(settings: Settings, stop: asyncio.Event, *, sink: EventSink | No
     if core.nrf_url is None and core.amf_url is None:
         raise SubscriberError("nothing to track: set core.nrf_url or core.amf_url")
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(aiohttp.ClientSession())
+        connector = aiohttp.TCPConnector(ssl=sbi_ssl_context(core))
+        http = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
         nrf = await stack.enter_async_context(NrfClient(settings=core, session=http))
         if sink is None:
             receiver = settings.receiver.model_copy(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,11 +14,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from granian.constants import HTTPModes, Interfaces
 from granian.server.embed import Server
+from structlog.testing import capture_logs
 
 from subscriber.errors import CoreUnavailable
 from subscriber.events import Delivery, decode_event
 from subscriber.fakecore import FakeCoreServer
 from subscriber.fakecore.amf import AmfMode
+from subscriber.ingress.normalize import Binding
 from subscriber.ingress.nrf import NrfClient, Producer
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.receiver import Receiver, default_normalizers
@@ -100,23 +103,32 @@ async def _serve(clock: WallClock, mode: AmfMode) -> FakeCoreServer:
 async def test_free5gc_subscription_takes_its_id_from_the_body(
     session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
 ) -> None:
-    """No Location header: the id comes from the body, the dialect is free5GC's, and it is saved."""
+    """No Location header: the id comes from the body, the dialect is free5GC's, and it is saved;
+    the callback URI ends in a random key (never logged) that another process can look up."""
     async with (
         await _serve(clock, "free5gc") as fake,
         _manager(fake, session, tmp_path, clock) as manager,
     ):
-        await manager.reconcile()
+        with capture_logs() as logs:
+            await manager.reconcile()
         (record,) = manager.records.values()
         assert (record.subscription_id, record.dialect) == ("1", "free5gc")
         sub = fake.core.amf.subscriptions["1"]
-        assert sub.echo["eventNotifyUri"] == f"{CALLBACKS}/callbacks/amf/{record.key}"
+        key = record.callback_key
+        assert len(base64.urlsafe_b64decode(key + "==")) * 8 >= 128
+        assert key not in record.key
+        assert sub.echo["eventNotifyUri"] == f"{CALLBACKS}/callbacks/amf/{key}"
         assert sub.echo["notifyCorrelationId"] == record.key
+        assert key not in repr(logs)
         stored = orjson.loads((tmp_path / STATE_FILE).read_bytes())
-        assert [r["key"] for r in stored["records"]] == [record.key]
+        assert [(r["key"], r["callback_key"]) for r in stored["records"]] == [(record.key, key)]
         other_process = registry_for(Settings(core=CoreSettings(state_dir=tmp_path)))
-        assert other_process.is_known("amf", record.key)
-        assert not other_process.is_known("smf", record.key)
-        assert not other_process.is_known("amf", "poll")
+        assert other_process.binding("amf", key) == Binding(
+            record.key, correlation_id=record.key, subscription_id="1"
+        )
+        assert other_process.binding("amf", record.key) is None
+        assert other_process.binding("smf", key) is None
+        assert other_process.binding("amf", "poll") is None
 
 
 async def test_free5gc_renewal_uses_option_item_before_expiry(
@@ -148,10 +160,10 @@ async def test_shutdown_deletes_accepting_200_null(
         async with _manager(fake, session, tmp_path, clock) as manager:
             await manager.reconcile()
             assert len(fake.core.amf.subscriptions) == 1
-            (key,) = manager.records
+            (record,) = manager.records.values()
         assert fake.core.amf.subscriptions == {}
         assert orjson.loads((tmp_path / STATE_FILE).read_bytes())["records"] == []
-        assert not SubscriptionRegistry(tmp_path).is_known("amf", key)
+        assert SubscriptionRegistry(tmp_path).binding("amf", record.callback_key) is None
 
 
 async def test_restarted_daemon_reuses_its_subscription(
@@ -417,7 +429,7 @@ async def test_nef_monitoring_subscriptions_per_target(
                 "group-7",
             }
             assert {s["notificationDestination"] for s in stored} == {
-                f"{CALLBACKS}/callbacks/nef/{r.key}" for r in nef
+                f"{CALLBACKS}/callbacks/nef/{r.callback_key}" for r in nef
             }
             clock.now += 45
             await manager.reconcile()
@@ -444,3 +456,52 @@ async def test_a_failing_smf_does_not_stop_amf_renewal(
             with pytest.raises(CoreUnavailable):
                 await manager.reconcile()
             assert record.expiry_s == T0 + 45 + 60
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"records": {"amf": 1}}', b'{"records": [{"kind": "amf"}]}', b"[]", b'{"records": [7]}'],
+)
+async def test_a_state_file_of_the_wrong_shape_is_set_aside_not_a_crash_loop(
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, content: bytes
+) -> None:
+    """Valid JSON of the wrong shape: the receiver's registry turns not ready (no 500s), and the
+    manager moves the file aside, starts fresh and subscribes again."""
+    (tmp_path / STATE_FILE).write_bytes(content)
+    registry = SubscriptionRegistry(tmp_path)
+    assert not registry.is_ready()
+    assert registry.binding("amf", "anything") is None
+    async with (
+        await _serve(clock, "free5gc") as fake,
+        _manager(fake, session, tmp_path, clock) as manager,
+    ):
+        (aside,) = tmp_path.glob(f"{STATE_FILE}.invalid-*")
+        assert aside.read_bytes() == content
+        await manager.reconcile()
+        record = _amf_record(manager)
+        assert registry.is_ready()
+        assert registry.binding("amf", record.callback_key) is not None
+
+
+async def test_subscriptions_with_guessable_keys_are_replaced(
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+) -> None:
+    """A record from before random callback keys is deleted at the AMF and created again with
+    a random key; its old, guessable URI is never accepted."""
+    async with await _serve(clock, "free5gc") as fake:
+        async with _manager(fake, session, tmp_path, clock) as manager:
+            await manager.reconcile()
+            old = _amf_record(manager)
+            doc = orjson.loads((tmp_path / STATE_FILE).read_bytes())
+            # Leave the state of an older version behind: no callback_key, no clean shutdown.
+            for stored in doc["records"]:
+                del stored["callback_key"]
+            manager.records.clear()
+        (tmp_path / STATE_FILE).write_bytes(orjson.dumps(doc))
+        assert SubscriptionRegistry(tmp_path).binding("amf", old.key) is None
+        async with _manager(fake, session, tmp_path, clock) as manager:
+            await manager.reconcile()
+            new = _amf_record(manager)
+            assert new.key == old.key
+            assert new.callback_key and new.callback_key != old.callback_key
+            assert list(fake.core.amf.subscriptions) == [new.subscription_id]
