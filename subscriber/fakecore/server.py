@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
+import ssl
 import time
 from types import TracebackType
 from typing import Any, Self
@@ -227,6 +228,8 @@ class FakeCoreServer:
         mode: ``free5gc`` or ``notify``.
         oauth: whether tokens are required.
         clock_ns: wall clock in nanoseconds.
+        ssl_context: serve https with it (``scheme: https`` in free5GC's configs; with
+            ``verify_mode = CERT_REQUIRED``, clients need a certificate: mutual TLS).
     """
 
     def __init__(
@@ -238,10 +241,12 @@ class FakeCoreServer:
         mode: AmfMode = "free5gc",
         oauth: bool = True,
         clock_ns: ClockNs = time.time_ns,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._host = host
         self._port = port
         self._ues = ues
+        self._ssl = ssl_context
         # h2c prior knowledge for http:// URIs, like free5GC's innerHTTP2CleartextClient (§3.1);
         # its 10 s whole-request timeout too.
         self._http = httpx.AsyncClient(http2=True, http1=False, timeout=10.0)
@@ -256,11 +261,11 @@ class FakeCoreServer:
     async def __aenter__(self) -> Self:
         self._runner = web.AppRunner(self.core.application(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl)
         await site.start()
         port = int(self._runner.addresses[0][1])
         self.core.port = port
-        self.core.url = f"http://{self._host}:{port}"
+        self.core.url = f"{'https' if self._ssl else 'http'}://{self._host}:{port}"
         self.core.nrf.register_core()
         if self._ues:
             self.core.amf.add_ues(self._ues)

@@ -81,3 +81,22 @@ async def committed(bootstrap: str, group: str, topic: str) -> int:
         return total
     finally:
         await consumer.stop()
+
+
+async def read_to_end(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of ``topic`` (all partitions), up to its end offsets as of now."""
+    partitions = await partitions_of(bootstrap, topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        got: list[Any] = []
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                got += msgs
+        return got
+    finally:
+        await consumer.stop()

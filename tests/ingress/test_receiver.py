@@ -23,9 +23,9 @@ from granian.server.embed import Server
 from structlog.testing import capture_logs
 
 from subscriber.events import LocationEvent, NfType, decode_event
+from subscriber.ingress.normalize import Binding
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.receiver import Callback, Normalizer, Receiver, default_normalizers
-from subscriber.ingress.normalize import Binding
 from subscriber.ingress.server import StaticRegistry
 from subscriber.settings import Settings
 from subscriber.stack.state import read_state

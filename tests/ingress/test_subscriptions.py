@@ -475,7 +475,7 @@ async def test_a_state_file_of_the_wrong_shape_is_set_aside_not_a_crash_loop(
         await _serve(clock, "free5gc") as fake,
         _manager(fake, session, tmp_path, clock) as manager,
     ):
-        (aside,) = tmp_path.glob(f"{STATE_FILE}.invalid-*")
+        (aside,) = list(tmp_path.glob(f"{STATE_FILE}.invalid-*"))  # noqa: ASYNC240
         assert aside.read_bytes() == content
         await manager.reconcile()
         record = _amf_record(manager)
@@ -503,5 +503,6 @@ async def test_subscriptions_with_guessable_keys_are_replaced(
             await manager.reconcile()
             new = _amf_record(manager)
             assert new.key == old.key
-            assert new.callback_key and new.callback_key != old.callback_key
+            assert new.callback_key
+            assert new.callback_key != old.callback_key
             assert list(fake.core.amf.subscriptions) == [new.subscription_id]
