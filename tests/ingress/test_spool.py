@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from hypothesis import strategies as st
 from subscriber.errors import SpoolFull
 from subscriber.ingress import spool as spool_module
 from subscriber.ingress.spool import Spool, SpoolRecord, claim_slots, frame
+from tests.support.disks import small_tmpfs
 
 
 def _records(n: int, start: int = 0) -> list[SpoolRecord]:
@@ -398,19 +398,8 @@ def test_random_damage_never_loses_an_intact_record(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 96 KiB tmpfs: a real file system that runs out of space."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "96k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def test_a_full_file_system_refuses_cleanly_and_keeps_every_acknowledged_record(
