@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         stack_sub, "env", "subscriber.stack.cli:env", "Print SUBSCRIBER_* variables for the stack."
     )
     env.add_argument("--export", action="store_true", help="Prefix each line with 'export'.")
+    _command(
+        stack_sub,
+        "build",
+        "subscriber.stack.cli:build",
+        "Build (or find cached) the free5GC NRF and FerretDB the tests run (needs Go).",
+    )
 
     fake = _command(
         sub, "fakecore", "subscriber.fakecore.server:run", "Run the free5GC-faithful fake core."

@@ -6,6 +6,6 @@ copied into ``docs/`` by the lead). Nothing here runs in production.
 
 from __future__ import annotations
 
-from subscriber.fakecore.server import FakeCore, FakeCoreServer
+from subscriber.fakecore.server import ExternalNrf, FakeCore, FakeCoreServer
 
-__all__ = ["FakeCore", "FakeCoreServer"]
+__all__ = ["ExternalNrf", "FakeCore", "FakeCoreServer"]

@@ -29,7 +29,7 @@ from aiohttp import web
 from subscriber.fakecore.wire import (
     SERVICE_NAMES,
     ClockNs,
-    TokenSigner,
+    TokenVerifier,
     check_bearer,
     go_time,
     json_response,
@@ -130,7 +130,7 @@ class FakeAmf:
     def __init__(
         self,
         *,
-        signer: TokenSigner,
+        signer: TokenVerifier,
         oauth: bool,
         mode: AmfMode,
         clock_ns: ClockNs,

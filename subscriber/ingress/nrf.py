@@ -276,7 +276,7 @@ class NrfClient:
     # -- discovery ---------------------------------------------------------------------------
 
     async def discover(self, nf_type: str, *, refresh: bool = False) -> list[Producer]:
-        """The instances of ``nf_type`` offering its event-exposure service.
+        """The instances of ``nf_type`` offering its event-exposure service (found by type).
 
         A static URL in settings (``amf_url``, ``smf_url``, ``nef_url``) wins over the NRF.
         Results are cached for the NRF's validity period unless ``refresh``.
@@ -294,11 +294,10 @@ class NrfClient:
         cached = self._discovered.get(key)
         if cached is not None and not refresh and self._clock() < cached[0]:
             return cached[1]
-        params = {"target-nf-type": nf_type, "requester-nf-type": "AF"}
-        if service:
-            params["service-names"] = service
-        query = "&".join(f"{k}={v}" for k, v in params.items())
-        url = f"{self._nrf}/nnrf-disc/v1/nf-instances?{query}"
+        # By type only, the service filtered here: free5GC's NRF on FerretDB answers 500 to
+        # service-names (an $elemMatch FerretDB v1 refuses; docs/free5gc.md), and a profile
+        # without the service is skipped below on any NRF.
+        url = f"{self._nrf}/nnrf-disc/v1/nf-instances?target-nf-type={nf_type}&requester-nf-type=AF"
         response = await self.call("NRF", "nnrf-disc", "GET", url)
         if response.status != 200:
             raise CoreUnavailable(

@@ -195,7 +195,7 @@ async def test_amf_restart_is_detected_by_ids_and_resubscribed(
         await manager.reconcile()
         (old,) = manager.records.values()
         assert manager.observe_id(old.producer_id, "2") is False
-        fake.core.restart_amf()
+        await fake.core.restart_amf()
         assert manager.observe_id(old.producer_id, "1") is True
         assert manager.records == {}
         manager._nrf.forget_discovery("AMF")
@@ -215,7 +215,7 @@ async def test_vanished_producer_is_dropped_without_delete(
     ):
         await manager.reconcile()
         (old,) = manager.records.values()
-        fake.core.restart_amf()
+        await fake.core.restart_amf()
         other = {"subscription": {"eventList": [{"type": "LOCATION_REPORT"}], "anyUE": True}}
         async with session.post(
             f"{fake.url}/namf-evts/v1/subscriptions",
