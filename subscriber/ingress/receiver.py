@@ -3,18 +3,21 @@
 Routes:
 
 * ``POST /callbacks/{amf|smf|nef}/{key}``: an AMF event notification, SMF event notification or
-  NEF monitoring notification; ``key`` is the subscription's notifyCorrelationId / notifId.
-* ``GET /healthz`` (liveness), ``GET /readyz`` (Kafka reachable or spool has room),
-  ``GET /metrics`` (Prometheus).
+  NEF monitoring notification; ``key`` is the subscription's secret callback key, which the
+  registry binds to the subscription the body must name (:class:`~.normalize.Binding`).
+* ``GET /healthz`` (liveness), ``GET /readyz`` (callbacks can be accepted: Kafka reachable or
+  spool room, and the registry readable), ``GET /metrics`` (Prometheus).
 
 Answers: 204 once every normalized event is acknowledged by Kafka or fsync'ed to the spool;
-404 for an unknown subscription; 413 past ``max_body_bytes`` (answered as soon as the
-Content-Length or the bytes read so far pass it); 408 for a body not complete within 10 s;
-415 unless ``application/json``; 400 naming the invalid parameters; 503 with ``Retry-After``
-when the spool is full; 500 for anything unexpected. Every error is TS 29.571 ProblemDetails
-(``application/problem+json``) without a stack trace, and every rejected body (but a timed-out
-one) also goes, size-capped and with the reason, to the dead-letter topic in the background.
-The app is served by granian (:mod:`.server`); why granian, the ordering argument and the
+401/403 without a bearer token the NRF signed (when ``bearer_key_file`` is set); 404 for an
+unknown key; 400 naming the invalid parameters, or the field that names another subscription;
+413 past ``max_body_bytes`` (answered as soon as the Content-Length or the bytes read so far pass
+it); 408 for a body not complete within 10 s; 415 unless ``application/json``; 503 with
+``Retry-After`` when the spool (or its disk) cannot take the events; 500 for anything
+unexpected. Every error is TS 29.571 ProblemDetails (``application/problem+json``) without a
+stack trace, and every rejected body (but a timed-out or unauthorized one) also goes,
+size-capped and with the reason, to the dead-letter topic in the background. The app is served
+by granian (:mod:`.server`); why granian, the ordering argument, the threat model and the
 measurements are in docs/receiver.md.
 """
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -38,8 +40,11 @@ async def produce_events(bootstrap: str, topic: str, events: list[LocationEvent]
     await produce(bootstrap, topic, [(e.partition_key(), encode_event(e)) for e in events])
 
 
-async def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 30) -> list[Any]:
-    """At least ``count`` records of ``topic`` from the beginning (all partitions)."""
+@contextlib.asynccontextmanager
+async def _from_beginning(
+    bootstrap: str, topic: str
+) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
+    """A consumer assigned every partition of ``topic``, at the beginning."""
     partitions = await partitions_of(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -47,6 +52,14 @@ async def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 30
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        yield consumer, tps
+    finally:
+        await consumer.stop()
+
+
+async def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 30) -> list[Any]:
+    """At least ``count`` records of ``topic`` from the beginning (all partitions)."""
+    async with _from_beginning(bootstrap, topic) as (consumer, _):
         got: list[Any] = []
         async with asyncio.timeout(timeout_s):
             while len(got) < count:
@@ -54,8 +67,6 @@ async def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 30
                 for msgs in batch.values():
                     got += msgs
         return got
-    finally:
-        await consumer.stop()
 
 
 async def partitions_of(bootstrap: str, topic: str) -> list[int]:
@@ -85,18 +96,10 @@ async def committed(bootstrap: str, group: str, topic: str) -> int:
 
 async def read_to_end(bootstrap: str, topic: str) -> list[Any]:
     """Every record of ``topic`` (all partitions), up to its end offsets as of now."""
-    partitions = await partitions_of(bootstrap, topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+    async with _from_beginning(bootstrap, topic) as (consumer, tps):
         end = await consumer.end_offsets(tps)
         got: list[Any] = []
         while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
             for msgs in (await consumer.getmany(timeout_ms=500)).values():
                 got += msgs
         return got
-    finally:
-        await consumer.stop()
