@@ -13,8 +13,9 @@ import httpx
 import orjson
 import pytest
 
-from subscriber.fakecore import FakeCoreServer
+from subscriber.fakecore import ExternalNrf, FakeCoreServer
 from subscriber.settings import Settings, to_env
+from subscriber.stack.free5gc import RealNrf
 from tests.faults.serve import JSON, amf_body, free_port, serving
 
 REGISTRY = "subscriber.ingress.subscriptions:registry_for"
@@ -42,26 +43,25 @@ async def _start(settings: Settings, *args: str) -> asyncio.subprocess.Process:
 
 @pytest.mark.stack
 async def test_serve_exits_non_zero_when_its_tracker_dies(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: Settings, real_nrf: RealNrf, tmp_path: Path
 ) -> None:
     """The tracker killed under a running serve takes serve down with exit 1, not 0, so a
     restart-on-failure supervisor starts the pair again."""
-    async with FakeCoreServer() as fake:
+    async with FakeCoreServer(nrf=ExternalNrf(real_nrf.url, real_nrf.certificate)) as fake:
         settings = stack_settings.model_copy(
             update={
                 "core": stack_settings.core.model_copy(
-                    update={"nrf_url": fake.url, "amf_tracking": "poll", "poll_interval_s": 0.2}
+                    update={"nrf_url": fake.nrf_url, "amf_tracking": "poll", "poll_interval_s": 0.2}
                 ),
                 "receiver": stack_settings.receiver.model_copy(update={"port": free_port()}),
             }
         )
-        core_nfs = len(fake.core.nrf.profiles)
         proc = await _start(settings)
         try:
             async with asyncio.timeout(60):
                 while True:
                     trackers = [c for c in _children(proc.pid) if " track" in _cmdline(c)]
-                    if trackers and len(fake.core.nrf.profiles) > core_nfs:  # it registered
+                    if trackers and fake.core.amf.subscriptions_created:  # it polled
                         break
                     await asyncio.sleep(0.1)
             os.kill(trackers[0], signal.SIGKILL)

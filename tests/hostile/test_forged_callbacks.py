@@ -18,10 +18,11 @@ import orjson
 import pytest
 
 from subscriber.events import decode_event
-from subscriber.fakecore import FakeCoreServer
+from subscriber.fakecore import ExternalNrf, FakeCoreServer
 from subscriber.ingress.nrf import NrfClient
 from subscriber.ingress.subscriptions import SubscriptionManager, SubscriptionRecord
 from subscriber.settings import Settings
+from subscriber.stack.free5gc import RealNrf
 from tests.act.kafka_util import read_to_end
 from tests.faults.serve import JSON, amf_body, serving
 from tests.hostile.checks import check_answer
@@ -77,19 +78,21 @@ def _nef(link: str, msisdn: str) -> bytes:
 
 @pytest.mark.stack
 async def test_forged_callbacks_are_refused_and_nothing_reaches_kafka(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: Settings, real_nrf: RealNrf, tmp_path: Path
 ) -> None:
     """Guessed keys (the old deterministic ones, random ones, another kind's, a truncated one)
     get 404; valid keys with a body naming another subscription get 400; only the three genuine
     callbacks reach the events topic, and no dead letter carries a callback key."""
     settings = stack_settings
     async with (
-        FakeCoreServer(ues=1, mode="notify") as fake,
+        FakeCoreServer(
+            ues=1, mode="notify", nrf=ExternalNrf(real_nrf.url, real_nrf.certificate)
+        ) as fake,
         aiohttp.ClientSession() as session,
     ):
         core = settings.core.model_copy(
             update={
-                "nrf_url": fake.url,
+                "nrf_url": fake.nrf_url,
                 "amf_tracking": "notify",
                 "nef_targets": ["msisdn-33611223344"],
                 "retry_attempts": 2,

@@ -12,8 +12,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from subscriber.events import decode_event
-from subscriber.fakecore import FakeCoreServer
+from subscriber.fakecore import ExternalNrf, FakeCoreServer
 from subscriber.settings import Settings, to_env
+from subscriber.stack.free5gc import RealNrf
 from subscriber.stack.procs import free_port
 
 pytestmark = pytest.mark.stack
@@ -39,16 +40,16 @@ async def _first_event(settings: Settings) -> object:
 
 
 async def test_serve_polls_the_core_and_cleans_up_on_sigterm(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: Settings, real_nrf: RealNrf, tmp_path: Path
 ) -> None:
     """The receiver process runs the tracker: a UE's location reaches Kafka; SIGTERM stops both."""
-    async with FakeCoreServer(oauth=True) as fake:
+    async with FakeCoreServer(nrf=ExternalNrf(real_nrf.url, real_nrf.certificate)) as fake:
         fake.core.amf.add_ue(UE, "000001", "000000010")
         settings = stack_settings.model_copy(
             update={
                 "core": stack_settings.core.model_copy(
                     update={
-                        "nrf_url": fake.url,
+                        "nrf_url": fake.nrf_url,
                         "amf_tracking": "both",
                         "poll_interval_s": 0.2,
                         "state_dir": tmp_path / "core",

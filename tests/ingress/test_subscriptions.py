@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 
 from subscriber.errors import CoreUnavailable
 from subscriber.events import Delivery, decode_event
-from subscriber.fakecore import FakeCoreServer
+from subscriber.fakecore import ExternalNrf, FakeCoreServer
 from subscriber.fakecore.amf import AmfMode
 from subscriber.ingress.normalize import Binding
 from subscriber.ingress.nrf import NrfClient, Producer
@@ -34,6 +34,7 @@ from subscriber.ingress.subscriptions import (
     registry_for,
 )
 from subscriber.settings import CoreSettings, Settings
+from subscriber.stack.free5gc import RealNrf
 
 T0 = 1_900_000_000.0
 CALLBACKS = "http://127.0.0.1:9/receiver"
@@ -59,6 +60,12 @@ def clock() -> WallClock:
 
 
 @pytest.fixture
+def core_nrf(real_nrf: RealNrf) -> ExternalNrf:
+    """The real NRF the fake AMF, SMF and NEF register with."""
+    return ExternalNrf(real_nrf.url, real_nrf.certificate)
+
+
+@pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """The HTTP/1.1 session the daemon calls through."""
     async with aiohttp.ClientSession() as http:
@@ -68,7 +75,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 def _settings(fake: FakeCoreServer, tmp_path: Path, **values: object) -> CoreSettings:
     return CoreSettings.model_validate(
         {
-            "nrf_url": fake.url,
+            "nrf_url": fake.nrf_url,
             "state_dir": tmp_path,
             "amf_tracking": "notify",
             "subscription_ttl_s": 60,
@@ -96,17 +103,17 @@ def _amf_record(manager: SubscriptionManager) -> SubscriptionRecord:
     return record
 
 
-async def _serve(clock: WallClock, mode: AmfMode) -> FakeCoreServer:
-    return FakeCoreServer(ues=2, mode=mode, clock_ns=clock.ns)
+async def _serve(clock: WallClock, mode: AmfMode, nrf: ExternalNrf) -> FakeCoreServer:
+    return FakeCoreServer(ues=2, mode=mode, clock_ns=clock.ns, nrf=nrf)
 
 
 async def test_free5gc_subscription_takes_its_id_from_the_body(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """No Location header: the id comes from the body, the dialect is free5GC's, and it is saved;
     the callback URI ends in a random key (never logged) that another process can look up."""
     async with (
-        await _serve(clock, "free5gc") as fake,
+        await _serve(clock, "free5gc", core_nrf) as fake,
         _manager(fake, session, tmp_path, clock) as manager,
     ):
         with capture_logs() as logs:
@@ -132,11 +139,11 @@ async def test_free5gc_subscription_takes_its_id_from_the_body(
 
 
 async def test_free5gc_renewal_uses_option_item_before_expiry(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """Within renew_before_s of expiry the manager PATCHes {"optionItem": ...} (free5GC)."""
     async with (
-        await _serve(clock, "free5gc") as fake,
+        await _serve(clock, "free5gc", core_nrf) as fake,
         _manager(fake, session, tmp_path, clock) as manager,
     ):
         await manager.reconcile()
@@ -153,10 +160,10 @@ async def test_free5gc_renewal_uses_option_item_before_expiry(
 
 
 async def test_shutdown_deletes_accepting_200_null(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """Leaving the manager deletes its free5GC subscription (200 null) and clears the file."""
-    async with await _serve(clock, "free5gc") as fake:
+    async with await _serve(clock, "free5gc", core_nrf) as fake:
         async with _manager(fake, session, tmp_path, clock) as manager:
             await manager.reconcile()
             assert len(fake.core.amf.subscriptions) == 1
@@ -167,10 +174,10 @@ async def test_shutdown_deletes_accepting_200_null(
 
 
 async def test_restarted_daemon_reuses_its_subscription(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """A daemon that died without cleanup adopts the recorded subscription instead of leaking it."""
-    async with await _serve(clock, "free5gc") as fake:
+    async with await _serve(clock, "free5gc", core_nrf) as fake:
         crashed = _manager(fake, session, tmp_path, clock)
         await crashed.__aenter__()
         await crashed.reconcile()
@@ -185,11 +192,11 @@ async def test_restarted_daemon_reuses_its_subscription(
 
 
 async def test_amf_restart_is_detected_by_ids_and_resubscribed(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """Counter ids going back to 1 drop the lost subscription; the next pass subscribes anew."""
     async with (
-        await _serve(clock, "free5gc") as fake,
+        await _serve(clock, "free5gc", core_nrf) as fake,
         _manager(fake, session, tmp_path, clock) as manager,
     ):
         await manager.reconcile()
@@ -206,11 +213,11 @@ async def test_amf_restart_is_detected_by_ids_and_resubscribed(
 
 
 async def test_vanished_producer_is_dropped_without_delete(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """An AMF that re-registered under a new id loses our old record with no DELETE sent."""
     async with (
-        await _serve(clock, "free5gc") as fake,
+        await _serve(clock, "free5gc", core_nrf) as fake,
         _manager(fake, session, tmp_path, clock) as manager,
     ):
         await manager.reconcile()
@@ -232,11 +239,11 @@ async def test_vanished_producer_is_dropped_without_delete(
 
 
 async def test_free5gc_smf_is_marked_unsupported(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """The SMF answers 501 on free5GC's underscore path: no record, and no retry."""
     async with (
-        await _serve(clock, "free5gc") as fake,
+        await _serve(clock, "free5gc", core_nrf) as fake,
         _manager(fake, session, tmp_path, clock, smf_url=fake.url) as manager,
     ):
         smf = Producer("SMF", "static-smf", fake.url)
@@ -247,10 +254,10 @@ async def test_free5gc_smf_is_marked_unsupported(
 
 
 async def test_notify_mode_subscription_is_renewed_before_it_expires(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """Against a spec AMF that enforces expiry, JSON-Patch renewals keep the subscription."""
-    async with await _serve(clock, "notify") as fake:
+    async with await _serve(clock, "notify", core_nrf) as fake:
         async with _manager(fake, session, tmp_path, clock) as manager:
             await manager.reconcile()
             record = _amf_record(manager)
@@ -271,11 +278,11 @@ async def test_notify_mode_subscription_is_renewed_before_it_expires(
 
 
 async def test_notify_mode_lost_subscription_is_recreated_on_404(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """A renewal answered 404 (the producer forgot it) subscribes again under the same key."""
     async with (
-        await _serve(clock, "notify") as fake,
+        await _serve(clock, "notify", core_nrf) as fake,
         _manager(fake, session, tmp_path, clock) as manager,
     ):
         await manager.reconcile()
@@ -290,11 +297,11 @@ async def test_notify_mode_lost_subscription_is_recreated_on_404(
 
 
 async def test_wrong_dialect_falls_back_on_400(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """A 400 to one PATCH dialect makes the manager retry in the other."""
     async with (
-        await _serve(clock, "notify") as fake,
+        await _serve(clock, "notify", core_nrf) as fake,
         _manager(fake, session, tmp_path, clock) as manager,
     ):
         await manager.reconcile()
@@ -328,7 +335,10 @@ def test_owns_splits_producers_between_instances() -> None:
 
 @pytest.mark.stack
 async def test_notify_mode_callbacks_flow_through_the_receiver_to_kafka(
-    session: aiohttp.ClientSession, stack_settings: Settings, clock: WallClock
+    session: aiohttp.ClientSession,
+    stack_settings: Settings,
+    clock: WallClock,
+    core_nrf: ExternalNrf,
 ) -> None:
     """Spec AMF and SMF notifications reach the receiver over h2c, pass its registry, hit Kafka."""
     with socket.socket() as probe:
@@ -356,7 +366,7 @@ async def test_notify_mode_callbacks_flow_through_the_receiver_to_kafka(
         try:
             await _wait_listening(port)
             # The fake closes its h2c connections when it exits, before granian stops.
-            async with await _serve(clock, "notify") as fake:
+            async with await _serve(clock, "notify", core_nrf) as fake:
                 settings = _settings(fake, settings_dir)
                 nrf = NrfClient(settings=settings, session=session)
                 async with SubscriptionManager(
@@ -414,11 +424,11 @@ async def _consume(settings: Settings, count: int) -> list[ConsumerRecord[bytes,
 
 
 async def test_nef_monitoring_subscriptions_per_target(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """Each configured UE gets a NEF monitoring subscription, renewed by PUT, deleted on exit."""
     targets = ["msisdn-33611223344", "group-7"]
-    async with await _serve(clock, "free5gc") as fake:
+    async with await _serve(clock, "free5gc", core_nrf) as fake:
         async with _manager(fake, session, tmp_path, clock, nef_targets=targets) as manager:
             await manager.reconcile()
             nef = [r for r in manager.records.values() if r.kind == "nef"]
@@ -440,13 +450,13 @@ async def test_nef_monitoring_subscriptions_per_target(
 
 
 async def test_a_failing_smf_does_not_stop_amf_renewal(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """Each reconcile step runs even when an earlier one fails; the failure is still raised."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    async with await _serve(clock, "free5gc") as fake:
+    async with await _serve(clock, "free5gc", core_nrf) as fake:
         manager = _manager(fake, session, tmp_path, clock, smf_url=dead)
         async with manager:
             with pytest.raises(CoreUnavailable):
@@ -463,7 +473,11 @@ async def test_a_failing_smf_does_not_stop_amf_renewal(
     [b'{"records": {"amf": 1}}', b'{"records": [{"kind": "amf"}]}', b"[]", b'{"records": [7]}'],
 )
 async def test_a_state_file_of_the_wrong_shape_is_set_aside_not_a_crash_loop(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, content: bytes
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    clock: WallClock,
+    content: bytes,
+    core_nrf: ExternalNrf,
 ) -> None:
     """Valid JSON of the wrong shape: the receiver's registry turns not ready (no 500s), and the
     manager moves the file aside, starts fresh and subscribes again."""
@@ -472,7 +486,7 @@ async def test_a_state_file_of_the_wrong_shape_is_set_aside_not_a_crash_loop(
     assert not registry.is_ready()
     assert registry.binding("amf", "anything") is None
     async with (
-        await _serve(clock, "free5gc") as fake,
+        await _serve(clock, "free5gc", core_nrf) as fake,
         _manager(fake, session, tmp_path, clock) as manager,
     ):
         (aside,) = list(tmp_path.glob(f"{STATE_FILE}.invalid-*"))  # noqa: ASYNC240
@@ -484,11 +498,11 @@ async def test_a_state_file_of_the_wrong_shape_is_set_aside_not_a_crash_loop(
 
 
 async def test_subscriptions_with_guessable_keys_are_replaced(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """A record from before random callback keys is deleted at the AMF and created again with
     a random key; its old, guessable URI is never accepted."""
-    async with await _serve(clock, "free5gc") as fake:
+    async with await _serve(clock, "free5gc", core_nrf) as fake:
         async with _manager(fake, session, tmp_path, clock) as manager:
             await manager.reconcile()
             old = _amf_record(manager)
