@@ -70,7 +70,13 @@ async def test_serve_polls_the_core_and_cleans_up_on_sigterm(
         try:
             event = await _first_event(settings)
             assert event.ue.supi == UE  # type: ignore[attr-defined]
-            assert fake.core.amf.subscriptions, "the notify-mode subscription is held"
+            # The poller and the subscription manager start together: the first event may come
+            # from a poll before the long-lived subscription is made.
+            async with asyncio.timeout(30):
+                while True:
+                    if fake.core.amf.subscriptions:
+                        break
+                    await asyncio.sleep(0.1)
         finally:
             proc.send_signal(signal.SIGTERM)
             code = await asyncio.wait_for(proc.wait(), 60)
