@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = _command(sub, "demo", "subscriber.demo:run", "The edge-relocation scenario, end to end.")
     demo.add_argument("--timeout", type=float, default=90, help="Seconds to wait for the move.")
+    demo.add_argument(
+        "--deployed",
+        action="store_true",
+        help="Start nothing: run against the deployment the settings name (compose's worker).",
+    )
     _command(sub, "consume", "subscriber.act.service:run", "Decide on events and signal moves.")
     _command(sub, "track", "subscriber.ingress.tracker:run", "Subscribe to and poll the 5G core.")
     serve = _command(

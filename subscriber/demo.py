@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,6 @@ from subscriber.ingress.publisher import Publisher
 from subscriber.logs import (
     configure_logging,
     pseudonym,
-    read_pseudonym_key,
     require_pseudonym_key,
 )
 from subscriber.settings import LogSettings, PolicySettings, Settings
@@ -162,8 +162,8 @@ async def _client(name: str, port: int, dns: PowerDns, timeline: Timeline, seen:
             await asyncio.sleep(0.5)
 
 
-async def _decisions(settings: Settings, timeline: Timeline) -> None:
-    """Show every decision the consumer publishes on the audit topic."""
+async def _decisions(settings: Settings, instance: str, timeline: Timeline) -> None:
+    """Show every decision the consumer publishes on the audit topic about ``instance``."""
     reader = AIOKafkaConsumer(
         settings.kafka.decisions_topic,
         bootstrap_servers=settings.kafka.bootstrap_servers,
@@ -173,6 +173,8 @@ async def _decisions(settings: Settings, timeline: Timeline) -> None:
     try:
         async for msg in reader:
             d = orjson.loads(msg.value)
+            if d.get("instance") != instance:
+                continue
             target = f" -> {d['target']}" if d.get("target") else ""
             recheck = ""
             if d["action"] == "defer" and d.get("recheck_at_s") and d.get("decided_at_s"):
@@ -234,13 +236,8 @@ async def scenario(base: Settings, work: Path, timeline: Timeline, timeout_s: fl
     port = port_free_on(*EDGE.values())
     async with AsyncExitStack() as stack:
         fake = await stack.enter_async_context(FakeCoreServer(oauth=True))
-        tac, cell = TOWERS["tower-1"]
-        fake.core.amf.add_ue(UE, tac, cell)
-        timeline.say(
-            f"core: fake free5GC (NRF + OAuth2, AMF) at {fake.url}; UE in tower-1 cell {cell}"
-        )
+        timeline.say(f"core: fake free5GC (NRF + OAuth2, AMF) at {fake.url}")
         s = demo_settings(base, work, run, fake.url, port)
-        instance = f"ue-{run}"
         await _create_topics(s)
 
         client = await connect(s.temporal)
@@ -254,16 +251,6 @@ async def scenario(base: Settings, work: Path, timeline: Timeline, timeout_s: fl
         await dns.ensure_zone()
         await stack.enter_async_context(build_worker(client, s, orchestrator=local, dns=dns))
 
-        source = Placement(cluster="edge-1", address=EDGE["edge-1"], port=port)
-        endpoint = await local.deploy(APP, instance, source)
-        await _wait_ready(local, endpoint)
-        name = record_name(APP, instance, dns.zone)
-        await dns.replace_a(name, [source.address])
-        timeline.say(
-            f"app: {APP}/{instance} serving on edge-1 ({source.address}:{port}); DNS {name}"
-        )
-
-        seen: set[str] = set()
         policy = await stack.enter_async_context(PolicyHolder(s.policy))
         assert s.act.instances_file is not None
         instances = parse_instances(
@@ -279,31 +266,119 @@ async def scenario(base: Settings, work: Path, timeline: Timeline, timeout_s: fl
             Poller(settings=s.core, nrf=nrf, sink=ShowingSink(publisher, timeline))
         )
         stop = asyncio.Event()
-        await stack.enter_async_context(
-            _background(
-                _client(name, port, dns, timeline, seen),
-                _decisions(s, timeline),
-                _workflow_steps(client, workflow_id(APP, instance), timeline),
-                consumer.run(stop),
-                poller.run(),
-            )
-        )
+        await stack.enter_async_context(_background(consumer.run(stop), poller.run()))
         stack.callback(stop.set)
         timeline.say("daemon: poller registered with the NRF, polling the AMF every 0.5 s")
+        move = Move(ue=UE, app=APP, instance=f"ue-{run}", port=port, core_url=fake.url)
+        return await _follow(move, s, client, local, dns, timeline, timeout_s)
+
+
+async def deployed_scenario(settings: Settings, timeline: Timeline, timeout_s: float) -> bool:
+    """The scenario against a deployed system (compose) whose fake core, receiver, consumer and
+    worker already run: this process only seeds the first instance, moves the UE through the fake
+    core's control API and runs the client.
+
+    It runs inside the worker's container, so the instances it starts are the worker's (the local
+    orchestrator's records and processes are shared) and the client sees the clusters' loopback
+    addresses. The instance is the first of the instances file; the UE is moved from tower 1 to
+    tower 2, so that instance must start on edge-1.
+    """
+    core_url = settings.core.nrf_url
+    if core_url is None or settings.act.instances_file is None:
+        raise SubscriberError(
+            "--deployed needs core.nrf_url (the fake core) and act.instances_file"
+        )
+    async with AsyncExitStack() as stack:
+        policy = await stack.enter_async_context(PolicyHolder(settings.policy))
+        path = settings.act.instances_file
+        instances = parse_instances(
+            path.read_bytes(), source=str(path), topology=policy.bundle.topology
+        )
+        first = next((i for docs in instances.by_ue.values() for i in docs), None)
+        if first is None or first.cluster != "edge-1":
+            raise SubscriberError(f"{path}: its first instance must start on edge-1")
+        timeline.say(f"core: fake free5GC at {core_url}; deployment at {settings.temporal.address}")
+        client = await connect(settings.temporal)
+        r = settings.relocation
+        local = await stack.enter_async_context(
+            LocalOrchestrator(state_dir=r.local_dir, warmup_s=r.local_warmup_s)
+        )
+        dns = await stack.enter_async_context(PowerDns(settings.powerdns))
+        await dns.ensure_zone()
+        move = Move(
+            ue=first.ue,
+            app=first.app,
+            instance=first.instance,
+            port=settings.act.app_port,
+            core_url=core_url,
+        )
+        return await _follow(move, settings, client, local, dns, timeline, timeout_s)
+
+
+@dataclass(frozen=True)
+class Move:
+    """Whose application moves, where clients reach it, and the fake core that moves the UE."""
+
+    ue: str
+    app: str
+    instance: str
+    port: int
+    core_url: str
+
+    async def place(self, http: aiohttp.ClientSession, tower: str, *, roam: bool) -> None:
+        """Register the UE in ``tower`` (or, with ``roam``, move it there) in the fake AMF."""
+        tac, cell = TOWERS[tower]
+        path = f"{self.core_url}/fake/ues/{self.ue}" + ("/move" if roam else "")
+        call = http.post if roam else http.put
+        async with call(path, json={"tac": tac, "nrCellId": cell}) as answer:
+            if answer.status != 204:
+                raise SubscriberError(f"the fake core answered {answer.status} to {path}")
+
+
+async def _follow(
+    move: Move,
+    s: Settings,
+    client: Any,
+    local: LocalOrchestrator,
+    dns: PowerDns,
+    timeline: Timeline,
+    timeout_s: float,
+) -> bool:
+    """Serve the app on edge-1, run the client, roam the UE to tower 2, watch the move."""
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        await move.place(http, "tower-1", roam=False)
+        timeline.say(f"core: UE {pseudonym(move.ue)} in tower-1 cell {TOWERS['tower-1'][1]}")
+        source = Placement(cluster="edge-1", address=EDGE["edge-1"], port=move.port)
+        endpoint = await local.deploy(move.app, move.instance, source)
+        await _wait_ready(local, endpoint)
+        name = record_name(move.app, move.instance, dns.zone)
+        await dns.replace_a(name, [source.address])
+        timeline.say(
+            f"app: {move.app}/{move.instance} serving on edge-1 "
+            f"({source.address}:{move.port}); DNS {name}"
+        )
+        seen: set[str] = set()
+        await stack.enter_async_context(
+            _background(
+                _client(name, move.port, dns, timeline, seen),
+                _decisions(s, move.instance, timeline),
+                _workflow_steps(client, workflow_id(move.app, move.instance), timeline),
+            )
+        )
         if not await _wait(lambda: "edge-1" in seen, 20):
             timeline.say("FAILED: the client never reached edge-1")
             return False
         await asyncio.sleep(2)
 
+        await move.place(http, "tower-2", roam=True)
         tac, cell = TOWERS["tower-2"]
-        fake.core.amf.move(UE, tac, cell)
         timeline.say(f"UE roams: tower-1 -> tower-2 cell {cell} (TAC {tac})", "roamed")
-        moved = await _wait(lambda: "edge-2" in seen, timeout_s)
-        if not moved:
+        if not await _wait(lambda: "edge-2" in seen, timeout_s):
             timeline.say(f"FAILED: the client did not reach edge-2 within {timeout_s:.0f} s")
             return False
         await _wait(lambda: "workflow_done" in timeline.marks, 30)
-        await _show_outcome(client, workflow_id(APP, instance), timeline)
+        await _show_outcome(client, workflow_id(move.app, move.instance), timeline)
         gone = await local.readiness(endpoint) is not Readiness.READY
         timeline.say(f"old instance on edge-1 {'gone' if gone else 'STILL RUNNING'}")
         return gone
@@ -357,11 +432,15 @@ def _summary(timeline: Timeline) -> None:
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
-    """The CLI entry: stack up, scenario, summary; exit 0 only when the move really happened."""
+    """The CLI entry: stack up, scenario, summary; exit 0 only when the move really happened.
+
+    With ``--deployed`` it starts nothing: the scenario runs against the deployment the settings
+    name (``docker compose exec worker subscriber demo --deployed``).
+    """
     # A fresh secret per run unless one is configured: the pseudonyms the demo prints (and its
     # processes log) cannot be reversed.
+    key = settings.log.pseudonym_key
     try:
-        key = read_pseudonym_key(settings.log)
         require_pseudonym_key(settings.log)
     except SubscriberError:
         key = secrets.token_hex(16)
@@ -370,16 +449,20 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     )
     configure_logging(LogSettings(level="warning", format=settings.log.format, pseudonym_key=key))
     timeline = Timeline()
-    state, how = await up(settings)
-    for name, what in how.items():
-        timeline.say(f"stack: {name} {what}")
-    report = await status(settings)
-    timeline.say("stack: " + ", ".join(f"{k} {v}" for k, v in report.items()))
-    base = settings_for(settings, state.info())
     timeout_s = float(getattr(args, "timeout", None) or 90)
-    with tempfile.TemporaryDirectory(prefix="subscriber-demo-") as work:
-        ok = await scenario(base, Path(work), timeline, timeout_s)
+    if getattr(args, "deployed", False):
+        ok = await deployed_scenario(settings, timeline, timeout_s)
+    else:
+        state, how = await up(settings)
+        for name, what in how.items():
+            timeline.say(f"stack: {name} {what}")
+        report = await status(settings)
+        timeline.say("stack: " + ", ".join(f"{k} {v}" for k, v in report.items()))
+        base = settings_for(settings, state.info())
+        with tempfile.TemporaryDirectory(prefix="subscriber-demo-") as work:
+            ok = await scenario(base, Path(work), timeline, timeout_s)
     _summary(timeline)
     print("\nresult: " + ("the client now talks to edge-2: relocation done" if ok else "FAILED"))
-    print("the stack keeps running for the next run; stop it with: subscriber stack down")
+    if not getattr(args, "deployed", False):
+        print("the stack keeps running for the next run; stop it with: subscriber stack down")
     return 0 if ok else 1

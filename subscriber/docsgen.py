@@ -19,7 +19,14 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from subscriber.settings import CONFIG_ENV, ENV_PREFIX, Settings, default_cache_dir
+from subscriber.settings import (
+    CONFIG_ENV,
+    DEFAULT_SECRETS_DIR,
+    ENV_PREFIX,
+    SECRETS_DIR_ENV,
+    Settings,
+    default_cache_dir,
+)
 
 NESTED_DELIMITER = "__"
 CACHE_DIR_TEXT = "~/.cache/subscriber"
@@ -226,9 +233,12 @@ def render_configuration(model: type[BaseModel] = Settings) -> str:
         f"1. an environment variable: `{ENV_PREFIX}` then the group and the field, upper case,",
         f"   joined by `{NESTED_DELIMITER}` (for example "
         f"`{env_name(('kafka', 'bootstrap_servers'))}=kafka:9092`);",
-        f"2. a TOML file named by `--config FILE` or `{CONFIG_ENV}=FILE` "
+        f"2. a file named like that variable (any case) in `{SECRETS_DIR_ENV}`, by default",
+        f"   `{DEFAULT_SECRETS_DIR}` where Docker mounts secrets: for keys, which a variable",
+        "   would expose ([deployment.md](deployment.md#keys-and-configuration));",
+        f"3. a TOML file named by `--config FILE` or `{CONFIG_ENV}=FILE` "
         "(see the [example](#toml-example));",
-        "3. the default below.",
+        "4. the default below.",
         "",
         "Booleans accept `true`/`false` (or `1`/`0`); lists and mappings are JSON in environment",
         f"variables. Paths under `{CACHE_DIR_TEXT}` follow `$XDG_CACHE_HOME` when it is set.",

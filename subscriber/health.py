@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
-import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,6 +23,7 @@ import dns.rcode
 from aiokafka.admin import AIOKafkaAdminClient
 from temporalio.client import Client
 
+from subscriber.act.dns import server_address
 from subscriber.settings import (
     KafkaSettings,
     PowerDnsSettings,
@@ -84,15 +83,6 @@ async def check_temporal(settings: TemporalSettings, timeout_s: float) -> None:
         raise CheckFailed(f"{settings.address} is not serving")
 
 
-async def _resolve(host: str, port: int) -> str:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-        return str(infos[0][4][0])
-    return host
-
-
 async def check_powerdns(settings: PowerDnsSettings, timeout_s: float) -> None:
     """Read the server through the HTTP API, then ask the DNS listener any question."""
     url = f"{settings.api_url.rstrip('/')}/api/v1/servers/{settings.server_id}"
@@ -111,7 +101,7 @@ async def check_powerdns(settings: PowerDnsSettings, timeout_s: float) -> None:
     where = f"{settings.dns_host}:{settings.dns_port}"
     query = dns.message.make_query("health.invalid.", "SOA")
     try:
-        host = await _resolve(settings.dns_host, settings.dns_port)
+        host = await server_address(settings.dns_host, settings.dns_port)
         answer = await dns.asyncquery.udp(query, host, port=settings.dns_port, timeout=timeout_s)
     except (dns.exception.DNSException, OSError) as exc:
         raise CheckFailed(f"DNS at {where} did not answer: {_why(exc)}") from exc

@@ -47,23 +47,6 @@ def pseudonym(value: str) -> str:
     return "~" + hmac.digest(_key, value.encode(), "sha256")[:6].hex()
 
 
-def read_pseudonym_key(settings: LogSettings) -> str:
-    """The pseudonym key: the content of ``pseudonym_key_file`` when set, else ``pseudonym_key``.
-
-    Raises:
-        SubscriberError: the key file cannot be read.
-    """
-    if settings.pseudonym_key_file is None:
-        return settings.pseudonym_key
-    try:
-        return settings.pseudonym_key_file.read_text().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not text"
-        raise SubscriberError(
-            f"log.pseudonym_key_file {settings.pseudonym_key_file}: {why}"
-        ) from exc
-
-
 def require_pseudonym_key(settings: LogSettings) -> None:
     """Refuse to go on with an empty, example or short pseudonym key.
 
@@ -72,12 +55,13 @@ def require_pseudonym_key(settings: LogSettings) -> None:
     Raises:
         SubscriberError: the key would make pseudonyms reversible.
     """
-    key = read_pseudonym_key(settings)
+    key = settings.pseudonym_key
     if settings.insecure_pseudonyms:
         return
     if key.strip().lower() in _EXAMPLE_KEYS or len(key) < _MIN_KEY_CHARS:
         raise SubscriberError(
-            "log.pseudonym_key (SUBSCRIBER_LOG__PSEUDONYM_KEY or log.pseudonym_key_file) must be "
+            "log.pseudonym_key (SUBSCRIBER_LOG__PSEUDONYM_KEY, or the secret file "
+            "subscriber_log__pseudonym_key) must be "
             f"a secret of at least {_MIN_KEY_CHARS} characters, not empty or an example: without "
             "it the pseudonyms in logs can be reversed; for development only, set "
             "log.insecure_pseudonyms = true"
@@ -135,7 +119,7 @@ def configure_logging(settings: LogSettings, *, stream: Any = None) -> None:
         stream: where lines go; stderr by default.
     """
     global _key
-    _key = read_pseudonym_key(settings).encode()
+    _key = settings.pseudonym_key.encode()
     out = stream or sys.stderr
     level = getattr(logging, settings.level.upper())
     use_json = settings.format == "json" or (settings.format == "auto" and not out.isatty())

@@ -1,8 +1,10 @@
 """The one settings object.
 
 Values come, highest priority first, from keyword arguments, environment variables prefixed
-``SUBSCRIBER_`` (nested groups joined by ``__``, e.g. ``SUBSCRIBER_KAFKA__BOOTSTRAP_SERVERS``), an
-optional TOML file named by ``SUBSCRIBER_CONFIG`` or ``--config``, then the defaults below.
+``SUBSCRIBER_`` (nested groups joined by ``__``, e.g. ``SUBSCRIBER_KAFKA__BOOTSTRAP_SERVERS``),
+secret files named the same way in ``SUBSCRIBER_SECRETS_DIR`` (default ``/run/secrets``, where
+Docker and Compose mount secrets: ``/run/secrets/subscriber_log__pseudonym_key``), an optional TOML
+file named by ``SUBSCRIBER_CONFIG`` or ``--config``, then the defaults below.
 Only :func:`load_settings` reads the environment; everything else receives a built object.
 """
 
@@ -16,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
+    NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -39,6 +42,8 @@ Workers = Annotated[int, Field(ge=1, le=256)]
 
 ENV_PREFIX = "SUBSCRIBER_"
 CONFIG_ENV = "SUBSCRIBER_CONFIG"
+SECRETS_DIR_ENV = "SUBSCRIBER_SECRETS_DIR"
+DEFAULT_SECRETS_DIR = "/run/secrets"
 
 
 class SettingsFileError(SubscriberError):
@@ -68,9 +73,6 @@ class LogSettings(_Group):
         "",
         description="Secret key of the HMAC that replaces SUPI/GPSI/IP values in logs (16+ "
         "characters); serve, track and consume refuse to start without one.",
-    )
-    pseudonym_key_file: Path | None = Field(
-        None, description="File holding the pseudonym key (a container secret); wins if set."
     )
     insecure_pseudonyms: bool = Field(
         False,
@@ -368,7 +370,14 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        # Secrets as files keep keys out of the environment, which `docker inspect` and /proc show.
+        secrets = NestedSecretsSettingsSource(
+            file_secret_settings,
+            secrets_dir=os.environ.get(SECRETS_DIR_ENV) or DEFAULT_SECRETS_DIR,
+            secrets_dir_missing="ok",
+            secrets_nested_delimiter="__",
+        )
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, secrets]
         config_file = os.environ.get(CONFIG_ENV)
         if config_file:
             sources.append(_toml_source(settings_cls, Path(config_file)))

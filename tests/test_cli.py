@@ -112,12 +112,12 @@ def test_the_development_setting_lets_an_empty_key_through(
 def test_the_key_can_come_from_a_secret_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """log.pseudonym_key_file (a container secret) supplies the key; a missing file is refused."""
-    monkeypatch.setenv("SUBSCRIBER_LOG__PSEUDONYM_KEY", "")
-    monkeypatch.setenv("SUBSCRIBER_LOG__PSEUDONYM_KEY_FILE", str(tmp_path / "key"))
-    assert main(["track"]) == 2
-    assert "pseudonym_key_file" in _one_line(capsys)
-    (tmp_path / "key").write_text("0123456789abcdef0123\n")
+    """A container secret (subscriber_log__pseudonym_key in the secrets dir) supplies the key."""
+    monkeypatch.delenv("SUBSCRIBER_LOG__PSEUDONYM_KEY")
+    monkeypatch.setenv("SUBSCRIBER_SECRETS_DIR", str(tmp_path))
+    assert main(["track"]) == 1
+    assert "log.pseudonym_key" in _one_line(capsys)
+    (tmp_path / "subscriber_log__pseudonym_key").write_text("0123456789abcdef0123\n")
     assert main(["track"]) == 1
     assert "nothing to track" in _one_line(capsys)
 

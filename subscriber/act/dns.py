@@ -9,6 +9,9 @@ real DNS query is still what the workflow relies on, not the API's 204.
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import socket
 from types import TracebackType
 
 import aiohttp
@@ -31,6 +34,20 @@ class DnsError(SubscriberError):
     def __init__(self, detail: str, *, permanent: bool) -> None:
         super().__init__(detail)
         self.permanent = permanent
+
+
+async def server_address(host: str, port: int) -> str:
+    """The address to query ``host`` at: dnspython sends to addresses, not names.
+
+    A name (``powerdns`` on a compose network) is resolved through the system resolver on
+    every call, so a server that comes back at a new address is found again.
+    """
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        return str(infos[0][4][0])
+    return host
 
 
 def record_name(app: str, instance: str, zone: str) -> str:
@@ -113,9 +130,8 @@ class PowerDns:
         """The A addresses the authoritative server answers for ``name`` (empty for NXDOMAIN)."""
         query = dns.message.make_query(name, dns.rdatatype.A)
         try:
-            answer = await dns.asyncquery.udp(
-                query, self._settings.dns_host, port=self._settings.dns_port, timeout=2
-            )
+            where = await server_address(self._settings.dns_host, self._settings.dns_port)
+            answer = await dns.asyncquery.udp(query, where, port=self._settings.dns_port, timeout=2)
         except (dns.exception.DNSException, OSError) as exc:
             raise DnsError(f"DNS query failed: {exc!r}", permanent=False) from exc
         if answer.rcode() == dns.rcode.NXDOMAIN:

@@ -276,6 +276,7 @@ class FakeCore:
                 "amfSubscriptions": len(self.amf.subscriptions),
                 "nrfRegistrations": len(self.nrf.profiles),
                 "notificationsSent": self.amf.notifications_sent,
+                "notificationFailures": self.amf.notification_failures,
             }
         )
 

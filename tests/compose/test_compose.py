@@ -1,8 +1,8 @@
 """The compose files are valid Compose, and agree with the CLI, the settings and the Dockerfile.
 
-There is no Docker engine here, so the files are checked statically: against the Compose
-Specification's JSON schema (the copy check-jsonschema vendors, read from site-packages so
-nothing is committed), then against ``subscriber.cli.build_parser()`` and ``Settings``.
+These checks are static and fast: against the Compose Specification's JSON schema (the copy
+check-jsonschema vendors, read from site-packages so nothing is committed), then against
+``subscriber.cli.build_parser()`` and ``Settings``. test_deployment.py runs the files for real.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from subscriber.settings import ENV_PREFIX, Settings
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "compose" / "docker-compose.yml"
 FREE5GC = ROOT / "compose" / "free5gc.override.yml"
+LOCAL = ROOT / "compose" / "local-images.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
 # Sequences that Compose appends when merging files; every other sequence is replaced
@@ -63,7 +64,8 @@ def merge(base: Any, override: Any, key: str = "") -> Any:
 
 
 def interpolate(value: Any, env: dict[str, str]) -> Any:
-    """Resolve ``${NAME}`` and ``${NAME:-default}``; any other ``$`` form is an error here."""
+    """Resolve ``${NAME}``, ``${NAME:-default}`` and ``$$`` (a literal ``$``); any other ``$``
+    form is an error here."""
     if isinstance(value, dict):
         return {k: interpolate(v, env) for k, v in value.items()}
     if isinstance(value, list):
@@ -76,9 +78,9 @@ def interpolate(value: Any, env: dict[str, str]) -> Any:
         assert found is not None, f"${{{match['name']}}} has no default"
         return found
 
-    resolved = INTERPOLATION.sub(one, value)
-    assert "$" not in resolved, f"unsupported interpolation in {value!r}"
-    return resolved
+    parts = [INTERPOLATION.sub(one, part) for part in value.split("$$")]
+    assert not any("$" in part for part in parts), f"unsupported interpolation in {value!r}"
+    return "$".join(parts)
 
 
 def stack(*files: Path) -> dict[str, Any]:
@@ -127,7 +129,7 @@ def setting_exists(variable: str, model: type[BaseModel] = Settings) -> bool:
     return False
 
 
-PROJECTS = {"base": (BASE,), "free5gc": (BASE, FREE5GC)}
+PROJECTS = {"base": (BASE,), "free5gc": (BASE, FREE5GC), "local": (BASE, LOCAL)}
 
 
 @pytest.fixture(params=sorted(PROJECTS))
@@ -143,15 +145,16 @@ def _healthcheck_argv(service: dict[str, Any]) -> list[str]:
     return [str(t) for t in test[1:]]
 
 
-@pytest.mark.parametrize("path", [BASE, FREE5GC], ids=["base", "free5gc"])
+@pytest.mark.parametrize("path", [BASE, FREE5GC, LOCAL], ids=["base", "free5gc", "local"])
 def test_each_file_matches_the_compose_specification(path: Path) -> None:
     """Each file on its own validates against the Compose Specification schema."""
     jsonschema.validate(load(path), compose_schema())
 
 
-def test_merged_project_matches_the_compose_specification() -> None:
-    """Base plus free5GC overlay, merged and interpolated, still validates."""
-    merged = merge(load(BASE), load(FREE5GC))
+@pytest.mark.parametrize("overlay", [FREE5GC, LOCAL], ids=["free5gc", "local"])
+def test_merged_project_matches_the_compose_specification(overlay: Path) -> None:
+    """Base plus each overlay, merged and interpolated, still validates."""
+    merged = merge(load(BASE), load(overlay))
     jsonschema.validate(interpolate(merged, {}), compose_schema())
 
 
@@ -247,10 +250,10 @@ def _dockerfile_instructions() -> Iterator[tuple[str, str]]:
 
 
 def test_dockerfile_installs_the_package_and_runs_it_unprivileged() -> None:
-    """python:3.11-slim, pip install, a non-root USER, and the console script as entrypoint."""
+    """python:3.11-slim unless told otherwise, pip install, a non-root USER, the console script."""
     instructions = list(_dockerfile_instructions())
-    assert instructions[0] == ("FROM", "python:3.11-slim")
-    assert any(w == "RUN" and "pip install ." in rest for w, rest in instructions)
+    assert instructions[:2] == [("ARG", "BASE_IMAGE=python:3.11-slim"), ("FROM", "${BASE_IMAGE}")]
+    assert any(w == "RUN" and "pip install --no-deps ." in rest for w, rest in instructions)
     users = [rest for w, rest in instructions if w == "USER"]
     assert users, "no USER: the image would run as root"
     assert users[-1] not in ("root", "0", "0:0")
@@ -277,7 +280,6 @@ def test_clients_point_at_the_services_as_they_are_configured(
     services = project["services"]
     kafka_env = services["kafka"]["environment"]
     temporal_cmd = [str(c) for c in services["temporal"]["command"]]
-    pdns = services["powerdns"]
     for name, svc in subscriber_services(project).items():
         settings = _settings_from(settings_env(svc), monkeypatch)
         advertised = kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")
@@ -287,8 +289,7 @@ def test_clients_point_at_the_services_as_they_are_configured(
         assert temporal_cmd[temporal_cmd.index("--port") + 1] == port, name
         assert temporal_cmd[temporal_cmd.index("--namespace") + 1] == settings.temporal.namespace
         assert settings.powerdns.api_url == "http://powerdns:8081", name
-        assert pdns["environment"]["PDNS_AUTH_API_KEY"] == settings.powerdns.api_key, name
-        assert settings.powerdns.dns_host == pdns["networks"]["subscriber"]["ipv4_address"], name
+        assert settings.powerdns.dns_host == "powerdns", name
         assert settings.powerdns.dns_port == 53, name
         if "fakecore" in services:
             fake = [str(c) for c in services["fakecore"]["command"]]
@@ -337,3 +338,56 @@ def test_service_command_is_a_real_subcommand(service: str, command: str) -> Non
         pytest.fail(f"`subscriber {' '.join(argv)}` is not valid CLI input")
     module, _, function = args.target.partition(":")
     assert callable(getattr(importlib.import_module(module), function))
+
+
+def _secret_targets(service: dict[str, Any]) -> dict[str, str]:
+    return {s["target"]: s["source"] for s in service.get("secrets", []) if isinstance(s, dict)}
+
+
+def test_keys_reach_the_processes_as_secret_files_never_as_variables(
+    project: dict[str, Any],
+) -> None:
+    """The pseudonym and PowerDNS keys are compose secrets, named like the settings they set
+    (Settings reads /run/secrets), from the environment when compose starts; no key is a
+    variable, which `docker inspect` would show."""
+    wanted = {"subscriber_log__pseudonym_key", "subscriber_powerdns__api_key"}
+    for name, svc in subscriber_services(project).items():
+        targets = _secret_targets(svc)
+        assert wanted <= set(targets), name
+        for target in targets:
+            assert setting_exists(target.upper()), f"{name}: {target} sets no setting"
+        keys = [v for v in settings_env(svc) if "KEY" in v or "TOKEN" in v]
+        assert not keys, f"{name}: keys in the environment: {keys}"
+    for secret in project["secrets"].values():
+        assert set(secret) == {"environment"}, "keys come from the environment (or a file)"
+    pdns = project["services"]["powerdns"]
+    source = _secret_targets(project["services"]["receiver"])["subscriber_powerdns__api_key"]
+    assert source in pdns["secrets"]
+    assert f'PDNS_AUTH_API_KEY="$(cat /run/secrets/{source})"' in pdns["entrypoint"][-1]
+    assert "environment" not in pdns
+
+
+def test_every_service_has_limits_and_state_in_named_volumes(project: dict[str, Any]) -> None:
+    """Memory and CPU limits everywhere; Kafka, Temporal and the receiver's spool in volumes."""
+    for name, svc in project["services"].items():
+        limits = svc.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert {"cpus", "memory"} <= set(limits), name
+    where = {"kafka": "/var/lib/kafka/data", "temporal": "/data", "receiver": "/var/lib/subscriber"}
+    for name, path in where.items():
+        mounts = [str(v).split(":") for v in project["services"][name]["volumes"]]
+        assert any(m[1] == path and m[0] in project["volumes"] for m in mounts), name
+
+
+def test_local_images_overlay_builds_every_image_from_one_base() -> None:
+    """With compose/local-images.yml nothing is pulled: every service builds its image from
+    the BASE_IMAGE argument, under a name no registry serves."""
+    project = stack(BASE, LOCAL)
+    public = ("python:", "apache/", "temporalio/", "powerdns/")
+    for name, svc in project["services"].items():
+        assert not svc["image"].startswith(public), name
+        assert svc["build"]["args"]["BASE_IMAGE"] == "debian:bookworm-slim", name
+        dockerfile = ROOT / svc["build"].get("dockerfile", "Dockerfile")
+        assert dockerfile.is_file(), name
+        text = dockerfile.read_text(encoding="utf-8")
+        assert "ARG BASE_IMAGE=" in text
+        assert "FROM ${BASE_IMAGE}" in text, name
