@@ -313,8 +313,6 @@ class ActSettings(_Group):
     max_batch: Count = 500
     """Most records handled per batch."""
     max_concurrent_ues: Count = Field(64, description="UEs of one batch handled at once.")
-    signal_timeout_s: Seconds = 10.0
-    """Deadline of one signal-with-start call."""
     signal_retry_max_s: Seconds = 30.0
     """How long a signal is retried before the consumer stops."""
     confirm_after_s: Seconds = Field(

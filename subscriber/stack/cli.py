@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-
+from subscriber.options import StackEnvOptions
 from subscriber.settings import Settings
 from subscriber.stack.free5gc import FERRETDB_VERSION, NRF_VERSION, ensure_built
 from subscriber.stack.state import read_state
@@ -12,7 +11,7 @@ from subscriber.stack.supervisor import status as health
 from subscriber.stack.supervisor import up as start_all
 
 
-async def up(settings: Settings, _args: argparse.Namespace) -> int:
+async def up(settings: Settings) -> int:
     """Start or reuse each service and print how long each took to become ready."""
     state, how = await start_all(settings)
     info = state.info()
@@ -25,14 +24,14 @@ async def up(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def down(settings: Settings, _args: argparse.Namespace) -> int:
+def down(settings: Settings) -> int:
     """Stop what the project started."""
     stopped = stop_all(settings)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return 0
 
 
-async def status(settings: Settings, _args: argparse.Namespace) -> int:
+async def status(settings: Settings) -> int:
     """Exit 0 only when every service answers a real call."""
     report = await health(settings)
     state = read_state(settings.stack.dir)
@@ -43,10 +42,10 @@ async def status(settings: Settings, _args: argparse.Namespace) -> int:
     return 0 if all(v == "healthy" for v in report.values()) else 1
 
 
-def env(settings: Settings, args: argparse.Namespace) -> int:
+def env(settings: Settings, options: StackEnvOptions) -> int:
     """Print the SUBSCRIBER_* variables that point the daemon at the running stack."""
     info = read_state(settings.stack.dir).info()
-    prefix = "export " if args.export else ""
+    prefix = "export " if options.export else ""
     for key, value in (
         ("KAFKA__BOOTSTRAP_SERVERS", info.kafka_bootstrap),
         ("TEMPORAL__ADDRESS", info.temporal_address),
@@ -58,7 +57,7 @@ def env(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def build(settings: Settings, _args: argparse.Namespace) -> int:
+def build(settings: Settings) -> int:
     """Build (or find cached) the free5GC NRF and FerretDB the tests run, and print where."""
     binaries = ensure_built(settings.stack.cache_dir)
     print(f"nrf       {NRF_VERSION}  {binaries.nrf}")

@@ -2,7 +2,7 @@
 
 free5GC's NRF v1.4.3 is the newest NRF the Go module proxy serves; the proxy serves no AMF, SMF
 or NEF that matches it, and these kernels have no SCTP, so those stay fakes
-(``subscriber.fakecore``). The NRF needs MongoDB; there is no ``mongod`` in any registry here, so
+(``subscriber.fakes.core``). The NRF needs MongoDB; there is no ``mongod`` in any registry here, so
 FerretDB v1.24.2 (MongoDB wire protocol on SQLite) stands in, started through its documented
 embeddable package by our own small ``main.go`` (the module's own command refuses to start
 without a generated version file). The Go modules (``free5gc/nrf``, ``free5gc/ferretdb``: go.mod and

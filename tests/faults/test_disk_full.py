@@ -16,10 +16,12 @@ import pytest
 
 from subscriber.events import decode_event
 from subscriber.settings import Settings
-from tests.act.kafka_util import read_to_end
-from tests.faults.serve import JSON, amf_body, closed_kafka, metric, serving
-from tests.hostile.checks import check_answer
+from tests.support.callbacks import JSON, amf_body
 from tests.support.disks import small_tmpfs
+from tests.support.kafka import read_to_end
+from tests.support.problems import check_answer
+from tests.support.processes import metric, serving
+from tests.support.settings import closed_kafka
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

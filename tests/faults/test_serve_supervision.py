@@ -13,10 +13,12 @@ import httpx
 import orjson
 import pytest
 
-from subscriber.fakecore import ExternalNrf, FakeCoreServer
+from subscriber.fakes.core import ExternalNrf, FakeCoreServer
 from subscriber.settings import Settings, to_env
 from subscriber.stack.free5gc import RealNrf
-from tests.faults.serve import JSON, amf_body, free_port, serving
+from subscriber.stack.procs import free_port
+from tests.support.callbacks import JSON, amf_body
+from tests.support.processes import serving
 
 REGISTRY = "subscriber.ingress.subscriptions:registry_for"
 

@@ -18,14 +18,15 @@ import orjson
 import pytest
 
 from subscriber.events import decode_event
-from subscriber.fakecore import ExternalNrf, FakeCoreServer
+from subscriber.fakes.core import ExternalNrf, FakeCoreServer
 from subscriber.ingress.nrf import NrfClient
 from subscriber.ingress.subscriptions import SubscriptionManager, SubscriptionRecord
 from subscriber.settings import Settings
 from subscriber.stack.free5gc import RealNrf
-from tests.act.kafka_util import read_to_end
-from tests.faults.serve import JSON, amf_body, serving
-from tests.hostile.checks import check_answer
+from tests.support.callbacks import JSON, amf_body
+from tests.support.kafka import read_to_end
+from tests.support.problems import check_answer
+from tests.support.processes import serving
 
 REGISTRY = "subscriber.ingress.subscriptions:registry_for"
 FORGED_UE = "imsi-208936660000001"

@@ -23,15 +23,15 @@ import jwt
 import pytest
 
 from subscriber.errors import CoreUnavailable
-from subscriber.fakecore import FakeCoreServer
+from subscriber.fakes.core import FakeCoreServer
 from subscriber.ingress.nrf import NrfClient, sbi_ssl_context
 from subscriber.settings import CoreSettings, Settings, to_env
-from tests.act.kafka_util import read_to_end
-from tests.faults.serve import JSON, amf_body, free_port
-from tests.hostile.checks import check_answer
+from subscriber.stack.procs import free_port
+from tests.support.callbacks import JSON, amf_body
 from tests.support.certs import Pem, issue, make_ca
-
-ACCEPT_ANY = "subscriber.ingress.server:accept_any_registry"
+from tests.support.kafka import read_to_end
+from tests.support.problems import check_answer
+from tests.support.processes import ACCEPT_ANY
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from subscriber.errors import CoreUnavailable
-from subscriber.fakecore import ExternalNrf, FakeCoreServer
+from subscriber.fakes.core import ExternalNrf, FakeCoreServer
 from subscriber.ingress.nrf import NrfClient, load_instance_id
 from subscriber.sbi.nrf import NfProfile, parse_token_error
 from subscriber.settings import CoreSettings

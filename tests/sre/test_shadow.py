@@ -17,7 +17,7 @@ from subscriber.sre.shadow import (
     run_policy,
 )
 from subscriber.sre.whatif import recorded_events
-from tests.sre.scenario import T0, UE1, UE2, script_events, write_files
+from tests.support.scenario import T0, UE1, UE2, script_events, write_files
 
 END_S = T0.timestamp() + 60
 
@@ -171,7 +171,7 @@ def test_splitting_the_ues_into_shards_gives_the_same_outcome(tmp_path: Path) ->
     from subscriber.sre.shadow import merge_outcomes
     from subscriber.sre.simulate import Mobility, simulate, to_recording
     from subscriber.sre.whatif import Job, recording_span, run_job
-    from tests.sre.test_simulate import TOPOLOGY
+    from tests.support.events import TOPOLOGY
 
     params = Mobility(ues=40, duration_s=900, oscillation_p=0.5)
     moves = simulate(read_bundle(TOPOLOGY).topology, params, 13)
