@@ -13,8 +13,6 @@ from subscriber.errors import SubscriberError
 from subscriber.ingress.bearer import BearerRefused, BearerVerifier, load_public_key
 from tests.support.certs import Pem, make_ca
 
-NOW = int(time.time())
-
 
 @pytest.fixture(scope="module")
 def nrf(tmp_path_factory: pytest.TempPathFactory) -> Pem:
@@ -28,8 +26,12 @@ def rogue(tmp_path_factory: pytest.TempPathFactory) -> Pem:
     return make_ca(tmp_path_factory.mktemp("rogue"), "rogue")
 
 
+def _now() -> int:
+    return int(time.time())
+
+
 def _token(key: Pem, *, alg: str = "RS512", **claims: object) -> bytes:
-    body = {"iss": "", "sub": "amf-1", "aud": "", "scope": "nnef-callback", "exp": NOW + 600}
+    body = {"iss": "", "sub": "amf-1", "aud": "", "scope": "nnef-callback", "exp": _now() + 600}
     body.update(claims)
     body = {k: v for k, v in body.items() if v is not None}
     return b"Bearer " + jwt.encode(body, key.private_key, algorithm=alg).encode()
@@ -66,12 +68,12 @@ def test_forged_tokens_are_refused(nrf: Pem, rogue: Pem) -> None:
     public_pem = nrf.private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    claims = {"scope": "nnef-callback", "exp": NOW + 600}
+    claims = {"scope": "nnef-callback", "exp": _now() + 600}
     forged = [
         _token(rogue),
         b"Bearer " + jwt.encode(claims, None, algorithm="none").encode(),
         b"Bearer " + _hs256(claims, public_pem),
-        _token(nrf, exp=NOW - 3600),
+        _token(nrf, exp=_now() - 3600),
         _token(nrf, exp=None),
         _token(nrf, exp="soon"),
     ]
