@@ -18,8 +18,8 @@ def test_demo_moves_the_app_and_the_client_follows(
     """`subscriber demo` exits 0 only after the client reached the instance on edge-2."""
     monkeypatch.setenv("SUBSCRIBER_STACK__DIR", str(stack_base_settings.stack.dir))
     code = main(["demo", "--timeout", "60"])
-    out = capsys.readouterr().out
-    assert code == 0, out
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
     assert "RELOCATE RELOCATE_BEST_CANDIDATE" in out
     assert "-> edge-2, count" in out
     assert "workflow: step context_transfer" in out
