@@ -19,6 +19,7 @@ and a later one naming another is refused.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import os
@@ -26,12 +27,21 @@ import secrets
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import structlog
 
+from subscriber.events import LocationEvent
+from subscriber.ingress.normalize import Binding, BodyKind, normalize_body
 from subscriber.ingress.statefile import write_atomic
+from subscriber.sbi.smf import NsmfEventExposureNotification
+from subscriber.sbi.traffic_influence import parse_influence_notification
+
+if TYPE_CHECKING:
+    from subscriber.ingress.subscriptions import SubscriptionRegistry
 
 log = structlog.get_logger()
 
@@ -276,3 +286,59 @@ def pin_notif_id(pins: Path, pin: str, notif_id: str) -> str:
     finally:
         os.unlink(tmp)
     return notif_id
+
+
+class CallbackRegistry:
+    """The receiver's registry of every callback key of ours: event subscriptions (``amf``,
+    ``smf``, ``nef``) from the tracker's file, traffic influence (``ti``) from the worker's.
+
+    Args:
+        subscriptions: the event subscriptions' registry.
+        influence: the traffic-influence records' registry.
+    """
+
+    def __init__(self, subscriptions: SubscriptionRegistry, influence: InfluenceRegistry) -> None:
+        self._subscriptions = subscriptions
+        self._influence = influence
+
+    def binding(self, kind: str, key: str) -> Binding | None:
+        """The subscription ``/callbacks/{kind}/{key}`` belongs to, or None."""
+        if kind != "ti":
+            return self._subscriptions.binding(kind, key)
+        bound = self._influence.binding(key)
+        if bound is None:
+            return None
+        return Binding(
+            bound.name,
+            subscription_id=bound.subscription_id,
+            ue=bound.ue,
+            app=bound.app,
+            instance=bound.instance,
+            pin=str(self._influence.pins / bound.pin_id),
+        )
+
+    def is_ready(self) -> bool:
+        """Both files readable."""
+        return self._subscriptions.is_ready() and self._influence.is_ready()
+
+
+def normalize_influence_callback(
+    body: bytes, binding: Binding, received_at: datetime
+) -> list[LocationEvent]:
+    """The events of a notification on ``/callbacks/ti/{key}``, bound to its subscription.
+
+    free5GC's shape carries the NEF's notifId, which we never learn from the NEF: the first one
+    on a key is pinned, and a body naming another is foreign.
+
+    Raises:
+        InvalidCallback: malformed (``ForeignCallback``: it names another subscription).
+        OSError: the pin cannot be written.
+    """
+    notification = parse_influence_notification(body)
+    if isinstance(notification, NsmfEventExposureNotification) and binding.pin is not None:
+        pin = Path(binding.pin)
+        pinned = pin_notif_id(pin.parent, pin.name, notification.notif_id)
+        binding = dataclasses.replace(binding, correlation_id=pinned or "\x00")
+    return normalize_body(
+        BodyKind.INFLUENCE_NOTIFICATION, body, ingest_time=received_at, binding=binding
+    ).events

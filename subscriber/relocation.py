@@ -146,6 +146,12 @@ class SteeringPolicy(_Model):
         description="Traffic influence: how long the SMF has to confirm the new path (its LATE "
         "UP_PATH_CH notification) before the move is undone.",
     )
+    source_dnai: str | None = Field(
+        None, description="Set by the decision: the DNAI of the cluster the move leaves."
+    )
+    target_dnai: str | None = Field(
+        None, description="Set by the decision: the DNAI of the cluster the move goes to."
+    )
 
 
 class RelocationRequest(_Model):

@@ -38,7 +38,8 @@ from prometheus_client import Counter, Gauge
 from temporalio.client import Client
 
 from subscriber import tracing
-from subscriber.act.signals import SignalReceipt, request_relocation
+from subscriber.act.signals import SignalReceipt, report_path_change, request_relocation
+from subscriber.act.steering import PathChange
 from subscriber.decide.engine import PolicyHolder
 from subscriber.decide.instances import Instances
 from subscriber.decide.step import (
@@ -359,6 +360,7 @@ class EventConsumer:
         started = time.monotonic()
         ue = event.ue.key()
         alias = pseudonym(ue)
+        await self._report_path(event)
         record = await self._confirm(self.records.get(partition, {}).get(ue))
         handled: Handled = handle_event(
             event,
@@ -497,6 +499,31 @@ class EventConsumer:
                 actual = state.placement.cluster if state.placement else None
                 record = confirm(record, key, actual)
         return record
+
+    async def _report_path(self, event: LocationEvent) -> None:
+        """A path change on one of our traffic-influence subscriptions goes to the workflow of
+        its instance, which may be waiting for it (:mod:`subscriber.act.steering`)."""
+        change = event.dnai_change
+        if change is None or not change.app or not change.instance or self._temporal is None:
+            return
+        path = PathChange(
+            app=change.app,
+            instance=change.instance,
+            change_type=change.change_type,
+            target_dnai=change.target_dnai,
+            event_id=event.event_id,
+        )
+        delay, deadline = 0.2, time.monotonic() + self._s.act.signal_retry_max_s
+        while True:
+            try:
+                delivered = await report_path_change(self._temporal, path)
+                log.info("consumer.path_change", workflow=path.instance, delivered=delivered)
+                return
+            except SignalFailed as exc:
+                if not exc.retryable or time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _signal_with_retry(self, request: RelocationRequest) -> None:
         delay, deadline = 0.2, time.monotonic() + self._s.act.signal_retry_max_s

@@ -27,6 +27,14 @@ with workflow.unsafe.imports_passed_through():
 
     from subscriber.act.context import PATCH as CONTEXT_PATCH
     from subscriber.act.context import ContextTransfer
+    from subscriber.act.steering import PATCH as STEERING_PATCH
+    from subscriber.act.steering import (
+        PATH_SIGNAL,
+        PathChange,
+        PathChanges,
+        SteeringFailed,
+        TrafficSteering,
+    )
     from subscriber.relocation import (
         Endpoint,
         Label,
@@ -36,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         RelocationRequest,
         RelocationState,
         Status,
+        SteeringPolicy,
         Step,
     )
 
@@ -143,6 +152,7 @@ class RelocationWorkflow:
         self._in_flight: RelocationRequest | None = None
         self._step: Step | None = None
         self._marks: list[tuple[Step, datetime]] = []
+        self._paths = PathChanges()
 
     @workflow.run
     async def run(self, inp: RelocationInput) -> None:
@@ -200,6 +210,12 @@ class RelocationWorkflow:
         if self._pending is not None:
             self._record(self._pending, Status.SUPERSEDED, received_at=self._pending_received_at)
         self._pending, self._pending_received_at = request, now
+
+    @workflow.signal(name=PATH_SIGNAL)
+    def path_changed(self, change: PathChange) -> None:
+        """Keep a UP_PATH_CH notification for this instance (the traffic-influence step)."""
+        if (change.app, change.instance) == (self._inp.app, self._inp.instance):
+            self._paths.add(change)
 
     @workflow.query(name="state")
     def state(self) -> RelocationState:
@@ -274,6 +290,7 @@ class RelocationWorkflow:
         self._marks = []
         deployed = dns_changed = dns_set = False
         transfer: ContextTransfer | None = None
+        steer = self._steering(request)
         context: str | None = None
         reached = target
         dns_switched_at: datetime | None = None
@@ -306,26 +323,30 @@ class RelocationWorkflow:
                 self._enter(Step.CONTEXT_TRANSFER)
                 transfer = ContextTransfer(request, source, endpoint.placement)
                 context = await transfer.run()
-            self._enter(Step.DNS)
-            change = DnsChange(app=app, instance=instance, addresses=(endpoint.placement.address,))
-            dns_changed = True
-            await workflow.execute_activity(
-                Act.SET_DNS,
-                change,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=_RETRY,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
-            dns_set = True
-            self._enter(Step.DNS_CONFIRM)
-            await workflow.execute_activity(
-                Act.CONFIRM_DNS,
-                change,
-                start_to_close_timeout=timedelta(minutes=2),
-                heartbeat_timeout=_HEARTBEAT,
-                retry_policy=_RETRY_POLL,
-            )
-            dns_switched_at = workflow.now()
+            await self._steer(steer)
+            if steer is None or steer.with_dns:
+                self._enter(Step.DNS)
+                change = DnsChange(
+                    app=app, instance=instance, addresses=(endpoint.placement.address,)
+                )
+                dns_changed = True
+                await workflow.execute_activity(
+                    Act.SET_DNS,
+                    change,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=_RETRY,
+                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                )
+                dns_set = True
+                self._enter(Step.DNS_CONFIRM)
+                await workflow.execute_activity(
+                    Act.CONFIRM_DNS,
+                    change,
+                    start_to_close_timeout=timedelta(minutes=2),
+                    heartbeat_timeout=_HEARTBEAT,
+                    retry_policy=_RETRY_POLL,
+                )
+                dns_switched_at = workflow.now()
             if transfer is not None:
                 await transfer.completed()
             if source is not None:
@@ -340,14 +361,19 @@ class RelocationWorkflow:
                 )
                 if transfer is not None:
                     await transfer.forget(source.cluster)
-        except (ActivityError, asyncio.CancelledError) as exc:
+        except (ActivityError, SteeringFailed, asyncio.CancelledError) as exc:
             cancelled = is_cancelled_exception(exc)
             failed_step = self._step
             step_ms = self._step_ms()
             if transfer is not None and transfer.started:
                 await transfer.failed()
             done, errors, kept_target = await self._compensate(
-                source, target, deployed=deployed, dns_changed=dns_changed, dns_set=dns_set
+                source,
+                target,
+                deployed=deployed,
+                dns_changed=dns_changed,
+                dns_set=dns_set,
+                steer=steer,
             )
             if transfer is not None and transfer.started and source is not None:
                 await transfer.forget(source.cluster if kept_target else target.cluster)
@@ -385,6 +411,21 @@ class RelocationWorkflow:
             context=context,
         )
 
+    def _steering(self, request: RelocationRequest) -> TrafficSteering | None:
+        """The traffic-influence step of a move whose app asks for it (after the patch)."""
+        via = (request.steering or SteeringPolicy()).via
+        if via.uses_traffic_influence and workflow.patched(STEERING_PATCH):
+            return TrafficSteering(request, self._paths)
+        return None
+
+    async def _steer(self, steer: TrafficSteering | None) -> None:
+        if steer is None:
+            return
+        self._enter(Step.TRAFFIC_INFLUENCE)
+        await steer.route()
+        self._enter(Step.TRAFFIC_CONFIRM)
+        await steer.confirmed()
+
     def _enter(self, step: Step) -> None:
         self._step = step
         self._marks.append((step, workflow.now()))
@@ -404,6 +445,7 @@ class RelocationWorkflow:
         deployed: bool,
         dns_changed: bool,
         dns_set: bool = True,
+        steer: TrafficSteering | None = None,
     ) -> tuple[list[str], list[str], bool]:
         """Undo a failed move in reverse; return what was undone, what failed, and whether the
         target had to be kept because the source no longer serves."""
@@ -440,6 +482,14 @@ class RelocationWorkflow:
             else:
                 keep_target = True
                 done.append("kept_target_source_not_serving")
+        if steer is not None and steer.started and not keep_target:
+            try:
+                done.append(await steer.undo())
+            except ActivityError as exc:
+                errors.append(f"traffic_restore: {_error_text(exc)}")
+                # The user plane may already lead to the target: removing it could leave the
+                # UE with nothing to reach.
+                keep_target = True
         if deployed and not keep_target:
             try:
                 await workflow.execute_activity(

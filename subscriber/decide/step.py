@@ -243,7 +243,7 @@ def _requests(
                 policy_version=decision.version,
                 reasons=(decision.reason.value,),
                 context_policy=_context_policy(bundle, inst.app),
-                steering=_steering(bundle, inst.app),
+                steering=_steering(bundle, inst.app, decision.source, decision.target),
             )
             record = record.with_placement(
                 instance_key(inst),
@@ -261,9 +261,25 @@ def _context_policy(bundle: Bundle, app: str) -> ContextPolicy | None:
     return spec.context if spec is not None else None
 
 
-def _steering(bundle: Bundle, app: str) -> SteeringPolicy | None:
+def _steering(
+    bundle: Bundle, app: str, source: str | None, target: str | None
+) -> SteeringPolicy | None:
     spec = bundle.topology.apps.get(app)
-    return spec.steering if spec is not None else None
+    if spec is None or spec.steering is None:
+        return None
+    if not spec.steering.via.uses_traffic_influence:
+        return spec.steering
+    return spec.steering.model_copy(
+        update={
+            "source_dnai": _first_dnai(bundle, source),
+            "target_dnai": _first_dnai(bundle, target),
+        }
+    )
+
+
+def _first_dnai(bundle: Bundle, cluster: str | None) -> str | None:
+    found = bundle.topology.clusters.get(cluster) if cluster else None
+    return found.dnais[0] if found is not None and found.dnais else None
 
 
 def confirm(record: UeRecord, key: str, actual_cluster: str | None) -> UeRecord:

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import orjson
 import structlog
@@ -61,6 +61,9 @@ from subscriber.sbi.amf import (
 from subscriber.sbi.nef import MonitoringEventSubscription
 from subscriber.sbi.smf import EventSubscription, NsmfEventExposure
 from subscriber.settings import CoreSettings, Settings
+
+if TYPE_CHECKING:
+    from subscriber.influence import CallbackRegistry
 
 log = structlog.get_logger()
 
@@ -213,12 +216,16 @@ class SubscriptionRegistry:
         self._ready = True
 
 
-def registry_for(settings: Settings) -> SubscriptionRegistry:
-    """The registry a receiver worker uses: the subscriptions kept in ``core.state_dir``.
+def registry_for(settings: Settings) -> CallbackRegistry:
+    """The registry a receiver worker uses: the event subscriptions and the traffic-influence
+    subscriptions kept in ``core.state_dir``.
 
     ``subscriber serve`` resolves this by name in each worker process.
     """
-    return SubscriptionRegistry(settings.core.state_dir)
+    from subscriber.influence import CallbackRegistry, InfluenceRegistry
+
+    state_dir = settings.core.state_dir
+    return CallbackRegistry(SubscriptionRegistry(state_dir), InfluenceRegistry(state_dir))
 
 
 class SubscriptionManager:

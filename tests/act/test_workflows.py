@@ -72,7 +72,7 @@ async def test_relocation_moves_dns_and_service(
         f"\nsignal->DNS switch: {switched_s * 1000:.0f} ms wall (signal call to authoritative "
         f"answer), {in_workflow_s * 1000:.0f} ms in workflow time; steps (ms): {outcome.step_ms}"
     )
-    assert list(outcome.step_ms) == [s.value for s in Step]
+    assert list(outcome.step_ms) == [s.value for s in Step if not s.value.startswith("traffic")]
 
 
 async def _answers(pdns: PowerDns, name: str, address: str) -> bool:
