@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+import orjson
+import pytest
+
+from subscriber.app.receiver import serving_receiver
+from subscriber.errors import ForeignCallback
+from subscriber.events import decode_event
 from subscriber.influence import (
     PIN_DIR,
     STATE_FILE,
+    CallbackRegistry,
     InfluenceRecord,
     InfluenceRegistry,
     InfluenceStore,
     new_callback_key,
+    normalize_influence_callback,
     pin_id,
     pin_notif_id,
     record_name,
 )
+from subscriber.ingress.subscriptions import SubscriptionRegistry, registry_for
+from subscriber.settings import Settings
+from tests.support.callbacks import VECTORS
+from tests.support.kafka import read_all
 
 
 def _record(instance: str = "ue1", key: str | None = None) -> InfluenceRecord:
@@ -130,3 +144,105 @@ def test_the_store_sets_a_damaged_file_aside(tmp_path: Path) -> None:
     assert (tmp_path / "traffic-influence.damaged").read_bytes().startswith(b'{"records"')
     store.save(_record())
     assert [r.instance for r in store.all()] == ["ue1"]
+
+
+LATE = (VECTORS / "d3-smf-up-path-ch-late.json").read_bytes()
+NOW = datetime(2026, 7, 1, 8, 15, tzinfo=UTC)
+
+
+def _registry(tmp_path: Path) -> tuple[CallbackRegistry, InfluenceRecord]:
+    record = _record()
+    InfluenceStore(tmp_path).save(record)
+    subscriptions = SubscriptionRegistry(tmp_path)
+    return CallbackRegistry(subscriptions, InfluenceRegistry(tmp_path)), record
+
+
+def test_a_forwarded_smf_notification_carries_the_ue_and_the_app(tmp_path: Path) -> None:
+    """free5GC's body names no UE; the event has the record's SUPI and app instance."""
+    registry, record = _registry(tmp_path)
+    binding = registry.binding("ti", record.callback_key)
+    assert binding is not None
+    (event,) = normalize_influence_callback(LATE, binding, NOW)
+    assert event.ue.supi == "imsi-208930000000001"
+    assert event.ue.session_ref is None
+    assert event.dnai_change is not None
+    assert (event.dnai_change.app, event.dnai_change.instance) == ("video-analytics", "ue1")
+    assert (event.dnai_change.change_type, event.dnai_change.target_dnai) == ("LATE", "mec")
+    assert event.source.subscription_id == "7"
+
+
+def test_a_second_notif_id_on_a_key_is_foreign(tmp_path: Path) -> None:
+    """The first notifId on a key is pinned; a body with another is refused whole."""
+    registry, record = _registry(tmp_path)
+    binding = registry.binding("ti", record.callback_key)
+    assert binding is not None
+    normalize_influence_callback(LATE, binding, NOW)
+    normalize_influence_callback(LATE, binding, NOW)  # the same notifId again: fine
+    other = LATE.replace(b'"notifId":"1"', b'"notifId":"2"')
+    with pytest.raises(ForeignCallback) as caught:
+        normalize_influence_callback(other, binding, NOW)
+    assert [p.param for p in caught.value.invalid_params] == ["/notifId"]
+
+
+def test_a_spec_notification_must_echo_our_transaction(tmp_path: Path) -> None:
+    """The specification's shape with our afTransId is taken; with another, refused."""
+    registry, record = _registry(tmp_path)
+    binding = registry.binding("ti", record.callback_key)
+    assert binding is not None
+    spec = {
+        "afTransId": record.name,
+        "subscribedEvent": "UP_PATH_CHANGE",
+        "dnaiChgType": "LATE",
+        "targetTrafficRoute": {"dnai": "mec-tower-2"},
+    }
+    (event,) = normalize_influence_callback(orjson.dumps(spec), binding, NOW)
+    assert event.dnai_change is not None
+    assert event.dnai_change.target_dnai == "mec-tower-2"
+    assert event.event_time == NOW
+    with pytest.raises(ForeignCallback):
+        normalize_influence_callback(
+            orjson.dumps({**spec, "afTransId": "ti.other.x"}), binding, NOW
+        )
+
+
+def test_keys_are_bound_per_kind_and_die_with_their_record(tmp_path: Path) -> None:
+    """A ti key is unknown under another kind, a guessed key is unknown, a removed one too."""
+    registry, record = _registry(tmp_path)
+    assert registry.binding("smf", record.callback_key) is None
+    assert registry.binding("ti", new_callback_key()) is None
+    assert registry.is_ready()
+    InfluenceStore(tmp_path).remove(record.name)
+    assert registry.binding("ti", record.callback_key) is None
+
+
+@pytest.mark.stack
+async def test_the_receiver_takes_ours_and_refuses_the_rest(stack_settings: Settings) -> None:
+    """Through the real receiver over h2c: 204 and an event with the UE on Kafka for our key,
+    404 for a key we do not hold, 400 for another subscription's notifId."""
+    settings = stack_settings.model_copy(
+        update={"receiver": stack_settings.receiver.model_copy(update={"port": 0})}
+    )
+    record = _record()
+    InfluenceStore(settings.core.state_dir).save(record)
+    async with (
+        serving_receiver(settings, registry=registry_for(settings)) as served,
+        httpx.AsyncClient(http2=True, http1=False, timeout=30) as http,
+    ):
+        base = f"{served.url}/callbacks/ti"
+        headers = {"content-type": "application/json"}
+        ours = await http.post(f"{base}/{record.callback_key}", content=LATE, headers=headers)
+        guessed = await http.post(f"{base}/{new_callback_key()}", content=LATE, headers=headers)
+        foreign = await http.post(
+            f"{base}/{record.callback_key}",
+            content=LATE.replace(b'"notifId":"1"', b'"notifId":"9"'),
+            headers=headers,
+        )
+    assert (ours.status_code, guessed.status_code, foreign.status_code) == (204, 404, 400)
+    assert guessed.headers["content-type"] == "application/problem+json"
+    assert foreign.json()["invalidParams"][0]["param"] == "/notifId"
+    kafka = settings.kafka
+    (record_,) = await read_all(kafka.bootstrap_servers, kafka.events_topic, 1)
+    event = decode_event(record_.value)
+    assert event.ue.supi == record.ue
+    assert event.dnai_change is not None
+    assert event.dnai_change.instance == "ue1"

@@ -62,7 +62,8 @@ def test_crossing_gives_exactly_one_request_to_the_new_edge() -> None:
 
 
 def test_the_request_carries_the_app_steering() -> None:
-    """An app steered by traffic influence says so in its request; DNS apps leave it unset."""
+    """An app steered by traffic influence says so in its request, with the DNAIs of the
+    clusters it leaves and goes to; DNS apps leave it unset."""
     (request,) = [r for h in _run(crossing())[0] for r in h.requests]
     assert request.steering is None
     doc = yaml.safe_load(TOPOLOGY.read_text())
@@ -80,6 +81,10 @@ def test_the_request_carries_the_app_steering() -> None:
     assert (request.steering.via, request.steering.confirm_deadline_s) == (
         Steering.TRAFFIC_INFLUENCE,
         4.0,
+    )
+    assert (request.steering.source_dnai, request.steering.target_dnai) == (
+        "mec-tower-1",
+        "mec-tower-2",
     )
 
 
