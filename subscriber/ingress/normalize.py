@@ -68,10 +68,8 @@ from subscriber.sbi.smf import (
     parse_smf_notification,
 )
 from subscriber.sbi.traffic_influence import (
-    EventNotification as InfluenceEvent,
-)
-from subscriber.sbi.traffic_influence import (
     InfluenceNotification,
+    UpPathChangeNotification,
     parse_influence_notification,
 )
 
@@ -678,7 +676,7 @@ def normalize_influence_notification(
 
 
 def _influence_item(
-    notification: InfluenceEvent, binding: Binding
+    notification: UpPathChangeNotification, binding: Binding
 ) -> tuple[EventSource, DnaiChange, str, datetime]:
     source_route, target_route = (
         notification.source_traffic_route,

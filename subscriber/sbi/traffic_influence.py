@@ -6,8 +6,9 @@ The AF asks the NEF to route a UE's application traffic to a DNAI (``trafficRout
 told when the user plane moves (``subscribedEvents: [UP_PATH_CHANGE]``, ``dnaiChgType``).
 Notifications reach ``notificationDestination`` in one of two shapes:
 
-* the specification's :class:`EventNotification` (``subscribedEvent``, ``dnaiChgType``,
-  ``sourceTrafficRoute``, ``targetTrafficRoute``, ``afTransId``, ``afAckUri``);
+* the specification's ``EventNotification``, here :class:`UpPathChangeNotification`
+  (``subscribedEvent``, ``dnaiChgType``, ``sourceTrafficRoute``, ``targetTrafficRoute``,
+  ``afTransId``, ``afAckUri``);
 * free5GC's: its NEF forwards the SMF's ``NsmfEventExposureNotification`` unchanged (TS 29.508,
   :mod:`subscriber.sbi.smf`), ``notifId`` being the NEF's own correlation id (free5gc/nef
   ``internal/sbi/processor/callback.go`` ``SmfNotification``, see docs/free5gc.md).
@@ -21,7 +22,7 @@ from enum import StrEnum
 from typing import Annotated
 
 import orjson
-from pydantic import Field, StringConstraints
+from pydantic import Field, RootModel, StringConstraints
 
 from subscriber.errors import InvalidCallback, InvalidParam
 from subscriber.sbi.common import SbiModel, validate_json
@@ -89,8 +90,9 @@ class TrafficInfluSubPatch(SbiModel):
     notification_destination: str | None = None
 
 
-class EventNotification(SbiModel):
-    """The specification's UP_PATH_CHANGE notification (TS 29.522 §5.4.3.3.5)."""
+class UpPathChangeNotification(SbiModel):
+    """The specification's UP_PATH_CHANGE notification (TS 29.522 ``EventNotification``,
+    §5.4.3.3.5), renamed here apart from TS 29.508's model of the same name."""
 
     af_trans_id: str | None = None
     dnai_chg_type: str = Field(description="EARLY, LATE or EARLY_LATE; unknown values kept.")
@@ -120,8 +122,14 @@ class AfAckInfo(SbiModel):
     gpsi: str | None = None
 
 
-InfluenceNotification = EventNotification | NsmfEventExposureNotification
+InfluenceNotification = UpPathChangeNotification | NsmfEventExposureNotification
 """A traffic-influence notification in either shape the module docstring names."""
+
+
+class TrafficInfluenceNotification(
+    RootModel[UpPathChangeNotification | NsmfEventExposureNotification]
+):
+    """A body on ``/callbacks/ti/{key}``, in either shape (for the OpenAPI document)."""
 
 
 def parse_traffic_influ_sub(body: bytes | bytearray | str) -> TrafficInfluSub:
@@ -148,7 +156,7 @@ def parse_influence_notification(body: bytes | bytearray | str) -> InfluenceNoti
         raise InvalidCallback(f"not JSON: {exc}", [InvalidParam("", "not JSON")]) from exc
     if isinstance(doc, dict) and ("eventNotifs" in doc or "notifId" in doc):
         return parse_smf_notification(body)
-    notification = validate_json(EventNotification, body)
+    notification = validate_json(UpPathChangeNotification, body)
     if notification.subscribed_event != UP_PATH_CHANGE:
         raise InvalidCallback(
             "not a traffic-influence notification",

@@ -8,9 +8,9 @@ import pytest
 from subscriber.errors import InvalidCallback
 from subscriber.sbi.smf import NsmfEventExposureNotification
 from subscriber.sbi.traffic_influence import (
-    EventNotification,
     Snssai,
     TrafficInfluSub,
+    UpPathChangeNotification,
     parse_influence_notification,
     parse_traffic_influ_sub,
 )
@@ -37,9 +37,9 @@ def test_free5gc_shape_is_the_forwarded_smf_notification() -> None:
 
 
 def test_spec_shape_is_an_event_notification() -> None:
-    """The specification's EventNotification keeps afTransId, both routes and afAckUri."""
+    """The specification's UpPathChangeNotification keeps afTransId, both routes and afAckUri."""
     parsed = parse_influence_notification(orjson.dumps(SPEC_LATE))
-    assert isinstance(parsed, EventNotification)
+    assert isinstance(parsed, UpPathChangeNotification)
     assert parsed.af_trans_id == "ti.video-analytics.ue1"
     assert parsed.target_traffic_route is not None
     assert parsed.target_traffic_route.dnai == "mec-tower-2"
