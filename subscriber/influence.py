@@ -29,14 +29,14 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
 
 from subscriber.events import LocationEvent
 from subscriber.ingress.normalize import Binding, BodyKind, normalize_body
-from subscriber.ingress.statefile import write_atomic
+from subscriber.ingress.statefile import WatchedKeys, load_or_set_aside, write_atomic
 from subscriber.sbi.smf import NsmfEventExposureNotification
 from subscriber.sbi.traffic_influence import parse_influence_notification
 
@@ -128,8 +128,7 @@ def pin_id(callback_key: str) -> str:
     return hashlib.blake2b(callback_key.encode(), digest_size=16).hexdigest()
 
 
-def _parse(data: bytes) -> dict[str, InfluenceRecord]:
-    doc = orjson.loads(data)
+def _parse(doc: Any) -> dict[str, InfluenceRecord]:
     records = {}
     for item in doc.get("records", []):
         fields = {k: v for k, v in item.items() if k in InfluenceRecord.__dataclass_fields__}
@@ -161,16 +160,9 @@ class InfluenceStore:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _read(self) -> dict[str, InfluenceRecord]:
-        try:
-            return _parse(self.path.read_bytes())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            # A damaged file (a flipped byte, a hand edit): set it aside for a person and start
-            # over. The lost keys' notifications are refused; each later move makes a new one.
-            self.path.replace(self.path.with_suffix(".damaged"))
-            log.error("influence_records_set_aside", file=self.path.name, error=type(exc).__name__)
-            return {}
+        # A damaged file is set aside for a person and the store starts over: the lost keys'
+        # notifications are refused, and each later move makes a new subscription.
+        return load_or_set_aside(self.path, _parse, {})
 
     def _write(self, records: dict[str, InfluenceRecord]) -> None:
         doc = {"records": [asdict(r) for r in records.values()]}
@@ -209,7 +201,12 @@ class InfluenceStore:
             (self._pins / pin_id(callback_key)).unlink()
 
 
-class InfluenceRegistry:
+def _bindings(data: bytes) -> dict[str, InfluenceBinding]:
+    records = _parse(orjson.loads(data)).values()
+    return {r.callback_key: r.binding() for r in records if r.callback_key}
+
+
+class InfluenceRegistry(WatchedKeys[str, InfluenceBinding]):
     """The receiver's side: which callback keys are ours, from the file the worker writes.
 
     Rereads the file when its modification time changes. A file it cannot read keeps the keys
@@ -220,41 +217,14 @@ class InfluenceRegistry:
     """
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / STATE_FILE
+        super().__init__(
+            state_dir / STATE_FILE, _bindings, unreadable_event="influence_records_unreadable"
+        )
         self.pins = state_dir / PIN_DIR
-        self._known: dict[str, InfluenceBinding] = {}
-        self._mtime_ns = -1
-        self._ready = True
 
     def binding(self, key: str) -> InfluenceBinding | None:
         """The subscription ``/callbacks/ti/{key}`` belongs to, or None."""
-        self._refresh()
-        return self._known.get(key)
-
-    def is_ready(self) -> bool:
-        """False while the file cannot be read."""
-        self._refresh()
-        return self._ready
-
-    def _refresh(self) -> None:
-        try:
-            mtime = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            mtime = 0
-        if mtime == self._mtime_ns:
-            return
-        self._mtime_ns = mtime
-        if not mtime:
-            self._known, self._ready = {}, True
-            return
-        try:
-            records = _parse(self.path.read_bytes())
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            self._ready = False
-            log.error("influence_records_unreadable", file=self.path.name, error=type(exc).__name__)
-            return
-        self._known = {r.callback_key: r.binding() for r in records.values() if r.callback_key}
-        self._ready = True
+        return self.get(key)
 
 
 def pin_notif_id(pins: Path, pin: str, notif_id: str) -> str:

@@ -141,7 +141,11 @@ def test_the_store_sets_a_damaged_file_aside(tmp_path: Path) -> None:
     (tmp_path / STATE_FILE).write_bytes(b'{"records": [{"name": 1')
     store = InfluenceStore(tmp_path)
     assert store.get("video-analytics", "ue1") is None
-    assert (tmp_path / "traffic-influence.damaged").read_bytes().startswith(b'{"records"')
+    assert (
+        next(tmp_path.glob("traffic-influence.json.invalid-*"))
+        .read_bytes()
+        .startswith(b'{"records"')
+    )
     store.save(_record())
     assert [r.instance for r in store.all()] == ["ue1"]
 

@@ -197,16 +197,20 @@ class FakeTrafficInfluence:
     def _self(self, af_id: str, sub_id: str) -> str:
         return f"{self._base()}{PREFIX}/{af_id}/subscriptions/{sub_id}"
 
-    async def _create(self, request: web.Request) -> web.Response:
+    async def _valid_request(self, request: web.Request) -> tuple[Any, web.Response | None]:
+        """The request's TrafficInfluSub once its token, media type and fields pass."""
         refusal = self._refused(request, "3gpp-traffic-influence", enabled=self.tokens)
         if refusal is not None:
-            return refusal
+            return None, refusal
         ti, error = await self._body(request)
         if error is not None:
+            return None, error
+        return ti, self._invalid(ti)
+
+    async def _create(self, request: web.Request) -> web.Response:
+        ti, error = await self._valid_request(request)
+        if error is not None:
             return error
-        invalid = self._invalid(ti)
-        if invalid is not None:
-            return invalid
         if self.down:
             return _malformed("Query to PCF failed", status=500)
         af_id = request.match_info["af_id"]
@@ -257,15 +261,9 @@ class FakeTrafficInfluence:
         return json_response(sub.ti)
 
     async def _replace(self, request: web.Request) -> web.Response:
-        refusal = self._refused(request, "3gpp-traffic-influence", enabled=self.tokens)
-        if refusal is not None:
-            return refusal
-        ti, error = await self._body(request)
+        ti, error = await self._valid_request(request)
         if error is not None:
             return error
-        invalid = self._invalid(ti)
-        if invalid is not None:
-            return invalid
         _, sub, missing = self._find(request)
         if missing is not None or sub is None:
             return missing or _not_found("Subscription is not found")
