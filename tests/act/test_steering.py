@@ -28,13 +28,20 @@ from subscriber.relocation import (
     Steering,
     SteeringPolicy,
     Step,
+    workflow_id,
 )
 from subscriber.settings import PolicySettings, Settings
 from tests.support.events import POLICY, TOPOLOGY
 from tests.support.influence import UE, UE_IPV4
 from tests.support.kafka import create_topic, read_all
 from tests.support.ports import free_port
-from tests.support.relocation import make_request, running_worker, serve_from, wait_history
+from tests.support.relocation import (
+    assert_replays,
+    make_request,
+    running_worker,
+    serve_from,
+    wait_history,
+)
 
 pytestmark = [pytest.mark.stack]
 
@@ -114,6 +121,7 @@ async def test_traffic_influence_moves_the_path_then_removes_the_source(
     async with steering_stack(act_settings, client, local, pdns, req.instance) as (fake, settings):
         outcome = await _move(client, settings, req)
         events = await read_all(settings.kafka.bootstrap_servers, settings.kafka.events_topic, 2)
+        await assert_replays(client.get_workflow_handle(workflow_id(req.app, req.instance)))
     assert outcome.status is Status.COMPLETED, outcome
     assert list(outcome.step_ms) == [
         "deploy",
