@@ -145,11 +145,17 @@ class TrafficSteering:
         Raises:
             SteeringFailed: none within the deadline, or a LATE one naming another DNAI.
         """
-        target = self._policy.target_dnai
+        target, source = self._policy.target_dnai, self._policy.source_dnai
         found: list[PathChange] = []
 
         def late() -> bool:
-            found[:] = [c for c in self._changes.since(self._mark) if c.change_type == LATE]
+            # A LATE naming the source is an earlier change arriving late (EARLY and LATE are
+            # fire-and-forget and unordered in free5GC), not an answer to this one.
+            found[:] = [
+                c
+                for c in self._changes.since(self._mark)
+                if c.change_type == LATE and c.target_dnai != source
+            ]
             return bool(found)
 
         try:
