@@ -76,6 +76,11 @@ class KafkaSettings(_Group):
         "subscriber.ue-state.v1",
         description="Compacted changelog of per-UE consumer state, co-partitioned with events.",
     )
+    outcomes_topic: str = Field(
+        "subscriber.outcomes.v1",
+        description="What became of each relocation request, written by the workflow, keyed by UE "
+        "and co-partitioned with events; the consumer reads it.",
+    )
     consumer_group: str = "subscriber-act"
     """Consumer group of 'subscriber consume'."""
     linger_ms: int = 2
@@ -257,16 +262,35 @@ class ActSettings(_Group):
     )
     app_port: int = Field(8080, description="Port clients reach an app instance at.")
     dedup_window: int = Field(32, description="Recent event ids remembered per UE.")
-    max_batch: int = 500
-    """Most records handled per batch."""
-    max_concurrent_ues: int = Field(64, description="UEs of one batch handled at once.")
-    signal_retry_max_s: float = 30.0
-    """How long a signal is retried before the consumer stops."""
-    confirm_after_s: float = Field(
-        30.0, description="Ask a workflow where its instance runs once a move is this old."
+    max_batch: int = Field(500, ge=1, description="Most records fetched at once.")
+    max_concurrent_signals: int = Field(
+        32, ge=1, description="Relocation signals in flight to Temporal at once (all UEs)."
+    )
+    max_pending_records: int = Field(
+        50_000,
+        ge=1,
+        description="Records decided but not yet done (signals or writes outstanding) before the "
+        "consumer stops fetching until some are.",
+    )
+    commit_interval_s: float = Field(
+        0.5, gt=0, description="How often the partitions' commit watermarks are committed."
+    )
+    max_event_time_skew_s: float = Field(
+        60.0,
+        ge=0,
+        description="How far an event time may lie after its ingest time; a later one is not "
+        "believed and the event is decided at its ingest time (docs/policy.md).",
+    )
+    ue_ttl_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="A UE with no event for this long is forgotten: its record leaves memory and "
+        "a tombstone replaces it in the changelog (where its instances run is kept).",
     )
     metrics_port: int | None = Field(
-        None, description="Serve Prometheus metrics of 'subscriber consume' here (e.g. 9101)."
+        None,
+        description="Serve /metrics, /healthz and /readyz of 'subscriber consume' here (e.g. "
+        "9101).",
     )
 
 

@@ -7,6 +7,12 @@ step compensates in reverse, so the app keeps serving from where it was. Request
 by ``request_id``; a request superseded before its move started is coalesced away. The workflow
 continues-as-new after ``max_moves_per_run`` moves or when Temporal suggests it, carrying its state.
 
+Every request's outcome is reported back on the outcomes topic
+(:class:`~subscriber.relocation.OutcomeReport`, the ``report`` activity), in order, by a
+reporter that runs beside the moves: the consumer learns where instances really run from there,
+never by asking the workflow. A report is built from the workflow's own state, so a retried
+activity or a replayed history writes the same report again.
+
 Deterministic code only: time is ``workflow.now()``, every side effect is an activity (named in
 :class:`Act`, implemented in :mod:`subscriber.act.activities`). The payloads it accepts and
 answers with live in :mod:`subscriber.relocation`. See docs/relocation.md.
@@ -29,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         Endpoint,
         Label,
         MoveOutcome,
+        OutcomeReport,
         Placement,
         Readiness,
         RelocationRequest,
@@ -53,6 +60,11 @@ class Act:
     SET_DNS = "relocation.set_dns"
     CONFIRM_DNS = "relocation.confirm_dns"
     REMOVE = "relocation.remove"
+    REPORT = "relocation.report"
+
+
+OUTCOMES_PATCH = "outcomes-topic"
+"""Workflows started before outcomes were reported replay without reporting."""
 
 
 class _Model(BaseModel):
@@ -71,6 +83,7 @@ class RelocationInput(_Model):
     seen_request_ids: tuple[str, ...] = ()
     last_decided_at: datetime | None = None
     history: tuple[MoveOutcome, ...] = ()
+    unreported: tuple[OutcomeReport, ...] = ()
     moves_completed: int = 0
     run: int = 0
     max_moves_per_run: int = Field(100, ge=1)
@@ -113,6 +126,13 @@ _RETRY = RetryPolicy(
 # only covers a lost worker (heartbeat timeout), not "not ready yet".
 _RETRY_POLL = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 _HEARTBEAT = timedelta(seconds=10)
+# Kafka away for hours must not lose an outcome: reports are retried until they are written.
+_RETRY_REPORT = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=0,
+)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -141,10 +161,13 @@ class RelocationWorkflow:
         self._in_flight: RelocationRequest | None = None
         self._step: Step | None = None
         self._marks: list[tuple[Step, datetime]] = []
+        self._unreported = list(inp.unreported)
+        self._reporting = False
 
     @workflow.run
     async def run(self, inp: RelocationInput) -> None:
         """Apply requests as they come; continue-as-new when the run has done enough."""
+        reporter = asyncio.create_task(self._report_outcomes())
         while True:
             await workflow.wait_condition(
                 lambda: self._pending is not None or self._should_continue_as_new()
@@ -156,7 +179,27 @@ class RelocationWorkflow:
             if self._should_continue_as_new():
                 break
         await workflow.wait_condition(workflow.all_handlers_finished)
+        # A report being written finishes first; the rest travels with the new run.
+        await workflow.wait_condition(lambda: not self._reporting)
+        reporter.cancel()
         workflow.continue_as_new(self._snapshot())
+
+    async def _report_outcomes(self) -> None:
+        """Write the outcomes to the outcomes topic, oldest first, one batch at a time."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self._unreported))
+            batch = list(self._unreported)
+            self._reporting = True
+            try:
+                await workflow.execute_activity(
+                    Act.REPORT,
+                    batch,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=_RETRY_REPORT,
+                )
+            finally:
+                self._reporting = False
+            del self._unreported[: len(batch)]
 
     def _should_continue_as_new(self) -> bool:
         return (
@@ -173,6 +216,7 @@ class RelocationWorkflow:
                 "seen_request_ids": tuple(self._seen),
                 "last_decided_at": self._last_decided_at,
                 "history": tuple(self._history),
+                "unreported": tuple(self._unreported),
                 "moves_completed": self._moves_completed,
                 "run": self._inp.run + 1,
             }
@@ -188,15 +232,23 @@ class RelocationWorkflow:
         if len(self._seen) > self._inp.seen_limit:
             self._seen_set.discard(self._seen.pop(0))
         now = workflow.now()
+        idle = self._pending is None and self._in_flight is None
         if (request.app, request.instance) != (self._inp.app, self._inp.instance):
-            self._record(request, Status.REJECTED, received_at=now, error="wrong workflow")
+            self._record(
+                request, Status.REJECTED, received_at=now, settled=False, error="wrong workflow"
+            )
             return
         if self._last_decided_at is not None and request.decided_at < self._last_decided_at:
-            self._record(request, Status.STALE, received_at=now)
+            self._record(request, Status.STALE, received_at=now, settled=idle)
             return
         self._last_decided_at = request.decided_at
         if self._pending is not None:
-            self._record(self._pending, Status.SUPERSEDED, received_at=self._pending_received_at)
+            self._record(
+                self._pending,
+                Status.SUPERSEDED,
+                received_at=self._pending_received_at,
+                settled=False,
+            )
         self._pending, self._pending_received_at = request, now
 
     @workflow.query(name="state")
@@ -224,6 +276,7 @@ class RelocationWorkflow:
         status: Status,
         *,
         received_at: datetime | None,
+        settled: bool,
         source: Placement | None = None,
         **fields: object,
     ) -> None:
@@ -240,6 +293,21 @@ class RelocationWorkflow:
         )
         self._history.append(outcome)
         del self._history[: -self._inp.history_limit]
+        if workflow.patched(OUTCOMES_PATCH):
+            ours = (request.app, request.instance) == (self._inp.app, self._inp.instance)
+            where = self._placement or source
+            self._unreported.append(
+                OutcomeReport(
+                    app=request.app,
+                    instance=request.instance,
+                    ue_key=request.ue_key,
+                    partition=request.partition,
+                    decided_at=request.decided_at,
+                    placement=where.cluster if ours and where is not None else None,
+                    settled=settled,
+                    outcome=outcome,
+                )
+            )
         # Temporal's workflow meter records nothing while replaying, so each outcome counts once.
         workflow.metric_meter().create_counter(
             OUTCOMES_METRIC, "Relocation requests by outcome"
@@ -266,7 +334,13 @@ class RelocationWorkflow:
         target = request.target
         if source is not None and source.cluster == target.cluster:
             self._placement = source
-            self._record(request, Status.NOOP, received_at=received_at, source=source)
+            self._record(
+                request,
+                Status.NOOP,
+                received_at=received_at,
+                settled=self._pending is None,
+                source=source,
+            )
             return
         self._in_flight = request
         self._marks = []
@@ -336,6 +410,7 @@ class RelocationWorkflow:
                 request,
                 Status.CANCELLED if cancelled else Status.FAILED,
                 received_at=received_at,
+                settled=self._pending is None,
                 source=source,
                 failed_step=failed_step,
                 error=_error_text(exc),
@@ -357,6 +432,7 @@ class RelocationWorkflow:
             request,
             Status.COMPLETED,
             received_at=received_at,
+            settled=self._pending is None,
             source=source,
             dns_switched_at=dns_switched_at,
             step_ms=step_ms,

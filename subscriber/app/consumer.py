@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 
 import structlog
 from prometheus_client import start_http_server
@@ -13,18 +12,10 @@ from temporalio.client import Client
 from subscriber.act.consumer import EventConsumer, Signaller
 from subscriber.act.signals import connect, request_relocation
 from subscriber.app.lifecycle import run_until_stopped, traced
-from subscriber.decide.engine import PolicyHolder
-from subscriber.decide.instances import Instances, parse_instances
+from subscriber.decide.engine import InstancesHolder, PolicyHolder
 from subscriber.settings import Settings
 
 log = structlog.get_logger()
-
-
-def load_instances(path: Path | None, holder: PolicyHolder) -> Instances:
-    """The instances file (``act.instances_file``), checked against the running topology."""
-    if path is None:
-        return Instances({})
-    return parse_instances(path.read_bytes(), source=str(path), topology=holder.bundle.topology)
 
 
 @asynccontextmanager
@@ -34,18 +25,25 @@ async def open_consumer(
     temporal: Client | None = None,
     signal: Signaller = request_relocation,
 ) -> AsyncIterator[EventConsumer]:
-    """The policy holder, the Temporal client and the consumer group member, in that order.
+    """The policy and instances holders, the Temporal client and the consumer group member.
 
     Args:
         settings: the whole settings.
-        temporal: a connected client; one is connected from ``settings.temporal`` when None.
+        temporal: a client; one connecting lazily to ``settings.temporal`` when None (Temporal
+            away at start delays the signals, not the decisions).
         signal: how a request reaches its workflow (tests inject failures here).
     """
     async with AsyncExitStack() as stack:
         holder = await stack.enter_async_context(PolicyHolder(settings.policy))
-        instances = load_instances(settings.act.instances_file, holder)
+        instances = await stack.enter_async_context(
+            InstancesHolder(
+                settings.act.instances_file,
+                policy=holder,
+                interval_s=settings.policy.reload_interval_s,
+            )
+        )
         if temporal is None:
-            temporal = await connect(settings.temporal)
+            temporal = await connect(settings.temporal, lazy=True)
         consumer = await stack.enter_async_context(
             EventConsumer(
                 settings, policy=holder, instances=instances, temporal=temporal, signal=signal
@@ -55,7 +53,7 @@ async def open_consumer(
             "consumer.started",
             topic=settings.kafka.events_topic,
             group=settings.kafka.consumer_group,
-            instances=len(instances),
+            instances=len(instances.current),
             policy_version=holder.bundle.version,
         )
         yield consumer

@@ -18,9 +18,10 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from subscriber.act.activities import DnsPort, RelocationActivities
+from subscriber.act.activities import DnsPort, OutcomesPort, RelocationActivities
 from subscriber.act.dns import PowerDns
 from subscriber.act.orchestrator import Orchestrator
+from subscriber.act.outcomes import OutcomeWriter
 from subscriber.act.signals import connect
 from subscriber.act.workflows import RelocationWorkflow
 from subscriber.app.lifecycle import run_until_stopped, traced
@@ -67,10 +68,11 @@ def build_worker(
     *,
     orchestrator: Orchestrator,
     dns: DnsPort,
+    outcomes: OutcomesPort | None = None,
 ) -> Worker:
     """A worker for the relocation workflow and its activities (not started)."""
     activities = RelocationActivities(
-        orchestrator=orchestrator, dns=dns, settings=settings.relocation
+        orchestrator=orchestrator, dns=dns, settings=settings.relocation, outcomes=outcomes
     )
     return Worker(
         client,
@@ -109,7 +111,7 @@ async def open_worker(
     orchestrator: Orchestrator | None = None,
     dns: DnsPort | None = None,
 ) -> AsyncIterator[RelocationWorker]:
-    """The Temporal client, the orchestrator and PowerDNS, then the worker over them.
+    """The Temporal client, the orchestrator, PowerDNS and the outcomes writer, then the worker.
 
     Args:
         settings: the whole settings.
@@ -127,8 +129,10 @@ async def open_worker(
             powerdns = await stack.enter_async_context(PowerDns(settings.powerdns))
             await powerdns.ensure_zone()
             dns = powerdns
+        outcomes = await stack.enter_async_context(OutcomeWriter(settings.kafka))
         yield RelocationWorker(
-            build_worker(client, settings, orchestrator=orchestrator, dns=dns), settings
+            build_worker(client, settings, orchestrator=orchestrator, dns=dns, outcomes=outcomes),
+            settings,
         )
     log.info("worker.stopped")
 
