@@ -97,6 +97,7 @@ async def measure(
                     "events_topic": f"bench-{run}.events",
                     "decisions_topic": f"bench-{run}.decisions",
                     "state_topic": f"bench-{run}.state",
+                    "outcomes_topic": f"bench-{run}.outcomes",
                     "dead_letter_topic": f"bench-{run}.dead",
                     "consumer_group": f"bench-{run}",
                 }

@@ -89,6 +89,7 @@ def demo_settings(base: Settings, work: Path, run: str, nrf_url: str, port: int)
                     "decisions_topic": f"demo-{run}.decisions",
                     "dead_letter_topic": f"demo-{run}.dead-letter",
                     "state_topic": f"demo-{run}.ue-state",
+                    "outcomes_topic": f"demo-{run}.outcomes",
                     "consumer_group": f"demo-{run}",
                 }
             ),
