@@ -169,6 +169,7 @@ class EventConsumer:
         self._marks = Marks()
         self._partitions = 0
         self._restoring: dict[int, asyncio.Task[None]] = {}
+        self._generation = 0
         self._committable: dict[TopicPartition, int] = {}
         self._committing: asyncio.Task[None] | None = None
         self._last_commit = 0.0
@@ -267,13 +268,26 @@ class EventConsumer:
         finally:
             await admin.close()
 
+    @property
+    def signals_waiting(self) -> int:
+        """Relocation requests decided and not yet accepted by Temporal."""
+        return self._lanes.signals_waiting if self._lanes is not None else 0
+
     # -- partitions ---------------------------------------------------------------------------
 
     async def revoked(self, partitions: set[int]) -> None:
         """Commit what is done of ``partitions``, then let them go (their next owner replays the
         rest)."""
         assert self._lanes is not None
+        assert self._outbox is not None
+        assert self._producer is not None
         self.ready = False
+        self._generation += 1  # what was fetched before is fetched again by the next owner
+        # Our changelog writes land before the next owner (maybe us) restores the partitions.
+        with contextlib.suppress(KafkaError, TimeoutError):
+            async with asyncio.timeout(5):
+                await self._producer.flush()
+        await self._outbox.drop(self._s.kafka.state_topic, partitions)
         self._collect()
         mine = {tp: o for tp, o in self._committable.items() if tp.partition in partitions}
         if mine and self._consumer is not None:
@@ -413,8 +427,11 @@ class EventConsumer:
         # Records can arrive before the assignment callback has restored their partition.
         await self.ensure_restored(sorted({tp.partition for tp in batch}))
         outcomes = self._s.kafka.outcomes_topic
+        generation = self._generation
         for tp, msgs in batch.items():
             for msg in msgs:
+                if self._generation != generation:
+                    return  # a rebalance meanwhile: the partitions' owner reads these again
                 work = Work(self._marks.add(tp, msg.offset))
                 structlog.contextvars.bind_contextvars(
                     topic=tp.topic, partition=tp.partition, offset=msg.offset
@@ -572,6 +589,8 @@ class EventConsumer:
         then: Callable[[], None],
     ) -> None:
         assert self._lanes is not None
+        if key[0] not in self.records:
+            return  # revoked meanwhile: the next owner replays and carries it out
         context = otel_context.get_current() if requests else None
         value = encode_record(record) if record is not None else None
         await self._lanes.submit(key, Job(requests, value, then, context))
@@ -584,8 +603,10 @@ class EventConsumer:
         return found
 
     def _store(self, partition: int, ue: str, record: UeRecord) -> None:
+        records = self.records.get(partition)
+        if records is None:
+            return  # the partition went to another member while this record was handled
         record = replace(record, touched_s=time.time())
-        records = self.records.setdefault(partition, OrderedDict())
         if record.state is None:  # no event yet, only a placement: nothing to expire
             records.pop(ue, None)
             self._kept.setdefault(partition, {})[ue] = record

@@ -140,7 +140,7 @@ class Outbox:
 
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self._producer = producer
-        self._retrying: set[asyncio.Task[None]] = set()
+        self._retrying: dict[asyncio.Task[None], tuple[str, int | None]] = {}
 
     async def send(
         self,
@@ -184,8 +184,8 @@ class Outbox:
     ) -> None:
         log.warning("consumer.send_retry", topic=topic, error=type(exc).__name__)
         task = asyncio.create_task(self._again(topic, value, key, partition, headers, then))
-        self._retrying.add(task)
-        task.add_done_callback(self._retrying.discard)
+        self._retrying[task] = (topic, partition)
+        task.add_done_callback(lambda t: self._retrying.pop(t, None))
 
     async def _again(
         self,
@@ -210,11 +210,21 @@ class Outbox:
             then()
             return
 
+    async def drop(self, topic: str, partitions: set[int]) -> None:
+        """Give up retrying sends to ``partitions`` of ``topic``: another member owns them now,
+        and a late write of ours would land after its own."""
+        await self._cancel(
+            [t for t, (tt, p) in self._retrying.items() if tt == topic and p in partitions]
+        )
+
     async def close(self) -> None:
         """Give up the sends still being retried."""
-        for task in list(self._retrying):
+        await self._cancel(list(self._retrying))
+
+    async def _cancel(self, tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
             task.cancel()
-        for task in list(self._retrying):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 

@@ -14,17 +14,16 @@ from temporalio.client import Client
 
 from subscriber.act.consumer import EventConsumer
 from subscriber.act.dns import PowerDns, record_name
-from subscriber.act.signals import SignalReceipt, request_relocation
 from subscriber.act.workflows import RelocationWorkflow
 from subscriber.app.consumer import open_consumer
 from subscriber.app.lifecycle import running
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
-from subscriber.relocation import Placement, RelocationRequest, Status, workflow_id
+from subscriber.relocation import Placement, Status, workflow_id
 from subscriber.settings import PolicySettings, Settings
 from tests.support.events import POLICY, TOPOLOGY, crossing, location_event
 from tests.support.kafka import committed, create_topic, produce, produce_events, read_all
 from tests.support.ports import EDGE_ADDRESSES, edge_port
-from tests.support.relocation import running_worker, serve_from
+from tests.support.relocation import Recorder, running_worker, serve_from
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.stack
@@ -57,18 +56,6 @@ def consuming(
     if recorder is None:
         return running(open_consumer(settings, temporal=client))
     return running(open_consumer(settings, temporal=client, signal=recorder))
-
-
-class Recorder:
-    """The real signal-with-start, remembering every request Temporal accepted."""
-
-    def __init__(self) -> None:
-        self.accepted: list[RelocationRequest] = []
-
-    async def __call__(self, client: Client, queue: str, req: RelocationRequest) -> SignalReceipt:
-        receipt = await request_relocation(client, queue, req)
-        self.accepted.append(req)
-        return receipt
 
 
 def _registry(tmp_path: Path, entries: list[tuple[str, str, str]]) -> Path:
