@@ -21,6 +21,8 @@ answers with live in :mod:`subscriber.relocation`. See docs/relocation.md.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -140,6 +142,20 @@ def _error_text(exc: BaseException) -> str:
     if isinstance(cause, ApplicationError) and cause.type:
         return f"{cause.type}: {cause.message}"
     return str(cause) or type(cause).__name__
+
+
+@dataclass
+class _Move:
+    """One move in hand: what it is, and how far it got (what compensation must undo)."""
+
+    request: RelocationRequest
+    source: Placement | None
+    target: Placement
+    endpoint: Endpoint | None = None
+    deployed: bool = False
+    dns_changed: bool = False
+    dns_set: bool = False
+    dns_switched_at: datetime | None = None
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -329,6 +345,23 @@ class RelocationWorkflow:
             "relocation outcome %s", status.value, extra={"request_id": request.request_id}
         )
 
+    def _plan(self, move: _Move) -> list[tuple[Step, Callable[[_Move], Awaitable[None]]]]:
+        """The steps of ``move``, in order (:class:`Step` lists them all).
+
+        A new step is a :class:`Step` member, a method here, and, when a failure after it must
+        undo what it did, a flag on :class:`_Move` and a line in :meth:`_compensate`. Its
+        outcome's ``failed_step`` and ``step_ms`` then name it without more work.
+        """
+        steps: list[tuple[Step, Callable[[_Move], Awaitable[None]]]] = [
+            (Step.DEPLOY, self._deploy),
+            (Step.READINESS, self._wait_ready),
+            (Step.DNS, self._set_dns),
+            (Step.DNS_CONFIRM, self._confirm_dns),
+        ]
+        if move.source is not None:
+            steps.append((Step.REMOVE_SOURCE, self._remove_source))
+        return steps
+
     async def _move(self, request: RelocationRequest, received_at: datetime | None) -> None:
         source = self._placement or request.source
         target = request.target
@@ -344,66 +377,16 @@ class RelocationWorkflow:
             return
         self._in_flight = request
         self._marks = []
-        deployed = dns_changed = dns_set = False
-        dns_switched_at: datetime | None = None
-        app, instance = self._inp.app, self._inp.instance
+        move = _Move(request, source, target)
         try:
-            self._enter(Step.DEPLOY)
-            deployed = True
-            endpoint = await workflow.execute_activity(
-                Act.DEPLOY,
-                DeployInput(app=app, instance=instance, placement=target),
-                result_type=Endpoint,
-                start_to_close_timeout=timedelta(minutes=5),
-                heartbeat_timeout=_HEARTBEAT,
-                retry_policy=_RETRY,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
-            self._enter(Step.READINESS)
-            await workflow.execute_activity(
-                Act.WAIT_READY,
-                endpoint,
-                start_to_close_timeout=timedelta(minutes=15),
-                heartbeat_timeout=_HEARTBEAT,
-                retry_policy=_RETRY_POLL,
-            )
-            self._enter(Step.DNS)
-            change = DnsChange(app=app, instance=instance, addresses=(endpoint.placement.address,))
-            dns_changed = True
-            await workflow.execute_activity(
-                Act.SET_DNS,
-                change,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=_RETRY,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
-            dns_set = True
-            self._enter(Step.DNS_CONFIRM)
-            await workflow.execute_activity(
-                Act.CONFIRM_DNS,
-                change,
-                start_to_close_timeout=timedelta(minutes=2),
-                heartbeat_timeout=_HEARTBEAT,
-                retry_policy=_RETRY_POLL,
-            )
-            dns_switched_at = workflow.now()
-            if source is not None:
-                self._enter(Step.REMOVE_SOURCE)
-                await workflow.execute_activity(
-                    Act.REMOVE,
-                    RemoveInput(app=app, instance=instance, placement=source),
-                    start_to_close_timeout=timedelta(minutes=5),
-                    heartbeat_timeout=_HEARTBEAT,
-                    retry_policy=_RETRY,
-                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                )
+            for step, run in self._plan(move):
+                self._enter(step)
+                await run(move)
         except (ActivityError, asyncio.CancelledError) as exc:
             cancelled = is_cancelled_exception(exc)
             failed_step = self._step
             step_ms = self._step_ms()
-            done, errors, kept_target = await self._compensate(
-                source, target, deployed=deployed, dns_changed=dns_changed, dns_set=dns_set
-            )
+            done, errors, kept_target = await self._compensate(move)
             if kept_target:
                 self._placement = target
             self._record(
@@ -416,7 +399,7 @@ class RelocationWorkflow:
                 error=_error_text(exc),
                 compensated=tuple(done),
                 compensation_errors=tuple(errors),
-                dns_switched_at=dns_switched_at,
+                dns_switched_at=move.dns_switched_at,
                 step_ms=step_ms,
             )
             self._in_flight, self._step = None, None
@@ -434,8 +417,69 @@ class RelocationWorkflow:
             received_at=received_at,
             settled=self._pending is None,
             source=source,
-            dns_switched_at=dns_switched_at,
+            dns_switched_at=move.dns_switched_at,
             step_ms=step_ms,
+        )
+
+    async def _deploy(self, move: _Move) -> None:
+        move.deployed = True
+        move.endpoint = await workflow.execute_activity(
+            Act.DEPLOY,
+            DeployInput(app=self._inp.app, instance=self._inp.instance, placement=move.target),
+            result_type=Endpoint,
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=_HEARTBEAT,
+            retry_policy=_RETRY,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+
+    async def _wait_ready(self, move: _Move) -> None:
+        await workflow.execute_activity(
+            Act.WAIT_READY,
+            move.endpoint,
+            start_to_close_timeout=timedelta(minutes=15),
+            heartbeat_timeout=_HEARTBEAT,
+            retry_policy=_RETRY_POLL,
+        )
+
+    def _dns_change(self, move: _Move) -> DnsChange:
+        assert move.endpoint is not None
+        return DnsChange(
+            app=self._inp.app,
+            instance=self._inp.instance,
+            addresses=(move.endpoint.placement.address,),
+        )
+
+    async def _set_dns(self, move: _Move) -> None:
+        move.dns_changed = True
+        await workflow.execute_activity(
+            Act.SET_DNS,
+            self._dns_change(move),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_RETRY,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        move.dns_set = True
+
+    async def _confirm_dns(self, move: _Move) -> None:
+        await workflow.execute_activity(
+            Act.CONFIRM_DNS,
+            self._dns_change(move),
+            start_to_close_timeout=timedelta(minutes=2),
+            heartbeat_timeout=_HEARTBEAT,
+            retry_policy=_RETRY_POLL,
+        )
+        move.dns_switched_at = workflow.now()
+
+    async def _remove_source(self, move: _Move) -> None:
+        assert move.source is not None
+        await workflow.execute_activity(
+            Act.REMOVE,
+            RemoveInput(app=self._inp.app, instance=self._inp.instance, placement=move.source),
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=_HEARTBEAT,
+            retry_policy=_RETRY,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
 
     def _enter(self, step: Step) -> None:
@@ -449,17 +493,11 @@ class RelocationWorkflow:
             for (step, start), end in zip(self._marks, ends, strict=True)
         }
 
-    async def _compensate(
-        self,
-        source: Placement | None,
-        target: Placement,
-        *,
-        deployed: bool,
-        dns_changed: bool,
-        dns_set: bool = True,
-    ) -> tuple[list[str], list[str], bool]:
+    async def _compensate(self, move: _Move) -> tuple[list[str], list[str], bool]:
         """Undo a failed move in reverse; return what was undone, what failed, and whether the
         target had to be kept because the source no longer serves."""
+        source, target = move.source, move.target
+        deployed, dns_changed, dns_set = move.deployed, move.dns_changed, move.dns_set
         app, instance = self._inp.app, self._inp.instance
         done: list[str] = []
         errors: list[str] = []
