@@ -239,12 +239,15 @@ class RelocationSettings(_Group):
     """EMCO orchestrator API base URL."""
     emco_project: str = "proj1"
     """EMCO project."""
-    emco_composite_app: str = "edge-apps"
-    """EMCO composite app."""
-    emco_composite_app_version: str = "v1"
-    """EMCO composite app version."""
-    emco_deployment_intent_group: str = "edge-dig"
-    """EMCO deployment intent group."""
+    emco_composite_app_version: str = Field(
+        "v1",
+        description="Version of the EMCO composite apps: one per application, named like it, "
+        "each instance deployed by its own deployment intent group (docs/relocation.md).",
+    )
+    emco_composite_profile: str = "default"
+    """EMCO composite profile of those deployment intent groups."""
+    emco_logical_cloud: str = "default"
+    """EMCO logical cloud they deploy to."""
     emco_cluster_provider: str = "edge-provider"
     """EMCO cluster provider of the edge clusters."""
     emco_request_timeout_s: float = 10.0
