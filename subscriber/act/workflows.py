@@ -151,6 +151,7 @@ class _Move:
     request: RelocationRequest
     source: Placement | None
     target: Placement
+    reached: Placement
     endpoint: Endpoint | None = None
     deployed: bool = False
     dns_changed: bool = False
@@ -377,7 +378,7 @@ class RelocationWorkflow:
             return
         self._in_flight = request
         self._marks = []
-        move = _Move(request, source, target)
+        move = _Move(request, source, target, target)
         try:
             for step, run in self._plan(move):
                 self._enter(step)
@@ -388,7 +389,7 @@ class RelocationWorkflow:
             step_ms = self._step_ms()
             done, errors, kept_target = await self._compensate(move)
             if kept_target:
-                self._placement = target
+                self._placement = move.reached
             self._record(
                 request,
                 Status.CANCELLED if cancelled else Status.FAILED,
@@ -407,7 +408,7 @@ class RelocationWorkflow:
                 raise
             return
         step_ms = self._step_ms()
-        self._placement = target
+        self._placement = move.reached
         self._moves_completed += 1
         self._moves_this_run += 1
         self._in_flight, self._step = None, None
@@ -432,6 +433,10 @@ class RelocationWorkflow:
             retry_policy=_RETRY,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
+        # Where the instance really answers (a Kubernetes node port or load balancer address
+        # may differ from the topology's): a later DNS restore must point there.
+        if workflow.patched("placement-from-endpoint"):
+            move.reached = move.endpoint.placement
 
     async def _wait_ready(self, move: _Move) -> None:
         await workflow.execute_activity(

@@ -22,6 +22,7 @@ from subscriber.act.activities import DnsPort, OutcomesPort, RelocationActivitie
 from subscriber.act.dns import PowerDns
 from subscriber.act.orchestrator import Orchestrator
 from subscriber.act.outcomes import OutcomeWriter
+from subscriber.act.routing import RoutedOrchestrator
 from subscriber.act.signals import connect
 from subscriber.act.workflows import RelocationWorkflow
 from subscriber.app.lifecycle import run_until_stopped, traced
@@ -31,7 +32,22 @@ log = structlog.get_logger()
 
 
 async def open_orchestrator(settings: Settings, stack: AsyncExitStack) -> Orchestrator:
-    """The orchestrator adapter the settings name, entered on ``stack``."""
+    """The orchestrators the settings and the topology name, entered on ``stack``: one for the
+    topology's Kubernetes clusters, and ``relocation.orchestrator`` for every other cluster."""
+    default = await _open_default(settings, stack)
+    topology_file = settings.policy.topology_file
+    if topology_file is None:
+        return default
+    from subscriber.act.kubernetes import from_topology
+
+    kube = from_topology(topology_file, settings.relocation)
+    if not kube.clusters:
+        return default
+    await stack.enter_async_context(kube)
+    return RoutedOrchestrator(default, dict.fromkeys(kube.clusters, kube))
+
+
+async def _open_default(settings: Settings, stack: AsyncExitStack) -> Orchestrator:
     reloc = settings.relocation
     if reloc.orchestrator == "emco":
         from subscriber.act.emco import EmcoOrchestrator

@@ -60,6 +60,12 @@ def summarize(bundle: Bundle) -> str:
             f"  {c.id}: site {c.site}, zone {c.zone}, {c.state.value}, "
             f"load {util:.0%}, {c.apps_used}/{c.app_slots} apps"
         )
+        kube = topo.doc.clusters[list(topo.clusters).index(c.id)].kubernetes
+        if kube is not None:
+            lines.append(
+                f"    kubernetes: namespace {kube.namespace}, endpoint {kube.endpoint}, "
+                f"credentials from {'kubeconfig' if kube.kubeconfig else 'token_file and ca_file'}"
+            )
     lines.append(f"applications: {len(topo.apps)}")
     for app in topo.apps.values():
         best = []
@@ -84,6 +90,11 @@ def check(settings: Settings, options: PolicyCheckOptions) -> int:
     if topology_file is None:
         raise PolicyUnavailable("no topology file: give FILE or set policy.topology_file")
     bundle = read_bundle(topology_file, policy_file)
+    from subscriber.act.kubernetes import topology_problems
+
+    problems = topology_problems(bundle.topology.doc, topology_file)
+    if problems:
+        raise PolicyUnavailable("\n".join(f"{topology_file}: {p}" for p in problems))
     print(f"{topology_file}: valid" + (f", with {policy_file}" if policy_file else ""))
     print(summarize(bundle))
     return 0
