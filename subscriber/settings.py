@@ -272,6 +272,9 @@ class RelocationSettings(_Group):
     metrics_port: int | None = Field(
         None, description="Serve Prometheus metrics of 'subscriber worker' here (e.g. 9102)."
     )
+    probe_port: int | None = Field(
+        None, description="Serve /healthz and /readyz of 'subscriber worker' here (e.g. 9103)."
+    )
 
 
 class ActSettings(_Group):

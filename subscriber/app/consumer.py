@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
-from prometheus_client import start_http_server
 from temporalio.client import Client
 
 from subscriber.act.capacity import CapacityFeed
 from subscriber.act.consumer import EventConsumer, Signaller
 from subscriber.act.signals import connect, request_relocation
 from subscriber.app.lifecycle import run_until_stopped, traced
+from subscriber.app.probes import ProbeServer, Readiness
 from subscriber.decide.engine import InstancesHolder, PolicyHolder
 from subscriber.settings import Settings
 
@@ -59,6 +59,12 @@ async def open_consumer(
                 settings, policy=holder, instances=instances, temporal=temporal, signal=signal
             )
         )
+        port = settings.act.metrics_port
+        if port is not None:
+            # Decisions by reason, lag, records by outcome (subscriber.act.consumer); readiness.
+            await stack.enter_async_context(
+                ProbeServer(host="0.0.0.0", port=port, ready=_readiness(consumer))  # noqa: S104
+            )
         log.info(
             "consumer.started",
             topic=settings.kafka.events_topic,
@@ -70,11 +76,19 @@ async def open_consumer(
     log.info("consumer.stopped")
 
 
+def _readiness(consumer: EventConsumer) -> Readiness:
+    async def ready() -> str | None:
+        if consumer.ready:
+            return None
+        return (
+            "the consumer group has not yet assigned this member its partitions and restored them"
+        )
+
+    return ready
+
+
 async def main(settings: Settings) -> int:
-    """The CLI entry: SIGTERM or SIGINT finishes the batch in hand, commits, and exits."""
-    if settings.act.metrics_port is not None:
-        # Decisions by reason, consumer lag and records by outcome (subscriber.act.consumer).
-        start_http_server(settings.act.metrics_port)
+    """The CLI entry: SIGTERM or SIGINT finishes the records in hand, commits, and exits."""
     with traced(settings, "subscriber-consumer"):
         await run_until_stopped(open_consumer(settings))
     return 0

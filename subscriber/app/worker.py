@@ -26,6 +26,7 @@ from subscriber.act.routing import RoutedOrchestrator
 from subscriber.act.signals import connect
 from subscriber.act.workflows import RelocationWorkflow
 from subscriber.app.lifecycle import run_until_stopped, traced
+from subscriber.app.probes import ProbeServer, Readiness
 from subscriber.settings import Settings
 
 log = structlog.get_logger()
@@ -119,6 +120,21 @@ class RelocationWorker:
             log.info("worker.stopping", grace_s=self._s.shutdown_grace_s)
 
 
+def temporal_readiness(client: Client) -> Readiness:
+    """The worker's readiness: Temporal answers its gRPC health check within 2 s."""
+
+    async def ready() -> str | None:
+        try:
+            async with asyncio.timeout(2):
+                if await client.service_client.check_health():
+                    return None
+        except Exception as exc:  # any failure to answer is "not ready", said in words
+            return f"Temporal does not answer its health check: {type(exc).__name__}"
+        return "Temporal reports itself not serving"
+
+    return ready
+
+
 @asynccontextmanager
 async def open_worker(
     settings: Settings,
@@ -146,6 +162,15 @@ async def open_worker(
             await powerdns.ensure_zone()
             dns = powerdns
         outcomes = await stack.enter_async_context(OutcomeWriter(settings.kafka))
+        if settings.relocation.probe_port is not None:
+            await stack.enter_async_context(
+                ProbeServer(
+                    host="0.0.0.0",  # noqa: S104 - probed from outside the container
+                    port=settings.relocation.probe_port,
+                    ready=temporal_readiness(client),
+                    metrics=False,  # the Temporal runtime serves them (relocation.metrics_port)
+                )
+            )
         yield RelocationWorker(
             build_worker(client, settings, orchestrator=orchestrator, dns=dns, outcomes=outcomes),
             settings,
