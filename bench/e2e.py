@@ -48,6 +48,7 @@ from temporalio.client import Client
 import subscriber
 from bench.events import polled_report
 from bench.figures import machine, record
+from bench.names import isolated
 from subscriber.act.signals import SignalReceipt, connect, request_relocation
 from subscriber.act.workflows import RelocationInput, RelocationWorkflow
 from subscriber.app.consumer import open_consumer
@@ -129,19 +130,8 @@ async def measure(
     topology = work / f"topology-{run}.yaml"
     topology.write_text(_roomy(DATA / "topology.example.yaml"))
     k = base.kafka
-    settings = base.model_copy(
+    settings = isolated(base, f"bench-{run}").model_copy(
         update={
-            "kafka": k.model_copy(
-                update={
-                    "events_topic": f"bench-{run}.events",
-                    "decisions_topic": f"bench-{run}.decisions",
-                    "state_topic": f"bench-{run}.state",
-                    "outcomes_topic": f"bench-{run}.outcomes",
-                    "dead_letter_topic": f"bench-{run}.dead",
-                    "consumer_group": f"bench-{run}",
-                }
-            ),
-            "temporal": base.temporal.model_copy(update={"task_queue": f"bench-{run}"}),
             "policy": PolicySettings(topology_file=topology, policy_file=policy),
             "act": base.act.model_copy(update={"instances_file": registry}),
         }

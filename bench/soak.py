@@ -35,6 +35,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import subscriber
 from bench.figures import machine, record
+from bench.names import isolated
 from subscriber.settings import LogSettings, PolicySettings, Settings, StackSettings, to_env
 from subscriber.stack import settings_for, up
 from subscriber.stack.procs import free_port
@@ -110,18 +111,8 @@ async def soak(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     port = free_port()
     k = base.kafka
-    settings = base.model_copy(
+    settings = isolated(base, f"soak-{run}").model_copy(
         update={
-            "kafka": k.model_copy(
-                update={
-                    "events_topic": f"soak-{run}.events",
-                    "decisions_topic": f"soak-{run}.decisions",
-                    "state_topic": f"soak-{run}.state",
-                    "outcomes_topic": f"soak-{run}.outcomes",
-                    "dead_letter_topic": f"soak-{run}.dead",
-                    "consumer_group": f"soak-{run}",
-                }
-            ),
             "policy": PolicySettings(
                 topology_file=DATA / "topology.example.yaml",
                 policy_file=DATA / "policy.example.yaml",

@@ -131,6 +131,18 @@ def _noop() -> None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Send:
+    """One record for the producer, and what to do once the broker acknowledged it."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    partition: int | None
+    headers: list[tuple[str, bytes]]
+    then: Callable[[], None]
+
+
 class Outbox:
     """Sends to Kafka that are retried until acknowledged, then call back.
 
@@ -140,7 +152,7 @@ class Outbox:
 
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self._producer = producer
-        self._retrying: dict[asyncio.Task[None], tuple[str, int | None]] = {}
+        self._retrying: dict[asyncio.Task[None], _Send] = {}
 
     async def send(
         self,
@@ -153,12 +165,13 @@ class Outbox:
         then: Callable[[], None] = _noop,
     ) -> None:
         """Hand a record to the producer; ``then`` runs once the broker acknowledged it."""
+        send = _Send(topic, value, key, partition, list(headers or []), then)
         try:
             future = await self._producer.send(
-                topic, value, key=key, partition=partition, headers=list(headers or [])
+                topic, value, key=key, partition=partition, headers=send.headers
             )
         except KafkaError as exc:
-            self._retry(topic, value, key, partition, headers, then, exc)
+            self._retry(send, exc)
             return
 
         def acked(f: asyncio.Future[Any]) -> None:
@@ -168,53 +181,44 @@ class Outbox:
             if exc is None:
                 then()
             else:
-                self._retry(topic, value, key, partition, headers, then, exc)
+                self._retry(send, exc)
 
         future.add_done_callback(acked)
 
-    def _retry(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        partition: int | None,
-        headers: Headers | None,
-        then: Callable[[], None],
-        exc: BaseException,
-    ) -> None:
-        log.warning("consumer.send_retry", topic=topic, error=type(exc).__name__)
-        task = asyncio.create_task(self._again(topic, value, key, partition, headers, then))
-        self._retrying[task] = (topic, partition)
+    def _retry(self, send: _Send, exc: BaseException) -> None:
+        log.warning("consumer.send_retry", topic=send.topic, error=type(exc).__name__)
+        task = asyncio.create_task(self._again(send))
+        self._retrying[task] = send
         task.add_done_callback(lambda t: self._retrying.pop(t, None))
 
-    async def _again(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        partition: int | None,
-        headers: Headers | None,
-        then: Callable[[], None],
-    ) -> None:
+    async def _again(self, send: _Send) -> None:
         delay = _RETRY_FIRST_S
         while True:
             await asyncio.sleep(delay)
             try:
                 await self._producer.send_and_wait(
-                    topic, value, key=key, partition=partition, headers=list(headers or [])
+                    send.topic,
+                    send.value,
+                    key=send.key,
+                    partition=send.partition,
+                    headers=send.headers,
                 )
             except KafkaError as exc:
-                log.warning("consumer.send_retry", topic=topic, error=type(exc).__name__)
+                log.warning("consumer.send_retry", topic=send.topic, error=type(exc).__name__)
                 delay = min(delay * 2, _RETRY_MAX_S)
                 continue
-            then()
+            send.then()
             return
 
     async def drop(self, topic: str, partitions: set[int]) -> None:
         """Give up retrying sends to ``partitions`` of ``topic``: another member owns them now,
         and a late write of ours would land after its own."""
         await self._cancel(
-            [t for t, (tt, p) in self._retrying.items() if tt == topic and p in partitions]
+            [
+                task
+                for task, send in self._retrying.items()
+                if send.topic == topic and send.partition in partitions
+            ]
         )
 
     async def close(self) -> None:

@@ -72,7 +72,45 @@ def _stat(path: Path | None) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-class PolicyHolder:
+class _Reloading:
+    """Reloads what a holder keeps every ``interval_s`` while entered; a failed reload keeps the
+    running version (a bug in a reload must not end the reloads)."""
+
+    _what = "policy"
+    _task: asyncio.Task[None] | None = None
+
+    def _interval_s(self) -> float:
+        raise NotImplementedError
+
+    async def reload(self) -> bool:
+        """Load what changed; True when the running version was replaced."""
+        raise NotImplementedError
+
+    def _start_watching(self) -> None:
+        self._task = asyncio.create_task(self._watch(), name=f"{self._what}-reload")
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s())
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("reload failed, keeping the running version", what=self._what)
+
+
+class PolicyHolder(_Reloading):
     """The running bundle, reloaded from its files while the daemon runs.
 
     Use as an async context manager: entering loads the files (and fails if they are invalid),
@@ -93,7 +131,6 @@ class PolicyHolder:
         self._readings: Mapping[str, ClusterReading] = {}
         self._stats: tuple[object, object] | None = None
         self._digest: str | None = None
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def bundle(self) -> Bundle:
@@ -110,28 +147,11 @@ class PolicyHolder:
         if self._settings.topology_file is None:
             raise PolicyUnavailable("settings.policy.topology_file is not set")
         await self.reload()
-        self._task = asyncio.create_task(self._watch(), name="policy-reload")
+        self._start_watching()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.reload_interval_s)
-            try:
-                await self.reload()
-            except Exception:  # the running version stays valid; a reload bug must not end reloads
-                log.exception("policy reload failed, keeping the running version")
+    def _interval_s(self) -> float:
+        return self._settings.reload_interval_s
 
     async def reload(self) -> bool:
         """Load the files if they changed; returns whether the running bundle was replaced.
@@ -208,7 +228,7 @@ class PolicyHolder:
         return True
 
 
-class InstancesHolder:
+class InstancesHolder(_Reloading):
     """The running instances registry, reloaded from its file while the daemon runs.
 
     Entering loads the file (and fails if it is invalid); it is then checked every
@@ -225,38 +245,22 @@ class InstancesHolder:
     def __init__(self, path: Path | None, *, policy: PolicyHolder, interval_s: float) -> None:
         self._path = path
         self._policy = policy
-        self._interval_s = interval_s
+        self._interval = interval_s
         self._stat: tuple[int, int] | None = None
-        self._task: asyncio.Task[None] | None = None
         self.current = Instances({})
+
+    _what = "instances"
 
     async def __aenter__(self) -> InstancesHolder:
         if self._path is not None:
-            self.reload()
-            self._task = asyncio.create_task(self._watch(), name="instances-reload")
+            await self.reload()
+            self._start_watching()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    def _interval_s(self) -> float:
+        return self._interval
 
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                self.reload()
-            except Exception:  # the running registry stays valid; a bug must not end reloads
-                log.exception("instances reload failed, keeping the running registry")
-
-    def reload(self) -> bool:
+    async def reload(self) -> bool:
         """Load the file if it changed; returns whether the registry was replaced.
 
         Raises:
