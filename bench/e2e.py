@@ -1,13 +1,16 @@
 """End to end: location change -> decision -> Temporal signal accepted, at fixed offered rates.
 
 A producer sends location reports onto the real Kafka events topic at a fixed rate; the real
-consumer (policy engine with the example policy, audit topic, changelog, signal-with-start on the
-real Temporal dev server) handles them. Each UE switches between tower 1 and tower 2 every eight
+consumer, ``subscriber consume`` in its own process as deployed (policy engine with the example
+policy, audit topic, changelog, signals to the real Temporal dev server), handles them. Each UE
+switches between tower 1 and tower 2 every eight
 reports, so the policy sees dwell, cooldown and ping-pong at work and some reports lead to a
 relocation. Two latencies, from the moment the report was handed to the producer:
 
-* decision: until the decision is acknowledged on the audit topic (every report);
-* signal: until Temporal accepted the relocation signal (reports that lead to a move).
+* decision: until the broker appended the decision to the audit topic (its LogAppendTime, ms;
+  every report);
+* signal: until Temporal recorded the relocation signal (the event time of the signal in the
+  workflow's history; reports that lead to a move).
 
 No worker runs: moves are recorded, not executed, which is what this measures. Each instance's
 workflow is started before the clock starts, as in a running deployment, where an instance's
@@ -20,7 +23,7 @@ against capacity at once, and with no worker nothing completes to give it back.
 Each result line ends with the machine's load average before and after the run: the machine is
 shared, and a figure taken under load says so.
 
-Run: ``.venv/bin/python -m bench.e2e [--rates 100 1000] [--seconds 10]``. Uses the stack named
+Run: ``.venv/bin/python -m bench.e2e [--rates 300 1000 2000] [--seconds 10]``. Uses the stack named
 by ``SUBSCRIBER_STACK__DIR`` (default ~/.cache/subscriber/stack), starting it if needed.
 """
 
@@ -32,9 +35,14 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,15 +57,14 @@ import subscriber
 from bench.events import polled_report
 from bench.figures import machine, record
 from bench.names import isolated
-from subscriber.act.signals import SignalReceipt, connect, request_relocation
+from subscriber.act.signals import connect
 from subscriber.act.workflows import RelocationInput, RelocationWorkflow
-from subscriber.app.consumer import open_consumer
-from subscriber.app.lifecycle import running
 from subscriber.events import LocationEvent
 from subscriber.logs import configure_logging
 from subscriber.relocation import Placement, RelocationRequest, workflow_id
-from subscriber.settings import LogSettings, PolicySettings, Settings, StackSettings
+from subscriber.settings import LogSettings, PolicySettings, Settings, StackSettings, to_env
 from subscriber.stack import settings_for, up
+from subscriber.stack.procs import free_port
 
 DATA = Path(subscriber.__file__).parent / "data"
 TOWERS = [("000001", "000000010"), ("000002", "000000020")]
@@ -90,8 +97,13 @@ async def _topics(settings: Settings, partitions: int) -> None:
     await admin.start()
     try:
         k = settings.kafka
+        # The broker stamps each decision with the time it appended it: "decision recorded".
+        recorded = {"message.timestamp.type": "LogAppendTime"}
         await admin.create_topics(
-            [NewTopic(t, partitions, 1) for t in (k.events_topic, k.decisions_topic)]
+            [
+                NewTopic(k.events_topic, partitions, 1),
+                NewTopic(k.decisions_topic, partitions, 1, topic_configs=recorded),
+            ]
         )
     finally:
         await admin.close()
@@ -111,6 +123,86 @@ async def _start_workflows(client: Client, queue: str, run: str, ues: int) -> No
             )
 
     await asyncio.gather(*(start(i) for i in range(ues)))
+
+
+@contextlib.contextmanager
+def _consumer_process(settings: Settings) -> Iterator[int]:
+    """``subscriber consume`` as its own process, as deployed; yields its probe port."""
+    port = free_port()
+    settings = settings.model_copy(
+        update={
+            "act": settings.act.model_copy(update={"metrics_port": port}),
+            "log": LogSettings(level="warning", format="json"),
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "subscriber", "consume"],
+        env={**os.environ, **to_env(settings)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def _scrape(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except OSError:
+        return 0, ""
+
+
+async def _until_ready(port: int) -> None:
+    """The consumer owns its partitions and has restored them."""
+    async with asyncio.timeout(60):
+        while (await asyncio.to_thread(_scrape, port, "/readyz"))[0] != 200:  # noqa: ASYNC110 - another process
+            await asyncio.sleep(0.1)
+
+
+async def _signals_drained(port: int) -> None:
+    """Every decided move was accepted by Temporal (the consumer's own gauge says so)."""
+    async with asyncio.timeout(120):
+        while True:
+            _, text = await asyncio.to_thread(_scrape, port, "/metrics")
+            waiting = [
+                line for line in text.splitlines() if line.startswith("subscriber_signals_waiting ")
+            ]
+            if waiting and float(waiting[0].split()[1]) == 0:
+                return
+            await asyncio.sleep(0.2)
+
+
+async def _signal_latencies(
+    client: Client, run: str, ues: int, sent_at: dict[str, float]
+) -> list[float]:
+    """Report -> signal accepted: when Temporal recorded each relocate signal (its history's event
+    time), from when the report that caused it was handed to the producer."""
+    out: list[float] = []
+    slots = asyncio.Semaphore(16)
+
+    async def one(i: int) -> None:
+        handle = client.get_workflow_handle(workflow_id("video-analytics", f"b{run}{i}"))
+        async with slots:
+            async for event in handle.fetch_history_events():
+                if not event.HasField("workflow_execution_signaled_event_attributes"):
+                    continue
+                attrs = event.workflow_execution_signaled_event_attributes
+                (request,) = await client.data_converter.decode(
+                    attrs.input.payloads, [RelocationRequest]
+                )
+                started = sent_at.get(request.event_id)
+                if started is not None:
+                    accepted = event.event_time.seconds + event.event_time.nanos / 1e9
+                    out.append((accepted - started) * 1000)
+
+    await asyncio.gather(*(one(i) for i in range(ues)))
+    return out
 
 
 async def measure(
@@ -138,17 +230,9 @@ async def measure(
     )
     await _topics(settings, partitions=4)
     sent_at: dict[str, float] = {}
-    signal_ms: list[float] = []
     decision_ms: list[float] = []
     total = int(rate * seconds)
     all_decided = asyncio.Event()
-
-    async def signal(client: Any, queue: str, req: RelocationRequest) -> SignalReceipt:
-        receipt = await request_relocation(client, queue, req)
-        started = sent_at.get(req.event_id)
-        if started is not None:
-            signal_ms.append((time.perf_counter() - started) * 1000)
-        return receipt
 
     async def audit_reader() -> None:
         reader = AIOKafkaConsumer(
@@ -162,7 +246,7 @@ async def measure(
             async for msg in reader:
                 started = sent_at.get(orjson.loads(msg.value)["event_id"])
                 if started is not None:
-                    decision_ms.append((time.perf_counter() - started) * 1000)
+                    decision_ms.append(msg.timestamp - started * 1000)
                     if len(decision_ms) >= total:
                         all_decided.set()
         finally:
@@ -171,14 +255,16 @@ async def measure(
     client = await connect(settings.temporal)
     await _start_workflows(client, settings.temporal.task_queue, run, ues)
     load_before = os.getloadavg()[0]
-    async with running(open_consumer(settings, temporal=client, signal=signal)) as consumer:
+    with _consumer_process(settings) as port:
+        await _until_ready(port)
         reading = asyncio.create_task(audit_reader())
-        # Let the group form and restore its partitions before the clock starts.
-        async with asyncio.timeout(60):
-            while len(consumer.records) < 4:  # noqa: ASYNC110 - polling a plain dict
-                await asyncio.sleep(0.05)
+        # As the receiver's publisher sends: batched for kafka.linger_ms, compressed alike.
         producer = AIOKafkaProducer(
-            bootstrap_servers=k.bootstrap_servers, enable_idempotence=True, acks="all"
+            bootstrap_servers=k.bootstrap_servers,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=k.linger_ms,
+            compression_type=None if k.compression == "none" else k.compression,
         )
         await producer.start()
         try:
@@ -188,7 +274,7 @@ async def measure(
                 if delay > 0:
                     await asyncio.sleep(delay)
                 event = _event(f"ue{run}{n % ues}", n % ues, n // ues + 1)
-                sent_at[event.event_id] = time.perf_counter()
+                sent_at[event.event_id] = time.time()
                 await producer.send(
                     settings.kafka.events_topic,
                     orjson.dumps(event.model_dump(mode="json", exclude_none=True)),
@@ -198,11 +284,13 @@ async def measure(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_decided.wait(), timeout=120)
             drained_s = time.perf_counter() - start
+            await _signals_drained(port)
         finally:
             await producer.stop()
             reading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reading
+    signal_ms = await _signal_latencies(client, run, ues, sent_at)
 
     def figures(values: list[float]) -> dict[str, float | None]:
         if not values:

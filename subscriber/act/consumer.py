@@ -105,6 +105,8 @@ Signaller = Callable[[Client, str, RelocationRequest], Awaitable[SignalReceipt]]
 _RESTORE_RETRY_S = 1.0
 _EXPIRE_EVERY_S = 1.0
 _EXPIRE_BATCH = 20_000
+_YIELD_EVERY = 16
+_MAX_BATCH_BYTES = 1 << 20
 
 
 async def _partition_count(admin: AIOKafkaAdminClient, topic: str) -> int:
@@ -194,6 +196,11 @@ class EventConsumer:
             acks="all",
             compression_type=None if kafka.compression == "none" else kafka.compression,
             linger_ms=kafka.linger_ms,
+            # Every decision of an app goes to one partition (keyed by app), and a full batch
+            # makes send() wait for the one in flight: aiokafka's 16 KiB (a dozen decisions)
+            # held the whole event path to the broker's round trip.
+            max_batch_size=_MAX_BATCH_BYTES,
+            request_timeout_ms=kafka.request_timeout_ms,
         )
         await self._producer.start()
         self._outbox = Outbox(self._producer)
@@ -428,10 +435,16 @@ class EventConsumer:
         await self.ensure_restored(sorted({tp.partition for tp in batch}))
         outcomes = self._s.kafka.outcomes_topic
         generation = self._generation
+        handled = 0
         for tp, msgs in batch.items():
             for msg in msgs:
                 if self._generation != generation:
                     return  # a rebalance meanwhile: the partitions' owner reads these again
+                handled += 1
+                if handled % _YIELD_EVERY == 0:
+                    # Sends are only queued while records are handled: let the producer put
+                    # the first decisions on the wire before the rest of a large batch is done.
+                    await asyncio.sleep(0)
                 work = Work(self._marks.add(tp, msg.offset))
                 structlog.contextvars.bind_contextvars(
                     topic=tp.topic, partition=tp.partition, offset=msg.offset
