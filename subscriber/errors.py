@@ -34,6 +34,13 @@ class InvalidCallback(SubscriberError):
         self.invalid_params = tuple(invalid_params)
 
 
+class ForeignCallback(InvalidCallback):
+    """Raised when a well-formed callback body names another subscription than its URI.
+
+    The receiver answers 400 (``invalidParams`` names the field) and publishes nothing.
+    """
+
+
 class UndecodableEvent(SubscriberError):
     """Raised when a Kafka record cannot be decoded into a known event."""
 
@@ -81,3 +88,16 @@ class StackError(SubscriberError):
 
     The message says how to fix it; the CLI prints it without a traceback.
     """
+
+
+class RequestRejected(SubscriberError):
+    """Raised when a request to one of our HTTP APIs (the MEC 021 AMS) cannot be carried out.
+
+    ``status`` is the HTTP status of the ProblemDetails answer; ``title`` its short summary.
+    """
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail

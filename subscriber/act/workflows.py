@@ -33,6 +33,8 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ConfigDict, Field
 
+    from subscriber.act.context import PATCH as CONTEXT_PATCH
+    from subscriber.act.context import ContextTransfer
     from subscriber.relocation import (
         Endpoint,
         Label,
@@ -154,9 +156,23 @@ class _Move:
     reached: Placement
     endpoint: Endpoint | None = None
     deployed: bool = False
+    transfer: ContextTransfer | None = None
+    context: str | None = None
     dns_changed: bool = False
     dns_set: bool = False
     dns_switched_at: datetime | None = None
+
+
+_StepPlan = tuple[Step, Callable[[_Move], Awaitable[None]], Callable[[_Move], bool] | None]
+
+
+def _has_source(move: _Move) -> bool:
+    return move.source is not None
+
+
+def _transfers_context(move: _Move) -> bool:
+    # Asked after readiness, where the histories recorded since the step exists have its marker.
+    return move.source is not None and workflow.patched(CONTEXT_PATCH)
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -346,22 +362,24 @@ class RelocationWorkflow:
             "relocation outcome %s", status.value, extra={"request_id": request.request_id}
         )
 
-    def _plan(self, move: _Move) -> list[tuple[Step, Callable[[_Move], Awaitable[None]]]]:
-        """The steps of ``move``, in order (:class:`Step` lists them all).
+    def _plan(self, move: _Move) -> list[_StepPlan]:
+        """The steps of ``move``, in order (:class:`Step` lists them all), each with, when it
+        does not always apply, what says whether it does.
 
-        A new step is a :class:`Step` member, a method here, and, when a failure after it must
+        A new step is a :class:`Step` member, a method here and, when a failure after it must
         undo what it did, a flag on :class:`_Move` and a line in :meth:`_compensate`. Its
-        outcome's ``failed_step`` and ``step_ms`` then name it without more work.
+        outcome's ``failed_step`` and ``step_ms`` then name it without more work. A step added to
+        a running deployment asks :func:`workflow.patched` in its predicate, so the histories
+        recorded before it still replay.
         """
-        steps: list[tuple[Step, Callable[[_Move], Awaitable[None]]]] = [
-            (Step.DEPLOY, self._deploy),
-            (Step.READINESS, self._wait_ready),
-            (Step.DNS, self._set_dns),
-            (Step.DNS_CONFIRM, self._confirm_dns),
+        return [
+            (Step.DEPLOY, self._deploy, None),
+            (Step.READINESS, self._wait_ready, None),
+            (Step.CONTEXT_TRANSFER, self._transfer_context, _transfers_context),
+            (Step.DNS, self._set_dns, None),
+            (Step.DNS_CONFIRM, self._confirm_dns, None),
+            (Step.REMOVE_SOURCE, self._remove_source, _has_source),
         ]
-        if move.source is not None:
-            steps.append((Step.REMOVE_SOURCE, self._remove_source))
-        return steps
 
     async def _move(self, request: RelocationRequest, received_at: datetime | None) -> None:
         source = self._placement or request.source
@@ -380,14 +398,23 @@ class RelocationWorkflow:
         self._marks = []
         move = _Move(request, source, target, target)
         try:
-            for step, run in self._plan(move):
+            for step, run, applies in self._plan(move):
+                # Whether a step applies is asked when its turn comes, not before: a patch
+                # check must stay where it was in the histories recorded so far.
+                if applies is not None and not applies(move):
+                    continue
                 self._enter(step)
                 await run(move)
         except (ActivityError, asyncio.CancelledError) as exc:
             cancelled = is_cancelled_exception(exc)
             failed_step = self._step
             step_ms = self._step_ms()
+            transfer = move.transfer
+            if transfer is not None and transfer.started:
+                await transfer.failed()
             done, errors, kept_target = await self._compensate(move)
+            if transfer is not None and transfer.started and source is not None:
+                await transfer.forget(source.cluster if kept_target else target.cluster)
             if kept_target:
                 self._placement = move.reached
             self._record(
@@ -402,6 +429,7 @@ class RelocationWorkflow:
                 compensation_errors=tuple(errors),
                 dns_switched_at=move.dns_switched_at,
                 step_ms=step_ms,
+                context=move.context,
             )
             self._in_flight, self._step = None, None
             if cancelled:
@@ -420,6 +448,7 @@ class RelocationWorkflow:
             source=source,
             dns_switched_at=move.dns_switched_at,
             step_ms=step_ms,
+            context=move.context,
         )
 
     async def _deploy(self, move: _Move) -> None:
@@ -455,6 +484,12 @@ class RelocationWorkflow:
             addresses=(move.endpoint.placement.address,),
         )
 
+    async def _transfer_context(self, move: _Move) -> None:
+        assert move.source is not None
+        assert move.endpoint is not None
+        move.transfer = ContextTransfer(move.request, move.source, move.endpoint.placement)
+        move.context = await move.transfer.run()
+
     async def _set_dns(self, move: _Move) -> None:
         move.dns_changed = True
         await workflow.execute_activity(
@@ -475,6 +510,8 @@ class RelocationWorkflow:
             retry_policy=_RETRY_POLL,
         )
         move.dns_switched_at = workflow.now()
+        if move.transfer is not None:
+            await move.transfer.completed()
 
     async def _remove_source(self, move: _Move) -> None:
         assert move.source is not None
@@ -486,6 +523,8 @@ class RelocationWorkflow:
             retry_policy=_RETRY,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
+        if move.transfer is not None:
+            await move.transfer.forget(move.source.cluster)
 
     def _enter(self, step: Step) -> None:
         self._step = step

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
+from aiokafka.errors import KafkaError
 from temporalio.client import Client
 
 from subscriber.act.capacity import CapacityFeed
@@ -14,6 +15,8 @@ from subscriber.act.signals import connect, request_relocation
 from subscriber.app.lifecycle import run_until_stopped, traced
 from subscriber.app.probes import ProbeServer, Readiness
 from subscriber.decide.engine import InstancesHolder, PolicyHolder
+from subscriber.errors import SubscriberError
+from subscriber.logs import require_pseudonym_key
 from subscriber.settings import Settings
 
 log = structlog.get_logger()
@@ -54,11 +57,17 @@ async def open_consumer(
         )
         if temporal is None:
             temporal = await connect(settings.temporal, lazy=True)
-        consumer = await stack.enter_async_context(
-            EventConsumer(
-                settings, policy=holder, instances=instances, temporal=temporal, signal=signal
+        try:
+            consumer = await stack.enter_async_context(
+                EventConsumer(
+                    settings, policy=holder, instances=instances, temporal=temporal, signal=signal
+                )
             )
-        )
+        except KafkaError as exc:  # one line for the user, not aiokafka's traceback
+            raise SubscriberError(
+                f"Kafka at {settings.kafka.bootstrap_servers} cannot be reached "
+                f"({type(exc).__name__})"
+            ) from exc
         port = settings.act.metrics_port
         if port is not None:
             # Decisions by reason, lag, records by outcome (subscriber.act.consumer); readiness.
@@ -89,6 +98,7 @@ def _readiness(consumer: EventConsumer) -> Readiness:
 
 async def main(settings: Settings) -> int:
     """The CLI entry: SIGTERM or SIGINT finishes the records in hand, commits, and exits."""
+    require_pseudonym_key(settings.log)
     with traced(settings, "subscriber-consumer"):
         await run_until_stopped(open_consumer(settings))
     return 0

@@ -48,7 +48,7 @@ from subscriber.decide.policy import (
 from subscriber.decide.state import UeState, decode_state, encode_state
 from subscriber.errors import UndecodableEvent
 from subscriber.events import LocationEvent
-from subscriber.relocation import OutcomeReport, Placement, RelocationRequest
+from subscriber.relocation import ContextPolicy, OutcomeReport, Placement, RelocationRequest
 
 RECORD_FORMAT = 1
 DEFAULT_MAX_SKEW_S = 60.0
@@ -330,6 +330,7 @@ def _requests(
                     policy_version=decision.version,
                     reasons=(decision.reason.value,),
                     partition=partition,
+                    context_policy=_context_policy(bundle, inst.app),
                 )
             except ValidationError as exc:
                 raise UndecodableEvent(
@@ -501,6 +502,11 @@ def quiet_remainder(record: UeRecord, instances: Sequence[InstanceDoc]) -> UeRec
     if not placements and not record.unconfirmed:
         return None
     return UeRecord(placements=placements, unconfirmed=record.unconfirmed)
+
+
+def _context_policy(bundle: Bundle, app: str) -> ContextPolicy | None:
+    spec = bundle.topology.apps.get(app)
+    return spec.context if spec is not None else None
 
 
 def confirm(record: UeRecord, key: str, actual_cluster: str | None) -> UeRecord:

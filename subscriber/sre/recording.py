@@ -36,6 +36,7 @@ import gzip
 import io
 import os
 import shutil
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -261,16 +262,27 @@ class Recording:
             raise BadRecording(f"{path}: neither a recording nor a receiver capture file")
 
     def __iter__(self) -> Iterator[Item]:
-        if self._first is not None:
-            yield capture_item(self._first)
-            self._first = None
+        count = 0
+        try:
+            if self._first is not None:
+                yield capture_item(self._first)
+                count += 1
+                self._first = None
+                for line in self._file:
+                    if line.strip():
+                        yield capture_item(orjson.loads(line))
+                        count += 1
+                return
             for line in self._file:
                 if line.strip():
-                    yield capture_item(orjson.loads(line))
-            return
-        for line in self._file:
-            if line.strip():
-                yield parse_item(line)
+                    yield parse_item(line)
+                    count += 1
+        except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            raise BadRecording(
+                f"{self.path}: the file ends or breaks after {count} items (truncated?)"
+            ) from exc
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise BadRecording(f"{self.path}: item {count + 1} is not a recording line") from exc
 
     def close(self) -> None:
         """Close the file."""
