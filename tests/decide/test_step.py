@@ -26,7 +26,7 @@ from subscriber.decide.step import (
     reserve,
 )
 from subscriber.errors import PolicyUnavailable, UndecodableEvent
-from subscriber.events import LocationEvent
+from subscriber.events import EVENT_ID_MAX, LocationEvent
 from subscriber.relocation import MoveOutcome, OutcomeReport, Status
 from tests.support.events import POLICY, TOPOLOGY, crossing, location_event
 
@@ -235,6 +235,26 @@ def test_an_id_too_long_for_a_request_raises_our_error() -> None:
     long = events[moving].model_copy(update={"event_id": "x" * 250})
     with pytest.raises(UndecodableEvent, match="request_id"):
         handle_event(long, record, [INSTANCE], BUNDLE, ue_alias="~a", app_port=8080, dedup_window=8)
+
+
+def test_the_longest_valid_event_id_makes_a_request_for_the_longest_instance() -> None:
+    """An event id at the contract's limit (EVENT_ID_MAX), for an instance name at the DNS
+    label limit, still makes a request: no event the published schema accepts is dead-lettered
+    for the length of its id."""
+    events = crossing()
+    longest = InstanceDoc(ue=INSTANCE.ue, app=INSTANCE.app, instance="i" * 63, cluster="edge-1")
+    record = None
+    requests = []
+    for n, event in enumerate(events):
+        event = event.model_copy(update={"event_id": f"{n:0{EVENT_ID_MAX}d}"})
+        h = handle_event(
+            event, record, [longest], BUNDLE, ue_alias="~a", app_port=8080, dedup_window=8
+        )
+        record = h.record
+        requests += h.requests
+    (request,) = requests
+    assert len(request.event_id) == EVENT_ID_MAX
+    assert len(request.request_id) > EVENT_ID_MAX + 63
 
 
 def _move(record: UeRecord) -> tuple[str, float, str]:
