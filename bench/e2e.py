@@ -56,7 +56,7 @@ from temporalio.client import Client
 import subscriber
 from bench.events import polled_report
 from bench.figures import machine, record
-from bench.names import isolated
+from bench.names import child_log, isolated
 from subscriber.act.signals import connect
 from subscriber.act.workflows import RelocationInput, RelocationWorkflow
 from subscriber.events import LocationEvent
@@ -132,7 +132,7 @@ def _consumer_process(settings: Settings) -> Iterator[int]:
     settings = settings.model_copy(
         update={
             "act": settings.act.model_copy(update={"metrics_port": port}),
-            "log": LogSettings(level="warning", format="json"),
+            "log": child_log(),
         }
     )
     proc = subprocess.Popen(

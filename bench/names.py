@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from subscriber.settings import Settings
+import secrets
+
+from subscriber.settings import LogSettings, Settings
 
 
 def isolated(base: Settings, prefix: str) -> Settings:
@@ -22,3 +24,9 @@ def isolated(base: Settings, prefix: str) -> Settings:
             "temporal": base.temporal.model_copy(update={"task_queue": prefix}),
         }
     )
+
+
+def child_log() -> LogSettings:
+    """Log settings for a process a benchmark starts: warnings only, JSON lines, and a fresh
+    pseudonym key (``serve``, ``track`` and ``consume`` refuse to start without a real one)."""
+    return LogSettings(level="warning", format="json", pseudonym_key=secrets.token_hex(16))

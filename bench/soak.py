@@ -35,8 +35,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import subscriber
 from bench.figures import machine, record
-from bench.names import isolated
-from subscriber.settings import LogSettings, PolicySettings, Settings, StackSettings, to_env
+from bench.names import child_log, isolated
+from subscriber.settings import PolicySettings, Settings, StackSettings, to_env
 from subscriber.stack import settings_for, up
 from subscriber.stack.procs import free_port
 
@@ -118,7 +118,7 @@ async def soak(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
                 policy_file=DATA / "policy.example.yaml",
             ),
             "act": base.act.model_copy(update={"ue_ttl_s": args.ttl, "metrics_port": port}),
-            "log": LogSettings(level="warning", format="json"),
+            "log": child_log(),
         }
     )
     admin = AIOKafkaAdminClient(bootstrap_servers=k.bootstrap_servers)
