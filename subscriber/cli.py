@@ -149,7 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--end", help="ISO time, or +S seconds after the recording's start.")
     rep.add_argument("--ue", action="append", help="Only this UE key (repeatable).")
     rep.add_argument("--loop", type=int, default=1, help="Play the recording N times.")
-    rep.add_argument("--concurrency", type=int, default=32, help="UEs sent at once (receiver).")
+    rep.add_argument(
+        "--concurrency", type=int, default=256, help="Requests (so UEs) in flight (receiver)."
+    )
+    rep.add_argument("--connections", type=int, default=4, help="h2c connections (receiver).")
     rep.add_argument("--json", type=Path, help="Also write the summary as JSON here.")
     rep.add_argument("--no-progress", action="store_true", help="No progress bar.")
 
