@@ -23,7 +23,7 @@ from subscriber.act.activities import DnsPort, RelocationActivities
 from subscriber.act.dns import PowerDns
 from subscriber.act.orchestrator import Orchestrator
 from subscriber.act.signals import connect
-from subscriber.act.workflows import RelocationWorkflow
+from subscriber.act.workflows import STEP_BUCKETS_S, STEPS_METRIC, RelocationWorkflow
 from subscriber.settings import Settings
 from subscriber.tracing import configure_tracing, shutdown_tracing
 
@@ -47,7 +47,8 @@ async def open_orchestrator(settings: Settings, stack: AsyncExitStack) -> Orches
 def metrics_runtime(settings: Settings) -> Runtime | None:
     """A Temporal runtime serving Prometheus metrics on ``relocation.metrics_port``, if set.
 
-    It exports the SDK's own worker metrics and the workflow's ``subscriber_relocations_total``.
+    It exports the SDK's own worker metrics, the workflow's ``subscriber_relocations_total`` and
+    its step durations (``subscriber_relocation_step_seconds``).
     """
     port = settings.relocation.metrics_port
     if port is None:
@@ -57,6 +58,7 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
             metrics=PrometheusConfig(
                 bind_address=f"0.0.0.0:{port}",
                 counters_total_suffix=True,
+                histogram_bucket_overrides={STEPS_METRIC: STEP_BUCKETS_S},
             )
         )
     )

@@ -32,6 +32,9 @@ SIGNAL_NAME = "relocate"
 OUTCOMES_METRIC = "subscriber_relocations"
 """Counter of request outcomes by status, failed step and compensation; exported by the
 worker's Temporal runtime (``relocation.metrics_port``) with a ``_total`` suffix."""
+STEPS_METRIC = "subscriber_relocation_step_seconds"
+"""Histogram of each step's duration in workflow time, by step and the move's status."""
+STEP_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 class Act:
@@ -332,6 +335,11 @@ class RelocationWorkflow:
                 ),
             },
         )
+        steps = workflow.metric_meter().create_histogram_float(
+            STEPS_METRIC, "Relocation step durations", "s"
+        )
+        for step, ms in outcome.step_ms.items():
+            steps.record(ms / 1000, {"step": step, "status": status.value})
         workflow.logger.info(
             "relocation outcome %s", status.value, extra={"request_id": request.request_id}
         )
