@@ -1,9 +1,8 @@
 """``subscriber shadow``: reads a recording, runs the policies (:mod:`.shadow`), writes reports.
 
-UEs are independent in the policy, so the work splits by UE: with ``--workers N`` each of N
-processes reads the recording, decodes only the events of its share of UEs (a CRC32 of the UE
-key), runs every policy over them and returns its outcomes, which are merged. The result is the
-same for any N; decoding, the costliest step, is split too.
+UEs share the clusters' capacity (every move uses some up, :mod:`subscriber.decide.ledger`), so
+one policy's run sees every UE in time order, in one process. Two policies are independent:
+with ``--workers 2`` each runs in its own process. The result is the same for any ``--workers``.
 
 The end of the recording (where rechecks stop and latency-budget time is counted up to) is the
 latest item time: the header's ``end``, or the last ``t`` of a capture file.
@@ -13,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -39,7 +37,6 @@ from subscriber.sre.shadow import (
     auto_instances,
     compare,
     differing_ues,
-    merge_outcomes,
     registry_instances,
 )
 
@@ -70,38 +67,23 @@ def _events_of(item: Item) -> Sequence[LocationEvent]:
         return ()
 
 
-def _shard_of(key: str, shards: int) -> int:
-    return zlib.crc32(key.encode()) % shards
-
-
-def iter_events(
-    path: Path, *, shard: int = 0, shards: int = 1, ue: str | None = None
-) -> Iterator[LocationEvent]:
+def iter_events(path: Path, *, ue: str | None = None) -> Iterator[LocationEvent]:
     """The events of a recording, in order; a callbacks recording goes through the normalizer.
 
     Callbacks the receiver would refuse (bad body, unknown kind) are left out, as it would.
 
     Args:
         path: the recording or capture file.
-        shard: keep the UEs whose key hashes to this shard...
-        shards: ...out of this many.
         ue: keep this UE only.
     """
     with open_recording(path) as rec:
         for item in rec:
-            # Events are keyed by UE in the file: skip other shards before decoding.
-            if item.event is not None and (
-                (ue is not None and item.ue != ue)
-                or (shards > 1 and _shard_of(item.ue, shards) != shard)
-            ):
+            # Events are keyed by UE in the file: skip other UEs before decoding.
+            if item.event is not None and ue is not None and item.ue != ue:
                 continue
             for event in _events_of(item):
-                key = event.ue.key()
-                if ue is not None and key != ue:
-                    continue
-                if shards > 1 and _shard_of(key, shards) != shard:
-                    continue
-                yield event
+                if ue is None or event.ue.key() == ue:
+                    yield event
 
 
 def recorded_events(path: Path) -> tuple[Header, list[LocationEvent]]:
@@ -132,8 +114,6 @@ class Job:
     apps: tuple[str, ...]
     flip_window_s: float
     end_s: float
-    shard: int = 0
-    shards: int = 1
 
 
 def bundles_of(job: Job) -> list[Bundle]:
@@ -154,7 +134,7 @@ def instances_of(job: Job, bundles: Sequence[Bundle]) -> InstancesFor:
 
 
 def run_job(job: Job) -> list[Outcome]:
-    """Run every policy of the job over its shard of UEs (in a worker process, or here).
+    """Run every policy of the job over the recording (in a worker process, or here).
 
     The policies advance in lockstep over one pass of the file, so no event is kept.
     """
@@ -165,23 +145,21 @@ def run_job(job: Job) -> list[Outcome]:
         for bundle, (label, _) in zip(bundles, job.policies, strict=True)
     ]
     feeds = [engine.feed for engine in engines]
-    for event in iter_events(job.recording, shard=job.shard, shards=job.shards):
+    for event in iter_events(job.recording):
         for feed in feeds:
             feed(event)
     return [engine.finish(job.end_s) for engine in engines]
 
 
-def run_sharded(job: Job, workers: int) -> list[Outcome]:
-    """Run ``job`` split over ``workers`` processes (1: in this process) and merge."""
-    if workers <= 1:
+def run_policies(job: Job, workers: int) -> list[Outcome]:
+    """Run ``job``: with ``workers`` > 1 and two policies, each in its own process."""
+    if workers <= 1 or len(job.policies) < 2:
         return run_job(job)
     import multiprocessing
 
-    jobs = [replace(job, shard=i, shards=workers) for i in range(workers)]
-
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = list(pool.map(run_job, jobs))
-    return [merge_outcomes([p[i] for p in parts]) for i in range(len(job.policies))]
+    jobs = [replace(job, policies=(policy,)) for policy in job.policies]
+    with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return [outcomes[0] for outcomes in pool.map(run_job, jobs)]
 
 
 def _timeline(
@@ -326,7 +304,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     unknown = sorted(set(job.apps) - set(bundles[0].topology.apps))
     if unknown:
         raise PolicyUnavailable(f"{topology}: no application named {', '.join(unknown)}")
-    outcomes = run_sharded(job, args.workers or min(4, os.cpu_count() or 1))
+    outcomes = run_policies(job, args.workers or min(2, os.cpu_count() or 1))
     if instances_file is not None:
         note = f"from {instances_file}"
     else:
