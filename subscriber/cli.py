@@ -184,12 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
     sha.add_argument("recording", type=Path, help="Recording or receiver capture file.")
     sha.add_argument("--policy", type=Path, required=True, help="Policy A.")
     sha.add_argument("--policy-b", type=Path, help="Policy B, compared with A.")
-    sha.add_argument("--topology", type=Path, help="Topology (default: policy.topology_file).")
+    sha.add_argument(
+        "--topology", type=Path, help="Topology (default: policy.topology_file, else an error)."
+    )
     sha.add_argument("--instances", type=Path, help="Instances file (default: act.instances_file).")
     sha.add_argument("--app", action="append", help="Without instances: apps each UE runs.")
     sha.add_argument("--html", type=Path, help="Write the HTML report here.")
     sha.add_argument("--json", type=Path, help="Write the JSON summary here (default: stdout).")
-    sha.add_argument("--ue", help="UE key to plot (default: the first that differs).")
+    sha.add_argument(
+        "--ue", action="append", help="UE key to follow in detail (repeatable; default: one)."
+    )
     sha.add_argument("--flip-window", type=float, default=600.0, help="A-B-A within S seconds.")
     sha.add_argument("--clear-ids", action="store_true", help="Show UE keys, not pseudonyms.")
     sha.add_argument("--workers", type=int, help="Processes sharing the UEs (default: cores, <=4).")

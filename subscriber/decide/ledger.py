@@ -83,11 +83,13 @@ class Ledger:
         for cid, extra in self._extra.items():
             c = clusters.get(cid)
             if c is not None and extra != _NONE:
+                # Never below zero: a snapshot that left out what moved away (made-up instances
+                # in shadow, a stale reading) must not turn into negative load.
                 clusters[cid] = replace(
                     c,
-                    cpu_used=c.cpu_used + extra.cpu,
-                    memory_used_mib=c.memory_used_mib + extra.memory_mib,
-                    apps_used=c.apps_used + extra.apps,
+                    cpu_used=max(0.0, c.cpu_used + extra.cpu),
+                    memory_used_mib=max(0, c.memory_used_mib + extra.memory_mib),
+                    apps_used=max(0, c.apps_used + extra.apps),
                 )
         corrected = Bundle(
             replace(topology, clusters=MappingProxyType(clusters)), base.rules, base.version

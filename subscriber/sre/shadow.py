@@ -36,7 +36,6 @@ production instances file is).
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -62,8 +61,8 @@ _NO_CANDIDATE = Reason.NO_CANDIDATE
 _STAY = Action.STAY
 CANDIDATES_KEPT = 4
 """Candidates kept per move and per un-actionable decision: the best, then the nearest misses."""
-EXAMPLES_KEPT = 50
-"""Un-actionable decisions kept in full per policy (all are counted)."""
+EXAMPLES_KEPT = 3
+"""Un-actionable decisions kept in full per kind (reason, app, zone); all are counted."""
 
 
 class Relocation(dict[str, Any]):
@@ -90,10 +89,7 @@ def candidates_of(candidates: Sequence[Candidate], kept: int = CANDIDATES_KEPT) 
 def why_not_actionable(decision: Decision, requested: bool) -> str | None:
     """Why the consumer could not carry out ``decision``, or None when it can."""
     if decision.reason is _NO_CANDIDATE:
-        misses = ", ".join(
-            f"{c.cluster} {c.rejected.value}" for c in decision.candidates if c.rejected
-        )
-        return f"no cluster qualifies ({misses or 'none in the topology'})"
+        return "no cluster qualifies" if decision.candidates else "the topology has no cluster"
     if decision.action is Action.RELOCATE and not requested:
         return f"cluster {decision.target!r} cannot be acted on: it has no address"
     return None
@@ -180,17 +176,16 @@ def registry_instances(instances: Instances) -> InstancesFor:
     return of
 
 
-def _label(ue: str) -> str:
-    return "u" + hashlib.blake2b(ue.encode(), digest_size=6).hexdigest()
-
-
 def auto_instances(bundle: Bundle, apps: Sequence[str]) -> InstancesFor:
     """One instance of each app per UE, on the cluster ``bundle`` ranks best at its first zone.
 
-    Apps with no candidate from that zone are left out for that UE. The instance name is a
-    short hash of the UE key (a DNS label, and no identity in clear).
+    Apps with no candidate from that zone are left out for that UE. The instance name is
+    ``ue<n>``, the UE's rank in order of first appearance: a DNS label that carries nothing of
+    the identity (a hash of a SUPI could be reversed by trying every SUPI), the same in every
+    process that reads the same recording.
     """
     best: dict[tuple[str, str], str | None] = {}
+    labels: dict[str, str] = {}
 
     def of(ue: str, zone: str | None) -> tuple[InstanceDoc, ...] | None:
         if zone is None:
@@ -203,7 +198,8 @@ def auto_instances(bundle: Bundle, apps: Sequence[str]) -> InstancesFor:
                 best[key] = found.cluster if found is not None else None
             cluster = best[key]
             if cluster is not None:
-                out.append(InstanceDoc(ue=ue, app=app, instance=_label(ue), cluster=cluster))
+                label = labels.setdefault(ue, f"ue{len(labels) + 1}")
+                out.append(InstanceDoc(ue=ue, app=app, instance=label, cluster=cluster))
         return tuple(out)
 
     return of
@@ -325,8 +321,9 @@ class ShadowEngine:
         if why is None:
             return
         outcome = self.outcome
-        outcome.unactionable[f"{decision.reason.value} {ue.apps[i]} in {decision.zone}"] += 1
-        if len(outcome.unactionable_examples) < EXAMPLES_KEPT:
+        kind = f"{decision.reason.value} {ue.apps[i]} in {decision.zone}"
+        outcome.unactionable[kind] += 1
+        if outcome.unactionable[kind] <= EXAMPLES_KEPT:
             outcome.unactionable_examples.append(
                 {
                     "t": t,

@@ -11,9 +11,11 @@ latest item time: the header's ``end``, or the last ``t`` of a capture file.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -29,14 +31,13 @@ from subscriber.errors import InvalidCallback, PolicyUnavailable
 from subscriber.events import LocationEvent, decode_event
 from subscriber.settings import Settings
 from subscriber.sre import report
+from subscriber.sre.findings import Inputs, summarize
 from subscriber.sre.recording import Header, Item, open_recording
 from subscriber.sre.shadow import (
     InstancesFor,
     Outcome,
     ShadowEngine,
     auto_instances,
-    compare,
-    differing_ues,
     registry_instances,
 )
 
@@ -162,100 +163,51 @@ def run_policies(job: Job, workers: int) -> list[Outcome]:
         return [outcomes[0] for outcomes in pool.map(run_job, jobs)]
 
 
-def _timeline(
-    events: Sequence[LocationEvent], ue: str, outcomes: Sequence[Outcome], bundle: Bundle
-) -> list[tuple[str, list[tuple[float, str]]]]:
-    cells: list[tuple[float, str]] = []
-    for ev in events:
-        if ev.location is not None:
-            zone = bundle.topology.zone_of(ev) or "unmapped"
-            label = f"{ev.location.cell_id or ev.location.tac} ({zone})"
-            if not cells or cells[-1][1] != label:
-                cells.append((ev.event_time.timestamp(), label))
-    series = [("cell", cells)]
-    # Plot the instance that moved most under any policy (the first one when none moved).
-    moved: Counter[str] = Counter()
-    for outcome in outcomes:
-        moved.update(m["instance"] for m in outcome.moves_by_ue.get(ue, []))
-    for outcome in outcomes:
-        start = outcome.start_by_ue.get(ue)
+def _serving(doc: Mapping[str, Any], timeline: Mapping[str, Any]) -> list[Series]:
+    """The watched UE's cell, and the cluster of its busiest instance under each policy."""
+    cells: Series = ("cell", [])
+    for label, trail in timeline["trail"].items():
+        if not cells[1]:
+            cells[1].extend((e["t"], f"{e['where']} ({e['zone']})") for e in trail if "where" in e)
+        del label
+    series = [cells]
+    moves = {
+        label: [m for m in doc["moves"][label] if m["ue"] == timeline["ue"]]
+        for label in timeline["start"]
+    }
+    busiest = Counter(m["instance"] for ms in moves.values() for m in ms)
+    t0 = cells[1][0][0] if cells[1] else 0.0
+    for label, start in timeline["start"].items():
         if not start:
             continue
-        first = max(sorted(start), key=lambda k: moved[k])
-        t0 = cells[0][0] if cells else 0.0
-        points = [(t0, f"{first.partition('/')[0]} on {start[first]}")]
-        for move in outcome.moves_by_ue.get(ue, []):
-            if move["instance"] == first:
-                points.append((move["t"], f"{first.partition('/')[0]} on {move['target']}"))
-        series.append((f"serving cluster, {outcome.label}", points))
+        first = max(sorted(start), key=lambda k: busiest[k])
+        app = first.partition("/")[0]
+        points = [(t0, f"{app} on {start[first]}")]
+        points += [
+            (m["t"], f"{app} on {m['target']}") for m in moves[label] if m["instance"] == first
+        ]
+        series.append((f"serving cluster, {label}", points))
     return series
 
 
-def _watched(outcomes: Sequence[Outcome], differing: Sequence[str]) -> str | None:
-    if differing:
-        return max(differing, key=lambda ue: sum(len(o.moves_by_ue.get(ue, [])) for o in outcomes))
-    best: tuple[int, str] | None = None
-    for ue, moves in outcomes[0].moves_by_ue.items():
-        if best is None or (len(moves), ue) > best:
-            best = (len(moves), ue)
-    if best is not None:
-        return best[1]
-    return next(iter(outcomes[0].start_by_ue), None)
+Series = tuple[str, list[tuple[float, str]]]
 
 
-def build_report(
-    path: Path,
-    header: Header,
-    span: tuple[float, float],
-    outcomes: Sequence[Outcome],
-    bundle: Bundle,
-    *,
-    instances_note: str,
-    watch: str | None,
-    name: Callable[[str], str],
-) -> tuple[dict[str, Any], str]:
-    """The JSON summary and the HTML report of one or two runs over a recording.
-
-    Args:
-        path: the recording (read again for the watched UE's cells).
-        header: its header.
-        span: its first and last item times.
-        outcomes: one per policy.
-        bundle: policy A's bundle (for the zones of cells).
-        instances_note: how instances were chosen, for the reader.
-        watch: the UE to plot; by default the differing UE that moved most.
-        name: how to show a UE key (a pseudonym unless asked otherwise).
-    """
+def plots_of(
+    doc: Mapping[str, Any], outcomes: Sequence[Outcome], span: tuple[float, float]
+) -> dict[str, str]:
+    """The report's SVG plots: each watched UE over time, moves over time, time out of budget."""
     t0, t1 = span
-    summary: dict[str, Any] = {
-        "recording": {
-            "path": str(path),
-            "kind": header.kind,
-            "source": header.source,
-            "events": outcomes[0].events,
-            "start": datetime.fromtimestamp(t0, UTC).isoformat(),
-            "end": datetime.fromtimestamp(t1, UTC).isoformat(),
-        },
-        "instances": instances_note,
-        "policies": [o.summary() for o in outcomes],
-    }
-    differing: list[str] = []
-    if len(outcomes) == 2:
-        differing = differing_ues(outcomes[0], outcomes[1])
-        summary["comparison"] = compare(
-            outcomes[0], outcomes[1], {ue: name(ue) for ue in differing}
-        )
-    watched = watch or _watched(outcomes, differing)
-    plots: dict[str, str] = {}
-    if watched is not None:
-        summary["watched_ue"] = name(watched)
-        plots["ue_timeline"] = report.step_chart(
-            _timeline(list(iter_events(path, ue=watched)), watched, outcomes, bundle),
+    plots = {
+        f"ue_timeline_{i}": report.step_chart(
+            _serving(doc, timeline),
             t0,
             t1,
             title="cell and cluster",
             colors=("#999999", *report.COLORS),
         )
+        for i, timeline in enumerate(doc["timelines"])
+    }
     plots["relocations"] = report.line_chart(
         [
             (
@@ -277,14 +229,64 @@ def build_report(
         [(o.label, report.histogram(list(o.out_of_budget_s.values()))) for o in outcomes],
         title="time out of budget per instance",
     )
-    return summary, report.render_html(summary, plots)
+    return plots
+
+
+def _topology_file(settings: Settings, given: Path | None) -> Path:
+    """``--topology``, else the daemon's ``policy.topology_file`` (said on stderr); never the
+    example in silence: a recording of another network would just map to no zone."""
+    if given is not None:
+        return given
+    configured = settings.policy.topology_file
+    if configured is None:
+        raise PolicyUnavailable(
+            "shadow needs the topology of the recording's network: give --topology FILE "
+            "(or set policy.topology_file); the example is subscriber/data/topology.example.yaml"
+        )
+    print(f"subscriber: shadow: topology {configured} (policy.topology_file)", file=sys.stderr)
+    return configured
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def inputs_of(
+    job: Job, bundles: Sequence[Bundle], header: Header, span: tuple[float, float], note: str
+) -> Inputs:
+    """The files of a run, for the top of the reports."""
+    topology = bundles[0].topology
+    return Inputs(
+        recording={
+            "path": str(job.recording),
+            "kind": header.kind,
+            "source": header.source,
+            "start": datetime.fromtimestamp(span[0], UTC).isoformat(),
+            "end": datetime.fromtimestamp(span[1], UTC).isoformat(),
+        },
+        topology={
+            "path": str(job.topology),
+            "sha256": _digest(job.topology),
+            "plmn": f"{topology.plmn[:3]}/{topology.plmn[3:]}",
+        },
+        policies=[
+            {
+                "label": label,
+                "path": str(path) if path is not None else None,
+                "sha256": _digest(path) if path is not None else None,
+                "version": bundle.version,
+            }
+            for (label, path), bundle in zip(job.policies, bundles, strict=True)
+        ],
+        instances=note,
+    )
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """``subscriber shadow``: evaluate one or two policies over a recording, write the reports."""
     from subscriber.logs import pseudonym
 
-    topology: Path = args.topology or settings.policy.topology_file or _example_topology()
+    topology = _topology_file(settings, args.topology)
     policies: list[tuple[str, Path | None]] = [(args.policy.stem, args.policy)]
     if args.policy_b is not None:
         label_b = args.policy_b.stem if args.policy_b.stem != args.policy.stem else "B"
@@ -301,36 +303,28 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         end_s=t1,
     )
     bundles = bundles_of(job)  # parsed here first, so a bad file fails before any work
+    instances_of(job, bundles)
     unknown = sorted(set(job.apps) - set(bundles[0].topology.apps))
     if unknown:
         raise PolicyUnavailable(f"{topology}: no application named {', '.join(unknown)}")
     outcomes = run_policies(job, args.workers or min(2, os.cpu_count() or 1))
     if instances_file is not None:
-        note = f"from {instances_file}"
+        note = f"from {instances_file} (sha256 {_digest(instances_file)})"
     else:
         apps = ", ".join(job.apps or tuple(bundles[0].topology.apps))
-        note = f"one instance per UE of {apps}, started on the best cluster (policy A)"
-    summary, page = build_report(
-        args.recording,
-        header,
-        (t0, t1),
-        outcomes,
-        bundles[0],
-        instances_note=note,
-        watch=args.ue,
-        name=str if args.clear_ids else pseudonym,
-    )
+        note = f"made up: one instance per UE of {apps}, started on the best cluster (policy A)"
+    inputs = inputs_of(job, bundles, header, (t0, t1), note)
+    name = str if args.clear_ids else pseudonym
+    watch = list(args.ue or ())
+    doc = summarize(outcomes, inputs, name=name, watch=watch)
+    for warning in doc["warnings"]:
+        print(f"subscriber: shadow: warning: {warning}", file=sys.stderr)
     if args.html is not None:
+        page = report.render_html(doc, plots_of(doc, outcomes, (t0, t1)))
         args.html.write_text(page, encoding="utf-8")
-    text = orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()
+    text = orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
     if args.json is not None:
         args.json.write_text(text + "\n", encoding="utf-8")
     else:
         print(text)
     return 0
-
-
-def _example_topology() -> Path:
-    import subscriber
-
-    return Path(subscriber.__file__).parent / "data" / "topology.example.yaml"

@@ -187,7 +187,7 @@ def test_moves_use_up_capacity_so_later_ues_find_the_cluster_full(tmp_path: Path
     assert out.reasons["NO_CANDIDATE"] == 1
     (example,) = out.unactionable_examples
     assert example["ue"] == UE2
-    assert example["why"] == "no cluster qualifies (cb NO_SLOTS, ca OVER_BUDGET)"
+    assert example["why"] == "no cluster qualifies"
     assert [c["rejected"] for c in example["candidates"]] == ["NO_SLOTS", "OVER_BUDGET"]
 
 
