@@ -238,3 +238,86 @@ def test_an_unknown_app_is_refused_with_exit_1(files: dict[str, Path]) -> None:
     argv = ["shadow", str(files["recording"]), "--policy", str(files["guarded"])]
     argv += ["--topology", str(files["topology"]), "--app", "nope", "--workers", "1"]
     assert main(argv) == 1
+
+
+def _shadow(files: dict[str, Path], tmp_path: Path, *extra: str) -> tuple[int, dict, str]:  # type: ignore[type-arg]
+    html, summary = tmp_path / "report.html", tmp_path / "summary.json"
+    argv = ["shadow", str(files["recording"]), "--policy", str(files["guarded"])]
+    argv += ["--html", str(html), "--json", str(summary), *extra]
+    code = main(argv)
+    if code:
+        return code, {}, ""
+    return code, orjson.loads(summary.read_bytes()), html.read_text()
+
+
+def test_every_report_starts_with_the_files_it_used(files: dict[str, Path], tmp_path: Path) -> None:
+    """The JSON's first key and the HTML's first table name the recording, the topology, each
+    policy (path, digest, version) and where the instances came from."""
+    code, doc, page = _shadow(files, tmp_path, "--topology", str(files["topology"]))
+    assert code == 0
+    assert next(iter(doc)) == "inputs"
+    inputs = doc["inputs"]
+    assert inputs["topology"]["path"] == str(files["topology"])
+    assert inputs["topology"]["plmn"] == "208/93"
+    (policy,) = inputs["policies"]
+    assert policy["path"] == str(files["guarded"])
+    assert policy["version"] == read_bundle(files["topology"], files["guarded"]).version
+    assert inputs["instances"].startswith("made up")
+    first_table = page[page.index("<table") : page.index("</table>")]
+    for wanted in (str(files["topology"]), str(files["guarded"]), policy["version"]):
+        assert wanted in first_table
+
+
+def test_the_html_shows_each_move_its_candidates_and_the_ues_timeline(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """The moves table has from → to, reason, trigger and the scored and rejected candidates;
+    the timeline of the UE that moved lists its cells and decisions; no SUPI anywhere."""
+    code, doc, page = _shadow(files, tmp_path, "--topology", str(files["topology"]))
+    assert code == 0
+    (move,) = doc["moves"]["guarded"]
+    assert move["ue"].startswith("~")
+    assert "ca → cb" in page
+    assert "cb 0.0" in page  # the winner's score
+    assert "ca OVER_BUDGET" in page
+    (timeline,) = doc["timelines"]
+    assert timeline["ue"] == move["ue"]
+    assert "in 000000020 (zb)" in page
+    assert "PING_PONG_SUPPRESSED" in page
+    assert UE1 not in page
+    assert UE1 not in orjson.dumps(doc).decode()
+
+
+def test_without_topology_shadow_says_which_it_uses_or_refuses(
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """No --topology and none configured: one line saying what to give, exit 1. Configured:
+    it is used, and stderr says so."""
+    monkeypatch.delenv("SUBSCRIBER_POLICY__TOPOLOGY_FILE", raising=False)
+    code, _, _ = _shadow(files, tmp_path)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "give --topology FILE" in err
+    assert len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("SUBSCRIBER_POLICY__TOPOLOGY_FILE", str(files["topology"]))
+    code, doc, _ = _shadow(files, tmp_path)
+    assert code == 0
+    assert f"topology {files['topology']} (policy.topology_file)" in capsys.readouterr().err
+    assert doc["inputs"]["topology"]["path"] == str(files["topology"])
+
+
+def test_a_topology_of_another_network_is_called_out(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recording none of whose cells the topology maps gets a warning, in both reports."""
+    other = tmp_path / "other.yaml"
+    other.write_text(TOPOLOGY_TEXT.replace('mnc: "93"', 'mnc: "01"'))
+    code, doc, page = _shadow(files, tmp_path, "--topology", str(other))
+    assert code == 0
+    warning, no_instances = doc["warnings"]
+    assert "none of the 10 events falls in a zone" in warning
+    assert "no UE of the recording has an instance" in no_instances
+    assert "208/01" in warning
+    assert "Warning: none of the 10 events" in page
+    assert "warning: none of the 10 events" in capsys.readouterr().err
