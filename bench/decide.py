@@ -5,7 +5,8 @@ synthetic topology (metro area: edge sites per tower, regional and central clust
 of location events for many UEs (most repeat the UE's zone, some cross into a neighbour zone,
 a few hit unmapped cells), and measures on one core:
 
-* ``decide()`` alone, then with a :class:`MemoryStateStore` get/put per event (the consumer's loop);
+* ``decide()`` alone, then with each changed state encoded as the consumer writes it to its
+  changelog;
 * the serialized state size per UE, typical and worst case (every ring full);
 * memory per tracked UE, measured with tracemalloc on a sample and scaled to 1M UEs.
 
@@ -23,20 +24,20 @@ from datetime import UTC, datetime
 
 import yaml
 
+from bench.events import polled_report
 from bench.figures import machine, record
 from subscriber.decide.bundle import Bundle, load_bundle
-from subscriber.decide.policy import Action, Placement, decide
+from subscriber.decide.policy import Action, Running, decide
 from subscriber.decide.state import (
     LEFT_CLUSTERS,
     MAX_APPS,
     RECENT_ZONES,
     AppTrack,
-    MemoryStateStore,
     UeState,
     decode_state,
     encode_state,
 )
-from subscriber.events import Cell, Delivery, EventSource, LocationEvent, NfType, UeIdentity
+from subscriber.events import LocationEvent
 
 APPS = ("video-analytics", "ar-guide", "telemetry-sink", "cloud-gaming", "v2x-assist")
 
@@ -124,18 +125,7 @@ def synthetic_topology(towers: int, *, seed: int = 7) -> dict[str, object]:
 
 
 def _event(ue: str, tac: str, cell: str, t: float) -> LocationEvent:
-    when = datetime.fromtimestamp(t, UTC)
-    return LocationEvent(
-        event_id=f"{ue}-{t}",
-        ue=UeIdentity(supi=ue),
-        source=EventSource(
-            nf_type=NfType.AMF, delivery=Delivery.POLLED, event_type="LOCATION_REPORT"
-        ),
-        location=Cell(rat="NR", plmn="20893", tac=tac, cell_id=cell),
-        event_time=when,
-        event_time_field="ueLocationTimestamp",
-        ingest_time=when,
-    )
+    return polled_report(ue, tac, cell, datetime.fromtimestamp(t, UTC), f"{ue}-{t}")
 
 
 def workload(
@@ -169,21 +159,21 @@ def workload(
 
 
 class Consumer:
-    """What a consumer keeps between events: placements and UE states, in a store or a dict."""
+    """What a consumer keeps between events: placements and UE states, in dicts."""
 
     def __init__(
-        self, bundle: Bundle, stream: list[tuple[str, float, LocationEvent]], *, store: bool
+        self, bundle: Bundle, stream: list[tuple[str, float, LocationEvent]], *, encode: bool
     ):
         """Place one random app per UE on a random edge cluster."""
-        self.placements: dict[str, Placement] = {}
+        self.placements: dict[str, Running] = {}
         apps = list(bundle.topology.apps)
         towers = sum(1 for c in bundle.topology.clusters if c.startswith("edge-"))
         rng = random.Random(3)
         for ue, _, _ in stream:
             if ue not in self.placements:
                 app = apps[rng.randrange(len(apps))]
-                self.placements[ue] = Placement(app, f"edge-{rng.randrange(towers)}")
-        self.store = MemoryStateStore() if store else None
+                self.placements[ue] = Running(app, f"edge-{rng.randrange(towers)}")
+        self.encode = encode
         self.states: dict[str, UeState] = {}
 
 
@@ -194,23 +184,20 @@ def run_decisions(
     offset_s: float = 0.0,
 ) -> tuple[float, dict[str, int]]:
     """Decide for every event, ``offset_s`` later than recorded; return seconds and counts."""
-    store, states, placements = consumer.store, consumer.states, consumer.placements
+    states, placements, encode = consumer.states, consumer.placements, consumer.encode
     counts = dict.fromkeys(Action, 0)
-    get = store.get if store is not None else states.get
     start = time.perf_counter()
     for ue, t, event in stream:
         placement = placements[ue]
-        d = decide(t + offset_s, bundle, placement, get(ue), event)
-        if store is not None:
-            store.put(ue, d.state)
-        else:
-            states[ue] = d.state
+        before = states.get(ue)
+        d = decide(t + offset_s, bundle, placement, before, event)
+        states[ue] = d.state
+        if encode and d.state is not before:
+            encode_state(d.state)  # what the consumer writes to its changelog
         counts[d.action] += 1
         if d.action is Action.RELOCATE and d.target is not None:
-            placements[ue] = Placement(placement.app, d.target)
+            placements[ue] = Running(placement.app, d.target)
     elapsed = time.perf_counter() - start
-    if store is not None:
-        store.take_changes()  # what the consumer would write to the changelog
     return elapsed, {a.value: n for a, n in counts.items()}
 
 
@@ -278,15 +265,15 @@ def main() -> None:
     # The pre-built events are not part of a consumer's heap: keep the collector off them.
     gc.collect()
     gc.freeze()
-    elapsed, _ = run_decisions(bundle, stream, Consumer(bundle, stream, store=False))
+    elapsed, _ = run_decisions(bundle, stream, Consumer(bundle, stream, encode=False))
     memo = len(bundle.memo)
     print(f"cold pass, filling the bundle's memo ({memo} plans): {len(stream) / elapsed:,.0f}/s")
-    for with_store in (False, True):
-        consumer = Consumer(bundle, stream, store=with_store)
+    for with_encode in (False, True):
+        consumer = Consumer(bundle, stream, encode=with_encode)
         # The first pass meets every UE for the first time, its app on a random edge cluster
         # (many moves); later passes are a consumer's steady state.
         elapsed, counts = run_decisions(bundle, stream, consumer)
-        label = "decide + MemoryStateStore" if with_store else "decide, states in a dict"
+        label = "decide + changed states encoded" if with_encode else "decide, states in a dict"
         print(
             f"{label}, first pass (new UEs, random placements): {len(stream) / elapsed:,.0f} "
             f"decisions/s ({counts})"
@@ -297,7 +284,7 @@ def main() -> None:
         ]
         elapsed, counts = min(runs, key=lambda r: r[0])
         rate = len(stream) / elapsed
-        if with_store:
+        if with_encode:
             record("decide", "decisions/s, steady state, one core", rate, "decisions/s",
                    goal=200_000, size=args.ues)  # fmt: skip
         print(
@@ -306,7 +293,7 @@ def main() -> None:
         )
     event = stream[0][2]
     ue_zone = topo.zone_of(event)
-    placement = Placement("telemetry-sink", f"edge-{ue_zone.split('-')[1]}" if ue_zone else "x")
+    placement = Running("telemetry-sink", f"edge-{ue_zone.split('-')[1]}" if ue_zone else "x")
     state = decide(stream[0][1], bundle, placement, None, event).state
     n = 200_000
     t = time.perf_counter()
@@ -316,13 +303,13 @@ def main() -> None:
     print(f"decide, one UE staying put (the commonest case): {hot:,.0f} decisions/s")
 
     states: dict[str, UeState] = {}
-    placements: dict[str, Placement] = {}
+    placements: dict[str, Running] = {}
     for ue, t_s, event in stream[: min(len(stream), 100_000)]:
-        placement = placements.setdefault(ue, Placement(APPS[0], "edge-0"))
+        placement = placements.setdefault(ue, Running(APPS[0], "edge-0"))
         d = decide(t_s, bundle, placement, states.get(ue), event)
         states[ue] = d.state
         if d.target is not None and d.action is Action.RELOCATE:
-            placements[ue] = Placement(placement.app, d.target)
+            placements[ue] = Running(placement.app, d.target)
     typical = [len(encode_state(s)) for s in states.values()]
     worst = len(encode_state(full_state(1_780_000_000.123)))
     record("decide", "state per UE, serialized, typical", sum(typical) / len(typical), "B",

@@ -37,14 +37,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import subscriber
+from bench.events import polled_report
 from bench.figures import machine, record
-from subscriber.act.consumer import EventConsumer
-from subscriber.act.instances import parse_instances
 from subscriber.act.signals import SignalReceipt, connect, request_relocation
-from subscriber.act.workflows import RelocationRequest
-from subscriber.decide.engine import PolicyHolder
-from subscriber.events import Cell, Delivery, EventSource, LocationEvent, NfType, UeIdentity
+from subscriber.app.consumer import open_consumer
+from subscriber.app.lifecycle import running
+from subscriber.events import LocationEvent
 from subscriber.logs import configure_logging
+from subscriber.relocation import RelocationRequest
 from subscriber.settings import LogSettings, PolicySettings, Settings, StackSettings
 from subscriber.stack import settings_for, up
 
@@ -60,18 +60,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _event(ue: str, i: int, n: int) -> LocationEvent:
     tac, cell = TOWERS[((n + i) // SWITCH_EVERY) % 2]
-    now = datetime.now(UTC)
-    return LocationEvent(
-        event_id=f"{ue}-{n}",
-        ue=UeIdentity(supi=ue),
-        source=EventSource(
-            nf_type=NfType.AMF, delivery=Delivery.POLLED, event_type="LOCATION_REPORT"
-        ),
-        location=Cell(rat="NR", plmn="20893", tac=tac, cell_id=cell),
-        event_time=now,
-        event_time_field="ueLocationTimestamp",
-        ingest_time=now,
-    )
+    return polled_report(ue, tac, cell, datetime.now(UTC), f"{ue}-{n}")
 
 
 async def _topics(settings: Settings, partitions: int) -> None:
@@ -152,48 +141,38 @@ async def measure(
             await reader.stop()
 
     client = await connect(settings.temporal)
-    async with PolicyHolder(settings.policy) as holder:
-        instances = parse_instances(
-            registry.read_bytes(), source="bench", topology=holder.bundle.topology
+    async with running(open_consumer(settings, temporal=client, signal=signal)) as consumer:
+        reading = asyncio.create_task(audit_reader())
+        # Let the group form and restore its partitions before the clock starts.
+        async with asyncio.timeout(60):
+            while len(consumer.records) < 4:  # noqa: ASYNC110 - polling a plain dict
+                await asyncio.sleep(0.05)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=k.bootstrap_servers, enable_idempotence=True, acks="all"
         )
-        async with EventConsumer(
-            settings, policy=holder, instances=instances, temporal=client, signal=signal
-        ) as consumer:
-            stop = asyncio.Event()
-            task = asyncio.create_task(consumer.run(stop))
-            reading = asyncio.create_task(audit_reader())
-            # Let the group form and restore its partitions before the clock starts.
-            async with asyncio.timeout(60):
-                while len(consumer.records) < 4:  # noqa: ASYNC110 - polling a plain dict
-                    await asyncio.sleep(0.05)
-            producer = AIOKafkaProducer(
-                bootstrap_servers=k.bootstrap_servers, enable_idempotence=True, acks="all"
-            )
-            await producer.start()
-            try:
-                start = time.perf_counter()
-                for n in range(total):
-                    delay = start + n / rate - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    event = _event(f"ue{run}{n % ues}", n % ues, n // ues + 1)
-                    sent_at[event.event_id] = time.perf_counter()
-                    await producer.send(
-                        settings.kafka.events_topic,
-                        orjson.dumps(event.model_dump(mode="json", exclude_none=True)),
-                        key=event.partition_key(),
-                    )
-                offered_s = time.perf_counter() - start
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(all_decided.wait(), timeout=120)
-                drained_s = time.perf_counter() - start
-            finally:
-                await producer.stop()
-                stop.set()
-                await task
-                reading.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reading
+        await producer.start()
+        try:
+            start = time.perf_counter()
+            for n in range(total):
+                delay = start + n / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                event = _event(f"ue{run}{n % ues}", n % ues, n // ues + 1)
+                sent_at[event.event_id] = time.perf_counter()
+                await producer.send(
+                    settings.kafka.events_topic,
+                    orjson.dumps(event.model_dump(mode="json", exclude_none=True)),
+                    key=event.partition_key(),
+                )
+            offered_s = time.perf_counter() - start
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_decided.wait(), timeout=120)
+            drained_s = time.perf_counter() - start
+        finally:
+            await producer.stop()
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
 
     def figures(values: list[float]) -> dict[str, float | None]:
         if not values:

@@ -42,6 +42,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.figures import record
 from subscriber.settings import Settings
+from subscriber.stack.procs import free_port
 from subscriber.stack.state import read_state
 
 BODY = Path(__file__).parent.parent / "tests" / "vectors" / "d1-amf-notification-location.json"
@@ -76,13 +77,6 @@ class Run:
     failed: int
     p50_ms: float | None = None
     p99_ms: float | None = None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
@@ -145,7 +139,7 @@ def _start_ours(
 ) -> subprocess.Popen[bytes]:
     cmd = [
         "taskset", "-c", args.server_cpus, sys.executable, "-m", "subscriber", "serve",
-        "--registry", "subscriber.ingress.server:accept_any_registry",
+        "--registry", "bench.registry:accept_any",
     ]  # fmt: skip
     server_env = {**env, "SUBSCRIBER_RECEIVER__PORT": str(port)}
     with log.open("ab") as out:
@@ -184,7 +178,7 @@ def _measure(
     args: argparse.Namespace,
     tmp: Path,
 ) -> tuple[Run, Run]:
-    port = _free_port()
+    port = free_port()
     proc = start(port)
     try:
         _wait_port(port, proc)

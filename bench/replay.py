@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -36,15 +35,9 @@ from subscriber.decide.engine import read_bundle
 from subscriber.settings import Settings, load_settings
 from subscriber.sre.replay import Selection, replay_file
 from subscriber.sre.simulate import Mobility, simulate, to_recording
+from subscriber.stack.procs import free_port
 
 TOPOLOGY = Path(subscriber.__file__).parent / "data" / "topology.example.yaml"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def _null_app(scope: Any, protocol: Any) -> None:
@@ -73,27 +66,15 @@ async def _serve(port: int, null: bool) -> None:
         ).serve()
         return
 
-    from subscriber.ingress.publisher import Publisher
-    from subscriber.ingress.receiver import Receiver, default_normalizers
-    from subscriber.ingress.server import StaticRegistry
+    from bench.registry import AcceptAny
+    from subscriber.app.receiver import serving_receiver
 
     settings = load_settings()
-    async with Publisher(kafka=settings.kafka, receiver=settings.receiver) as publisher:
-        app = Receiver(
-            settings=settings.receiver,
-            normalizers=default_normalizers(),
-            registry=StaticRegistry(accept_any=True),
-            publisher=publisher,
-        )
-        server = Server(
-            app,
-            address="127.0.0.1",
-            port=port,
-            interface=Interfaces.ASGI,
-            http=HTTPModes.auto,
-            websockets=False,
-        )
-        await server.serve()
+    receiver = settings.receiver.model_copy(update={"host": "127.0.0.1", "port": port})
+    async with serving_receiver(
+        settings.model_copy(update={"receiver": receiver}), registry=AcceptAny()
+    ):
+        await asyncio.Event().wait()
 
 
 async def _wait_port(port: int) -> None:
@@ -159,7 +140,7 @@ async def _to_receiver(
     callbacks: Path, tmp: Path, bootstrap: str, run: str, args: argparse.Namespace, *, null: bool
 ) -> None:
     what = "a null app (204 at once)" if null else "the receiver"
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "SUBSCRIBER_KAFKA__BOOTSTRAP_SERVERS": bootstrap,

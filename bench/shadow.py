@@ -5,7 +5,7 @@ mobility timeline over the example topology, writes it as a recording, then meas
 core:
 
 * the engine alone (:func:`subscriber.sre.shadow.run_policy` over decoded events: the
-  :func:`~subscriber.act.handling.handle_event` path, rechecks and the accounting), with one and
+  :func:`~subscriber.decide.step.handle_event` path, rechecks and the accounting), with one and
   with three applications per UE, for the example policy and for one without hysteresis;
 * the whole command's work (reading and decoding the recording, two policies), in one process
   and split by UE over two (``--workers``).

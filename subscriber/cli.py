@@ -1,7 +1,9 @@
 """The ``subscriber`` console script: parses arguments, configures logging, hands over.
 
-Each subcommand names the function that runs it as ``module:function``; the module is imported
-only when that subcommand runs, so ``subscriber --help`` stays fast and light.
+Each subcommand names the function that runs it as ``module:function``, and the type of its
+options (:mod:`subscriber.options`) when it has any; the module is imported only when that
+subcommand runs, so ``subscriber --help`` stays fast and light. A handler is called as
+``handler(settings, options)``, or ``handler(settings)`` for a command without options.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from subscriber import options as o
 from subscriber.errors import SubscriberError
 from subscriber.logs import configure_logging
-from subscriber.settings import Settings, load_settings
+from subscriber.settings import load_settings
 
-Handler = Callable[[Settings, argparse.Namespace], Any]
+Handler = Callable[..., Any]
 
 
 def _resolve(target: str) -> Handler:
@@ -28,10 +31,14 @@ def _resolve(target: str) -> Handler:
 
 
 def _command(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, target: str, help_: str
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    target: str,
+    help_: str,
+    options: type | None = None,
 ) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_, description=help_)
-    parser.set_defaults(target=target)
+    parser.set_defaults(target=target, options_type=options)
     return parser
 
 
@@ -48,12 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     _command(stack_sub, "down", "subscriber.stack.cli:down", "Stop what the project started.")
     _command(stack_sub, "status", "subscriber.stack.cli:status", "Health of each service.")
     env = _command(
-        stack_sub, "env", "subscriber.stack.cli:env", "Print SUBSCRIBER_* variables for the stack."
+        stack_sub,
+        "env",
+        "subscriber.stack.cli:env",
+        "Print SUBSCRIBER_* variables for the stack.",
+        o.StackEnvOptions,
     )
     env.add_argument("--export", action="store_true", help="Prefix each line with 'export'.")
 
     fake = _command(
-        sub, "fakecore", "subscriber.fakecore.server:run", "Run the free5GC-faithful fake core."
+        sub,
+        "fakecore",
+        "subscriber.fakes.core.server:run",
+        "Run the free5GC-faithful fake core.",
+        o.FakeCoreOptions,
     )
     fake.add_argument("--host", default="127.0.0.1", help="Address to bind.")
     fake.add_argument("--port", type=int, default=8000, help="Port (0 picks a free one).")
@@ -61,17 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--mode", choices=["free5gc", "notify"], default="free5gc")
     fake.add_argument("--no-oauth", action="store_true", help="Serve without OAuth2.")
 
-    demo = _command(sub, "demo", "subscriber.demo:run", "The edge-relocation scenario, end to end.")
-    demo.add_argument("--timeout", type=float, default=90, help="Seconds to wait for the move.")
+    demo = _command(
+        sub,
+        "demo",
+        "subscriber.demo:run",
+        "The edge-relocation scenario, end to end.",
+        o.DemoOptions,
+    )
+    demo.add_argument(
+        "--timeout", dest="timeout_s", type=float, default=90, help="Seconds to wait for the move."
+    )
     demo.add_argument(
         "--deployed",
         action="store_true",
         help="Start nothing: run against the deployment the settings name (compose's worker).",
     )
-    _command(sub, "consume", "subscriber.act.service:run", "Decide on events and signal moves.")
-    _command(sub, "track", "subscriber.ingress.tracker:run", "Subscribe to and poll the 5G core.")
+    _command(sub, "consume", "subscriber.app.consumer:main", "Decide on events and signal moves.")
+    _command(sub, "track", "subscriber.app.tracker:main", "Subscribe to and poll the 5G core.")
     serve = _command(
-        sub, "serve", "subscriber.ingress.server:serve", "Receive core callbacks (h2c, HTTP/1.1)."
+        sub,
+        "serve",
+        "subscriber.app.receiver:main",
+        "Receive core callbacks (h2c, HTTP/1.1).",
+        o.ServeOptions,
     )
     serve.add_argument(
         "--registry",
@@ -80,7 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     health = _command(
-        sub, "check", "subscriber.health:check", "Exit 0 when each dependency answers a real call."
+        sub,
+        "check",
+        "subscriber.health:check",
+        "Exit 0 when each dependency answers a real call.",
+        o.CheckOptions,
     )
     health.add_argument(
         "--what",
@@ -89,18 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["kafka", "temporal", "powerdns", "receiver"],
         help="What to check (default: all).",
     )
-    health.add_argument("--timeout", type=float, default=3.0, help="Seconds allowed per check.")
+    health.add_argument(
+        "--timeout", dest="timeout_s", type=float, default=3.0, help="Seconds allowed per check."
+    )
     docs = _command(
         sub,
         "docs",
         "subscriber.docsgen:run",
         "Regenerate the generated docs (configuration.md, openapi.yaml).",
+        o.DocsOptions,
     )
     docs.add_argument("--dir", type=Path, default=Path("docs"), help="The docs directory.")
     docs.add_argument("--check", action="store_true", help="Only report stale files (exit 1).")
 
-    _command(sub, "worker", "subscriber.act.worker:run", "Run the Temporal relocation worker.")
-    emco = _command(sub, "emco-fake", "subscriber.act.fake_emco:serve", "Run a fake EMCO API.")
+    _command(sub, "worker", "subscriber.app.worker:main", "Run the Temporal relocation worker.")
+    emco = _command(
+        sub, "emco-fake", "subscriber.fakes.emco:serve", "Run a fake EMCO API.", o.EmcoFakeOptions
+    )
     emco.add_argument("--host", default="127.0.0.1", help="Address to bind.")
     emco.add_argument("--port", type=int, default=9015, help="Port.")
     emco.add_argument("--app", default="demo", help="App placed at start.")
@@ -113,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         "subscriber.decide.cli:check",
         "Validate a topology (and policy) file and print a summary; exit 1 with every problem.",
+        o.PolicyCheckOptions,
     )
     check.add_argument(
         "file", type=Path, nargs="?", help="Topology YAML (default: policy.topology_file)."
@@ -120,7 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--policy", type=Path, help="Policy YAML (default: policy.policy_file).")
 
     rec = _command(
-        sub, "record", "subscriber.sre.record:run", "Copy events (or raw callbacks) to a recording."
+        sub,
+        "record",
+        "subscriber.sre.record:run",
+        "Copy events (or raw callbacks) to a recording.",
+        o.RecordOptions,
     )
     rec.add_argument("--output", "-o", type=Path, required=True, help="Recording to write.")
     rec.add_argument("--topic", help="Topic to copy (default: kafka.events_topic).")
@@ -133,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--from-capture", type=Path, nargs="+", help="Receiver capture files or directories."
     )
 
-    rep = _command(sub, "replay", "subscriber.sre.replay:run", "Send a recording again.")
+    rep = _command(
+        sub, "replay", "subscriber.sre.replay:run", "Send a recording again.", o.ReplayOptions
+    )
     rep.add_argument("file", type=Path, help="Recording or receiver capture file.")
     rep.add_argument(
         "--to",
@@ -156,7 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--json", type=Path, help="Also write the summary as JSON here.")
     rep.add_argument("--no-progress", action="store_true", help="No progress bar.")
 
-    sim = _command(sub, "simulate", "subscriber.sre.simulate:run", "Seeded mobility of N UEs.")
+    sim = _command(
+        sub,
+        "simulate",
+        "subscriber.sre.simulate:run",
+        "Seeded mobility of N UEs.",
+        o.SimulateOptions,
+    )
     sim.add_argument("--topology", type=Path, help="Topology YAML (default: the example).")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--ues", type=int, default=10)
@@ -180,7 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--start", help="ISO time of virtual zero in a recording.")
     sim.add_argument("--speed", default="1", help="1 real time, N times faster, 0/max no wait.")
 
-    sha = _command(sub, "shadow", "subscriber.sre.whatif:run", "What-if policies over a recording.")
+    sha = _command(
+        sub,
+        "shadow",
+        "subscriber.sre.whatif:run",
+        "What-if policies over a recording.",
+        o.ShadowOptions,
+    )
     sha.add_argument("recording", type=Path, help="Recording or receiver capture file.")
     sha.add_argument("--policy", type=Path, required=True, help="Policy A.")
     sha.add_argument("--policy-b", type=Path, help="Policy B, compared with A.")
@@ -213,7 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.log.level = "debug"
     configure_logging(settings.log)
     try:
-        result = _resolve(args.target)(settings, args)
+        handler = _resolve(args.target)
+        if args.options_type is None:
+            result = handler(settings)
+        else:
+            result = handler(settings, o.from_namespace(args.options_type, args))
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
     except SubscriberError as exc:

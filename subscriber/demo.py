@@ -16,7 +16,6 @@ Exits 0 only if the client really reached the new instance on edge-2 and the old
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import tempfile
@@ -34,22 +33,21 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import subscriber
-from subscriber.act.consumer import EventConsumer
 from subscriber.act.dns import PowerDns, record_name
-from subscriber.act.instances import parse_instances
-from subscriber.act.local_orchestrator import LocalOrchestrator
-from subscriber.act.orchestrator import Placement, Readiness
 from subscriber.act.signals import connect
-from subscriber.act.worker import build_worker
-from subscriber.act.workflows import MoveOutcome, RelocationState, workflow_id
+from subscriber.app.consumer import load_instances, open_consumer
+from subscriber.app.lifecycle import running
+from subscriber.app.tracker import open_tracker
+from subscriber.app.worker import open_worker
 from subscriber.decide.engine import PolicyHolder
 from subscriber.errors import SubscriberError
 from subscriber.events import LocationEvent
-from subscriber.fakecore import FakeCoreServer
-from subscriber.ingress.nrf import NrfClient
-from subscriber.ingress.poller import Poller
+from subscriber.fakes.core import FakeCoreServer
+from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.ingress.publisher import Publisher
 from subscriber.logs import configure_logging, pseudonym
+from subscriber.options import DemoOptions
+from subscriber.relocation import MoveOutcome, Placement, Readiness, RelocationState, workflow_id
 from subscriber.settings import LogSettings, PolicySettings, Settings
 from subscriber.stack import settings_for, status, up
 from subscriber.stack.procs import port_free_on
@@ -244,25 +242,14 @@ async def scenario(base: Settings, work: Path, timeline: Timeline, timeout_s: fl
         stack.callback(local.remove_all)
         dns = await stack.enter_async_context(PowerDns(s.powerdns))
         await dns.ensure_zone()
-        await stack.enter_async_context(build_worker(client, s, orchestrator=local, dns=dns))
-
-        policy = await stack.enter_async_context(PolicyHolder(s.policy))
-        assert s.act.instances_file is not None
-        instances = parse_instances(
-            s.act.instances_file.read_bytes(), source="demo", topology=policy.bundle.topology
+        await stack.enter_async_context(
+            running(open_worker(s, client=client, orchestrator=local, dns=dns))
         )
-        consumer = await stack.enter_async_context(
-            EventConsumer(s, policy=policy, instances=instances, temporal=client)
-        )
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        nrf = await stack.enter_async_context(NrfClient(settings=s.core, session=http))
+        await stack.enter_async_context(running(open_consumer(s, temporal=client)))
         publisher = await stack.enter_async_context(Publisher(kafka=s.kafka, receiver=s.receiver))
-        poller = await stack.enter_async_context(
-            Poller(settings=s.core, nrf=nrf, sink=ShowingSink(publisher, timeline))
+        await stack.enter_async_context(
+            running(open_tracker(s, sink=ShowingSink(publisher, timeline)))
         )
-        stop = asyncio.Event()
-        await stack.enter_async_context(_background(consumer.run(stop), poller.run()))
-        stack.callback(stop.set)
         timeline.say("daemon: poller registered with the NRF, polling the AMF every 0.5 s")
         move = Move(ue=UE, app=APP, instance=f"ue-{run}", port=port, core_url=fake.url)
         return await _follow(move, s, client, local, dns, timeline, timeout_s)
@@ -286,9 +273,7 @@ async def deployed_scenario(settings: Settings, timeline: Timeline, timeout_s: f
     async with AsyncExitStack() as stack:
         policy = await stack.enter_async_context(PolicyHolder(settings.policy))
         path = settings.act.instances_file
-        instances = parse_instances(
-            path.read_bytes(), source=str(path), topology=policy.bundle.topology
-        )
+        instances = load_instances(path, policy)
         first = next((i for docs in instances.by_ue.values() for i in docs), None)
         if first is None or first.cluster != "edge-1":
             raise SubscriberError(f"{path}: its first instance must start on edge-1")
@@ -426,7 +411,7 @@ def _summary(timeline: Timeline) -> None:
             print(f"  {label:<36} {m[end] - m[start]:6.2f} s")
 
 
-async def run(settings: Settings, args: argparse.Namespace) -> int:
+async def run(settings: Settings, options: DemoOptions) -> int:
     """The CLI entry: stack up, scenario, summary; exit 0 only when the move really happened.
 
     With ``--deployed`` it starts nothing: the scenario runs against the deployment the settings
@@ -434,9 +419,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     """
     configure_logging(LogSettings(level="warning", format=settings.log.format))
     timeline = Timeline()
-    timeout_s = float(getattr(args, "timeout", None) or 90)
-    if getattr(args, "deployed", False):
-        ok = await deployed_scenario(settings, timeline, timeout_s)
+    if options.deployed:
+        ok = await deployed_scenario(settings, timeline, options.timeout_s)
     else:
         state, how = await up(settings)
         for name, what in how.items():
@@ -445,9 +429,9 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
         timeline.say("stack: " + ", ".join(f"{k} {v}" for k, v in report.items()))
         base = settings_for(settings, state.info())
         with tempfile.TemporaryDirectory(prefix="subscriber-demo-") as work:
-            ok = await scenario(base, Path(work), timeline, timeout_s)
+            ok = await scenario(base, Path(work), timeline, options.timeout_s)
     _summary(timeline)
     print("\nresult: " + ("the client now talks to edge-2: relocation done" if ok else "FAILED"))
-    if not getattr(args, "deployed", False):
+    if not options.deployed:
         print("the stack keeps running for the next run; stop it with: subscriber stack down")
     return 0 if ok else 1

@@ -7,7 +7,6 @@ a checked-in file differs from what the current code renders.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import types
@@ -19,6 +18,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from subscriber.options import DocsOptions
 from subscriber.settings import (
     CONFIG_ENV,
     DEFAULT_SECRETS_DIR,
@@ -298,10 +298,10 @@ def write_all(docs_dir: Path) -> list[str]:
     return changed
 
 
-def run(_settings: Settings, args: argparse.Namespace) -> int:
+def run(_settings: Settings, options: DocsOptions) -> int:
     """CLI handler for ``subscriber docs [--dir DIR] [--check]``."""
-    docs_dir: Path = args.dir
-    if args.check:
+    docs_dir: Path = options.dir
+    if options.check:
         stale = stale_files(docs_dir)
         for name in stale:
             print(f"{docs_dir / name} is out of date; run: subscriber docs", file=sys.stderr)

@@ -8,7 +8,6 @@ DNS query, and the receiver's ``GET /readyz``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import sys
@@ -24,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from temporalio.client import Client
 
 from subscriber.act.dns import server_address
+from subscriber.options import CheckOptions
 from subscriber.settings import (
     KafkaSettings,
     PowerDnsSettings,
@@ -110,13 +110,18 @@ async def check_powerdns(settings: PowerDnsSettings, timeout_s: float) -> None:
         raise CheckFailed(f"DNS at {where} answered {dns.rcode.to_text(answer.rcode())}")
 
 
-def receiver_url(settings: ReceiverSettings) -> str:
-    """Where a client on the same host reaches the receiver's readiness endpoint."""
+def base_url(settings: ReceiverSettings) -> str:
+    """Where a client on the same host reaches the receiver (loopback for a wildcard bind)."""
     host = _WILDCARD_TO_LOOPBACK.get(settings.host, settings.host)
     if ":" in host:
         host = f"[{host}]"
     scheme = "https" if settings.tls_cert else "http"
-    return f"{scheme}://{host}:{settings.port}/readyz"
+    return f"{scheme}://{host}:{settings.port}"
+
+
+def receiver_url(settings: ReceiverSettings) -> str:
+    """Where a client on the same host reaches the receiver's readiness endpoint."""
+    return f"{base_url(settings)}/readyz"
 
 
 async def check_receiver(settings: ReceiverSettings, timeout_s: float) -> None:
@@ -171,13 +176,13 @@ async def run_checks(
     return dict(zip(names, results, strict=True))
 
 
-async def check(settings: Settings, args: argparse.Namespace) -> int:
+async def check(settings: Settings, options: CheckOptions) -> int:
     """CLI handler: print one line per check, failures on stderr; exit 1 if any failed."""
-    names = list(dict.fromkeys(args.what or CHECKS))
+    names = list(dict.fromkeys(options.what or CHECKS))
     # aiokafka logs every refused connection itself; the failure line below already says it.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     started = time.monotonic()
-    results = await run_checks(settings, names, timeout_s=args.timeout)
+    results = await run_checks(settings, names, timeout_s=options.timeout_s)
     elapsed_ms = (time.monotonic() - started) * 1000
     for name, problem in results.items():
         if problem is None:

@@ -260,8 +260,6 @@ class ActSettings(_Group):
     max_batch: int = 500
     """Most records handled per batch."""
     max_concurrent_ues: int = Field(64, description="UEs of one batch handled at once.")
-    signal_timeout_s: float = 10.0
-    """Deadline of one signal-with-start call."""
     signal_retry_max_s: float = 30.0
     """How long a signal is retried before the consumer stops."""
     confirm_after_s: float = Field(

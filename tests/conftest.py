@@ -1,4 +1,5 @@
-"""Session fixtures that start the real local stack (or reuse a running one).
+"""Shared fixtures: the real local stack (started once per session, or reused), per-test names
+on it, and the relocation side's clients (Temporal, PowerDNS, the local orchestrator).
 
 Set ``SUBSCRIBER_TEST_STACK_DIR`` to the directory of a stack started with
 ``subscriber stack up`` to reuse it (it is left running); otherwise the session starts its own
@@ -11,16 +12,24 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import structlog
+from temporalio.client import Client
 
+from subscriber.act.dns import PowerDns
+from subscriber.act.signals import connect
+from subscriber.fakes.local_orchestrator import LocalOrchestrator
+from subscriber.relocation import Placement
 from subscriber.settings import Settings, StackSettings
 from subscriber.stack import StackInfo, down, settings_for, up
+from subscriber.stack.procs import port_free_on
+from tests.support.settings import isolate, tuned
 
 STACK_DIR_ENV = "SUBSCRIBER_TEST_STACK_DIR"
+CLUSTER_ADDRESSES = {"edge1": "127.0.1.1", "edge2": "127.0.2.1", "edge3": "127.0.3.1"}
 
 
 def _stack_settings(stack_dir: Path) -> Settings:
@@ -62,33 +71,49 @@ def unique() -> str:
     return uuid.uuid4().hex[:10]
 
 
-def isolate(settings: Settings, unique: str, tmp_path: Path) -> Settings:
-    """Per-test topics, group, task queue, zone and local directories."""
-    return settings.model_copy(
-        update={
-            "kafka": settings.kafka.model_copy(
-                update={
-                    "events_topic": f"events-{unique}",
-                    "dead_letter_topic": f"dead-letter-{unique}",
-                    "decisions_topic": f"decisions-{unique}",
-                    "state_topic": f"ue-state-{unique}",
-                    "consumer_group": f"group-{unique}",
-                }
-            ),
-            "temporal": settings.temporal.model_copy(update={"task_queue": f"tq-{unique}"}),
-            "powerdns": settings.powerdns.model_copy(update={"zone": f"z{unique}.test."}),
-            "receiver": settings.receiver.model_copy(
-                update={"spool_dir": tmp_path / "spool", "port": 0}
-            ),
-            "core": settings.core.model_copy(update={"state_dir": tmp_path / "state"}),
-        }
-    )
-
-
 @pytest.fixture
 def stack_settings(stack_base_settings: Settings, unique: str, tmp_path: Path) -> Settings:
     """Settings pointing at the session stack, with names unique to this test."""
     return isolate(stack_base_settings, unique, tmp_path)
+
+
+@pytest.fixture
+def clusters() -> dict[str, Placement]:
+    """Three loopback clusters sharing one service port."""
+    port = port_free_on(*CLUSTER_ADDRESSES.values())
+    return {
+        name: Placement(cluster=name, address=address, port=port)
+        for name, address in CLUSTER_ADDRESSES.items()
+    }
+
+
+@pytest.fixture
+def act_settings(stack_settings: Settings, tmp_path: Path) -> Settings:
+    """The session stack's settings, :func:`tuned`, with names unique to this test."""
+    return tuned(stack_settings, tmp_path)
+
+
+@pytest.fixture
+async def client(act_settings: Settings) -> Client:
+    """A Temporal client with the pydantic converter."""
+    return await connect(act_settings.temporal)
+
+
+@pytest.fixture
+async def pdns(act_settings: Settings) -> AsyncIterator[PowerDns]:
+    """The stack's PowerDNS, with this test's zone created."""
+    async with PowerDns(act_settings.powerdns) as dns:
+        await dns.ensure_zone()
+        yield dns
+
+
+@pytest.fixture
+async def local(act_settings: Settings) -> AsyncIterator[LocalOrchestrator]:
+    """The local orchestrator; every service it started is stopped at the end."""
+    reloc = act_settings.relocation
+    async with LocalOrchestrator(state_dir=reloc.local_dir, warmup_s=reloc.local_warmup_s) as orch:
+        yield orch
+        orch.remove_all()
 
 
 @pytest.fixture(autouse=True)
@@ -104,7 +129,7 @@ _session: list[pytest.Session] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from tests.hostile.log_scan import LogScan
+    from tests.support.log_scan import LogScan
 
     # No SUPI, GPSI or IP address in clear in any log line of the session (tests/test_log_scan.py).
     if not config.pluginmanager.has_plugin("log-scan"):
@@ -118,7 +143,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     # temporalio's native runtime can abort at interpreter exit after every test passed
-    # (sdk-python#300, ../shared/notes/local-stack.md §3.5): leave with pytest's own status,
+    # (temporalio/sdk-python#300): leave with pytest's own status,
     # as the session ends it (the log scan may fail a session whose tests all passed).
     if "rc" in _status:
         sys.stdout.flush()

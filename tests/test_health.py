@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from granian.constants import HTTPModes, Interfaces
-from granian.server.embed import Server
 
+from subscriber.app.receiver import serving_receiver
 from subscriber.cli import main
 from subscriber.health import CHECKS, receiver_url, run_checks
-from subscriber.ingress.publisher import Publisher
-from subscriber.ingress.receiver import Receiver, default_normalizers
-from subscriber.ingress.server import StaticRegistry
 from subscriber.settings import ENV_PREFIX, ReceiverSettings, Settings
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+from tests.support.ports import free_port
+from tests.support.registry import StaticRegistry
 
 
 def _use_env(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -47,44 +33,6 @@ def _use_env(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     }
     for key, value in env.items():
         monkeypatch.setenv(ENV_PREFIX + key, value)
-
-
-@contextlib.asynccontextmanager
-async def running_receiver(settings: Settings) -> AsyncIterator[Settings]:
-    """The real receiver app under embedded granian, publishing to the stack's Kafka."""
-    port = _closed_port()
-    receiver_settings = settings.receiver.model_copy(update={"host": "0.0.0.0", "port": port})
-    async with Publisher(kafka=settings.kafka, receiver=receiver_settings) as publisher:
-        app = Receiver(
-            settings=receiver_settings,
-            normalizers=default_normalizers(),
-            registry=StaticRegistry(),
-            publisher=publisher,
-        )
-        server = Server(
-            app,
-            address="127.0.0.1",
-            port=port,
-            interface=Interfaces.ASGI,
-            http=HTTPModes.auto,
-            websockets=False,
-        )
-        task = asyncio.create_task(server.serve())
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            break
-        try:
-            yield settings.model_copy(update={"receiver": receiver_settings})
-        finally:
-            server.stop()
-            await task
-            await app.flush_background()
 
 
 @pytest.mark.parametrize(
@@ -111,8 +59,12 @@ async def test_every_stack_dependency_answers(stack_settings: Settings) -> None:
 @pytest.mark.stack
 async def test_a_running_receiver_is_ready(stack_settings: Settings) -> None:
     """The real receiver, with Kafka reachable, answers /readyz with 200."""
-    async with running_receiver(stack_settings) as settings:
-        assert await run_checks(settings, ["receiver"], timeout_s=10) == {"receiver": None}
+    async with serving_receiver(stack_settings, registry=StaticRegistry()) as served:
+        # Configured for every interface, as in a container: the check dials loopback.
+        receiver = served.settings.receiver.model_copy(update={"host": "0.0.0.0"})
+        settings = served.settings.model_copy(update={"receiver": receiver})
+        results = await run_checks(settings, ["receiver"], timeout_s=10)
+    assert results == {"receiver": None}
 
 
 @pytest.mark.stack
@@ -144,7 +96,7 @@ def test_cli_exits_1_with_one_line_per_stopped_dependency(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Against addresses where nothing listens, every check fails with its own stderr line."""
-    port = _closed_port()
+    port = free_port()  # nothing listens there
     settings = Settings.model_validate(
         {
             "kafka": {"bootstrap_servers": f"127.0.0.1:{port}"},

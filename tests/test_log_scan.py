@@ -1,4 +1,4 @@
-"""The session-wide log scan (tests/hostile/log_scan.py) finds identities in clear, only them."""
+"""The session-wide log scan (tests/support/log_scan.py) finds identities in clear, only them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.log_scan import scan_text
+from tests.support.log_scan import scan_text
 
 ROOT = Path(__file__).parent.parent
 
@@ -91,7 +91,7 @@ def test_a_session_with_a_leak_fails_even_if_its_tests_pass(tmp_path: Path, case
     )
     result = subprocess.run(
         [
-            sys.executable, "-m", "pytest", "-p", "tests.hostile.log_scan",
+            sys.executable, "-m", "pytest", "-p", "tests.support.log_scan",
             "-p", "no:cacheprovider", "-c", str(tmp_path / "pytest.ini"),
             "--rootdir", str(tmp_path), "--basetemp", str(tmp_path / "base"),
             str(tmp_path / "test_case.py"),

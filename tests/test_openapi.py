@@ -15,9 +15,9 @@ from openapi_spec_validator import validate
 
 from subscriber.ingress.metrics import KINDS
 from subscriber.ingress.receiver import Receiver, default_normalizers
-from subscriber.ingress.server import StaticRegistry
 from subscriber.openapi import openapi_document, render_openapi
 from subscriber.settings import ReceiverSettings
+from tests.support.registry import StaticRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "vectors"

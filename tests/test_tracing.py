@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,32 +23,37 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from temporalio.client import Client
 
 from subscriber import tracing
-from subscriber.act.consumer import EventConsumer
-from subscriber.act.dns import PowerDns
-from subscriber.act.instances import parse_instances
-from subscriber.act.local_orchestrator import LocalOrchestrator
-from subscriber.act.orchestrator import Placement
 from subscriber.act.signals import connect, request_relocation
-from subscriber.act.worker import build_worker, metrics_runtime
-from subscriber.act.workflows import RelocationWorkflow, Status, workflow_id
-from subscriber.decide.engine import PolicyHolder
+from subscriber.act.workflows import RelocationWorkflow
+from subscriber.app.consumer import open_consumer
+from subscriber.app.lifecycle import running
+from subscriber.app.worker import build_worker, metrics_runtime
 from subscriber.events import LocationEvent, decode_event
 from subscriber.ingress.normalize import BodyKind, normalize_body
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.receiver import Receiver, default_normalizers
-from subscriber.ingress.server import StaticRegistry
 from subscriber.ingress.spool import SpoolRecord
+from subscriber.relocation import Placement, Status, workflow_id
 from subscriber.settings import KafkaSettings, LogSettings, PolicySettings, Settings
-from tests.act.conftest import make_request, running_worker, serve_from, tuned, until, wait_history
-from tests.act.events import POLICY, T0, TOPOLOGY, TOWER
-from tests.act.kafka_util import create_topic, read_all
+from tests.support.events import POLICY, T0, TOPOLOGY, TOWER
+from tests.support.kafka import create_topic, read_all
+from tests.support.ports import EDGE_ADDRESSES, edge_port
+from tests.support.registry import StaticRegistry
+from tests.support.relocation import (
+    make_request,
+    relocation_clients,
+    running_worker,
+    serve_from,
+    wait_history,
+)
+from tests.support.settings import tuned
+from tests.support.waiting import until
 
 VECTORS = Path(__file__).parent / "vectors"
 UE = "imsi-208930000000001"
-EDGE = {"edge-1": "127.0.10.1", "edge-2": "127.0.10.2"}
+EDGE = EDGE_ADDRESSES
 APP = "video-analytics"
 
 
@@ -102,40 +106,6 @@ async def post(app: Receiver, path: str, body: bytes, headers: list[tuple[bytes,
     await app(scope, receive, send)
     status: int = sent[0]["status"]
     return status
-
-
-def _port_free_on_both() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind((EDGE["edge-1"], 0))
-            port: int = s.getsockname()[1]
-        try:
-            with socket.socket() as s:
-                s.bind((EDGE["edge-2"], port))
-        except OSError:
-            continue
-        return port
-    raise OSError("no common free port")
-
-
-@asynccontextmanager
-async def consuming(settings: Settings, client: Client) -> AsyncIterator[EventConsumer]:
-    """The real consumer, running in the background for the block."""
-    async with PolicyHolder(settings.policy) as holder:
-        assert settings.act.instances_file is not None
-        instances = parse_instances(
-            settings.act.instances_file.read_bytes(), source="i", topology=holder.bundle.topology
-        )
-        async with EventConsumer(
-            settings, policy=holder, instances=instances, temporal=client
-        ) as consumer:
-            stop = asyncio.Event()
-            task = asyncio.create_task(consumer.run(stop))
-            try:
-                yield consumer
-            finally:
-                stop.set()
-                await task
 
 
 def _hex(span: ReadableSpan) -> str:
@@ -258,7 +228,7 @@ async def test_one_trace_from_callback_to_workflow_activities(
 ) -> None:
     """The callback that tips the move, its Kafka record, the consumer, workflow and activities
     all carry the trace id the core sent in that callback's traceparent."""
-    port = _port_free_on_both()
+    port = edge_port()
     settings = tuned(stack_settings, tmp_path)
     instance = settings.temporal.task_queue
     instances = tmp_path / "instances.yaml"
@@ -273,43 +243,34 @@ async def test_one_trace_from_callback_to_workflow_activities(
     )
     kafka = settings.kafka
     await create_topic(kafka.bootstrap_servers, kafka.events_topic)
-    client = await connect(settings.temporal)
 
     source = Placement(cluster="edge-1", address=EDGE["edge-1"], port=port)
-    reloc = settings.relocation
-    async with (
-        PowerDns(settings.powerdns) as pdns,
-        LocalOrchestrator(state_dir=reloc.local_dir, warmup_s=reloc.local_warmup_s) as local,
-    ):
-        await pdns.ensure_zone()
+    async with relocation_clients(settings) as (client, pdns, local):
 
         class _Req:
             app, instance = APP, settings.temporal.task_queue
 
-        try:
-            await serve_from(local, pdns, _Req(), source)  # type: ignore[arg-type]
-            async with (
-                running_worker(client, settings, local, pdns),
-                consuming(settings, client) as consumer,
-            ):
-                # Events only once the consumer owns its partition and has restored it, so the
-                # group's first join (slow on a busy broker) is out of the way.
-                await until(lambda: 0 in consumer.records, timeout_s=60)
-                sent = await _post_crossing(kafka, settings)
-                handle = client.get_workflow_handle_for(
-                    RelocationWorkflow.run, workflow_id(APP, instance)
-                )
+        await serve_from(local, pdns, _Req(), source)  # type: ignore[arg-type]
+        async with (
+            running_worker(client, settings, local, pdns),
+            running(open_consumer(settings, temporal=client)) as consumer,
+        ):
+            # Events only once the consumer owns its partition and has restored it, so the
+            # group's first join (slow on a busy broker) is out of the way.
+            await until(lambda: 0 in consumer.records, timeout_s=60)
+            sent = await _post_crossing(kafka, settings)
+            handle = client.get_workflow_handle_for(
+                RelocationWorkflow.run, workflow_id(APP, instance)
+            )
 
-                async def completed() -> bool:
-                    try:
-                        history = await handle.query(RelocationWorkflow.history)
-                    except Exception:  # not started yet
-                        return False
-                    return any(h.status is Status.COMPLETED for h in history)
+            async def completed() -> bool:
+                try:
+                    history = await handle.query(RelocationWorkflow.history)
+                except Exception:  # not started yet
+                    return False
+                return any(h.status is Status.COMPLETED for h in history)
 
-                await until(completed, timeout_s=60)
-        finally:
-            local.remove_all()
+            await until(completed, timeout_s=60)
 
     finished = spans.get_finished_spans()
     signalling = [

@@ -18,9 +18,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from subscriber.act.dns import DnsError, record_name
-from subscriber.act.orchestrator import Endpoint, Orchestrator, OrchestratorError, Readiness
+from subscriber.act.orchestrator import Orchestrator, OrchestratorError
 from subscriber.act.workflows import Act, DeployInput, DnsChange, RemoveInput
 from subscriber.logs import pseudonym
+from subscriber.relocation import Endpoint, Readiness
 from subscriber.settings import RelocationSettings
 
 log = structlog.get_logger()

@@ -4,7 +4,7 @@ For each batch the consumer, partition by partition and in offset order:
 
 1. decodes each record (undecodable ones go to the dead-letter topic and are passed over);
 2. confirms with the workflow where moved instances really run, when a move is unconfirmed;
-3. asks :func:`subscriber.act.handling.handle_event` what to do;
+3. asks :func:`subscriber.decide.step.handle_event` what to do;
 4. signals each relocation and waits until Temporal recorded it (retrying while it is away);
 5. sends every decision to the audit topic (keyed by application) and the UE's new record to
    the compacted changelog (keyed by UE, same partition number as the event);
@@ -38,7 +38,10 @@ from prometheus_client import Counter, Gauge
 from temporalio.client import Client
 
 from subscriber import tracing
-from subscriber.act.handling import (
+from subscriber.act.signals import SignalReceipt, request_relocation
+from subscriber.decide.engine import PolicyHolder
+from subscriber.decide.instances import Instances
+from subscriber.decide.step import (
     Handled,
     UeRecord,
     confirm,
@@ -47,18 +50,10 @@ from subscriber.act.handling import (
     handle_event,
     handle_recheck,
 )
-from subscriber.act.instances import Instances
-from subscriber.act.signals import SignalReceipt, request_relocation
-from subscriber.act.workflows import (
-    MoveOutcome,
-    RelocationRequest,
-    RelocationState,
-    workflow_id,
-)
-from subscriber.decide.engine import PolicyHolder
 from subscriber.errors import SignalFailed, UndecodableEvent
 from subscriber.events import LocationEvent, decode_event
 from subscriber.logs import pseudonym
+from subscriber.relocation import MoveOutcome, RelocationRequest, RelocationState, workflow_id
 from subscriber.settings import Settings
 
 log = structlog.get_logger()

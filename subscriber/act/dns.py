@@ -2,7 +2,7 @@
 authoritative server what it answers.
 
 The API calls follow the PowerDNS Authoritative HTTP API (``PATCH /api/v1/servers/{id}/zones/
-{zone}`` with ``changetype`` ``REPLACE`` or ``DELETE``; ../shared/notes/local-stack.md §4). The
+{zone}`` with ``changetype`` ``REPLACE`` or ``DELETE``; PowerDNS docs ``http-api/zone.html``). The
 API purges the server's caches, so the authoritative answer changes at once; confirming it with a
 real DNS query is still what the workflow relies on, not the API's 204.
 """

@@ -27,7 +27,8 @@ from urllib.parse import quote
 import aiohttp
 import structlog
 
-from subscriber.act.orchestrator import Endpoint, OrchestratorError, Placement, Readiness
+from subscriber.act.orchestrator import OrchestratorError
+from subscriber.relocation import Endpoint, Placement, Readiness
 from subscriber.settings import RelocationSettings
 
 log = structlog.get_logger()

@@ -18,14 +18,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
-from subscriber.act.workflows import (
-    SIGNAL_NAME,
-    RelocationInput,
-    RelocationRequest,
-    RelocationWorkflow,
-    workflow_id,
-)
+from subscriber.act.workflows import SIGNAL_NAME, RelocationInput, RelocationWorkflow
 from subscriber.errors import SignalFailed
+from subscriber.relocation import RelocationRequest, workflow_id
 from subscriber.settings import TemporalSettings
 from subscriber.tracing import temporal_interceptors
 

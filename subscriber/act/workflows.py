@@ -8,14 +8,14 @@ by ``request_id``; a request superseded before its move started is coalesced awa
 continues-as-new after ``max_moves_per_run`` moves or when Temporal suggests it, carrying its state.
 
 Deterministic code only: time is ``workflow.now()``, every side effect is an activity (named in
-:class:`Act`, implemented in :mod:`subscriber.act.activities`). See docs/relocation.md.
+:class:`Act`, implemented in :mod:`subscriber.act.activities`). The payloads it accepts and
+answers with live in :mod:`subscriber.relocation`. See docs/relocation.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -25,7 +25,17 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ConfigDict, Field
 
-    from subscriber.act.orchestrator import Endpoint, Label, Placement, Readiness
+    from subscriber.relocation import (
+        Endpoint,
+        Label,
+        MoveOutcome,
+        Placement,
+        Readiness,
+        RelocationRequest,
+        RelocationState,
+        Status,
+        Step,
+    )
 
 WORKFLOW_NAME = "Relocation"
 SIGNAL_NAME = "relocate"
@@ -48,93 +58,8 @@ class Act:
     REMOVE = "relocation.remove"
 
 
-def workflow_id(app: str, instance: str) -> str:
-    """The one workflow id of an application instance.
-
-    Dots cannot appear in ``app`` or ``instance`` (both are DNS labels), so two instances never
-    share an id, as ``relocation-a-b-c`` could.
-    """
-    return f"relocation.{app}.{instance}"
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RelocationRequest(_Model):
-    """One decision to move an application instance; the payload of the ``relocate`` signal.
-
-    ``request_id`` is derived from the event that caused the decision, so a redelivered event
-    yields the same id and the workflow ignores it. ``ue_key`` must be a pseudonym
-    (:func:`subscriber.logs.pseudonym`), never a SUPI or GPSI: it is stored in workflow history.
-    """
-
-    request_id: str = Field(min_length=1, max_length=200)
-    app: Label
-    instance: Label
-    ue_key: str = ""
-    source: Placement | None = Field(
-        None, description="Where the decision believes the instance runs; used on first start."
-    )
-    target: Placement
-    event_id: str = ""
-    decided_at: datetime
-    policy_version: str = ""
-    reasons: tuple[str, ...] = ()
-
-
-class Step(StrEnum):
-    """The steps of one move, in order."""
-
-    DEPLOY = "deploy"
-    READINESS = "readiness"
-    DNS = "dns"
-    DNS_CONFIRM = "dns_confirm"
-    REMOVE_SOURCE = "remove_source"
-
-
-class Status(StrEnum):
-    """How a request ended."""
-
-    COMPLETED = "completed"
-    NOOP = "noop"
-    SUPERSEDED = "superseded"
-    STALE = "stale"
-    REJECTED = "rejected"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class MoveOutcome(_Model):
-    """What became of one request; kept in the workflow's (bounded) history."""
-
-    request_id: str
-    status: Status
-    source_cluster: str | None = None
-    target_cluster: str
-    failed_step: Step | None = None
-    error: str | None = None
-    compensated: tuple[str, ...] = ()
-    compensation_errors: tuple[str, ...] = ()
-    received_at: datetime | None = None
-    finished_at: datetime | None = None
-    dns_switched_at: datetime | None = None
-    step_ms: dict[str, int] = Field(
-        default_factory=dict, description="How long each step took, in workflow time."
-    )
-
-
-class RelocationState(_Model):
-    """The answer of the ``state`` query."""
-
-    app: str
-    instance: str
-    placement: Placement | None
-    pending: RelocationRequest | None
-    in_flight: RelocationRequest | None
-    step: Step | None
-    moves_completed: int
-    run: int
 
 
 class RelocationInput(_Model):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-
 from subscriber.decide.bundle import Bundle
 from subscriber.decide.engine import read_bundle
 from subscriber.decide.rules import Rules
 from subscriber.decide.topology import ClusterState
 from subscriber.errors import PolicyUnavailable
+from subscriber.options import PolicyCheckOptions
 from subscriber.settings import Settings
 
 
@@ -74,14 +73,14 @@ def summarize(bundle: Bundle) -> str:
     return "\n".join(lines)
 
 
-def check(settings: Settings, args: argparse.Namespace) -> int:
+def check(settings: Settings, options: PolicyCheckOptions) -> int:
     """Validate the files; print a summary and return 0, or raise with every problem (exit 1).
 
     Raises:
         PolicyUnavailable: a file is missing or invalid.
     """
-    topology_file = args.file or settings.policy.topology_file
-    policy_file = args.policy or settings.policy.policy_file
+    topology_file = options.file or settings.policy.topology_file
+    policy_file = options.policy or settings.policy.policy_file
     if topology_file is None:
         raise PolicyUnavailable("no topology file: give FILE or set policy.topology_file")
     bundle = read_bundle(topology_file, policy_file)

@@ -62,8 +62,12 @@ class Reason(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Placement:
-    """Where one application instance serving a UE runs now."""
+class Running:
+    """One application serving a UE, and the cluster it runs on now.
+
+    Only the cluster matters to the policy; where clients reach the instance on that cluster is
+    the relocation contract's :class:`subscriber.relocation.Placement`.
+    """
 
     app: str
     cluster: str
@@ -145,7 +149,7 @@ def _done(
     reason: Reason,
     now_s: float,
     bundle: Bundle,
-    placement: Placement,
+    placement: Running,
     state: UeState,
     zone: str | None,
     plan: _Plan,
@@ -258,7 +262,7 @@ def _gate(
 
 
 def evaluate_placement(
-    now_s: float, bundle: Bundle, placement: Placement, state: UeState, zone: str | None
+    now_s: float, bundle: Bundle, placement: Running, state: UeState, zone: str | None
 ) -> Decision:
     """Decide for one app of a UE whose latest report is already in ``state`` (see :func:`observe`).
 
@@ -288,7 +292,7 @@ def evaluate_placement(
     return _done(_RELOCATE, plan.reason, now_s, bundle, placement, state, zone, plan, target)
 
 
-def _stale(now_s: float, bundle: Bundle, placement: Placement, state: UeState) -> Decision:
+def _stale(now_s: float, bundle: Bundle, placement: Running, state: UeState) -> Decision:
     return Decision(
         Action.STAY,
         Reason.STALE_EVENT,
@@ -308,7 +312,7 @@ def _stale(now_s: float, bundle: Bundle, placement: Placement, state: UeState) -
 def decide(
     now_s: float,
     bundle: Bundle,
-    placement: Placement,
+    placement: Running,
     state: UeState | None,
     event: LocationEvent,
 ) -> Decision:
@@ -330,7 +334,7 @@ def decide(
     return evaluate_placement(now_s, bundle, placement, observe(state, now_s, zone), zone)
 
 
-def recheck(now_s: float, bundle: Bundle, placement: Placement, state: UeState) -> Decision:
+def recheck(now_s: float, bundle: Bundle, placement: Running, state: UeState) -> Decision:
     """Decide again without a new report: at a deferral's ``recheck_at_s``, or on a new bundle.
 
     A UE that stops reporting after it moved must still be followed once its dwell is over; the
@@ -350,7 +354,7 @@ def recheck(now_s: float, bundle: Bundle, placement: Placement, state: UeState) 
 def decide_all(
     now_s: float,
     bundle: Bundle,
-    placements: Sequence[Placement],
+    placements: Sequence[Running],
     state: UeState | None,
     event: LocationEvent,
 ) -> tuple[list[Decision], UeState | None]:
@@ -376,7 +380,7 @@ class Tracked:
     """One app instance of one UE, as :func:`evacuate` sees it."""
 
     ue: str
-    placement: Placement
+    placement: Running
     state: UeState | None
 
 

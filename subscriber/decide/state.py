@@ -8,16 +8,14 @@ decision. Every sequence is a fixed-size ring, so a state never grows past a few
 States are immutable named tuples of strings and numbers: cheap to build, and the garbage
 collector stops tracking them, which matters with a million of them in memory. :func:`observe`
 and :func:`record` return new ones. :func:`encode_state`
-gives the bytes of a Kafka compacted changelog record keyed by UE (see docs/policy.md), and
-:class:`MemoryStateStore` keeps states in memory, tracks which changed, and restores them from
-changelog records when partitions move.
+gives the bytes the consumer keeps in its UE record (:mod:`subscriber.decide.step`), which goes to
+a Kafka compacted changelog keyed by UE (see docs/policy.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from sys import intern
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -229,98 +227,3 @@ def decode_state(data: bytes) -> UeState:
         )
     except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
         raise UndecodableEvent(f"not a UE state v{STATE_FORMAT}: {exc}") from exc
-
-
-class StateStore(Protocol):
-    """Where the consumer keeps UE states; keys are UE keys (SUPI, GPSI or session reference)."""
-
-    def get(self, ue: str) -> UeState | None:
-        """The state of ``ue``, None when unknown."""
-
-    def put(self, ue: str, state: UeState) -> None:
-        """Store a new state for ``ue`` and mark it changed."""
-
-    def delete(self, ue: str) -> None:
-        """Forget ``ue`` and mark it changed (a tombstone in the changelog)."""
-
-    def take_changes(self) -> list[tuple[str, bytes | None]]:
-        """The records to write to the changelog since the last call; None means tombstone."""
-
-    def snapshot(self) -> Iterator[tuple[str, bytes]]:
-        """Every state, encoded, in key order."""
-
-    def restore(self, records: Iterable[tuple[str, bytes | None]]) -> int:
-        """Load changelog records (later ones win, None deletes); returns how many were applied."""
-
-
-class MemoryStateStore:
-    """A :class:`StateStore` in a dict, holding decoded states for the hot path."""
-
-    def __init__(self) -> None:
-        self._states: dict[str, UeState] = {}
-        self._changed: set[str] = set()
-
-    def __len__(self) -> int:
-        return len(self._states)
-
-    def get(self, ue: str) -> UeState | None:
-        """The state of ``ue``, None when unknown."""
-        return self._states.get(ue)
-
-    def put(self, ue: str, state: UeState) -> None:
-        """Store a new state for ``ue`` and mark it changed."""
-        if self._states.get(ue) is not state:
-            self._states[ue] = state
-            self._changed.add(ue)
-
-    def delete(self, ue: str) -> None:
-        """Forget ``ue`` and mark it changed."""
-        if self._states.pop(ue, None) is not None:
-            self._changed.add(ue)
-
-    def take_changes(self) -> list[tuple[str, bytes | None]]:
-        """The records to write to the changelog since the last call, in key order."""
-        out: list[tuple[str, bytes | None]] = []
-        for ue in sorted(self._changed):
-            state = self._states.get(ue)
-            out.append((ue, encode_state(state) if state is not None else None))
-        self._changed.clear()
-        return out
-
-    def snapshot(self) -> Iterator[tuple[str, bytes]]:
-        """Every state, encoded, in key order."""
-        for ue in sorted(self._states):
-            yield ue, encode_state(self._states[ue])
-
-    def restore(self, records: Iterable[tuple[str, bytes | None]]) -> int:
-        """Load changelog records without marking them changed; returns how many were applied."""
-        n = 0
-        for ue, data in records:
-            if data is None:
-                self._states.pop(ue, None)
-            else:
-                self._states[ue] = decode_state(data)
-            n += 1
-        return n
-
-    def forget(
-        self, keep: Iterable[str] | None = None, *, idle_since_s: float | None = None
-    ) -> int:
-        """Drop states, e.g. when partitions are revoked or UEs went quiet.
-
-        Args:
-            keep: if given, drop every UE not in it (no tombstones: another consumer owns them).
-            idle_since_s: if given, delete UEs last seen before this time (with tombstones).
-
-        Returns:
-            how many states were dropped.
-        """
-        before = len(self._states)
-        if keep is not None:
-            wanted = set(keep)
-            self._states = {k: v for k, v in self._states.items() if k in wanted}
-            self._changed &= wanted
-        if idle_since_s is not None:
-            for ue in [k for k, v in self._states.items() if v.last_seen_s < idle_since_s]:
-                self.delete(ue)
-        return before - len(self._states)

@@ -4,7 +4,7 @@ One function per body kind; each returns :class:`Normalized`, the events plus th
 carry no location (skipped, with a reason, never an error). :func:`normalize_body` parses and
 normalizes bytes in one call, which is what the receiver and the poller use.
 
-Decisions, with their reasons (``shared/notes/free5gc.md``):
+Decisions, with their reasons (docs/free5gc.md, which cites the free5GC sources):
 
 * **Event time.** The location's ``ueLocationTimestamp`` first: free5GC's report ``timeStamp`` is
   the time the subscription was created (§1.3), not when the UE was seen. Then the report or

@@ -1,6 +1,6 @@
 """Subscription lifecycle against the AMF, SMF and NEF: create, renew, recover, delete.
 
-What the cores do, and what we do about it (``shared/notes/free5gc.md``):
+What the cores do, and what we do about it (docs/free5gc.md, which cites the free5GC sources):
 
 * **Ids.** free5GC's AMF sends no Location header: the id is the body's ``subscriptionId``
   (§1.1). A spec producer's id is the last segment of its Location header.

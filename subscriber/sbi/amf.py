@@ -4,12 +4,13 @@ Field names are those of ``TS29518_Namf_EventExposure.yaml`` and ``TS29518_Namf_
 Note the spelling the specification itself uses: the subscription says ``anyUE``, the report says
 ``anyUe``.
 
-What free5GC does with them (``shared/notes/free5gc.md`` §1): it never POSTs an
-AmfEventNotification; the only reports are the immediate ones in the ``reportList`` of the 201 to
-the subscribe POST, whose ``timeStamp`` is the subscription time (the location's own time is
-``ueLocationTimestamp``). It echoes ``eventNotifyUri``, ``notifyCorrelationId`` and ``nfId`` as
-``""`` when absent, and accepts event types that are not in the specification. So every
-enumeration here is an open string, and only ``type`` is mandatory in a report.
+What free5GC does with them (docs/free5gc.md; free5gc/amf ``internal/sbi/api_eventexposure.go``):
+it never POSTs an AmfEventNotification; the only reports are the immediate ones in the
+``reportList`` of the 201 to the subscribe POST, whose ``timeStamp`` is the subscription time (the
+location's own time is ``ueLocationTimestamp``). It echoes ``eventNotifyUri``,
+``notifyCorrelationId`` and ``nfId`` as ``""`` when absent, and accepts event types that are not
+in the specification. So every enumeration here is an open string, and only ``type`` is mandatory
+in a report.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Wire names follow ``TS29571_CommonData.yaml`` exactly; Python attributes are snake_case and both
 are accepted on input (``populate_by_name``). Serialization uses the wire names.
 
-Leniency, decided from what real cores send (see ``shared/notes/free5gc.md`` §1.5):
+Leniency, decided from what real cores send (see docs/free5gc.md, "What each core sends"):
 
 * hex identifiers (TAC, NR and E-UTRA cell ids, gNB ids) accept either case and are lower-cased,
   the way free5GC writes them;

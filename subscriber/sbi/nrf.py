@@ -2,7 +2,7 @@
 
 Only the fields the daemon reads or sends. Unknown fields are ignored and enumerations are open
 strings, as elsewhere in :mod:`subscriber.sbi`. What the free5GC NRF does with them is in
-``shared/notes/free5gc.md`` §4 (tokens) and §5 (registration and discovery): ``nfInstances`` is
+docs/free5gc.md, "NRF and OAuth2" (free5gc/nrf ``processor/nf_discovery.go``): ``nfInstances`` is
 ``null`` when nothing matches, and each AMF service carries an ``apiPrefix``.
 """
 
@@ -72,8 +72,9 @@ class NfProfile(NrfModel):
     def api_root(self, service_name: str) -> str | None:
         """The apiRoot to call ``service_name`` on, or None when the profile lacks it.
 
-        Preference: the service's ``apiPrefix`` (free5GC always sets it, free5gc.md §5), then its
-        first IP endpoint, then the service's or profile's FQDN, then the first IPv4 address.
+        Preference: the service's ``apiPrefix`` (free5GC always sets it: nrf
+        ``processor/nf_discovery.go``), then its first IP endpoint, then the service's or
+        profile's FQDN, then the first IPv4 address.
         """
         for service in self.nf_services or []:
             if service.service_name != service_name or service.nf_service_status != "REGISTERED":
@@ -123,7 +124,7 @@ class AccessTokenErr(NrfModel):
 def af_profile(nf_instance_id: str, *, callback_service: str = "nnef-callback") -> NfProfile:
     """The profile the daemon registers: an AF, as free5GC's own e2e test registers one.
 
-    Shape from free5gc/free5gc test/callback_test.go (free5gc.md §6.1 V6).
+    Shape from free5gc/free5gc test/callback_test.go (tests/vectors, V6).
     """
     return NfProfile(
         nf_instance_id=nf_instance_id,

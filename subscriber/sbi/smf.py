@@ -3,7 +3,8 @@
 Field names are those of ``TS29508_Nsmf_EventExposure.yaml`` and, for RouteToLocation and
 DnaiChangeType, ``TS29571_CommonData.yaml``.
 
-What free5GC does (``shared/notes/free5gc.md`` §2): it has no subscription API (501), and sends only
+What free5GC does (docs/free5gc.md; free5gc/smf ``internal/sbi/api_eventexposure.go``): it has no
+subscription API (501), and sends only
 UP_PATH_CH, to a ``notificationUri`` learned from AF traffic influence, when PCC rules change. Its
 notification has ``"timeStamp": null`` although the specification makes it mandatory, no SUPI, no
 UE address, ``sourceTraRouting: {"dnai": ""}`` for the default route, and an EARLY_LATE request

@@ -14,7 +14,6 @@ receiver again.
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import tempfile
 import time
@@ -29,6 +28,7 @@ import structlog
 
 from subscriber.errors import InvalidCallback, SubscriberError, UndecodableEvent
 from subscriber.events import LocationEvent, decode_event
+from subscriber.options import RecordOptions
 from subscriber.settings import Settings
 from subscriber.sre.recording import (
     Header,
@@ -309,27 +309,27 @@ def _offsets(text: str | None) -> tuple[int | None, int | None]:
     return (int(first) if first else None, int(last) if last else None)
 
 
-async def run(settings: Settings, args: argparse.Namespace) -> int:
+async def run(settings: Settings, options: RecordOptions) -> int:
     """``subscriber record``."""
-    keep = EventFilter(ues=frozenset(args.ue or ()), cells=frozenset(args.cell or ()))
-    since_s, until_s = _time_s(args.since), _time_s(args.until)
+    keep = EventFilter(ues=frozenset(options.ue or ()), cells=frozenset(options.cell or ()))
+    since_s, until_s = _time_s(options.since), _time_s(options.until)
     started = time.monotonic()
     now = datetime.now(UTC)
-    if args.from_capture:
+    if options.from_capture:
         header = record_capture(
-            args.from_capture,
-            args.output,
+            options.from_capture,
+            options.output,
             keep=keep,
             since_s=since_s,
             until_s=until_s,
             created_at=now,
         )
     else:
-        start_offset, end_offset = _offsets(args.offsets)
+        start_offset, end_offset = _offsets(options.offsets)
         header = await record_kafka(
             settings.kafka.bootstrap_servers,
-            args.topic or settings.kafka.events_topic,
-            args.output,
+            options.topic or settings.kafka.events_topic,
+            options.output,
             keep=keep,
             since_s=since_s,
             until_s=until_s,
@@ -343,7 +343,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
         else "empty"
     )
     print(
-        f"recorded {header.count} {header.kind} into {args.output} ({span}) "
+        f"recorded {header.count} {header.kind} into {options.output} ({span}) "
         f"in {time.monotonic() - started:.2f} s"
     )
     print(orjson.dumps({"source": header.source}).decode())

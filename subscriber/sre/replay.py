@@ -16,7 +16,6 @@ Like arq's burst mode, a replay ends when the recording does, and prints a summa
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import functools
@@ -32,6 +31,7 @@ from typing import Any
 import structlog
 
 from subscriber.errors import SubscriberError
+from subscriber.options import ReplayOptions
 from subscriber.settings import Settings
 from subscriber.sre.client import Pool
 from subscriber.sre.recording import Header, Item, open_recording
@@ -39,7 +39,8 @@ from subscriber.sre.recording import Header, Item, open_recording
 log = structlog.get_logger()
 
 # What free5GC's generated Go clients send with a notification (free5gc/openapi client.go,
-# ../shared/notes/free5gc.md §3.1): no Authorization, no 3gpp-Sbi-Callback.
+# free5gc/openapi ``client.go``, docs/free5gc.md "h2c callbacks"): no Authorization, no
+# 3gpp-Sbi-Callback.
 FREE5GC_HEADERS = {
     "Content-Type": "application/json",
     "Accept": "application/json, application/problem+json",
@@ -557,38 +558,38 @@ async def replay_file(
     return summary
 
 
-async def run(settings: Settings, args: argparse.Namespace) -> int:
+async def run(settings: Settings, options: ReplayOptions) -> int:
     """``subscriber replay FILE``."""
     import sys
 
     import orjson
 
-    with open_recording(args.file) as rec:
+    with open_recording(options.file) as rec:
         start = rec.header.start
     selection = Selection(
-        start_s=_when(args.start, start),
-        end_s=_when(args.end, start),
-        ues=frozenset(args.ue or ()),
-        loops=args.loop,
+        start_s=_when(options.start, start),
+        end_s=_when(options.end, start),
+        ues=frozenset(options.ue or ()),
+        loops=options.loop,
     )
-    to = args.to
+    to = options.to
     summary = await replay_file(
-        args.file,
+        options.file,
         to=to,
         selection=selection,
-        speed=parse_speed(args.speed),
-        url=args.url
+        speed=parse_speed(options.speed),
+        url=options.url
         or settings.receiver.public_url
         or f"http://{settings.receiver.host}:{settings.receiver.port}",
-        http2=args.http != "1.1",
+        http2=options.http != "1.1",
         bootstrap=settings.kafka.bootstrap_servers,
-        topic=args.topic or settings.kafka.events_topic,
-        concurrency=args.concurrency,
-        connections=args.connections,
+        topic=options.topic or settings.kafka.events_topic,
+        concurrency=options.concurrency,
+        connections=options.connections,
         compression=None if settings.kafka.compression == "none" else settings.kafka.compression,
-        show_progress=not args.no_progress and sys.stderr.isatty(),
+        show_progress=not options.no_progress and sys.stderr.isatty(),
     )
     print(summary.line())
-    if args.json is not None:
-        args.json.write_text(orjson.dumps(summary.to_dict()).decode() + "\n", encoding="utf-8")
+    if options.json is not None:
+        options.json.write_text(orjson.dumps(summary.to_dict()).decode() + "\n", encoding="utf-8")
     return 0 if summary.rejected == 0 else 1

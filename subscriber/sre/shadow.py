@@ -1,8 +1,8 @@
 """What-if: run one or two policies over a recording with the consumer's own pure core.
 
-Each event goes through :func:`subscriber.act.handling.handle_event`, exactly as the consumer
+Each event goes through :func:`subscriber.decide.step.handle_event`, exactly as the consumer
 calls it, with an in-memory UE record per UE; deferred moves are looked at again with
-:func:`~subscriber.act.handling.handle_recheck` at their ``recheck_at_s``, as the consumer's
+:func:`~subscriber.decide.step.handle_recheck` at their ``recheck_at_s``, as the consumer's
 timers do (before the UE's next event, or at the end of the recording). No workflow runs: a
 relocation is assumed to take effect at once, where the policy sent it.
 
@@ -42,18 +42,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from subscriber.act.handling import (
-    Audited,
-    UeRecord,
-    handle_event,
-    handle_recheck,
-    instance_key,
-)
-from subscriber.act.instances import InstanceDoc, Instances
 from subscriber.decide.bundle import Bundle
+from subscriber.decide.instances import InstanceDoc, Instances
 from subscriber.decide.ledger import Ledger
 from subscriber.decide.policy import Action, Decision, Reason
 from subscriber.decide.scoring import Candidate
+from subscriber.decide.step import Audited, UeRecord, handle_event, handle_recheck, instance_key
 from subscriber.events import LocationEvent
 
 _PING_PONG = Reason.PING_PONG_SUPPRESSED

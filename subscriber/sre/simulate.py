@@ -29,7 +29,6 @@ AmfEventNotification LOCATION_REPORT callbacks to a receiver, or write a recordi
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import time
@@ -44,6 +43,7 @@ import structlog
 
 from subscriber.decide.topology import Topology, shortest_paths
 from subscriber.errors import SubscriberError
+from subscriber.options import SimulateOptions
 from subscriber.settings import Settings
 
 log = structlog.get_logger()
@@ -222,8 +222,8 @@ def _plmn_json(plmn: str) -> dict[str, str]:
 def location_report(supi: str, cell: RadioCell, at: datetime, correlation_id: str) -> bytes:
     """A TS 29.518 AmfEventNotification with one LOCATION_REPORT, as an AMF sends it.
 
-    The shape and field order follow free5GC's notification (free5gc.md §1.3): ``timeStamp``,
-    ``supi`` and an NR ``location`` with its ``ueLocationTimestamp``.
+    The shape and field order follow free5GC's report (tests/vectors/d1-amf-created-location.json):
+    ``timeStamp``, ``supi`` and an NR ``location`` with its ``ueLocationTimestamp``.
     """
     plmn = _plmn_json(cell.plmn)
     stamp = _go_time(at)
@@ -378,63 +378,65 @@ def _speed(text: str) -> float:
     return 0.0 if text in ("max", "0") else float(text)
 
 
-def params_from(args: argparse.Namespace) -> Mobility:
+def params_from(options: SimulateOptions) -> Mobility:
     """The mobility parameters given on the command line."""
     return Mobility(
-        ues=args.ues,
-        duration_s=args.duration,
-        pedestrian_dwell_s=args.pedestrian_dwell,
-        vehicle_dwell_s=args.vehicle_dwell,
-        vehicle_share=args.vehicle_share,
-        oscillation_p=args.oscillation,
-        first_imsi=args.first_imsi,
-        report_interval_s=args.report_interval,
+        ues=options.ues,
+        duration_s=options.duration,
+        pedestrian_dwell_s=options.pedestrian_dwell,
+        vehicle_dwell_s=options.vehicle_dwell,
+        vehicle_share=options.vehicle_share,
+        oscillation_p=options.oscillation,
+        first_imsi=options.first_imsi,
+        report_interval_s=options.report_interval,
     )
 
 
-async def run(settings: Settings, args: argparse.Namespace) -> int:
+async def run(settings: Settings, options: SimulateOptions) -> int:
     """``subscriber simulate``: compute the timeline, then send or write it."""
     from subscriber.decide.engine import read_bundle
 
-    topology_file: Path = args.topology or settings.policy.topology_file or _example_topology()
+    topology_file: Path = options.topology or settings.policy.topology_file or _example_topology()
     topology = read_bundle(topology_file).topology
-    params = params_from(args)
-    moves = simulate(topology, params, args.seed)
-    speed = _speed(args.speed)
+    params = params_from(options)
+    moves = simulate(topology, params, options.seed)
+    speed = _speed(options.speed)
     started = time.monotonic()
-    if args.to == "fake-amf":
-        done = await to_fake_amf(args.url, moves, params, speed)
-    elif args.to == "receiver":
-        done = await to_receiver(args.url, moves, params, speed, args.correlation_id)
+    if options.to != "recording" and options.url is None:
+        raise SubscriberError(f"subscriber simulate --to {options.to} needs --url URL")
+    if options.to == "fake-amf":
+        done = await to_fake_amf(str(options.url), moves, params, speed)
+    elif options.to == "receiver":
+        done = await to_receiver(str(options.url), moves, params, speed, options.correlation_id)
     else:
-        if args.output is None:
+        if options.output is None:
             raise SubscriberError("subscriber simulate --to recording needs --output FILE")
         start = DEFAULT_START
-        if args.start:
-            start = datetime.fromisoformat(args.start.replace("Z", "+00:00"))
+        if options.start:
+            start = datetime.fromisoformat(options.start.replace("Z", "+00:00"))
             start = start if start.tzinfo else start.replace(tzinfo=UTC)
         source = {
             "type": "simulate",
-            "seed": args.seed,
+            "seed": options.seed,
             "topology": str(topology_file),
             "ues": params.ues,
             "duration_s": params.duration_s,
         }
         done = to_recording(
-            args.output,
+            options.output,
             moves,
             params,
             start=start,
-            correlation_id=args.correlation_id,
-            callbacks=args.callbacks,
+            correlation_id=options.correlation_id,
+            callbacks=options.callbacks,
             source=source,
         )
     elapsed = time.monotonic() - started
     print(
-        f"simulate: seed {args.seed}, {params.ues} UEs, {len(moves)} moves over "
-        f"{params.duration_s:g} s virtual; {done} delivered to {args.to} in {elapsed:.2f} s"
+        f"simulate: seed {options.seed}, {params.ues} UEs, {len(moves)} moves over "
+        f"{params.duration_s:g} s virtual; {done} delivered to {options.to} in {elapsed:.2f} s"
     )
-    return 0 if done == len(moves) or args.to == "recording" else 1
+    return 0 if done == len(moves) or options.to == "recording" else 1
 
 
 def _example_topology() -> Path:

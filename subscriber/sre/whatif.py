@@ -10,7 +10,6 @@ latest item time: the header's ``end``, or the last ``t`` of a capture file.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import sys
@@ -24,11 +23,12 @@ from typing import Any
 
 import orjson
 
-from subscriber.act.instances import parse_instances
 from subscriber.decide.bundle import Bundle
 from subscriber.decide.engine import read_bundle
+from subscriber.decide.instances import parse_instances
 from subscriber.errors import InvalidCallback, PolicyUnavailable
 from subscriber.events import LocationEvent, decode_event
+from subscriber.options import ShadowOptions
 from subscriber.settings import Settings
 from subscriber.sre import report
 from subscriber.sre.findings import Inputs, summarize
@@ -282,24 +282,24 @@ def inputs_of(
     )
 
 
-def run(settings: Settings, args: argparse.Namespace) -> int:
+def run(settings: Settings, options: ShadowOptions) -> int:
     """``subscriber shadow``: evaluate one or two policies over a recording, write the reports."""
     from subscriber.logs import pseudonym
 
-    topology = _topology_file(settings, args.topology)
-    policies: list[tuple[str, Path | None]] = [(args.policy.stem, args.policy)]
-    if args.policy_b is not None:
-        label_b = args.policy_b.stem if args.policy_b.stem != args.policy.stem else "B"
-        policies.append((label_b, args.policy_b))
-    instances_file: Path | None = args.instances or settings.act.instances_file
-    header, t0, t1 = recording_span(args.recording)
+    topology = _topology_file(settings, options.topology)
+    policies: list[tuple[str, Path | None]] = [(options.policy.stem, options.policy)]
+    if options.policy_b is not None:
+        label_b = options.policy_b.stem if options.policy_b.stem != options.policy.stem else "B"
+        policies.append((label_b, options.policy_b))
+    instances_file: Path | None = options.instances or settings.act.instances_file
+    header, t0, t1 = recording_span(options.recording)
     job = Job(
-        recording=args.recording,
+        recording=options.recording,
         topology=topology,
         policies=tuple(policies),
         instances_file=instances_file,
-        apps=tuple(args.app or ()),
-        flip_window_s=args.flip_window,
+        apps=tuple(options.app or ()),
+        flip_window_s=options.flip_window,
         end_s=t1,
     )
     bundles = bundles_of(job)  # parsed here first, so a bad file fails before any work
@@ -307,24 +307,24 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     unknown = sorted(set(job.apps) - set(bundles[0].topology.apps))
     if unknown:
         raise PolicyUnavailable(f"{topology}: no application named {', '.join(unknown)}")
-    outcomes = run_policies(job, args.workers or min(2, os.cpu_count() or 1))
+    outcomes = run_policies(job, options.workers or min(2, os.cpu_count() or 1))
     if instances_file is not None:
         note = f"from {instances_file} (sha256 {_digest(instances_file)})"
     else:
         apps = ", ".join(job.apps or tuple(bundles[0].topology.apps))
         note = f"made up: one instance per UE of {apps}, started on the best cluster (policy A)"
     inputs = inputs_of(job, bundles, header, (t0, t1), note)
-    name = str if args.clear_ids else pseudonym
-    watch = list(args.ue or ())
+    name = str if options.clear_ids else pseudonym
+    watch = list(options.ue or ())
     doc = summarize(outcomes, inputs, name=name, watch=watch)
     for warning in doc["warnings"]:
         print(f"subscriber: shadow: warning: {warning}", file=sys.stderr)
-    if args.html is not None:
+    if options.html is not None:
         page = report.render_html(doc, plots_of(doc, outcomes, (t0, t1)))
-        args.html.write_text(page, encoding="utf-8")
+        options.html.write_text(page, encoding="utf-8")
     text = orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
-    if args.json is not None:
-        args.json.write_text(text + "\n", encoding="utf-8")
+    if options.json is not None:
+        options.json.write_text(text + "\n", encoding="utf-8")
     else:
         print(text)
     return 0

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-
+from subscriber.options import StackEnvOptions
 from subscriber.settings import Settings
 from subscriber.stack.state import read_state
 from subscriber.stack.supervisor import down as stop_all
@@ -11,7 +10,7 @@ from subscriber.stack.supervisor import status as health
 from subscriber.stack.supervisor import up as start_all
 
 
-async def up(settings: Settings, _args: argparse.Namespace) -> int:
+async def up(settings: Settings) -> int:
     """Start or reuse each service and print how long each took to become ready."""
     state, how = await start_all(settings)
     info = state.info()
@@ -24,14 +23,14 @@ async def up(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def down(settings: Settings, _args: argparse.Namespace) -> int:
+def down(settings: Settings) -> int:
     """Stop what the project started."""
     stopped = stop_all(settings)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return 0
 
 
-async def status(settings: Settings, _args: argparse.Namespace) -> int:
+async def status(settings: Settings) -> int:
     """Exit 0 only when every service answers a real call."""
     report = await health(settings)
     state = read_state(settings.stack.dir)
@@ -42,10 +41,10 @@ async def status(settings: Settings, _args: argparse.Namespace) -> int:
     return 0 if all(v == "healthy" for v in report.values()) else 1
 
 
-def env(settings: Settings, args: argparse.Namespace) -> int:
+def env(settings: Settings, options: StackEnvOptions) -> int:
     """Print the SUBSCRIBER_* variables that point the daemon at the running stack."""
     info = read_state(settings.stack.dir).info()
-    prefix = "export " if args.export else ""
+    prefix = "export " if options.export else ""
     for key, value in (
         ("KAFKA__BOOTSTRAP_SERVERS", info.kafka_bootstrap),
         ("TEMPORAL__ADDRESS", info.temporal_address),

@@ -1,7 +1,8 @@
 """Apache Kafka 3.9 (KRaft, one combined broker+controller) from Maven Central jars.
 
-Recipe and reasons: ../shared/notes/local-stack.md §1. 3.9.x keeps every old protocol version,
-which is the safest choice for aiokafka 0.14 (§2).
+Recipe: apache/kafka 3.9.1 (``build.gradle``, ``bin/kafka-storage.sh``). 3.9.x keeps every old
+protocol version, which is the safest choice for aiokafka 0.14 (Kafka 4.0 removed the old ones,
+KIP-896).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """PowerDNS Authoritative (Debian's pdns-server) with the sqlite3 backend and its HTTP API.
 
 Runs in the foreground with its own --config-dir, so the system /etc/powerdns is never read
-(../shared/notes/local-stack.md §4).
+(PowerDNS Authoritative 4.7 docs: ``backends/generic-sqlite3.html``, ``http-api/``).
 """
 
 from __future__ import annotations

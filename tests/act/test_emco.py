@@ -11,12 +11,13 @@ from temporalio.client import Client
 
 from subscriber.act.dns import PowerDns
 from subscriber.act.emco import EmcoOrchestrator
-from subscriber.act.fake_emco import FakeEmcoState, fake_emco_app
-from subscriber.act.orchestrator import Endpoint, OrchestratorError, Placement, Readiness
+from subscriber.act.orchestrator import OrchestratorError
 from subscriber.act.signals import request_relocation
-from subscriber.act.workflows import Status
+from subscriber.fakes.emco import FakeEmcoState, fake_emco_app
+from subscriber.relocation import Endpoint, Placement, Readiness, Status
 from subscriber.settings import Settings
-from tests.act.conftest import make_request, running_worker, until, wait_history
+from tests.support.relocation import make_request, running_worker, wait_history
+from tests.support.waiting import until
 
 EDGE1 = Placement(cluster="edge1", address="192.0.2.1")
 EDGE2 = Placement(cluster="edge2", address="192.0.2.2")
@@ -132,7 +133,9 @@ async def test_workflow_relocates_through_emco(
     req = make_request(unique, EDGE1, EDGE2)
     async with running_worker(client, act_settings, emco, pdns):
         await request_relocation(client, act_settings.temporal.task_queue, req)
-        await until(lambda: ("shop", "edge2") in state.placed())
+        # Wait for the update, not only the intent: the update starts the 5 s warm-up, so a
+        # clock moved between the two would leave the target not ready for good.
+        await until(lambda: ("shop", "edge2") in state.deployed)
         clock.now += 5.0
         history = await wait_history(client, req, 1)
     assert history[0].status is Status.COMPLETED, history[0]

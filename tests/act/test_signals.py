@@ -9,10 +9,10 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from subscriber.act.orchestrator import Placement
 from subscriber.act.signals import connect, request_relocation
-from subscriber.act.workflows import RelocationRequest, RelocationWorkflow, workflow_id
+from subscriber.act.workflows import RelocationWorkflow
 from subscriber.errors import SignalFailed
+from subscriber.relocation import Placement, RelocationRequest, workflow_id
 from subscriber.settings import Settings
 
 A = Placement(cluster="edge1", address="192.0.2.1")

@@ -13,30 +13,24 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from subscriber.act.dns import PowerDns
-from subscriber.act.local_orchestrator import LocalOrchestrator
-from subscriber.act.orchestrator import Placement
-from subscriber.act.signals import connect, request_relocation
-from subscriber.act.workflows import (
-    RelocationInput,
-    RelocationWorkflow,
-    Status,
-    Step,
-    workflow_id,
-)
+from subscriber.act.signals import request_relocation
+from subscriber.act.workflows import RelocationInput, RelocationWorkflow
+from subscriber.fakes.local_orchestrator import LocalOrchestrator
+from subscriber.relocation import Placement, Status, Step, workflow_id
 from subscriber.settings import Settings
 from subscriber.stack import restart_service
-from tests.act.conftest import (
+from tests.support.relocation import (
     Faulty,
     FaultyDns,
     Gated,
     make_request,
+    relocation_clients,
     running_worker,
     serve_from,
-    tuned,
-    until,
     wait_history,
 )
-from tests.conftest import isolate
+from tests.support.settings import isolate, tuned
+from tests.support.waiting import until
 
 pytestmark = [pytest.mark.stack]
 
@@ -298,23 +292,15 @@ async def test_temporal_restart_mid_workflow_loses_nothing(
     settings = tuned(isolate(private_stack, unique, tmp_path), tmp_path)
     a, b = clusters["edge1"], clusters["edge2"]
     req = make_request(unique, a, b)
-    client = await connect(settings.temporal)
-    async with (
-        PowerDns(settings.powerdns) as pdns,
-        LocalOrchestrator(state_dir=settings.relocation.local_dir, warmup_s=0.2) as local,
-    ):
-        await pdns.ensure_zone()
-        try:
-            name = await serve_from(local, pdns, req, a)
-            gated = Gated(local, "edge2")
-            async with running_worker(client, settings, gated, pdns):
-                await request_relocation(client, settings.temporal.task_queue, req)
-                await until(gated.waiting.is_set)
-                await restart_service(settings, "temporal", hard=hard)
-                gated.gate.set()
-                history = await wait_history(client, req, 1, timeout_s=120)
-            assert [o.status for o in history] == [Status.COMPLETED]
-            assert await pdns.query_a(name) == [b.address]
-            assert local.running() == [(req.app, req.instance, "edge2")]
-        finally:
-            local.remove_all()
+    async with relocation_clients(settings) as (client, pdns, local):
+        name = await serve_from(local, pdns, req, a)
+        gated = Gated(local, "edge2")
+        async with running_worker(client, settings, gated, pdns):
+            await request_relocation(client, settings.temporal.task_queue, req)
+            await until(gated.waiting.is_set)
+            await restart_service(settings, "temporal", hard=hard)
+            gated.gate.set()
+            history = await wait_history(client, req, 1, timeout_s=120)
+        assert [o.status for o in history] == [Status.COMPLETED]
+        assert await pdns.query_a(name) == [b.address]
+        assert local.running() == [(req.app, req.instance, "edge2")]

@@ -21,9 +21,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from subscriber.act.instances import parse_instances
 from subscriber.cli import build_parser
 from subscriber.decide.bundle import load_bundle
+from subscriber.decide.instances import parse_instances
 from subscriber.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]

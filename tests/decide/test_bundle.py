@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from subscriber.decide.bundle import load_bundle
-from tests.decide.conftest import EXAMPLE_POLICY, EXAMPLE_TOPOLOGY
+from tests.support.policy import EXAMPLE_POLICY, EXAMPLE_TOPOLOGY
 
 
 def test_version_ignores_comments_and_formatting() -> None:

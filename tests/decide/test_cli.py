@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from subscriber.cli import main
-from tests.decide.conftest import EXAMPLE_POLICY, EXAMPLE_TOPOLOGY
+from tests.support.policy import EXAMPLE_POLICY, EXAMPLE_TOPOLOGY
 
 
 def test_valid_files_print_a_summary(capsys: pytest.CaptureFixture[str]) -> None:

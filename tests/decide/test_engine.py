@@ -13,7 +13,7 @@ from subscriber.decide.bundle import Bundle
 from subscriber.decide.engine import PolicyHolder, read_bundle
 from subscriber.errors import PolicyUnavailable
 from subscriber.settings import PolicySettings
-from tests.decide.conftest import EXAMPLE_POLICY, EXAMPLE_TOPOLOGY
+from tests.support.policy import EXAMPLE_POLICY, EXAMPLE_TOPOLOGY
 
 _tick = [1_700_000_000]
 

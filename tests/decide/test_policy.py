@@ -10,8 +10,8 @@ import pytest
 from subscriber.decide.bundle import Bundle, make_bundle
 from subscriber.decide.policy import (
     Action,
-    Placement,
     Reason,
+    Running,
     Tracked,
     decide,
     decide_all,
@@ -20,7 +20,7 @@ from subscriber.decide.policy import (
 )
 from subscriber.decide.scoring import Rejection
 from subscriber.decide.topology import ClusterState, Load, with_cluster
-from tests.decide.conftest import at, build, example_doc, run_trace, set_cluster, up_path
+from tests.support.policy import at, build, example_doc, run_trace, set_cluster, up_path
 
 VA = "video-analytics"  # stateful, 10 ms: dwell 10 s or 6 reports, cooldown 120 s, ping-pong 600 s
 
@@ -254,7 +254,7 @@ def _bundle(case: Case) -> Bundle:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_decision_table(case: Case) -> None:
     """Each row's trace ends in the expected action, reason, target and recheck time."""
-    decisions = run_trace(_bundle(case), Placement(*case.placement), case.trace)
+    decisions = run_trace(_bundle(case), Running(*case.placement), case.trace)
     last = decisions[-1]
     assert (last.action, last.reason, last.target) == case.want
     if case.recheck_at_s is not None or last.action is Action.DEFER:
@@ -268,7 +268,7 @@ def test_every_reason_code_is_covered() -> None:
 
 def test_decision_explains_itself(example: Bundle) -> None:
     """A decision carries the version, the current cluster's evaluation and ranked candidates."""
-    d = run_trace(example, Placement(VA, "edge-1"), [(0, "tower-1"), (1, "tower-2")])[-1]
+    d = run_trace(example, Running(VA, "edge-1"), [(0, "tower-1"), (1, "tower-2")])[-1]
     assert d.version == example.version
     assert d.zone == "zone-tower-2"
     assert d.current is not None
@@ -309,14 +309,14 @@ def test_ties_break_on_cluster_id() -> None:
     doc["clusters"].append(twin)
     doc["links"].append({"a": "zone-tower-2", "b": "edge-0", "latency_ms": 2})
     bundle = build(doc, {"dwell": {"enabled": False}})
-    d = run_trace(bundle, Placement(VA, "edge-1"), [(0, "tower-2")])[-1]
+    d = run_trace(bundle, Running(VA, "edge-1"), [(0, "tower-2")])[-1]
     assert d.candidates[0].score == d.candidates[1].score
     assert d.target == "edge-0"
 
 
 def test_up_path_change_maps_dnai_to_zone(example: Bundle) -> None:
     """An SMF UP_PATH_CH event locates the UE by its target DNAI."""
-    d = decide(5.0, example, Placement(VA, "edge-1"), None, up_path("mec-tower-2", 5.0))
+    d = decide(5.0, example, Running(VA, "edge-1"), None, up_path("mec-tower-2", 5.0))
     assert d.zone == "zone-tower-2"
     assert (d.action, d.reason) == (Action.DEFER, Reason.DWELL_NOT_REACHED)
 
@@ -327,7 +327,7 @@ def test_border_oscillation_makes_one_relocation(example: Bundle) -> None:
     flaps = "1122121112212211121221211221112122121121221211212212112211212112"
     trace = [(float(t), "tower-1" if c == "1" else "tower-2") for t, c in enumerate(flaps)]
     trace += [(float(len(flaps) + t), "tower-2") for t in range(30)]
-    decisions = run_trace(example, Placement(VA, "edge-1"), trace)
+    decisions = run_trace(example, Running(VA, "edge-1"), trace)
     moves = [(d.decided_at_s, d.target) for d in decisions if d.action is Action.RELOCATE]
     assert len(moves) == 1
     assert moves[0][1] == "edge-2"
@@ -343,7 +343,7 @@ def test_slow_oscillation_makes_one_relocation(example: Bundle) -> None:
         for _ in range(15):  # 15 reports, 2 s apart: every leg passes the dwell on its own
             trace.append((t, place))
             t += 2.0
-    decisions = run_trace(example, Placement(VA, "edge-1"), trace)
+    decisions = run_trace(example, Running(VA, "edge-1"), trace)
     moves = [d for d in decisions if d.action is Action.RELOCATE]
     assert len(moves) == 1
     held = {d.reason for d in decisions if d.action is Action.DEFER}
@@ -352,15 +352,15 @@ def test_slow_oscillation_makes_one_relocation(example: Bundle) -> None:
 
 def test_duplicate_report_is_not_counted_twice(example: Bundle) -> None:
     """The same report delivered twice counts once toward the dwell."""
-    first = decide(1.0, example, Placement(VA, "edge-1"), None, at("tower-2", 1.0))
-    again = decide(1.0, example, Placement(VA, "edge-1"), first.state, at("tower-2", 1.0))
+    first = decide(1.0, example, Running(VA, "edge-1"), None, at("tower-2", 1.0))
+    again = decide(1.0, example, Running(VA, "edge-1"), first.state, at("tower-2", 1.0))
     assert again.state.zone_reports == 1
     assert again.state == first.state
 
 
 def test_decide_all_observes_once(example: Bundle) -> None:
     """Several apps of one UE share one observation of the event."""
-    placements = [Placement(VA, "edge-1"), Placement("ar-guide", "edge-1")]
+    placements = [Running(VA, "edge-1"), Running("ar-guide", "edge-1")]
     decisions, state = decide_all(0.0, example, placements, None, at("tower-2", 0.0))
     assert [d.reason for d in decisions] == [Reason.DWELL_NOT_REACHED, Reason.CURRENT_OK]
     assert state is not None
@@ -375,9 +375,9 @@ def test_maintenance_drain_moves_every_app_off(example: Bundle) -> None:
     """Putting edge-1 in maintenance relocates every app on it, and no other app."""
     drained = with_cluster(example.topology, "edge-1", state=ClusterState.MAINTENANCE)
     bundle = make_bundle(drained, example.rules)
-    tracked = [Tracked(f"ue-{i}", Placement(VA, "edge-1"), None) for i in range(20)]
-    tracked += [Tracked(f"ue-{i}", Placement("ar-guide", "edge-1"), None) for i in range(20, 25)]
-    tracked.append(Tracked("ue-other", Placement(VA, "edge-2"), None))
+    tracked = [Tracked(f"ue-{i}", Running(VA, "edge-1"), None) for i in range(20)]
+    tracked += [Tracked(f"ue-{i}", Running("ar-guide", "edge-1"), None) for i in range(20, 25)]
+    tracked.append(Tracked("ue-other", Running(VA, "edge-2"), None))
     out = evacuate(100.0, bundle, tracked)
     assert len(out) == 25
     assert all(d.action is Action.RELOCATE for _, d in out)
@@ -390,7 +390,7 @@ def test_drain_does_not_overfill_the_target(example: Bundle) -> None:
     """A large drain fills regional-1 up to the cap, then reports NO_CANDIDATE for the rest."""
     drained = with_cluster(example.topology, "edge-1", state=ClusterState.DRAINING)
     bundle = make_bundle(drained, example.rules)
-    tracked = [Tracked(f"ue-{i}", Placement(VA, "edge-1"), None) for i in range(40)]
+    tracked = [Tracked(f"ue-{i}", Running(VA, "edge-1"), None) for i in range(40)]
     out = evacuate(100.0, bundle, tracked)
     moved = [d for _, d in out if d.action is Action.RELOCATE]
     # regional-1: 48 of 128 CPUs used, 2 per app, cap 80 % = 102.4 CPUs -> 27 more apps.
@@ -401,10 +401,10 @@ def test_drain_does_not_overfill_the_target(example: Bundle) -> None:
 
 def test_evacuate_uses_the_ues_last_zone(example: Bundle) -> None:
     """An evacuated app goes where its UE is, not where the drained cluster stands."""
-    seen = decide(0.0, example, Placement(VA, "edge-1"), None, at("tower-2", 0.0)).state
+    seen = decide(0.0, example, Running(VA, "edge-1"), None, at("tower-2", 0.0)).state
     drained = with_cluster(example.topology, "edge-1", state=ClusterState.MAINTENANCE)
     bundle = make_bundle(drained, example.rules)
-    [(ue, d)] = evacuate(1.0, bundle, [Tracked("ue", Placement(VA, "edge-1"), seen)])
+    [(ue, d)] = evacuate(1.0, bundle, [Tracked("ue", Running(VA, "edge-1"), seen)])
     assert ue == "ue"
     assert d.target == "edge-2"
     assert d.state.track(VA) is not None
@@ -415,16 +415,16 @@ def test_with_cluster_load_changes_the_version(example: Bundle) -> None:
     busy = with_cluster(example.topology, "edge-2", load=Load(cpu=15, memory_mib=1024, apps=1))
     bundle = make_bundle(busy, example.rules)
     assert bundle.version != example.version
-    d = run_trace(
-        bundle, Placement(VA, "edge-1"), [(0, "tower-1"), (1, "tower-2"), (11, "tower-2")]
-    )[-1]
+    d = run_trace(bundle, Running(VA, "edge-1"), [(0, "tower-1"), (1, "tower-2"), (11, "tower-2")])[
+        -1
+    ]
     assert d.target == "regional-1"
     assert d.version == bundle.version
 
 
 def test_recheck_moves_a_ue_that_went_quiet(example: Bundle) -> None:
     """A deferral's recheck time, reached without new reports, lets the move happen."""
-    placement = Placement(VA, "edge-1")
+    placement = Running(VA, "edge-1")
     deferred = run_trace(example, placement, [(0, "tower-1"), (1, "tower-2")])[-1]
     assert deferred.recheck_at_s == 11.0
     early = recheck(10.0, example, placement, deferred.state)
@@ -440,7 +440,7 @@ def test_recheck_moves_a_ue_that_went_quiet(example: Bundle) -> None:
 
 def test_rejected_candidates_nearest_first_and_trimmed(example: Bundle) -> None:
     """The ranking lists accepted clusters by score, then rejected ones by latency."""
-    d = run_trace(example, Placement(VA, "edge-1"), [(0, "tower-1"), (1, "tower-2")])[-1]
+    d = run_trace(example, Running(VA, "edge-1"), [(0, "tower-1"), (1, "tower-2")])[-1]
     assert [c.cluster for c in d.candidates] == [
         "edge-2",
         "regional-1",

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from subscriber.decide.bundle import Bundle, make_bundle
-from subscriber.decide.policy import Action, Decision, Placement, Tracked, evacuate
+from subscriber.decide.policy import Action, Decision, Running, Tracked, evacuate
 from subscriber.decide.rules import RulesDoc, compile_rules
 from subscriber.decide.topology import ClusterState, TopologyDoc, compile_topology
-from tests.decide.conftest import PLACES, example_doc, run_trace
+from tests.support.policy import PLACES, example_doc, run_trace
 
 CLUSTERS = [c["id"] for c in example_doc()["clusters"]]
 APPS = [a["name"] for a in example_doc()["applications"]]
@@ -57,7 +57,7 @@ traces = st.lists(
 ).map(lambda steps: [(sum(dt for dt, _ in steps[: i + 1]), p) for i, (_, p) in enumerate(steps)])
 
 placements = st.builds(
-    Placement, st.sampled_from([*APPS, "unknown-app"]), st.sampled_from([*CLUSTERS, "edge-9"])
+    Running, st.sampled_from([*APPS, "unknown-app"]), st.sampled_from([*CLUSTERS, "edge-9"])
 )
 
 
@@ -90,7 +90,7 @@ def _assert_target_valid(bundle: Bundle, d: Decision) -> None:
 @FAST
 @given(topologies(), policies, placements, traces)
 def test_targets_are_always_valid(
-    doc: dict[str, Any], policy: dict[str, Any], placement: Placement, trace: list[Any]
+    doc: dict[str, Any], policy: dict[str, Any], placement: Running, trace: list[Any]
 ) -> None:
     """No decision ever targets a cluster in maintenance or draining, full, or over budget."""
     bundle = _bundle(doc, policy)
@@ -104,7 +104,7 @@ def test_targets_are_always_valid(
 @FAST
 @given(topologies(), policies, placements, traces)
 def test_same_inputs_same_decisions(
-    doc: dict[str, Any], policy: dict[str, Any], placement: Placement, trace: list[Any]
+    doc: dict[str, Any], policy: dict[str, Any], placement: Running, trace: list[Any]
 ) -> None:
     """Two runs over independently built bundles give identical decisions and states."""
     first = run_trace(_bundle(doc, policy), placement, trace)
@@ -125,7 +125,7 @@ def test_evacuation_respects_capacity_across_the_batch(
     """A drain never targets a disabled cluster and never fills one past the cap in total."""
     bundle = _bundle(doc, policy)
     topo = bundle.topology
-    tracked = [Tracked(f"ue-{i}", Placement(a, c), None) for i, (a, c) in enumerate(apps)]
+    tracked = [Tracked(f"ue-{i}", Running(a, c), None) for i, (a, c) in enumerate(apps)]
     added: dict[str, list[float]] = {}
     for _, d in evacuate(0.0, bundle, tracked):
         assert topo.clusters[d.source].state is not ClusterState.ACTIVE

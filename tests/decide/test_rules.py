@@ -6,7 +6,7 @@ import pytest
 
 from subscriber.decide.rules import DEFAULT_RULES, parse_rules
 from subscriber.errors import PolicyUnavailable
-from tests.decide.conftest import EXAMPLE_POLICY
+from tests.support.policy import EXAMPLE_POLICY
 
 
 def test_example_policy_equals_the_defaults() -> None:

@@ -9,7 +9,6 @@ from subscriber.decide.state import (
     MAX_APPS,
     RECENT_ZONES,
     AppTrack,
-    MemoryStateStore,
     UeState,
     decode_state,
     encode_state,
@@ -99,47 +98,3 @@ def test_undecodable_state_raises(data: bytes) -> None:
     """Garbage or a future format is refused with UndecodableEvent."""
     with pytest.raises(UndecodableEvent):
         decode_state(data)
-
-
-def test_store_tracks_changes_for_the_changelog() -> None:
-    """put and delete mark keys changed; take_changes hands out records and tombstones once."""
-    store = MemoryStateStore()
-    a, b = observe(None, 1.0, "a"), observe(None, 2.0, "b")
-    store.put("ue-b", b)
-    store.put("ue-a", a)
-    store.put("ue-a", a)
-    assert store.take_changes() == [("ue-a", encode_state(a)), ("ue-b", encode_state(b))]
-    assert store.take_changes() == []
-    store.delete("ue-a")
-    store.delete("ue-missing")
-    assert store.take_changes() == [("ue-a", None)]
-    assert store.get("ue-a") is None
-    assert store.get("ue-b") == b
-
-
-def test_store_snapshot_restores_into_another_store() -> None:
-    """A snapshot replayed into a new store (partition moved) restores every state unchanged."""
-    first = MemoryStateStore()
-    for i in range(5):
-        first.put(f"ue-{i}", observe(None, float(i), f"z{i}"))
-    second = MemoryStateStore()
-    records: list[tuple[str, bytes | None]] = list(first.snapshot())
-    records.append(("ue-3", None))  # a later tombstone in the changelog wins
-    assert second.restore(records) == 6
-    assert len(second) == 4
-    assert second.get("ue-3") is None
-    assert second.get("ue-4") == first.get("ue-4")
-    assert second.take_changes() == []
-
-
-def test_store_forgets_revoked_and_idle_ues() -> None:
-    """Revoked UEs are dropped silently; idle UEs are deleted with tombstones."""
-    store = MemoryStateStore()
-    for i in range(4):
-        store.put(f"ue-{i}", observe(None, float(i), "z"))
-    store.take_changes()
-    assert store.forget(keep=["ue-0", "ue-1", "ue-2"]) == 1
-    assert store.take_changes() == []
-    assert store.forget(idle_since_s=2.0) == 2
-    assert store.take_changes() == [("ue-0", None), ("ue-1", None)]
-    assert len(store) == 1

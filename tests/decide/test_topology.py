@@ -17,7 +17,7 @@ from subscriber.decide.topology import (
 )
 from subscriber.errors import PolicyUnavailable
 from subscriber.events import Cell
-from tests.decide.conftest import EXAMPLE_TOPOLOGY, at, example_doc, up_path
+from tests.support.policy import EXAMPLE_TOPOLOGY, at, example_doc, up_path
 
 
 def test_example_topology_loads() -> None:

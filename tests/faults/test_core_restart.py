@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from subscriber.app.lifecycle import run_until_stopped
+from subscriber.app.tracker import open_tracker
 from subscriber.events import LocationEvent
-from subscriber.fakecore import FakeCoreServer
-from subscriber.fakecore import nrf as fake_nrf
-from subscriber.ingress.tracker import track
+from subscriber.fakes.core import FakeCoreServer
+from subscriber.fakes.core import nrf as fake_nrf
 from subscriber.settings import CoreSettings, ReceiverSettings, Settings
 
 MOVER = "imsi-208930000000001"
@@ -79,7 +80,9 @@ async def test_amf_and_nrf_restarts_are_recovered_by_the_running_loops(
         fake.core.amf.add_ue(MOVER, "000001", "000000010")
         settings.core.nrf_url = fake.url
         stop = asyncio.Event()
-        task = asyncio.create_task(track(settings, stop, sink=sink))
+        task = asyncio.create_task(
+            run_until_stopped(open_tracker(settings, sink=sink), stop=stop, handle_signals=False)
+        )
         try:
             await until(
                 lambda: (

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 
-from subscriber.events import decode_event
 from subscriber.settings import Settings
 from subscriber.stack.supervisor import start_service, stop_service
-from tests.conftest import isolate
-from tests.faults.serve import JSON, amf_body, metric, serving
+from tests.support.callbacks import JSON, amf_body
+from tests.support.kafka import cells_by_ue
+from tests.support.processes import metric, serving
+from tests.support.settings import isolate
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -64,36 +64,6 @@ class Stream:
             for mark, reached in self.reached.items():
                 if self.count >= mark:
                     reached.set()
-
-
-async def read_topic(settings: Settings, expected: int) -> dict[bytes, list[int]]:
-    """The first copy of each event on the topic, as cell sequence numbers per UE key."""
-    consumer = AIOKafkaConsumer(
-        settings.kafka.events_topic,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    seen: set[str] = set()
-    order: dict[bytes, list[int]] = {}
-    await consumer.start()
-    try:
-        async with asyncio.timeout(120):
-            while len(seen) < expected:
-                for batch in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
-                    for record in batch:
-                        event = decode_event(record.value)
-                        if event.event_id in seen:  # at least once: keep the first copy
-                            continue
-                        seen.add(event.event_id)
-                        assert event.location is not None
-                        assert event.location.cell_id is not None
-                        order.setdefault(record.key or b"", []).append(
-                            int(event.location.cell_id, 16)
-                        )
-    finally:
-        await consumer.stop()
-    return order
 
 
 async def test_broker_killed_mid_stream_loses_no_acknowledged_event(
@@ -148,7 +118,7 @@ async def test_broker_killed_mid_stream_loses_no_acknowledged_event(
             "ack_p99_ms": round(statistics.quantiles(stream.latencies_s, n=100)[98] * 1000, 1),
             "ack_max_ms": round(max(stream.latencies_s) * 1000, 1),
         }
-    order = await read_topic(settings, UES * PER_UE)
+    order = await cells_by_ue(settings.kafka, UES * PER_UE, timeout_s=120)
     print(f"\nfault figures (kafka kill -9): {figures}")
     assert stream.count == UES * PER_UE
     for ue in range(UES):

@@ -10,14 +10,20 @@ import aiohttp
 import pytest
 
 from subscriber.act.dns import DnsError, PowerDns
-from subscriber.act.local_orchestrator import LocalOrchestrator
-from subscriber.act.orchestrator import Placement
-from subscriber.act.signals import connect, request_relocation
-from subscriber.act.workflows import RelocationWorkflow, Status, Step, workflow_id
+from subscriber.act.signals import request_relocation
+from subscriber.act.workflows import RelocationWorkflow
+from subscriber.relocation import Placement, Status, Step, workflow_id
 from subscriber.settings import Settings
 from subscriber.stack.supervisor import start_service, stop_service
-from tests.act.conftest import Gated, make_request, running_worker, serve_from, tuned, wait_history
-from tests.conftest import isolate
+from tests.support.relocation import (
+    Gated,
+    make_request,
+    relocation_clients,
+    running_worker,
+    serve_from,
+    wait_history,
+)
+from tests.support.settings import isolate, tuned
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -72,56 +78,48 @@ async def test_powerdns_down_during_the_dns_step(
     settings = tuned(isolate(private_stack, unique, tmp_path), tmp_path)
     a, b = clusters["edge1"], clusters["edge2"]
     req = make_request(unique, a, b)
-    client = await connect(settings.temporal)
-    async with (
-        PowerDns(settings.powerdns) as pdns,
-        LocalOrchestrator(state_dir=settings.relocation.local_dir, warmup_s=0.2) as local,
-    ):
-        await pdns.ensure_zone()
-        try:
-            name = await serve_from(local, pdns, req, a)
-            gated = Gated(local, "edge2")
-            dns = CountingDns(pdns)
-            async with running_worker(client, settings, gated, dns):
-                await request_relocation(client, settings.temporal.task_queue, req)
-                await gated.waiting.wait()
-                await asyncio.to_thread(stop_service, private_stack, "powerdns", hard=True)
-                stopped = time.monotonic()
-                gated.gate.set()
-                await dns.failed.wait()
-                if outage == "back_within_retries":
-                    await start_service(private_stack, "powerdns")
-                history = await wait_history(client, req, 1, timeout_s=120)
-                finished = time.monotonic()
-                state = await client.get_workflow_handle(workflow_id(req.app, req.instance)).query(
-                    RelocationWorkflow.state
-                )
-            if outage == "down_throughout":
-                await start_service(private_stack, "powerdns")
-            outcome = history[0]
-            print(
-                f"\nfault figures (powerdns {outage}): failed_api_calls={dns.failures} "
-                f"outcome_s={finished - stopped:.1f} status={outcome.status.value} "
-                f"compensated={outcome.compensated} errors={len(outcome.compensation_errors)}"
-            )
+    async with relocation_clients(settings) as (client, pdns, local):
+        name = await serve_from(local, pdns, req, a)
+        gated = Gated(local, "edge2")
+        dns = CountingDns(pdns)
+        async with running_worker(client, settings, gated, dns):
+            await request_relocation(client, settings.temporal.task_queue, req)
+            await gated.waiting.wait()
+            await asyncio.to_thread(stop_service, private_stack, "powerdns", hard=True)
+            stopped = time.monotonic()
+            gated.gate.set()
+            await dns.failed.wait()
             if outage == "back_within_retries":
-                assert outcome.status is Status.COMPLETED
-                assert await pdns.query_a(name) == [b.address]
-                assert local.running() == [(req.app, req.instance, "edge2")]
-                assert state.placement == b
-            else:
-                assert outcome.status is Status.FAILED
-                assert outcome.failed_step is Step.DNS
-                # Compensation cannot restore DNS either; but the change never reached the
-                # server, so DNS still names the source: the target is removed and the source,
-                # never touched, stays the placement and keeps serving.
-                assert [e.split(":", 1)[0] for e in outcome.compensation_errors] == ["dns_restore"]
-                assert "target_removed" in outcome.compensated
-                assert await pdns.query_a(name) == [a.address]
-                assert await fetch(a) == "edge1"
-                assert sorted(local.running()) == [(req.app, req.instance, "edge1")]
-                assert state.placement == a
-            assert state.in_flight is None
-            assert dns.failures >= 1
-        finally:
-            local.remove_all()
+                await start_service(private_stack, "powerdns")
+            history = await wait_history(client, req, 1, timeout_s=120)
+            finished = time.monotonic()
+            state = await client.get_workflow_handle(workflow_id(req.app, req.instance)).query(
+                RelocationWorkflow.state
+            )
+        if outage == "down_throughout":
+            await start_service(private_stack, "powerdns")
+        outcome = history[0]
+        print(
+            f"\nfault figures (powerdns {outage}): failed_api_calls={dns.failures} "
+            f"outcome_s={finished - stopped:.1f} status={outcome.status.value} "
+            f"compensated={outcome.compensated} errors={len(outcome.compensation_errors)}"
+        )
+        if outage == "back_within_retries":
+            assert outcome.status is Status.COMPLETED
+            assert await pdns.query_a(name) == [b.address]
+            assert local.running() == [(req.app, req.instance, "edge2")]
+            assert state.placement == b
+        else:
+            assert outcome.status is Status.FAILED
+            assert outcome.failed_step is Step.DNS
+            # Compensation cannot restore DNS either; but the change never reached the
+            # server, so DNS still names the source: the target is removed and the source,
+            # never touched, stays the placement and keeps serving.
+            assert [e.split(":", 1)[0] for e in outcome.compensation_errors] == ["dns_restore"]
+            assert "target_removed" in outcome.compensated
+            assert await pdns.query_a(name) == [a.address]
+            assert await fetch(a) == "edge1"
+            assert sorted(local.running()) == [(req.app, req.instance, "edge1")]
+            assert state.placement == a
+        assert state.in_flight is None
+        assert dns.failures >= 1

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 
-from subscriber.events import decode_event
 from subscriber.settings import Settings
-from tests.faults.serve import JSON, amf_body, closed_kafka, serving
+from tests.support.callbacks import JSON, amf_body
+from tests.support.kafka import cells_by_ue
+from tests.support.processes import serving
+from tests.support.settings import closed_kafka
 
 pytestmark = [pytest.mark.stack]
 
@@ -43,37 +44,14 @@ async def test_crashed_receiver_drains_its_spool_after_restart(
     async with serving(closed_kafka(stack_settings), tmp_path / "serve-1.log") as first:
         await _post_all(first.base, range(100))
         os.killpg(first.proc.pid, signal.SIGKILL)
-        await first.proc.wait()
+        await asyncio.to_thread(first.proc.wait)
     spooled = sum(
         p.stat().st_size for p in stack_settings.receiver.spool_dir.rglob("*") if p.is_file()
     )
     started = time.monotonic()
     async with serving(stack_settings, tmp_path / "serve-2.log") as second:
         await _post_all(second.base, range(100, 150))
-        order: dict[bytes, list[int]] = {}
-        consumer = AIOKafkaConsumer(
-            stack_settings.kafka.events_topic,
-            bootstrap_servers=stack_settings.kafka.bootstrap_servers,
-            auto_offset_reset="earliest",
-        )
-        seen: set[str] = set()
-        await consumer.start()
-        try:
-            async with asyncio.timeout(60):
-                while len(seen) < UES * 150:
-                    for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                        for record in batch:
-                            event = decode_event(record.value)
-                            if event.event_id in seen:
-                                continue
-                            seen.add(event.event_id)
-                            assert event.location is not None
-                            assert event.location.cell_id is not None
-                            order.setdefault(record.key or b"", []).append(
-                                int(event.location.cell_id, 16)
-                            )
-        finally:
-            await consumer.stop()
+        order = await cells_by_ue(stack_settings.kafka, UES * 150, timeout_s=60)
         recovered_s = time.monotonic() - started
     print(
         f"\nfault figures (serve kill -9 with a spool): {UES * 100} events in {spooled} spool "

@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaConsumer
 
 from subscriber.events import decode_event
 from subscriber.settings import Settings
-from tests.faults.serve import amf_body, serving
+from tests.support.callbacks import amf_body
+from tests.support.processes import serving
 
 pytestmark = [pytest.mark.stack]
 
@@ -57,7 +58,7 @@ async def test_sigterm_finishes_in_flight_callbacks_and_loses_none(
         served.proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         lines = await asyncio.gather(*posts)
-        returncode = await asyncio.wait_for(served.proc.wait(), 60)
+        returncode = await asyncio.to_thread(served.proc.wait, 60)
         exited_s = time.monotonic() - signalled
     acked = {ue for ue, line in enumerate(lines) if line.startswith(b"HTTP/1.1 204")}
     print(

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.faults.serve import VECTORS, amf_body
-from tests.hostile.checks import check_answer
-from tests.hostile.conftest import Server
-from tests.hostile.h2raw import RawH2
+from tests.support.callbacks import VECTORS, amf_body
+from tests.support.h2raw import RawH2
+from tests.support.problems import check_answer
+from tests.support.processes import Server
 
 pytestmark = [pytest.mark.stack]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from h2.errors import ErrorCodes
 
-from tests.faults.serve import amf_body
-from tests.hostile.checks import check_answer
-from tests.hostile.conftest import Server
-from tests.hostile.h2raw import RawH2
+from tests.support.callbacks import amf_body
+from tests.support.h2raw import RawH2
+from tests.support.problems import check_answer
+from tests.support.processes import Server
 
 pytestmark = [pytest.mark.stack]
 

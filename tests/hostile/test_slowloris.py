@@ -9,8 +9,9 @@ from pathlib import Path
 import httpx
 
 from subscriber.settings import Settings
-from tests.faults.serve import closed_kafka, serving
-from tests.hostile.checks import check_answer
+from tests.support.problems import check_answer
+from tests.support.processes import serving
+from tests.support.settings import closed_kafka
 
 STALLED = 1100  # granian's default backpressure is 1024 requests in flight per worker
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import httpx
 
 from subscriber.settings import Settings
-from tests.faults.serve import JSON, amf_body, closed_kafka, metric
-from tests.hostile.checks import check_answer
-from tests.hostile.conftest import serve_process
+from tests.support.callbacks import JSON, amf_body
+from tests.support.problems import check_answer
+from tests.support.processes import KNOWN_ONLY, metric, serve_process
+from tests.support.settings import closed_kafka
 
 
 async def test_full_spool_answers_503_with_retry_after_under_a_flood(tmp_path: Path) -> None:
@@ -25,7 +26,7 @@ async def test_full_spool_answers_503_with_retry_after_under_a_flood(tmp_path: P
             "core": base.core.model_copy(update={"state_dir": tmp_path / "state"}),
         }
     )
-    with serve_process(settings, tmp_path / "serve.log") as server:
+    with serve_process(settings, tmp_path / "serve.log", registry=KNOWN_ONLY) as server:
         async with httpx.AsyncClient(http2=True, http1=False, timeout=30) as http:
             answers = await asyncio.gather(
                 *(

@@ -73,7 +73,7 @@ def normalize_amf(body: bytes, ingest_time: datetime = INGEST, **kwargs: Any) ->
     )
 
 
-# --- the vectors of shared/notes/free5gc.md §6 ------------------------------------------------
+# --- the vectors of tests/vectors (README.md there cites their sources) ------------------------
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from subscriber.errors import CoreUnavailable
-from subscriber.fakecore import FakeCoreServer
+from subscriber.fakes.core import FakeCoreServer
 from subscriber.ingress.nrf import NrfClient, load_instance_id
 from subscriber.sbi.nrf import NfProfile
 from subscriber.settings import CoreSettings

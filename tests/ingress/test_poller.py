@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer
 
 from subscriber.errors import CoreUnavailable
 from subscriber.events import Delivery, LocationEvent, decode_event
-from subscriber.fakecore import FakeCoreServer
+from subscriber.fakes.core import FakeCoreServer
 from subscriber.ingress import poller as poller_module
 from subscriber.ingress.nrf import NrfClient
 from subscriber.ingress.poller import Poller, location_key, scan_location_reports, sortable_time

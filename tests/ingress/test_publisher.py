@@ -8,7 +8,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from subscriber.errors import SpoolFull
 from subscriber.events import (
@@ -22,6 +21,7 @@ from subscriber.events import (
 )
 from subscriber.ingress.publisher import DeadLetter, Publisher
 from subscriber.settings import Settings
+from tests.support.kafka import read_all
 
 T0 = datetime(2026, 7, 1, 8, 14, 2, tzinfo=UTC)
 
@@ -39,23 +39,6 @@ def make_event(ue: int, seq: int) -> LocationEvent:
         event_time_field="ueLocationTimestamp",
         ingest_time=T0,
     )
-
-
-async def consume(bootstrap: str, topic: str, count: int) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read the first ``count`` records of ``topic`` (pytest-timeout bounds the wait)."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        while len(records) < count:
-            batches = await consumer.getmany(timeout_ms=1000)
-            for batch in batches.values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
 
 
 def _closed_port() -> str:
@@ -86,7 +69,7 @@ async def test_published_events_are_on_the_topic_keyed_by_ue(stack_settings: Set
         await pub.publish(events[3:])
         assert pub.kafka_connected
         assert pub.spool_records == 0
-    records = await consume(
+    records = await read_all(
         stack_settings.kafka.bootstrap_servers, stack_settings.kafka.events_topic, len(events)
     )
     assert [decode_event(r.value) for r in records] == events
@@ -109,7 +92,7 @@ async def test_dead_letter_carries_reason_and_capped_body(stack_settings: Settin
     )
     async with Publisher(kafka=stack_settings.kafka, receiver=receiver) as pub:
         await pub.publish_dead_letter(letter)
-    (record,) = await consume(
+    (record,) = await read_all(
         stack_settings.kafka.bootstrap_servers, stack_settings.kafka.dead_letter_topic, 1
     )
     doc = orjson.loads(record.value)
@@ -156,7 +139,7 @@ async def test_spooled_events_drain_in_order_when_kafka_is_back(
         await pub.publish(later)
         await pub.wait_drained()
         assert pub.spool_records == 0
-    records = await consume(
+    records = await read_all(
         stack_settings.kafka.bootstrap_servers, stack_settings.kafka.events_topic, 10
     )
     assert [decode_event(r.value) for r in records] == spooled + later

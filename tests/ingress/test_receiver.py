@@ -10,25 +10,25 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from granian.constants import HTTPModes, Interfaces
-from granian.server.embed import Server
+from aiokafka import AIOKafkaConsumer
 from structlog.testing import capture_logs
 
+from subscriber.app.receiver import serving_receiver
 from subscriber.events import LocationEvent, NfType, decode_event
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.receiver import Callback, Normalizer, Receiver, default_normalizers
-from subscriber.ingress.server import StaticRegistry
 from subscriber.settings import Settings
 from subscriber.stack.state import read_state
 from subscriber.stack.supervisor import start_service, stop_service
+from tests.support.kafka import read_all
+from tests.support.processes import serving as serving_process
+from tests.support.registry import KNOWN, StaticRegistry
 
 VECTORS = Path(__file__).parent.parent / "vectors"
 JSON = {"content-type": "application/json"}
@@ -65,14 +65,6 @@ NEF_BODY = orjson.dumps(
         ],
     }
 )
-KNOWN = [("amf", "loc-1"), ("smf", "1"), ("nef", "sub-7")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextlib.asynccontextmanager
@@ -82,41 +74,13 @@ async def serving(
     normalizers: Mapping[str, Normalizer] | None = None,
     tls: tuple[Path, Path] | None = None,
 ) -> AsyncIterator[tuple[str, Receiver, Publisher]]:
-    """Our app under an embedded granian on a free port, with its own publisher."""
-    port = _free_port()
-    async with Publisher(kafka=settings.kafka, receiver=settings.receiver) as publisher:
-        app = Receiver(
-            settings=settings.receiver,
-            normalizers=normalizers or default_normalizers(),
-            registry=StaticRegistry(KNOWN),
-            publisher=publisher,
-        )
-        server = Server(
-            app,
-            address="127.0.0.1",
-            port=port,
-            interface=Interfaces.ASGI,
-            http=HTTPModes.auto,
-            websockets=False,
-            ssl_cert=tls[0] if tls else None,
-            ssl_key=tls[1] if tls else None,
-        )
-        task = asyncio.create_task(server.serve())
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            break
-        try:
-            yield f"{'https' if tls else 'http'}://127.0.0.1:{port}", app, publisher
-        finally:
-            server.stop()
-            await task
-            await app.flush_background()
+    """Our app in-process (the composition root's receiver) on a free port, with its publisher."""
+    tls_files = {"tls_cert": tls[0], "tls_key": tls[1]} if tls is not None else {}
+    receiver = settings.receiver.model_copy(update={"port": 0, **tls_files})
+    settings = settings.model_copy(update={"receiver": receiver})
+    registry = StaticRegistry(KNOWN)
+    async with serving_receiver(settings, registry=registry, normalizers=normalizers) as served:
+        yield served.url, served.app, served.app.publisher  # type: ignore[misc]
 
 
 def client(transport: str) -> httpx.AsyncClient:
@@ -124,22 +88,6 @@ def client(transport: str) -> httpx.AsyncClient:
     if transport == "h2c":
         return httpx.AsyncClient(http2=True, http1=False, timeout=30)
     return httpx.AsyncClient(timeout=30)
-
-
-async def consume(bootstrap: str, topic: str, count: int) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read the first ``count`` records of ``topic`` (pytest-timeout bounds the wait)."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        while len(records) < count:
-            for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
 
 
 def _offline(settings: Settings, tmp_path: Path, spool_max_bytes: int) -> Settings:
@@ -172,7 +120,7 @@ async def test_each_kind_is_accepted_and_its_event_is_on_kafka(
         ]
     assert [a.status_code for a in answers] == [204, 204, 204]
     assert {a.http_version for a in answers} == {"HTTP/2" if transport == "h2c" else "HTTP/1.1"}
-    records = await consume(
+    records = await read_all(
         stack_settings.kafka.bootstrap_servers, stack_settings.kafka.events_topic, 3
     )
     events = [decode_event(r.value) for r in records]
@@ -191,47 +139,17 @@ async def test_each_kind_is_accepted_and_its_event_is_on_kafka(
 @pytest.mark.stack
 async def test_serve_runs_two_workers_on_one_port(stack_settings: Settings, tmp_path: Path) -> None:
     """'subscriber serve' with two workers takes h2c and HTTP/1.1 on one port and publishes."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "SUBSCRIBER_KAFKA__BOOTSTRAP_SERVERS": stack_settings.kafka.bootstrap_servers,
-        "SUBSCRIBER_KAFKA__EVENTS_TOPIC": stack_settings.kafka.events_topic,
-        "SUBSCRIBER_KAFKA__DEAD_LETTER_TOPIC": stack_settings.kafka.dead_letter_topic,
-        "SUBSCRIBER_RECEIVER__PORT": str(port),
-        "SUBSCRIBER_RECEIVER__WORKERS": "2",
-        "SUBSCRIBER_RECEIVER__SPOOL_DIR": str(tmp_path / "spool"),
-        "SUBSCRIBER_LOG__LEVEL": "warning",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "subscriber",
-        "serve",
-        "--registry",
-        "subscriber.ingress.server:accept_any_registry",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
+    async with serving_process(stack_settings, tmp_path / "serve.log", workers=2) as served:
         async with client("h2c") as h2c, client("http1") as http1:
-            while True:
-                try:
-                    if (await http1.get(f"{base}/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+            base = served.base
             first = await h2c.post(f"{base}/callbacks/amf/loc-1", content=amf_body(), headers=JSON)
             second = await http1.post(f"{base}/callbacks/smf/1", content=SMF_BODY, headers=JSON)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        returncode = await proc.wait()
+        served.proc.send_signal(signal.SIGTERM)
+        returncode = await asyncio.to_thread(served.proc.wait, 60)
     assert (first.status_code, first.http_version) == (204, "HTTP/2")
     assert (second.status_code, second.http_version) == (204, "HTTP/1.1")
     assert returncode == 0
-    records = await consume(
+    records = await read_all(
         stack_settings.kafka.bootstrap_servers, stack_settings.kafka.events_topic, 2
     )
     assert sorted(r.key or b"" for r in records) == [b"imsi-208930000000001", b"smf-notif:1"]
@@ -317,7 +235,7 @@ async def test_bad_input_gets_problem_details_and_a_dead_letter(
     )
     assert schema.json()["cause"] == "MANDATORY_IE_INCORRECT"
     assert syntax.json()["invalidParams"]
-    records = await consume(
+    records = await read_all(
         stack_settings.kafka.bootstrap_servers, stack_settings.kafka.dead_letter_topic, 6
     )
     letters = {orjson.loads(r.value)["reason"]: orjson.loads(r.value) for r in records}

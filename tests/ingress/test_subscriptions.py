@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,17 +9,13 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from granian.constants import HTTPModes, Interfaces
-from granian.server.embed import Server
 
+from subscriber.app.receiver import serving_receiver
 from subscriber.errors import CoreUnavailable
 from subscriber.events import Delivery, decode_event
-from subscriber.fakecore import FakeCoreServer
-from subscriber.fakecore.amf import AmfMode
+from subscriber.fakes.core import FakeCoreServer
+from subscriber.fakes.core.amf import AmfMode
 from subscriber.ingress.nrf import NrfClient, Producer
-from subscriber.ingress.publisher import Publisher
-from subscriber.ingress.receiver import Receiver, default_normalizers
 from subscriber.ingress.subscriptions import (
     STATE_FILE,
     SubscriptionManager,
@@ -31,6 +26,7 @@ from subscriber.ingress.subscriptions import (
     registry_for,
 )
 from subscriber.settings import CoreSettings, Settings
+from tests.support.kafka import read_all
 
 T0 = 1_900_000_000.0
 CALLBACKS = "http://127.0.0.1:9/receiver"
@@ -319,86 +315,38 @@ async def test_notify_mode_callbacks_flow_through_the_receiver_to_kafka(
     session: aiohttp.ClientSession, stack_settings: Settings, clock: WallClock
 ) -> None:
     """Spec AMF and SMF notifications reach the receiver over h2c, pass its registry, hit Kafka."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
     settings_dir = stack_settings.receiver.spool_dir.parent / "core"
     registry = SubscriptionRegistry(settings_dir)
-    async with Publisher(kafka=stack_settings.kafka, receiver=stack_settings.receiver) as publisher:
-        app = Receiver(
-            settings=stack_settings.receiver,
-            normalizers=default_normalizers(),
-            registry=registry,
-            publisher=publisher,
-        )
-        server = Server(
-            app,
-            address="127.0.0.1",
-            port=port,
-            interface=Interfaces.ASGI,
-            http=HTTPModes.auto,
-            websockets=False,
-        )
-        task = asyncio.create_task(server.serve())
-        try:
-            await _wait_listening(port)
-            # The fake closes its h2c connections when it exits, before granian stops.
-            async with await _serve(clock, "notify") as fake:
-                settings = _settings(fake, settings_dir)
-                nrf = NrfClient(settings=settings, session=session)
-                async with SubscriptionManager(
-                    settings=settings, nrf=nrf, callback_base=base, registry=registry, clock=clock
-                ) as manager:
-                    await manager.reconcile()
-                    fake.core.amf.move("imsi-208930000000001", "000002", "0000000c1")
-                    await fake.core.amf.drain()
-                    statuses = await fake.core.smf.send_up_path_change(
-                        *fake.core.smf.spec_targets()[0], target_dnai="mec"
-                    )
-        finally:
-            server.stop()
-            await task
-            await app.flush_background()
+    # The fake closes its h2c connections when it exits, before granian stops.
+    async with (
+        serving_receiver(stack_settings, registry=registry) as served,
+        await _serve(clock, "notify") as fake,
+    ):
+        settings = _settings(fake, settings_dir)
+        nrf = NrfClient(settings=settings, session=session)
+        async with SubscriptionManager(
+            settings=settings, nrf=nrf, callback_base=served.url, registry=registry, clock=clock
+        ) as manager:
+            await manager.reconcile()
+            fake.core.amf.move("imsi-208930000000001", "000002", "0000000c1")
+            await fake.core.amf.drain()
+            statuses = await fake.core.smf.send_up_path_change(
+                *fake.core.smf.spec_targets()[0], target_dnai="mec"
+            )
     assert fake.core.amf.notifications_sent == 1
     assert statuses == [204, 204]
-    events = [decode_event(r.value) for r in await _consume(stack_settings, 3) if r.value]
+    events = [
+        decode_event(r.value)
+        for r in await read_all(
+            stack_settings.kafka.bootstrap_servers, stack_settings.kafka.events_topic, 3
+        )
+        if r.value
+    ]
     amf_event = next(e for e in events if e.source.nf_type == "AMF")
     assert amf_event.source.delivery is Delivery.NOTIFIED
     assert amf_event.location is not None
     assert amf_event.location.cell_id == "0000000c1"
     assert sorted(e.dnai_change.change_type for e in events if e.dnai_change) == ["EARLY", "LATE"]
-
-
-async def _wait_listening(port: int) -> None:
-    for _ in range(200):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return
-    raise AssertionError("the receiver did not start")
-
-
-async def _consume(settings: Settings, count: int) -> list[ConsumerRecord[bytes, bytes]]:
-    consumer = AIOKafkaConsumer(
-        settings.kafka.events_topic,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        while len(records) < count:
-            for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
 
 
 async def test_nef_monitoring_subscriptions_per_target(

@@ -1,4 +1,4 @@
-"""Tests for the TS 29.508 models against the vectors of shared/notes/free5gc.md §6."""
+"""Tests for the TS 29.508 models against the vectors in tests/vectors."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from subscriber.errors import SubscriberError
 from subscriber.sre.client import CompressionError, encode_fields, status_of
 from subscriber.sre.recording import Item, RawCallback
 from subscriber.sre.replay import Selection, Summary, schedule, to_receiver
-from tests.sre.h2peer import Got, Peer, fields, frame, raw_peer, serving
+from tests.support.h2peer import Got, Peer, fields, frame, raw_peer, serving
 
 _NAMES = st.text("abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=20).map(str.encode)
 _VALUES = st.binary(max_size=300).map(lambda b: bytes(c % 94 + 32 for c in b))

@@ -12,8 +12,8 @@ from subscriber.events import decode_event
 from subscriber.settings import Settings
 from subscriber.sre.record import EventFilter, record_kafka
 from subscriber.sre.recording import read_items
-from tests.sre.kafka import create_topic, produce_events
-from tests.sre.scenario import UE1, UE2, event
+from tests.support.kafka import create_topic, produce_events
+from tests.support.scenario import UE1, UE2, event
 
 
 def test_the_ue_filter_matches_supi_gpsi_or_key() -> None:

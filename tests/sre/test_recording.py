@@ -19,7 +19,7 @@ from subscriber.sre.recording import (
     open_recording,
     read_items,
 )
-from tests.sre.scenario import UE1, script_events
+from tests.support.scenario import UE1, script_events
 
 
 def test_events_round_trip_with_a_header_written_last(tmp_path: Path) -> None:

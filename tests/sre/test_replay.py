@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from subscriber.app.receiver import serving_receiver
 from subscriber.cli import main
 from subscriber.decide.engine import read_bundle
 from subscriber.errors import SubscriberError
@@ -17,10 +18,10 @@ from subscriber.sre.record import record_capture, record_kafka
 from subscriber.sre.recording import Item, RawCallback, RecordingWriter, read_items
 from subscriber.sre.replay import Selection, parse_speed, replay_file, schedule
 from subscriber.sre.simulate import Mobility, simulate, to_recording
-from tests.sre.kafka import create_topic, produce_events, read_all
-from tests.sre.receiver import serving
-from tests.sre.scenario import UE1, UE2, event
-from tests.sre.test_simulate import TOPOLOGY
+from tests.support.events import TOPOLOGY
+from tests.support.kafka import create_topic, produce_events, read_all
+from tests.support.registry import StaticRegistry
+from tests.support.scenario import UE1, UE2, event
 
 
 def _items(*spec: tuple[float, str]) -> list[Item]:
@@ -156,7 +157,8 @@ async def test_raw_callbacks_replayed_to_a_real_receiver_are_published_in_order(
     )
     _, items = read_items(path)
 
-    async with serving(settings, [("amf", "sim-1")]) as url:
+    async with serving_receiver(settings, registry=StaticRegistry([("amf", "sim-1")])) as served:
+        url = served.url
         summary = await replay_file(
             path,
             to="receiver",
@@ -245,7 +247,10 @@ async def test_simulated_notifications_reach_a_real_receiver(
     await create_topic(bootstrap, stack_settings.kafka.events_topic, 1)
     params = Mobility(ues=3, duration_s=60)
     moves = simulate(read_bundle(TOPOLOGY).topology, params, 2)
-    async with serving(stack_settings, [("amf", "sim-9")]) as url:
+    async with serving_receiver(
+        stack_settings, registry=StaticRegistry([("amf", "sim-9")])
+    ) as served:
+        url = served.url
         accepted = await to_receiver(url, moves, params, 0, "sim-9")
     assert accepted == len(moves)
     records = await read_all(bootstrap, stack_settings.kafka.events_topic, len(moves))

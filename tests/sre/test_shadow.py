@@ -17,8 +17,8 @@ from subscriber.sre.shadow import (
     run_policy,
 )
 from subscriber.sre.whatif import recorded_events
-from tests.sre.scenario import T0, UE1, UE2, event, script_events, write_files
-from tests.sre.scenario import TOPOLOGY as TOPOLOGY_TEXT
+from tests.support.scenario import T0, UE1, UE2, event, script_events, write_files
+from tests.support.scenario import TOPOLOGY as TOPOLOGY_TEXT
 
 END_S = T0.timestamp() + 60
 

@@ -14,7 +14,7 @@ import subscriber
 from subscriber.decide.engine import read_bundle
 from subscriber.decide.topology import Topology
 from subscriber.events import Cell, decode_event
-from subscriber.fakecore import FakeCoreServer
+from subscriber.fakes.core import FakeCoreServer
 from subscriber.ingress.normalize import BodyKind, normalize_body
 from subscriber.sre.recording import read_items
 from subscriber.sre.simulate import (
@@ -182,6 +182,20 @@ def test_the_command_refuses_a_recording_without_a_file() -> None:
     from subscriber.cli import main
 
     assert main(["simulate", "--ues", "1", "--duration", "10"]) == 1
+
+
+@pytest.mark.parametrize("to", ["fake-amf", "receiver"])
+def test_the_command_refuses_to_send_without_a_url(
+    to: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sending (``--to fake-amf`` or ``receiver``) without ``--url`` exits 1 with one line."""
+    from subscriber.cli import main
+
+    assert main(["simulate", "--ues", "1", "--duration", "10", "--to", to]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"subscriber: subscriber simulate --to {to} needs --url URL"
+    ]
 
 
 def test_periodic_reports_fill_the_dwell_without_changing_the_path() -> None:

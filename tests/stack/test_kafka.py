@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from subscriber.stack import StackInfo
+from tests.support.kafka import create_topic
 
 pytestmark = pytest.mark.stack
-
-
-async def _create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        await admin.close()
 
 
 async def test_idempotent_producer_round_trip(stack: StackInfo, unique: str) -> None:
     """An idempotent acks=all producer's records come back in order, once each."""
     topic = f"roundtrip-{unique}"
-    await _create_topic(stack.kafka_bootstrap, topic)
+    await create_topic(stack.kafka_bootstrap, topic)
     producer = AIOKafkaProducer(
         bootstrap_servers=stack.kafka_bootstrap,
         enable_idempotence=True,
@@ -77,7 +68,7 @@ async def _consume(bootstrap: str, topic: str, group: str, count: int) -> list[s
 async def test_consumer_group_resumes_at_committed_offset(stack: StackInfo, unique: str) -> None:
     """A restarted group member starts after the last offset its group committed."""
     topic, group = f"resume-{unique}", f"group-{unique}"
-    await _create_topic(stack.kafka_bootstrap, topic)
+    await create_topic(stack.kafka_bootstrap, topic)
     producer = AIOKafkaProducer(
         bootstrap_servers=stack.kafka_bootstrap, enable_idempotence=True, acks="all"
     )

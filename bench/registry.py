@@ -1,0 +1,22 @@
+"""The subscription registry the benchmarks serve with: every callback key is known.
+
+Loaded by ``subscriber serve --registry bench.registry:accept_any`` (run from the repository
+root) or passed to :func:`subscriber.app.receiver.serving_receiver`.
+"""
+
+from __future__ import annotations
+
+from subscriber.settings import Settings
+
+
+class AcceptAny:
+    """Knows every ``(kind, key)``: the benchmarks measure the receiver, not the registry."""
+
+    def is_known(self, kind: str, key: str) -> bool:
+        """Always True."""
+        return True
+
+
+def accept_any(_settings: Settings) -> AcceptAny:
+    """The registry for ``serve --registry``."""
+    return AcceptAny()

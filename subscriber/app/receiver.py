@@ -1,0 +1,258 @@
+"""``subscriber serve``: the callback receiver under granian, h2c prior knowledge + HTTP/1.1.
+
+granian (Rust HTTP core, ASGI interface, ``http=auto``) serves HTTP/2 with prior knowledge and
+HTTP/1.1 on one port, and with TLS offers ALPN h2 and http/1.1. ``receiver.workers`` processes
+share the listening socket; each builds its own app, publisher (Kafka producer + spool slot) and
+metrics in :func:`load_app`. Why granian and not hypercorn or aiohttp: docs/receiver.md.
+
+:func:`serving_receiver` runs the same app in this process under granian's embedded server, for
+the benchmarks and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from urllib.parse import urlsplit
+
+import structlog
+from granian.constants import HTTPModes, Interfaces
+from granian.log import LogLevels
+from granian.server import Server as Granian
+from granian.server.embed import Server as EmbeddedGranian
+
+from subscriber.errors import SubscriberError
+from subscriber.health import base_url
+from subscriber.ingress.publisher import Publisher
+from subscriber.ingress.receiver import (
+    Normalizer,
+    Receiver,
+    SubscriptionRegistry,
+    default_normalizers,
+)
+from subscriber.logs import configure_logging
+from subscriber.options import ServeOptions
+from subscriber.settings import Settings, to_env
+from subscriber.stack.procs import port_free_on
+from subscriber.tracing import configure_tracing
+
+log = structlog.get_logger()
+
+DEFAULT_REGISTRY = "subscriber.ingress.subscriptions:registry_for"
+
+
+def _resolve(target: str) -> Callable[..., object]:
+    module, _, name = target.partition(":")
+    func: Callable[..., object] = getattr(importlib.import_module(module), name)
+    return func
+
+
+def build_receiver(
+    settings: Settings,
+    *,
+    registry: SubscriptionRegistry,
+    normalizers: Mapping[str, Normalizer] | None = None,
+    started: asyncio.Event | None = None,
+) -> Receiver:
+    """The ASGI app, with a lifespan that opens this process's own publisher.
+
+    Args:
+        settings: the whole settings.
+        registry: which subscription keys are ours.
+        normalizers: one per callback kind; the default ones when None.
+        started: set once the lifespan has opened the publisher (the app can take callbacks).
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(receiver: Receiver) -> AsyncIterator[None]:
+        async with Publisher(kafka=settings.kafka, receiver=settings.receiver) as publisher:
+            receiver.publisher = publisher
+            if started is not None:
+                started.set()
+            yield
+
+    return Receiver(
+        settings=settings.receiver,
+        normalizers=normalizers if normalizers is not None else default_normalizers(),
+        registry=registry,
+        lifespan=lifespan,
+    )
+
+
+@dataclass(frozen=True)
+class ServedReceiver:
+    """A receiver serving in this process.
+
+    Attributes:
+        url: its base URL (loopback for a wildcard bind).
+        app: the ASGI app; ``app.publisher`` is its publisher once serving.
+        settings: the settings it runs with, ``receiver.port`` the port it listens on.
+    """
+
+    url: str
+    app: Receiver
+    settings: Settings
+
+
+@contextlib.asynccontextmanager
+async def serving_receiver(
+    settings: Settings,
+    *,
+    registry: SubscriptionRegistry,
+    normalizers: Mapping[str, Normalizer] | None = None,
+) -> AsyncIterator[ServedReceiver]:
+    """The receiver in this process under granian's embedded server, until the block ends.
+
+    The same app as ``subscriber serve`` (:func:`build_receiver`), on ``receiver.host`` and
+    ``receiver.port`` (0: a free port), h2c prior knowledge and HTTP/1.1 (TLS with
+    ``receiver.tls_cert``); it yields once it accepts connections. For the benchmarks and the
+    tests; ``subscriber serve`` runs granian's multi-process server instead (:func:`run_server`).
+
+    Raises:
+        SubscriberError: the server stopped before it listened (its lifespan failed).
+    """
+    rs = settings.receiver
+    if rs.port == 0:
+        rs = rs.model_copy(update={"port": port_free_on(rs.host)})
+        settings = settings.model_copy(update={"receiver": rs})
+    started = asyncio.Event()
+    app = build_receiver(settings, registry=registry, normalizers=normalizers, started=started)
+    server = EmbeddedGranian(
+        app,
+        address=rs.host,
+        port=rs.port,
+        interface=Interfaces.ASGI,
+        http=HTTPModes.auto,
+        websockets=False,
+        ssl_cert=rs.tls_cert,
+        ssl_key=rs.tls_key,
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        await _listening(base_url(rs), started, task)
+        yield ServedReceiver(base_url(rs), app, settings)
+    finally:
+        server.stop()  # type: ignore[no-untyped-call]
+        await task
+
+
+async def _listening(url: str, started: asyncio.Event, serving: asyncio.Task[None]) -> None:
+    """Return once our app started and its port accepts connections; raise if it stopped first.
+
+    The lifespan runs after granian bound the port, so a port someone else listens on fails the
+    serving task rather than passing for ours.
+    """
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 0
+    waiting = asyncio.create_task(started.wait())
+    await asyncio.wait([waiting, serving], return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    while True:
+        if serving.done():
+            serving.result()
+            raise SubscriberError(f"the receiver stopped before it listened on {url}")
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+
+
+def load_app(settings_json: str, registry_target: str) -> Receiver:
+    """Build the app inside a granian worker process (picklable: a function and two strings)."""
+    settings = Settings.model_validate_json(settings_json)
+    configure_logging(settings.log)
+    configure_tracing(settings.log, service="subscriber-receiver")  # in each worker process
+    registry = _resolve(registry_target)(settings)
+    return build_receiver(settings, registry=registry)  # type: ignore[arg-type]
+
+
+def run_server(settings: Settings, registry_target: str = DEFAULT_REGISTRY) -> None:
+    """Serve the receiver with granian until SIGINT/SIGTERM.
+
+    Args:
+        settings: the whole settings; ``receiver`` says where and how to listen.
+        registry_target: ``module:function`` returning the registry, called in each worker.
+    """
+    rs = settings.receiver
+    server = Granian(
+        "subscriber.app.receiver:load_app",
+        address=rs.host,
+        port=rs.port,
+        interface=Interfaces.ASGI,
+        http=HTTPModes.auto,
+        workers=rs.workers,
+        ssl_cert=rs.tls_cert,
+        ssl_key=rs.tls_key,
+        log_level=LogLevels.warning,
+        log_access=False,
+        websockets=False,
+    )
+    loader = partial(load_app, settings.model_dump_json(), registry_target)
+    server.serve(target_loader=loader, wrap_loader=False)
+
+
+@dataclass
+class _Tracker:
+    proc: subprocess.Popen[bytes]
+    stopping: threading.Event
+
+
+def _start_tracker(settings: Settings) -> _Tracker | None:
+    """``subscriber track`` beside the receiver when a core is configured; None otherwise.
+
+    granian owns this process's main loop, so the poller and the subscription manager run as a
+    child. If the child dies on its own, this process is told to stop too, so that a
+    supervisor restarts the pair rather than leaving a receiver whose core nobody polls.
+    """
+    if settings.core.nrf_url is None and settings.core.amf_url is None:
+        return None
+    child = subprocess.Popen(
+        [sys.executable, "-m", "subscriber", "track"],
+        env={**os.environ, **to_env(settings)},
+    )
+    stopping = threading.Event()
+
+    def watch() -> None:
+        child.wait()
+        if not stopping.is_set():
+            log.error("serve.tracker_exited", code=child.returncode)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="tracker-watch", daemon=True).start()
+    return _Tracker(child, stopping)
+
+
+def _stop_tracker(tracker: _Tracker) -> None:
+    tracker.stopping.set()
+    child = tracker.proc
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def main(settings: Settings, options: ServeOptions) -> int:
+    """The ``serve`` subcommand: the receiver, and the tracker when a core is configured."""
+    tracker = _start_tracker(settings)
+    try:
+        run_server(settings, options.registry or DEFAULT_REGISTRY)
+    finally:
+        if tracker is not None:
+            _stop_tracker(tracker)
+    return 0

@@ -1,0 +1,146 @@
+"""``subscriber worker``: the Temporal worker that runs the relocation workflow and activities.
+
+It polls ``settings.temporal.task_queue`` until SIGTERM or SIGINT, then stops polling, lets the
+activities in flight finish for up to ``settings.shutdown_grace_s``, and closes its adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
+
+import structlog
+from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import Worker
+
+from subscriber.act.activities import DnsPort, RelocationActivities
+from subscriber.act.dns import PowerDns
+from subscriber.act.orchestrator import Orchestrator
+from subscriber.act.signals import connect
+from subscriber.act.workflows import STEP_BUCKETS_S, STEPS_METRIC, RelocationWorkflow
+from subscriber.app.lifecycle import run_until_stopped, traced
+from subscriber.settings import Settings
+
+log = structlog.get_logger()
+
+
+async def open_orchestrator(settings: Settings, stack: AsyncExitStack) -> Orchestrator:
+    """The orchestrator adapter the settings name, entered on ``stack``."""
+    reloc = settings.relocation
+    if reloc.orchestrator == "emco":
+        from subscriber.act.emco import EmcoOrchestrator
+
+        return await stack.enter_async_context(EmcoOrchestrator.from_settings(reloc))
+    from subscriber.fakes.local_orchestrator import LocalOrchestrator
+
+    return await stack.enter_async_context(
+        LocalOrchestrator(state_dir=reloc.local_dir, warmup_s=reloc.local_warmup_s)
+    )
+
+
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime serving Prometheus metrics on ``relocation.metrics_port``, if set.
+
+    It exports the SDK's own worker metrics, the workflow's ``subscriber_relocations_total`` and
+    its step durations (``subscriber_relocation_step_seconds``).
+    """
+    port = settings.relocation.metrics_port
+    if port is None:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=f"0.0.0.0:{port}",
+                counters_total_suffix=True,
+                histogram_bucket_overrides={STEPS_METRIC: STEP_BUCKETS_S},
+            )
+        )
+    )
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    *,
+    orchestrator: Orchestrator,
+    dns: DnsPort,
+) -> Worker:
+    """A worker for the relocation workflow and its activities (not started)."""
+    activities = RelocationActivities(
+        orchestrator=orchestrator, dns=dns, settings=settings.relocation
+    )
+    return Worker(
+        client,
+        task_queue=settings.temporal.task_queue,
+        workflows=[RelocationWorkflow],
+        activities=activities.all(),
+        graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_s),
+    )
+
+
+class RelocationWorker:
+    """The relocation worker, polling its task queue while :meth:`run` runs."""
+
+    def __init__(self, worker: Worker, settings: Settings) -> None:
+        """Hold a built (not started) worker."""
+        self._worker = worker
+        self._s = settings
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set; then stop polling and let activities in flight finish."""
+        async with self._worker:
+            log.info(
+                "worker.started",
+                task_queue=self._s.temporal.task_queue,
+                orchestrator=self._s.relocation.orchestrator,
+            )
+            await stop.wait()
+            log.info("worker.stopping", grace_s=self._s.shutdown_grace_s)
+
+
+@asynccontextmanager
+async def open_worker(
+    settings: Settings,
+    *,
+    client: Client | None = None,
+    orchestrator: Orchestrator | None = None,
+    dns: DnsPort | None = None,
+) -> AsyncIterator[RelocationWorker]:
+    """The Temporal client, the orchestrator and PowerDNS, then the worker over them.
+
+    Args:
+        settings: the whole settings.
+        client: a connected client; one is connected (with the metrics runtime) when None.
+        orchestrator: the orchestrator to drive; the one ``relocation.orchestrator`` names when
+            None.
+        dns: the DNS adapter; PowerDNS (``powerdns``), its zone created, when None.
+    """
+    async with AsyncExitStack() as stack:
+        if client is None:
+            client = await connect(settings.temporal, runtime=metrics_runtime(settings))
+        if orchestrator is None:
+            orchestrator = await open_orchestrator(settings, stack)
+        if dns is None:
+            powerdns = await stack.enter_async_context(PowerDns(settings.powerdns))
+            await powerdns.ensure_zone()
+            dns = powerdns
+        yield RelocationWorker(
+            build_worker(client, settings, orchestrator=orchestrator, dns=dns), settings
+        )
+    log.info("worker.stopped")
+
+
+async def main(settings: Settings) -> int:
+    """The CLI entry: run the worker until SIGTERM or SIGINT."""
+    with traced(settings, "subscriber-worker"):
+        await run_until_stopped(open_worker(settings))
+    # The Temporal runtime can abort the interpreter at exit (code 134) after a clean shutdown
+    # (temporalio/sdk-python#300); everything is closed: leave now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

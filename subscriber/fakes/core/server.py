@@ -1,0 +1,294 @@
+"""The fake core as one HTTP server: NRF, AMF and SMF routes plus a control API.
+
+Run it in-process (``async with FakeCoreServer(...) as fake: fake.url``) or from the command
+line (``subscriber fakecore --port 8000 --ues 1000``). The control API, used by tests, the demo and
+the simulator:
+
+* ``POST /fake/ues`` ``{"count": N, "firstImsi": 208930000000001, "tac": "000001", "cells": 16}``
+* ``PUT /fake/ues/{supi}`` ``{"tac": "000001", "nrCellId": "000000010"}`` (location optional)
+* ``DELETE /fake/ues/{supi}``: the UE deregisters
+* ``POST /fake/ues/{supi}/move`` ``{"tac": "000002", "nrCellId": "000000020"}``
+* ``POST /fake/amf/restart``, ``POST /fake/nrf/restart``
+* ``POST /fake/smf/up-path-change`` ``{"notificationUri": ..., "notifId": "1", "targetDnai":
+  "mec", "sourceDnai": "", "targetIpv4": "10.60.0.1", "dnaiChgType": "EARLY_LATE"}``; without
+  ``notificationUri`` it notifies every spec subscription (notify mode)
+* ``GET /fake/status``
+
+The server speaks HTTP/1.1, which free5GC's server accepts too (free5gc.md §3.2); the fake's own
+notifications go out over h2c prior knowledge like free5GC's client (§3.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import structlog
+from aiohttp import web
+
+from subscriber.fakes.core.amf import AmfMode, FakeAmf
+from subscriber.fakes.core.nef import FakeNef
+from subscriber.fakes.core.nrf import FakeNrf
+from subscriber.fakes.core.smf import FakeSmf
+from subscriber.fakes.core.wire import ClockNs, TokenSigner, json_response, problem, read_json
+from subscriber.options import FakeCoreOptions
+from subscriber.settings import Settings
+
+log = structlog.get_logger()
+
+# The headers free5GC's generated clients send (free5gc/openapi client.go, free5gc.md §3.1): no
+# Authorization and no 3gpp-Sbi-Callback.
+_NOTIFY_HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/json, application/problem+json",
+    "User-Agent": "OpenAPI-Generator/1.0.0/go",
+}
+
+
+class FakeCore:
+    """The fake core's state: one NRF, one AMF and one SMF sharing a token signer.
+
+    Args:
+        mode: ``free5gc`` (faithful, never notifies) or ``notify`` (spec-conformant).
+        oauth: whether the NRF issues tokens and the AMF and discovery require them.
+        clock_ns: wall clock in nanoseconds.
+        http: the h2c client notifications go out on; none means no notification is sent.
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: AmfMode = "free5gc",
+        oauth: bool = True,
+        clock_ns: ClockNs = time.time_ns,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.url = ""
+        self.port = 0
+        self._http = http
+        signer = TokenSigner(secrets.token_bytes(32))
+        post = self._post_json if http is not None else None
+        self.amf = FakeAmf(signer=signer, oauth=oauth, mode=mode, clock_ns=clock_ns, post_json=post)
+        self.smf = FakeSmf(mode=mode, post_json=post)
+        self.nef = FakeNef()
+        self.nrf = FakeNrf(
+            signer=signer, oauth=oauth, clock_ns=clock_ns, core_profiles=self._core_profiles
+        )
+
+    def _core_profiles(self) -> list[dict[str, Any]]:
+        if not self.url:
+            return []
+        return [nf.profile(self.url, self.port) for nf in (self.amf, self.smf, self.nef)]
+
+    async def _post_json(self, uri: str, body: bytes) -> int:
+        assert self._http is not None
+        response = await self._http.post(uri, content=body, headers=_NOTIFY_HEADERS)
+        return response.status_code
+
+    def restart_amf(self) -> None:
+        """Restart the AMF (and SMF): deregister, lose subscriptions, register with a new id.
+
+        On shutdown the AMF deregisters from the NRF (amf pkg/service/init.go
+        terminateProcedure) and registers again at start with a fresh instance id.
+        """
+        self.nrf.profiles.pop(self.amf.instance_id, None)
+        self.nrf.profiles.pop(self.smf.instance_id, None)
+        self.amf.restart()
+        self.smf.restart()
+        self.nrf.register_core()
+
+    def application(self) -> web.Application:
+        """The aiohttp application serving every route."""
+        app = web.Application(client_max_size=16 * 1_048_576)
+        app.add_routes(
+            self.nrf.routes() + self.amf.routes() + self.smf.routes() + self.nef.routes()
+        )
+        app.add_routes(
+            [
+                web.post("/fake/ues", self._add_ues),
+                web.put("/fake/ues/{supi}", self._put_ue),
+                web.delete("/fake/ues/{supi}", self._delete_ue),
+                web.post("/fake/ues/{supi}/move", self._move),
+                web.post("/fake/amf/restart", self._restart_amf),
+                web.post("/fake/nrf/restart", self._restart_nrf),
+                web.post("/fake/smf/up-path-change", self._up_path_change),
+                web.get("/fake/status", self._status),
+            ]
+        )
+        return app
+
+    async def _add_ues(self, request: web.Request) -> web.Response:
+        body, error = await read_json(request)
+        if error is not None:
+            return error
+        body = body if isinstance(body, dict) else {}
+        try:
+            supis = self.amf.add_ues(
+                int(body.get("count", 1)),
+                first_imsi=int(body.get("firstImsi", 208930000000001)),
+                tac=str(body.get("tac", "000001")),
+                cells=int(body.get("cells", 16)),
+            )
+        except ValueError as exc:
+            return problem(400, "INVALID_PARAMETER", str(exc))
+        return json_response({"added": len(supis), "first": supis[:1], "last": supis[-1:]})
+
+    async def _put_ue(self, request: web.Request) -> web.Response:
+        body, error = await read_json(request)
+        if error is not None:
+            return error
+        body = body if isinstance(body, dict) else {}
+        try:
+            self.amf.add_ue(request.match_info["supi"], body.get("tac"), body.get("nrCellId"))
+        except ValueError as exc:
+            return problem(400, "INVALID_PARAMETER", str(exc))
+        return web.Response(status=204)
+
+    async def _delete_ue(self, request: web.Request) -> web.Response:
+        if not self.amf.remove_ue(request.match_info["supi"]):
+            return problem(404, "CONTEXT_NOT_FOUND")
+        return web.Response(status=204)
+
+    async def _move(self, request: web.Request) -> web.Response:
+        body, error = await read_json(request)
+        if error is not None:
+            return error
+        body = body if isinstance(body, dict) else {}
+        try:
+            self.amf.move(
+                request.match_info["supi"], str(body.get("tac")), str(body.get("nrCellId"))
+            )
+        except KeyError:
+            return problem(404, "CONTEXT_NOT_FOUND")
+        except ValueError as exc:
+            return problem(400, "INVALID_PARAMETER", str(exc))
+        await self.amf.drain()
+        return web.Response(status=204)
+
+    async def _restart_amf(self, request: web.Request) -> web.Response:
+        self.restart_amf()
+        return web.Response(status=204)
+
+    async def _restart_nrf(self, request: web.Request) -> web.Response:
+        self.nrf.restart()
+        return web.Response(status=204)
+
+    async def _up_path_change(self, request: web.Request) -> web.Response:
+        body, error = await read_json(request)
+        if error is not None:
+            return error
+        body = body if isinstance(body, dict) else {}
+        uri = body.get("notificationUri")
+        targets = [(str(uri), str(body.get("notifId", "1")))] if uri else self.smf.spec_targets()
+        change = body.get("dnaiChgType", "EARLY_LATE")
+        if change not in ("EARLY", "LATE", "EARLY_LATE"):
+            return problem(400, "INVALID_PARAMETER", "dnaiChgType")
+        statuses: list[int] = []
+        for target_uri, notif_id in targets:
+            statuses += await self.smf.send_up_path_change(
+                target_uri,
+                notif_id,
+                source_dnai=str(body.get("sourceDnai", "")),
+                target_dnai=str(body.get("targetDnai", "")),
+                target_ipv4=str(body.get("targetIpv4", "")),
+                change_type=change,
+                concurrent=bool(body.get("concurrent", False)),
+            )
+        return json_response({"statuses": statuses})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return json_response(
+            {
+                "mode": self.amf.mode,
+                "oauth": self.amf.oauth,
+                "ues": len(self.amf.ues),
+                "amfInstanceId": self.amf.instance_id,
+                "amfSubscriptions": len(self.amf.subscriptions),
+                "nrfRegistrations": len(self.nrf.profiles),
+                "notificationsSent": self.amf.notifications_sent,
+                "notificationFailures": self.amf.notification_failures,
+            }
+        )
+
+
+class FakeCoreServer:
+    """Serves a :class:`FakeCore` on a TCP port for the length of an ``async with`` block.
+
+    Entering returns the server; ``server.url`` is its base URL (the NRF's and the AMF's apiRoot)
+    and ``server.core`` the state, for tests that move UEs directly.
+
+    Args:
+        host: the address to bind.
+        port: the port; 0 picks a free one.
+        ues: how many UEs to register at start.
+        mode: ``free5gc`` or ``notify``.
+        oauth: whether tokens are required.
+        clock_ns: wall clock in nanoseconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ues: int = 0,
+        mode: AmfMode = "free5gc",
+        oauth: bool = True,
+        clock_ns: ClockNs = time.time_ns,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._ues = ues
+        # h2c prior knowledge for http:// URIs, like free5GC's innerHTTP2CleartextClient (§3.1);
+        # its 10 s whole-request timeout too.
+        self._http = httpx.AsyncClient(http2=True, http1=False, timeout=10.0)
+        self.core = FakeCore(mode=mode, oauth=oauth, clock_ns=clock_ns, http=self._http)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:41234``."""
+        return self.core.url
+
+    async def __aenter__(self) -> Self:
+        self._runner = web.AppRunner(self.core.application(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        port = int(self._runner.addresses[0][1])
+        self.core.port = port
+        self.core.url = f"http://{self._host}:{port}"
+        self.core.nrf.register_core()
+        if self._ues:
+            self.core.amf.add_ues(self._ues)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.core.amf.drain()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self._http.aclose()
+
+
+async def run(settings: Settings, options: FakeCoreOptions) -> int:
+    """``subscriber fakecore``: serve the fake core until interrupted."""
+    async with FakeCoreServer(
+        host=options.host,
+        port=options.port,
+        ues=options.ues,
+        mode=options.mode,
+        oauth=not options.no_oauth,
+    ) as server:
+        log.info("fakecore_started", url=server.url, ues=options.ues, mode=options.mode)
+        print(server.url, flush=True)
+        await asyncio.Event().wait()
+    return 0

@@ -1,0 +1,195 @@
+"""A local orchestrator for the demo and the tests: one real HTTP service per instance and cluster.
+
+Each "cluster" is a loopback address (127.0.1.1, 127.0.2.1, ...: Linux routes all of 127/8 to
+``lo``), so a relocation visibly moves a live service and DNS steering changes which address the
+app's name resolves to. An instance is a small aiohttp service in its own process that answers
+``GET /`` with its cluster's name and ``GET /healthz`` with 200 only after a warm-up, so readiness
+is something to wait for. Every process is recorded in a JSON file under ``state_dir`` (PID and
+start time), so a restarted worker finds, reuses or stops what an earlier one started, and
+:meth:`LocalOrchestrator.remove_all` leaves nothing behind.
+
+Run one service by hand: ``python -m subscriber.fakes.local_orchestrator --cluster edge1
+--host 127.0.1.1 --port 8080``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from subscriber.act.orchestrator import OrchestratorError
+from subscriber.relocation import Endpoint, Placement, Readiness
+from subscriber.stack.procs import is_running, spawn, start_ticks, stop
+
+log = structlog.get_logger()
+
+
+class LocalOrchestrator:
+    """Runs instances as loopback HTTP services in subprocesses; see the module docstring.
+
+    Args:
+        state_dir: where process records and service logs go.
+        warmup_s: how long a new service answers 503 on ``/healthz`` before turning ready.
+        python: the interpreter that runs the services.
+    """
+
+    def __init__(
+        self, *, state_dir: Path, warmup_s: float = 0.5, python: str = sys.executable
+    ) -> None:
+        self._dir = state_dir
+        self._warmup_s = warmup_s
+        self._python = python
+        self._http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> LocalOrchestrator:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Services outlive the worker on purpose, like workloads on a real cluster.
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _record_path(self, app: str, instance: str, cluster: str) -> Path:
+        return self._dir / f"{app}.{instance}.{cluster}.json"
+
+    def _read(self, path: Path) -> dict[str, int | str] | None:
+        try:
+            record: dict[str, int | str] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return record
+
+    def _alive(self, record: dict[str, int | str] | None) -> bool:
+        return record is not None and is_running(int(record["pid"]), int(record["ticks"]))
+
+    async def deploy(self, app: str, instance: str, placement: Placement) -> Endpoint:
+        """Start the service at ``placement`` unless the same one already runs there."""
+        path = self._record_path(app, instance, placement.cluster)
+        record = self._read(path)
+        endpoint = Endpoint(app=app, instance=instance, placement=placement)
+        if self._alive(record) and record is not None:
+            if (record["address"], record["port"]) == (placement.address, placement.port):
+                return endpoint
+            await asyncio.to_thread(stop, int(record["pid"]), int(record["ticks"]), timeout_s=5)
+        argv = [
+            self._python, "-m", "subscriber.fakes.local_orchestrator",
+            "--app", app, "--instance", instance, "--cluster", placement.cluster,
+            "--host", placement.address, "--port", str(placement.port),
+            "--warmup-s", str(self._warmup_s),
+        ]  # fmt: skip
+        try:
+            pid = spawn(argv, log_file=path.with_suffix(".log"), cwd=self._dir)
+        except OSError as exc:
+            raise OrchestratorError(
+                f"cannot start the local service: {exc}", permanent=True
+            ) from exc
+        record = {
+            "pid": pid,
+            "ticks": start_ticks(pid),
+            "address": placement.address,
+            "port": placement.port,
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        tmp.replace(path)
+        log.info("local.deployed", app=app, instance=instance, cluster=placement.cluster, pid=pid)
+        return endpoint
+
+    async def readiness(self, endpoint: Endpoint) -> Readiness:
+        """READY when ``/healthz`` answers 200; FAILED when the process is gone."""
+        p = endpoint.placement
+        if not self._alive(
+            self._read(self._record_path(endpoint.app, endpoint.instance, p.cluster))
+        ):
+            return Readiness.FAILED
+        assert self._http is not None, "use LocalOrchestrator as an async context manager"
+        try:
+            async with self._http.get(f"{endpoint.url}/healthz") as resp:
+                return Readiness.READY if resp.status == 200 else Readiness.NOT_READY
+        except (aiohttp.ClientError, TimeoutError):
+            return Readiness.NOT_READY
+
+    async def remove(self, app: str, instance: str, placement: Placement) -> None:
+        """Stop the service on ``placement.cluster`` (SIGTERM, then SIGKILL) and forget it."""
+        path = self._record_path(app, instance, placement.cluster)
+        record = self._read(path)
+        if record is not None:
+            await asyncio.to_thread(stop, int(record["pid"]), int(record["ticks"]), timeout_s=5)
+            log.info("local.removed", app=app, instance=instance, cluster=placement.cluster)
+        path.unlink(missing_ok=True)
+
+    def running(self) -> list[tuple[str, str, str]]:
+        """(app, instance, cluster) of every recorded service that is still alive."""
+        found = []
+        for path in sorted(self._dir.glob("*.json")):
+            if self._alive(self._read(path)):
+                app, instance, cluster = path.stem.split(".")
+                found.append((app, instance, cluster))
+        return found
+
+    def remove_all(self) -> None:
+        """Stop every recorded service: for the end of a demo or a test."""
+        for path in self._dir.glob("*.json"):
+            record = self._read(path)
+            if record is not None:
+                stop(int(record["pid"]), int(record["ticks"]), timeout_s=5)
+            path.unlink(missing_ok=True)
+
+
+def service_app(*, app: str, instance: str, cluster: str, warmup_s: float) -> web.Application:
+    """The demo service: ``GET /`` names the cluster, ``GET /healthz`` turns 200 after warm-up."""
+    started = time.monotonic()
+
+    async def index(_request: web.Request) -> web.Response:
+        return web.Response(text=f"{cluster}\n", headers={"X-App": app, "X-Instance": instance})
+
+    async def healthz(_request: web.Request) -> web.Response:
+        ready = time.monotonic() - started >= warmup_s
+        return web.json_response({"ready": ready, "cluster": cluster}, status=200 if ready else 503)
+
+    web_app = web.Application()
+    web_app.router.add_get("/", index)
+    web_app.router.add_get("/healthz", healthz)
+    return web_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run one demo service until SIGTERM."""
+    parser = argparse.ArgumentParser(description="One local demo service instance.")
+    parser.add_argument("--app", default="demo")
+    parser.add_argument("--instance", default="default")
+    parser.add_argument("--cluster", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--warmup-s", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    web.run_app(
+        service_app(
+            app=args.app, instance=args.instance, cluster=args.cluster, warmup_s=args.warmup_s
+        ),
+        host=args.host,
+        port=args.port,
+        print=None,
+        shutdown_timeout=2,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The relocation contract between the decision and the workflow: its payload types.
+
+The decide side (:mod:`subscriber.decide.step`) builds a :class:`RelocationRequest`; the act side
+signals it to the workflow of the application instance (:func:`workflow_id`), which answers its
+queries with :class:`RelocationState` and :class:`MoveOutcome`. These models travel over Temporal
+with the pydantic data converter, unchanged. This module imports no workflow engine and no I/O
+library, so a module that needs a decision never has to import Temporal to get one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _dns_label(value: str) -> str:
+    if not _LABEL.match(value):
+        raise ValueError("must be a lowercase DNS label: a-z, 0-9 and inner '-', 1-63 characters")
+    return value
+
+
+def _ipv4(value: str) -> str:
+    ipaddress.IPv4Address(value)
+    return value
+
+
+Label = Annotated[str, AfterValidator(_dns_label)]
+"""A name that is also a DNS label: it becomes part of workflow ids and of the app's DNS name."""
+
+IPv4 = Annotated[str, AfterValidator(_ipv4)]
+
+
+class Placement(BaseModel):
+    """Where an application instance runs (or should run): a cluster and its service address.
+
+    ``address`` and ``port`` are what clients reach the instance at on that cluster; the DNS record
+    of the application points at ``address``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cluster: Label
+    address: IPv4
+    port: int = Field(8080, ge=1, le=65535)
+
+
+class Endpoint(BaseModel):
+    """A deployed instance, as the orchestrator reports it after a deploy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    app: Label
+    instance: Label
+    placement: Placement
+
+    @property
+    def url(self) -> str:
+        """The instance's base URL on its cluster."""
+        return f"http://{self.placement.address}:{self.placement.port}"
+
+
+class Readiness(StrEnum):
+    """What a readiness check found."""
+
+    READY = "ready"
+    NOT_READY = "not_ready"
+    FAILED = "failed"
+
+
+def workflow_id(app: str, instance: str) -> str:
+    """The one workflow id of an application instance.
+
+    Dots cannot appear in ``app`` or ``instance`` (both are DNS labels), so two instances never
+    share an id, as ``relocation-a-b-c`` could.
+    """
+    return f"relocation.{app}.{instance}"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RelocationRequest(_Model):
+    """One decision to move an application instance; the payload of the ``relocate`` signal.
+
+    ``request_id`` is derived from the event that caused the decision, so a redelivered event
+    yields the same id and the workflow ignores it. ``ue_key`` must be a pseudonym
+    (:func:`subscriber.logs.pseudonym`), never a SUPI or GPSI: it is stored in workflow history.
+    """
+
+    request_id: str = Field(min_length=1, max_length=200)
+    app: Label
+    instance: Label
+    ue_key: str = ""
+    source: Placement | None = Field(
+        None, description="Where the decision believes the instance runs; used on first start."
+    )
+    target: Placement
+    event_id: str = ""
+    decided_at: datetime
+    policy_version: str = ""
+    reasons: tuple[str, ...] = ()
+
+
+class Step(StrEnum):
+    """The steps of one move, in order."""
+
+    DEPLOY = "deploy"
+    READINESS = "readiness"
+    DNS = "dns"
+    DNS_CONFIRM = "dns_confirm"
+    REMOVE_SOURCE = "remove_source"
+
+
+class Status(StrEnum):
+    """How a request ended."""
+
+    COMPLETED = "completed"
+    NOOP = "noop"
+    SUPERSEDED = "superseded"
+    STALE = "stale"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class MoveOutcome(_Model):
+    """What became of one request; kept in the workflow's (bounded) history."""
+
+    request_id: str
+    status: Status
+    source_cluster: str | None = None
+    target_cluster: str
+    failed_step: Step | None = None
+    error: str | None = None
+    compensated: tuple[str, ...] = ()
+    compensation_errors: tuple[str, ...] = ()
+    received_at: datetime | None = None
+    finished_at: datetime | None = None
+    dns_switched_at: datetime | None = None
+    step_ms: dict[str, int] = Field(
+        default_factory=dict, description="How long each step took, in workflow time."
+    )
+
+
+class RelocationState(_Model):
+    """The answer of the ``state`` query."""
+
+    app: str
+    instance: str
+    placement: Placement | None
+    pending: RelocationRequest | None
+    in_flight: RelocationRequest | None
+    step: Step | None
+    moves_completed: int
+    run: int
