@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
         "file", type=Path, nargs="?", help="Topology YAML (default: policy.topology_file)."
     )
     check.add_argument("--policy", type=Path, help="Policy YAML (default: policy.policy_file).")
+    check.add_argument(
+        "--instances", type=Path, help="Instances YAML (default: act.instances_file)."
+    )
 
     rec = _command(
         sub,

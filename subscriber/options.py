@@ -88,6 +88,7 @@ class PolicyCheckOptions:
 
     file: Path | None
     policy: Path | None
+    instances: Path | None
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,12 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+"""RFC 1123 label, lowercase: what an app, instance or cluster name must be."""
 
 
 def _dns_label(value: str) -> str:
-    if not _LABEL.match(value):
+    if not DNS_LABEL.match(value):
         raise ValueError("must be a lowercase DNS label: a-z, 0-9 and inner '-', 1-63 characters")
     return value
 

@@ -27,7 +27,12 @@ log = structlog.get_logger()
 ChangeListener = Callable[[Bundle | None, Bundle], None]
 
 
-def _read(path: Path) -> bytes:
+def read_file(path: Path) -> bytes:
+    """The bytes of a topology, policy or instances file.
+
+    Raises:
+        PolicyUnavailable: it cannot be read (missing, a directory, no permission).
+    """
     try:
         return path.read_bytes()
     except OSError as exc:
@@ -40,7 +45,7 @@ def read_files(topology_file: Path, policy_file: Path | None) -> tuple[bytes, by
     Raises:
         PolicyUnavailable: a file cannot be read.
     """
-    return _read(topology_file), _read(policy_file) if policy_file is not None else None
+    return read_file(topology_file), read_file(policy_file) if policy_file is not None else None
 
 
 def read_bundle(topology_file: Path, policy_file: Path | None = None) -> Bundle:

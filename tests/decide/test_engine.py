@@ -66,7 +66,9 @@ async def test_invalid_change_keeps_the_running_version(files: tuple[Path, Path]
         assert len(logs) == 1
         assert logs[0]["log_level"] == "warning"
         assert logs[0]["version"] == before.version
-        assert logs[0]["problems"] == [f"{files[0]}: clusters[2].zone: unknown zone 'z9'"]
+        (problem,) = logs[0]["problems"]
+        assert problem.startswith(f"{files[0]}:")
+        assert problem.endswith(": clusters[2].zone: unknown zone 'z9'")
         _write(files[0], EXAMPLE_TOPOLOGY.read_text().replace("latency_ms: 9", "latency_ms: 8"))
         assert await holder.reload() is True
         assert holder.bundle.topology.latency_ms["zone-tower-1"]["edge-2"] == 10

@@ -107,23 +107,23 @@ def test_instances_registry_is_checked_against_topology() -> None:
     """Unknown apps or clusters and duplicates are reported with their place in the file."""
     text = (
         "instances:\n"
-        "  - {ue: imsi-1, app: video-analytics, instance: a, cluster: edge-9}\n"
-        "  - {ue: imsi-1, app: nope, instance: a, cluster: edge-1}\n"
-        "  - {ue: imsi-2, app: video-analytics, instance: a, cluster: edge-1}\n"
+        "  - {ue: imsi-208930000000001, app: video-analytics, instance: a, cluster: edge-9}\n"
+        "  - {ue: imsi-208930000000001, app: nope, instance: a, cluster: edge-1}\n"
+        "  - {ue: imsi-208930000000002, app: video-analytics, instance: a, cluster: edge-1}\n"
     )
     with pytest.raises(PolicyUnavailable) as err:
         parse_instances(text, source="i.yaml", topology=BUNDLE.topology)
     message = str(err.value)
-    assert "i.yaml: instances[0].cluster: unknown cluster 'edge-9'" in message
-    assert "instances[1].app: unknown application 'nope'" in message
-    assert "instances[2]: video-analytics/a is listed twice" in message
+    assert "i.yaml:2: instances[0].cluster: unknown cluster 'edge-9' (the topology has: " in message
+    assert "i.yaml:3: instances[1].app: unknown application 'nope'" in message
+    assert "i.yaml:4: instances[2]: video-analytics/a is already instances[0]" in message
     ok = parse_instances(
-        "instances:\n  - {ue: imsi-1, app: ar-guide, instance: b, cluster: edge-2}\n",
+        "instances:\n  - {ue: imsi-208930000000001, app: ar-guide, instance: b, cluster: edge-2}\n",
         source="i.yaml",
         topology=BUNDLE.topology,
     )
-    assert [i.instance for i in ok.of("imsi-1")] == ["b"]
-    assert ok.of("imsi-2") == ()
+    assert [i.instance for i in ok.of("imsi-208930000000001")] == ["b"]
+    assert ok.of("imsi-208930000000002") == ()
 
 
 def test_a_single_move_report_is_rechecked_after_the_dwell() -> None:
