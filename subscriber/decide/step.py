@@ -165,10 +165,15 @@ def handle_event(
         instances, decisions, record, bundle, event.event_id, ue_alias=ue_alias, app_port=app_port
     )
     seen = (*record.seen, event.event_id)[-dedup_window:]
+    recheck_at_s = _recheck_at(audited)
+    if audited and all(a.decision.zone is None for a in audited):
+        # An unmapped report says nothing about where the UE is: a move deferred before it
+        # stays deferred, to be looked at when it was due (docs/policy.md).
+        recheck_at_s = record.recheck_at_s
     return Handled(
         duplicate=False,
         audited=audited,
-        record=replace(record, state=state, seen=seen, recheck_at_s=_recheck_at(audited)),
+        record=replace(record, state=state, seen=seen, recheck_at_s=recheck_at_s),
     )
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from subscriber.decide.engine import read_bundle
 from subscriber.decide.instances import InstanceDoc, parse_instances
-from subscriber.decide.policy import Action
+from subscriber.decide.policy import Action, Reason
 from subscriber.decide.step import (
     UeRecord,
     confirm,
@@ -17,7 +19,7 @@ from subscriber.decide.step import (
     instance_key,
 )
 from subscriber.errors import PolicyUnavailable, UndecodableEvent
-from tests.support.events import POLICY, TOPOLOGY, crossing, location_event
+from tests.support.events import POLICY, T0, TOPOLOGY, crossing, location_event, polled_report
 
 BUNDLE = read_bundle(TOPOLOGY, POLICY)
 INSTANCE = InstanceDoc(
@@ -157,3 +159,20 @@ def test_recheck_before_the_dwell_defers_again() -> None:
     )
     assert early.requests == []
     assert early.record.recheck_at_s == record.recheck_at_s
+
+
+def test_an_unmapped_report_keeps_a_deferred_move() -> None:
+    """A UE deferred under tower 2 then reports from a cell the topology does not map: the
+    deferral stands, and the recheck at its time moves the app (docs/policy.md)."""
+    _, record = _run([location_event(0, 1), location_event(1, 2)])
+    due = record.recheck_at_s
+    assert due is not None
+    unmapped = polled_report(
+        "imsi-208930000000001", "00ffff", "00ffff001", T0 + timedelta(seconds=3), "ev-x"
+    )
+    handled, record = _run([unmapped], record)
+    (stay,) = handled[0].audited
+    assert stay.decision.reason is Reason.UNKNOWN_CELL
+    assert record.recheck_at_s == due
+    moved = handle_recheck(due, record, [INSTANCE], BUNDLE, ue_alias="~a", app_port=8080)
+    assert [r.target.cluster for r in moved.requests] == ["edge-2"]
