@@ -139,8 +139,13 @@ def decode_event(data: bytes) -> LocationEvent:
     try:
         return LocationEvent.model_validate_json(data)
     except ValidationError as exc:
+        found = [
+            f"{'.'.join(str(p) for p in err['loc']) or 'the value'}: {err['msg']}"
+            for err in exc.errors(include_url=False)[:3]
+        ]
+        more = f" (and {exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
         raise UndecodableEvent(
-            f"not a LocationEvent v{SCHEMA_VERSION}: {exc.error_count()} errors"
+            f"not a LocationEvent v{SCHEMA_VERSION}: {'; '.join(found)}{more}"
         ) from exc
 
 

@@ -26,13 +26,13 @@ import orjson
 from subscriber.decide.bundle import Bundle
 from subscriber.decide.engine import read_bundle
 from subscriber.decide.instances import parse_instances
-from subscriber.errors import InvalidCallback, PolicyUnavailable
+from subscriber.errors import InvalidCallback, PolicyUnavailable, UndecodableEvent
 from subscriber.events import LocationEvent, decode_event
 from subscriber.options import ShadowOptions
 from subscriber.settings import Settings
 from subscriber.sre import report
 from subscriber.sre.findings import Inputs, summarize
-from subscriber.sre.recording import Header, Item, open_recording
+from subscriber.sre.recording import BadRecording, Header, Item, open_recording
 from subscriber.sre.shadow import (
     InstancesFor,
     Outcome,
@@ -82,7 +82,11 @@ def iter_events(path: Path, *, ue: str | None = None) -> Iterator[LocationEvent]
             # Events are keyed by UE in the file: skip other UEs before decoding.
             if item.event is not None and ue is not None and item.ue != ue:
                 continue
-            for event in _events_of(item):
+            try:
+                events = _events_of(item)
+            except UndecodableEvent as exc:
+                raise BadRecording(f"{path}:{rec.line}: event: {exc}") from exc
+            for event in events:
                 if ue is None or event.ue.key() == ue:
                     yield event
 
