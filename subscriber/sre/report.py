@@ -210,7 +210,7 @@ _STYLE = (
     "table{border-collapse:collapse;margin:1em 0;font-size:90%}"
     "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;vertical-align:top}"
     "th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}"
-    "td.l{text-align:left}"
+    "td.l,th.l{text-align:left}td.n{white-space:nowrap}"
     "h2{margin-top:2em}.note{color:#666;font-size:90%}"
     ".warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.5em 1em}"
     ".ok{color:#2a7d2a}.no{color:#b22}"
@@ -221,7 +221,9 @@ ROWS_SHOWN = 200
 
 def _rows(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, left: int = 1) -> str:
     """A table whose first ``left`` columns (and any HTML-safe cell) read left-aligned."""
-    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    head = "".join(
+        f"<th{' class=l' if i < left else ''}>{_esc(h)}</th>" for i, h in enumerate(headers)
+    )
     body = []
     for row in rows[:ROWS_SHOWN]:
         cells = "".join(
@@ -246,9 +248,9 @@ class _Html(str):
         return str(self)
 
 
-def _candidates(candidates: Sequence[Mapping[str, Any]]) -> _Html:
+def _candidates(candidates: Sequence[Mapping[str, Any]], shown: int = 3) -> _Html:
     parts = []
-    for c in candidates:
+    for c in candidates[:shown]:
         if c["rejected"] is None:
             parts.append(
                 f"<span class='ok'>{_esc(c['cluster'])} {c['score']:.3f}</span> "
@@ -274,7 +276,7 @@ def _inputs(doc: Mapping[str, Any]) -> str:
 
 
 def _cannot_act(doc: Mapping[str, Any], names: Sequence[str]) -> list[str]:
-    parts = ["<h2>Decisions that could not be carried out</h2>"]
+    parts = ["<h2 id='cannot-act'>Decisions that could not be carried out</h2>"]
     if not any(doc["cannot_act"][n]["total"] for n in names):
         return [*parts, "<p>None: every decision could be acted on.</p>"]
     parts.append(
@@ -308,7 +310,7 @@ def _cannot_act(doc: Mapping[str, Any], names: Sequence[str]) -> list[str]:
 
 
 def _moves(doc: Mapping[str, Any], names: Sequence[str]) -> list[str]:
-    parts = ["<h2>Moves</h2>"]
+    parts = ["<h2 id='moves'>Moves</h2>"]
     for n in names:
         moves = doc["moves"][n]
         parts.append(f"<h3>{_esc(n)}: {len(moves)}</h3>")
@@ -338,7 +340,7 @@ def _timelines(doc: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
     parts = []
     for i, timeline in enumerate(doc["timelines"]):
         parts += [
-            f"<h2>Timeline of UE {_esc(timeline['ue'])}</h2>",
+            f"<h2 id='timeline-{i}'>Timeline of UE {_esc(timeline['ue'])}</h2>",
             "<p class='note'>Its cell (zone), and the cluster serving its busiest instance under "
             "each policy; then every change of cell and every decision that was not a plain "
             "stay.</p>",
