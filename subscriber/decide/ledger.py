@@ -74,10 +74,12 @@ class Ledger:
         The result is kept until the ledger or the base changes, so its memoized rankings
         serve every decision in between.
         """
+        applied = self._applied
+        if applied is not None and applied[0] is base:
+            return applied[1]
         if not any(e != _NONE for e in self._extra.values()):
+            self._applied = (base, base)
             return base
-        if self._applied is not None and self._applied[0] is base:
-            return self._applied[1]
         topology = base.topology
         clusters = dict(topology.clusters)
         for cid, extra in self._extra.items():

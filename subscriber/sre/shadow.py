@@ -414,7 +414,9 @@ class ShadowEngine:
         ue = self.ues.get(key)
         if ue is None:
             ue = self.ues[key] = _Ue(alias=self._alias(key), since_s=t)
-        self._run_due(t)
+        due = self._due
+        if due and due[0][0] <= t:
+            self._run_due(t)
         record = ue.record
         if ue.instances is None:
             self._start(key, ue, self._zone_of(event))
