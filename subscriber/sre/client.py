@@ -184,7 +184,7 @@ class _Stream:
 class Connection(asyncio.Protocol):
     """One h2c connection: requests in, status callbacks out.
 
-    Use :meth:`open`, then :meth:`request` while :attr:`room` is positive.
+    Made by :class:`Pool`; call :meth:`request` while :attr:`room` is positive.
     """
 
     def __init__(self, authority: bytes, on_idle: Callable[[Connection], None]) -> None:
@@ -219,19 +219,6 @@ class Connection(asyncio.Protocol):
             _PUSH_PROMISE: self._on_push_promise,
         }
         self.closed = False
-
-    @classmethod
-    async def open(
-        cls, host: str, port: int, authority: bytes, on_idle: Callable[[Connection], None]
-    ) -> Connection:
-        """Connect and send the connection preface.
-
-        Raises:
-            OSError: the server cannot be reached.
-        """
-        loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_connection(lambda: cls(authority, on_idle), host, port)
-        return protocol
 
     @property
     def room(self) -> int:
@@ -557,19 +544,6 @@ class Http11Connection(asyncio.Protocol):
         self._stream: _Stream | None = None
         self.closed = False
 
-    @classmethod
-    async def open(
-        cls, host: str, port: int, authority: bytes, on_idle: Callable[[Http11Connection], None]
-    ) -> Http11Connection:
-        """Connect.
-
-        Raises:
-            OSError: the server cannot be reached.
-        """
-        loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_connection(lambda: cls(authority, on_idle), host, port)
-        return protocol
-
     @property
     def room(self) -> int:
         """1 when idle, else 0."""
@@ -732,11 +706,17 @@ class Pool:
         self._idle.extend(opened)
 
     async def _open(self) -> AnyConnection:
-        if self._http2:
-            return await Connection.open(self._host, self._port, self._authority, self._idle_again)
-        return await Http11Connection.open(
-            self._host, self._port, self._authority, self._idle_again
+        """One more connection (the h2c preface goes out as it connects).
+
+        Raises:
+            OSError: the server cannot be reached.
+        """
+        kind = Connection if self._http2 else Http11Connection
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(
+            lambda: kind(self._authority, self._idle_again), self._host, self._port
         )
+        return protocol
 
     def _idle_again(self, conn: AnyConnection) -> None:
         if not self._http2 and not conn.closed and conn.room:
