@@ -207,13 +207,22 @@ class PolicySettings(_Group):
     """Policy YAML (rules and parameters); defaults when unset."""
     reload_interval_s: float = 5.0
     """How often the files are checked for changes."""
+    capacity_refresh_s: float = Field(
+        30.0,
+        gt=0,
+        description="How often the capacity of Kubernetes clusters is read from their API "
+        "(when the policy sets capacity.from_clusters).",
+    )
 
 
 class RelocationSettings(_Group):
     """How the relocation worker deploys, checks readiness, steers DNS and removes instances."""
 
     orchestrator: Literal["local", "emco"] = Field(
-        "local", description="local: loopback HTTP services (demo); emco: an EMCO orchestrator."
+        "local",
+        description="For clusters without a kubernetes section in the topology: local "
+        "(loopback HTTP services, the demo) or emco (an EMCO orchestrator). Clusters with one "
+        "are deployed to through their Kubernetes API (docs/relocation.md).",
     )
     readiness_timeout_s: float = Field(
         60.0, description="A new instance not ready by then fails the move (and compensates)."
@@ -244,6 +253,14 @@ class RelocationSettings(_Group):
     """EMCO cluster provider of the edge clusters."""
     emco_request_timeout_s: float = 10.0
     """Timeout of each EMCO API request."""
+    kubernetes_request_timeout_s: float = Field(
+        10.0, gt=0, description="Timeout of each Kubernetes API request."
+    )
+    kubernetes_endpoint_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="How long a deploy waits for a load balancer to give the Service an address.",
+    )
     metrics_port: int | None = Field(
         None, description="Serve Prometheus metrics of 'subscriber worker' here (e.g. 9102)."
     )

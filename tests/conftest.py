@@ -9,6 +9,7 @@ stack in a temporary directory and stops it at the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import uuid
@@ -21,15 +22,20 @@ from temporalio.client import Client
 
 from subscriber.act.dns import PowerDns
 from subscriber.act.signals import connect
+from subscriber.errors import StackError
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.relocation import Placement
 from subscriber.settings import Settings, StackSettings
 from subscriber.stack import StackInfo, down, settings_for, up
+from subscriber.stack.kubernetes.build import ensure_binaries
+from subscriber.stack.kubernetes.cluster import KubeCluster
 from subscriber.stack.procs import port_free_on
 from tests.support.settings import isolate, tuned
 
 STACK_DIR_ENV = "SUBSCRIBER_TEST_STACK_DIR"
 CLUSTER_ADDRESSES = {"edge1": "127.0.1.1", "edge2": "127.0.2.1", "edge3": "127.0.3.1"}
+KUBE_NODE_ADDRESSES = {"a": "127.0.41.1", "b": "127.0.42.1"}
+"""The InternalIP of each test cluster's node (loopback: nothing listens there, as with kwok)."""
 
 
 def _stack_settings(stack_dir: Path) -> Settings:
@@ -114,6 +120,60 @@ async def local(act_settings: Settings) -> AsyncIterator[LocalOrchestrator]:
     async with LocalOrchestrator(state_dir=reloc.local_dir, warmup_s=reloc.local_warmup_s) as orch:
         yield orch
         orch.remove_all()
+
+
+@pytest.fixture(scope="session")
+def kube_clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, KubeCluster]]:
+    """Two real Kubernetes control planes, "a" and "b", each with one kwok node.
+
+    The binaries come from the cache; a cold build (about 8 minutes on 2 cores) started by
+    ``scripts/bootstrap`` is waited for, not repeated.
+    """
+    bin_dir = ensure_binaries(Settings().stack.cache_dir)
+    base = tmp_path_factory.mktemp("kube")
+    clusters = {
+        name: KubeCluster(name, bin_dir=bin_dir, work_dir=base / name, node_address=address)
+        for name, address in KUBE_NODE_ADDRESSES.items()
+    }
+
+    async def start() -> None:
+        await asyncio.gather(*(c.start() for c in clusters.values()))
+
+    try:
+        asyncio.run(start())
+        yield clusters
+    finally:
+        for cluster in clusters.values():
+            cluster.stop()
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    # A cold build of the binaries is no test's time: wait for it before pytest-timeout starts
+    # the first cluster test's timer. A failure is left for the fixture to report.
+    if "kube_clusters" in getattr(item, "fixturenames", ()) and not _kube_build_tried:
+        _kube_build_tried.append(True)
+        with contextlib.suppress(StackError):
+            ensure_binaries(Settings().stack.cache_dir)
+    yield
+
+
+_kube_build_tried: list[bool] = []
+
+
+@pytest.fixture
+async def kube_ns(kube_clusters: dict[str, KubeCluster], unique: str) -> AsyncIterator[str]:
+    """A namespace of this test's own on every Kubernetes test cluster."""
+    from tests.support.kube import namespaces
+
+    async with namespaces(kube_clusters, f"t-{unique}") as name:
+        yield name
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests on the Kubernetes clusters go last, so that a cold build of the control plane
+    # (started in the background by scripts/bootstrap) overlaps the rest of the suite.
+    items.sort(key=lambda item: "kube_clusters" in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture(autouse=True)

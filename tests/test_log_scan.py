@@ -67,6 +67,11 @@ LEAKS = {
         def test_leak(tmp_path):
             (tmp_path / "serve.log").write_text('{"event": "callback", "gpsi": "msisdn-3361"}')
     """,
+    "log_file_beside_a_control_plane": """
+        def test_leak(tmp_path):
+            (tmp_path / "control-plane-notes").mkdir()
+            (tmp_path / "control-plane-notes" / "x.log").write_text("ue 10.60.0.1")
+    """,
     "clean": """
         import logging
         import structlog
@@ -78,6 +83,9 @@ LEAKS = {
             stack = tmp_path / "stack0" / "kafka"
             stack.mkdir(parents=True)
             (stack / "00000000000000000000.log").write_text("imsi-208930000000001")
+            control_plane = tmp_path / "kube0" / "a" / "control-plane"
+            control_plane.mkdir(parents=True)
+            (control_plane / "kube-apiserver.log").write_text("allocated clusterIPs 10.96.0.1")
     """,
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import NoReturn, Protocol, TypeVar
 
 import structlog
 from temporalio import activity
@@ -61,16 +61,18 @@ async def _heartbeating(work: Awaitable[T], detail: str) -> T:
             task.cancel()
 
 
-def _orchestrator_failure(exc: OrchestratorError) -> Exception:
+def _orchestrator_failure(exc: OrchestratorError) -> NoReturn:
+    # A transient error goes up as it is: "raise exc from exc" would make it its own cause, a
+    # loop Temporal's failure converter follows until RecursionError.
     if exc.permanent:
-        return ApplicationError(str(exc), type="OrchestratorRejected", non_retryable=True)
-    return exc
+        raise ApplicationError(str(exc), type="OrchestratorRejected", non_retryable=True) from exc
+    raise exc
 
 
-def _dns_failure(exc: DnsError) -> Exception:
+def _dns_failure(exc: DnsError) -> NoReturn:
     if exc.permanent:
-        return ApplicationError(str(exc), type="DnsRejected", non_retryable=True)
-    return exc
+        raise ApplicationError(str(exc), type="DnsRejected", non_retryable=True) from exc
+    raise exc
 
 
 class RelocationActivities:
@@ -115,7 +117,7 @@ class RelocationActivities:
                 self._orch.deploy(inp.app, inp.instance, inp.placement), "deploying"
             )
         except OrchestratorError as exc:
-            raise _orchestrator_failure(exc) from exc
+            _orchestrator_failure(exc)
         log.info("relocation.deployed", app=inp.app, cluster=inp.placement.cluster)
         return endpoint
 
@@ -129,7 +131,7 @@ class RelocationActivities:
             try:
                 state = await self._orch.readiness(endpoint)
             except OrchestratorError as exc:
-                raise _orchestrator_failure(exc) from exc
+                _orchestrator_failure(exc)
             activity.heartbeat(checks)
             if state is Readiness.READY:
                 log.info("relocation.ready", app=endpoint.app, checks=checks)
@@ -155,7 +157,7 @@ class RelocationActivities:
         try:
             return await self._orch.readiness(endpoint)
         except OrchestratorError as exc:
-            raise _orchestrator_failure(exc) from exc
+            _orchestrator_failure(exc)
 
     @activity.defn(name=Act.SET_DNS)
     async def set_dns(self, change: DnsChange) -> None:
@@ -164,7 +166,7 @@ class RelocationActivities:
         try:
             await self._dns.replace_a(name, list(change.addresses))
         except DnsError as exc:
-            raise _dns_failure(exc) from exc
+            _dns_failure(exc)
         log.info(
             "relocation.dns_set", name=name, addresses=[pseudonym(a) for a in change.addresses]
         )
@@ -200,5 +202,5 @@ class RelocationActivities:
         try:
             await _heartbeating(self._orch.remove(inp.app, inp.instance, inp.placement), "removing")
         except OrchestratorError as exc:
-            raise _orchestrator_failure(exc) from exc
+            _orchestrator_failure(exc)
         log.info("relocation.removed", app=inp.app, cluster=inp.placement.cluster)

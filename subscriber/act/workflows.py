@@ -279,6 +279,7 @@ class RelocationWorkflow:
         self._in_flight = request
         self._marks = []
         deployed = dns_changed = dns_set = False
+        reached = target
         dns_switched_at: datetime | None = None
         app, instance = self._inp.app, self._inp.instance
         try:
@@ -293,6 +294,10 @@ class RelocationWorkflow:
                 retry_policy=_RETRY,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
+            # Where the instance really answers (a Kubernetes node port or load balancer address
+            # may differ from the topology's): a later DNS restore must point there.
+            if workflow.patched("placement-from-endpoint"):
+                reached = endpoint.placement
             self._enter(Step.READINESS)
             await workflow.execute_activity(
                 Act.WAIT_READY,
@@ -339,7 +344,7 @@ class RelocationWorkflow:
                 source, target, deployed=deployed, dns_changed=dns_changed, dns_set=dns_set
             )
             if kept_target:
-                self._placement = target
+                self._placement = reached
             self._record(
                 request,
                 Status.CANCELLED if cancelled else Status.FAILED,
@@ -357,7 +362,7 @@ class RelocationWorkflow:
                 raise
             return
         step_ms = self._step_ms()
-        self._placement = target
+        self._placement = reached
         self._moves_completed += 1
         self._moves_this_run += 1
         self._in_flight, self._step = None, None

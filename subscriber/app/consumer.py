@@ -10,6 +10,7 @@ import structlog
 from prometheus_client import start_http_server
 from temporalio.client import Client
 
+from subscriber.act.capacity import CapacityFeed
 from subscriber.act.consumer import EventConsumer, Signaller
 from subscriber.act.signals import connect, request_relocation
 from subscriber.app.lifecycle import run_until_stopped, traced
@@ -43,6 +44,15 @@ async def open_consumer(
     """
     async with AsyncExitStack() as stack:
         holder = await stack.enter_async_context(PolicyHolder(settings.policy))
+        if settings.policy.topology_file is not None:  # PolicyHolder refused to start without
+            await stack.enter_async_context(
+                CapacityFeed(
+                    holder,
+                    topology_file=settings.policy.topology_file,
+                    interval_s=settings.policy.capacity_refresh_s,
+                    timeout_s=settings.relocation.kubernetes_request_timeout_s,
+                )
+            )
         instances = load_instances(settings.act.instances_file, holder)
         if temporal is None:
             temporal = await connect(settings.temporal)

@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 from subscriber.act.activities import DnsPort, RelocationActivities
 from subscriber.act.dns import PowerDns
 from subscriber.act.orchestrator import Orchestrator
+from subscriber.act.routing import RoutedOrchestrator
 from subscriber.act.signals import connect
 from subscriber.act.workflows import STEP_BUCKETS_S, STEPS_METRIC, RelocationWorkflow
 from subscriber.app.lifecycle import run_until_stopped, traced
@@ -30,7 +31,22 @@ log = structlog.get_logger()
 
 
 async def open_orchestrator(settings: Settings, stack: AsyncExitStack) -> Orchestrator:
-    """The orchestrator adapter the settings name, entered on ``stack``."""
+    """The orchestrators the settings and the topology name, entered on ``stack``: one for the
+    topology's Kubernetes clusters, and ``relocation.orchestrator`` for every other cluster."""
+    default = await _open_default(settings, stack)
+    topology_file = settings.policy.topology_file
+    if topology_file is None:
+        return default
+    from subscriber.act.kubernetes import from_topology
+
+    kube = from_topology(topology_file, settings.relocation)
+    if not kube.clusters:
+        return default
+    await stack.enter_async_context(kube)
+    return RoutedOrchestrator(default, dict.fromkeys(kube.clusters, kube))
+
+
+async def _open_default(settings: Settings, stack: AsyncExitStack) -> Orchestrator:
     reloc = settings.relocation
     if reloc.orchestrator == "emco":
         from subscriber.act.emco import EmcoOrchestrator

@@ -9,7 +9,8 @@ from subscriber.decide.bundle import Bundle, make_bundle
 from subscriber.decide.engine import read_file
 from subscriber.decide.instances import Instances, parse_instances
 from subscriber.decide.rules import Gates, Rules, parse_rules
-from subscriber.decide.topology import ClusterState, parse_topology
+from subscriber.decide.topology import ClusterState, Topology, parse_topology
+from subscriber.decide.yamldoc import invalid, read_yaml
 from subscriber.errors import PolicyUnavailable
 from subscriber.options import PolicyCheckOptions
 from subscriber.settings import Settings
@@ -70,6 +71,12 @@ def summarize(bundle: Bundle) -> str:
             f"  {c.id}: site {c.site}, zone {c.zone}, {c.state.value}, "
             f"load {util:.0%}, {c.apps_used}/{c.app_slots} apps"
         )
+        kube = topo.doc.clusters[list(topo.clusters).index(c.id)].kubernetes
+        if kube is not None:
+            lines.append(
+                f"    kubernetes: namespace {kube.namespace}, endpoint {kube.endpoint}, "
+                f"credentials from {'kubeconfig' if kube.kubeconfig else 'token_file and ca_file'}"
+            )
     lines.append(f"applications: {len(topo.apps)}")
     for app in topo.apps.values():
         best = []
@@ -87,6 +94,18 @@ def _problems(exc: PolicyUnavailable) -> list[str]:
     return str(exc).splitlines()
 
 
+def _kubernetes_problems(topology: Topology, topology_file: Path, text: bytes) -> list[str]:
+    """What keeps Kubernetes clusters and templates from working (unreadable kubeconfig, CA or
+    token files, bad templates), with the topology's lines."""
+    from subscriber.act.kubernetes import topology_problems
+
+    found = topology_problems(topology.doc, topology_file)
+    if not found:
+        return []
+    _, where = read_yaml(text, source=str(topology_file))
+    return _problems(invalid(where, found))
+
+
 def validate(
     topology_file: Path, policy_file: Path | None, instances_file: Path | None
 ) -> tuple[Bundle | None, Instances | None, list[str]]:
@@ -99,12 +118,14 @@ def validate(
     problems: list[str] = []
     topology = rules = None
     try:
-        topology = parse_topology(read_file(topology_file), source=str(topology_file))
+        text = read_file(topology_file)
+        topology = parse_topology(text, source=str(topology_file))
+        problems += _kubernetes_problems(topology, topology_file, text)
     except PolicyUnavailable as exc:
         problems += _problems(exc)
     try:
-        text = read_file(policy_file) if policy_file is not None else None
-        rules = parse_rules(text, source=str(policy_file or "policy"))
+        policy = read_file(policy_file) if policy_file is not None else None
+        rules = parse_rules(policy, source=str(policy_file or "policy"))
     except PolicyUnavailable as exc:
         problems += _problems(exc)
     instances = None

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
 import structlog
 
-from subscriber.decide.bundle import Bundle, load_bundle
+from subscriber.decide.bundle import Bundle, load_bundle, make_bundle
+from subscriber.decide.topology import ClusterReading, with_readings
 from subscriber.errors import PolicyUnavailable
 from subscriber.settings import PolicySettings
 
@@ -90,6 +91,8 @@ class PolicyHolder:
         self._settings = settings
         self._on_change = on_change
         self._bundle: Bundle | None = None
+        self._base: Bundle | None = None
+        self._readings: Mapping[str, ClusterReading] = {}
         self._stats: tuple[object, object] | None = None
         self._digest: str | None = None
         self._task: asyncio.Task[None] | None = None
@@ -170,9 +173,28 @@ class PolicyHolder:
             return False
         return self._swap(bundle, stats, digest)
 
+    def update_capacity(self, readings: Mapping[str, ClusterReading]) -> None:
+        """Capacity and load read from the clusters themselves; the running bundle uses them
+        while its policy asks for it (``capacity.from_clusters``). The version then covers the
+        readings too, so each decision names exactly what it was made with."""
+        self._readings = dict(readings)
+        if self._base is None:
+            return
+        live = self._live(self._base)
+        if self._bundle is None or live.version != self._bundle.version:
+            self._bundle = live
+            log.info("policy capacity refreshed", version=live.version, clusters=sorted(readings))
+
+    def _live(self, base: Bundle) -> Bundle:
+        if not base.rules.doc.capacity.from_clusters or not self._readings:
+            return base
+        return make_bundle(with_readings(base.topology, self._readings), base.rules)
+
     def _swap(self, bundle: Bundle, stats: tuple[object, object], digest: str) -> bool:
         old = self._bundle
         self._stats, self._digest = stats, digest
+        self._base = bundle
+        bundle = self._live(bundle)
         if old is not None and old.version == bundle.version:
             return False
         self._bundle = bundle

@@ -31,6 +31,12 @@ class CapacityDoc(_Doc):
 
     enabled: bool = True
     max_utilisation: float = Field(0.8, gt=0, le=1)
+    from_clusters: bool = Field(
+        False,
+        description="Kubernetes clusters: take capacity and load from their API (allocatable "
+        "resources of Ready nodes, requests of our workloads), refreshed every "
+        "policy.capacity_refresh_s, instead of the topology's figures.",
+    )
 
 
 class ScoreDoc(_Doc):

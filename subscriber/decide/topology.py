@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -29,6 +30,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from subscriber.decide.yamldoc import Source, invalid, read_yaml, validation_problems
@@ -159,6 +161,62 @@ class Load(_Doc):
     apps: int = Field(0, ge=0)
 
 
+_DNS_LABEL = DNS_LABEL
+
+
+def _namespace(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(f"{value!r} is not a namespace name: 1-63 of a-z, 0-9 and inner '-'")
+    return value
+
+
+class KubernetesDoc(_Doc):
+    """Makes a cluster a Kubernetes relocation target: its API, credentials and namespace.
+
+    Credentials come from a kubeconfig file, or from ``server`` with ``token_file`` and
+    ``ca_file``. Relative paths are read from the topology file's folder. No secret goes in the
+    topology itself.
+    """
+
+    kubeconfig: str | None = Field(
+        None, description="Kubeconfig file giving the API server, its CA and the credentials."
+    )
+    context: str | None = Field(None, description="Kubeconfig context; its current one if unset.")
+    server: str | None = Field(
+        None, description="API server URL (https://...), with token_file and ca_file."
+    )
+    token_file: str | None = Field(None, description="Bearer token file, e.g. a service account's.")
+    ca_file: str | None = Field(
+        None, description="CA bundle that signs the API server's certificate."
+    )
+    namespace: Annotated[str, AfterValidator(_namespace)] = Field(
+        "default", description="Where the app's Deployment and Service go."
+    )
+    endpoint: Literal["node_port", "load_balancer"] = Field(
+        "node_port",
+        description="What the move steers to: a node address and the Service's node port, or "
+        "the address the load balancer gave the Service.",
+    )
+    node_address: Annotated[str, AfterValidator(_ipv4)] | None = Field(
+        None,
+        description="node_port: the address to report (e.g. a virtual IP before the nodes); "
+        "the first Ready node's InternalIP when unset.",
+    )
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> KubernetesDoc:
+        if self.kubeconfig is not None:
+            if self.server or self.token_file or self.ca_file:
+                raise ValueError("give kubeconfig, or server with token_file and ca_file, not both")
+        elif not (self.server and self.token_file and self.ca_file):
+            raise ValueError("give kubeconfig, or server with token_file and ca_file")
+        elif self.context is not None:
+            raise ValueError("context goes with kubeconfig")
+        if self.server is not None and not re.fullmatch(r"https://[^/\s]+(/\S*)?", self.server):
+            raise ValueError(f"server {self.server!r} is not an https:// URL")
+        return self
+
+
 class ClusterDoc(_Doc):
     """An edge or regional cluster that can run application instances."""
 
@@ -172,7 +230,10 @@ class ClusterDoc(_Doc):
     address: Annotated[str, AfterValidator(_ipv4)] | None = Field(
         None,
         description="IPv4 address the cluster's instances answer at; the app's DNS record "
-        "points there. Required: a cluster without one could never be moved to.",
+        "points there. Required, but for a Kubernetes cluster, which reports it at deploy time.",
+    )
+    kubernetes: KubernetesDoc | None = Field(
+        None, description="Deploy on it through its Kubernetes API (docs/relocation.md)."
     )
 
 
@@ -200,6 +261,11 @@ class AppDoc(_Doc):
     allowed_clusters: list[str] | None = Field(None, description="Only these; all when unset.")
     required_labels: dict[str, str] = Field({}, description="A cluster must carry all of these.")
     stateful: bool = Field(False, description="Moving it costs a state transfer.")
+    workload: str | None = Field(
+        None,
+        description="Template of its Deployment and Service, for clusters with a kubernetes "
+        "section; relative to the topology file's folder.",
+    )
 
 
 class TopologyDoc(_Doc):
@@ -387,12 +453,29 @@ def _check_refs(doc: TopologyDoc, zones: set[str], clusters: set[str], problems:
 
 
 def _check_actionable(doc: TopologyDoc, problems: list[str]) -> None:
-    """What the act layer needs to move an app to a cluster: where its instances answer."""
+    """What the act layer needs to move an app to a cluster: where its instances answer (a
+    Kubernetes cluster learns it from its API at deploy time)."""
     for i, c in enumerate(doc.clusters):
-        if c.address is None:
+        if c.address is None and c.kubernetes is None:
             problems.append(
                 f"clusters[{i}].address: required: the IPv4 address '{c.id}' serves its "
                 "instances at (a relocation to it could not be carried out)"
+            )
+
+
+def _check_workloads(
+    doc: TopologyDoc, clusters: Mapping[str, Cluster], problems: list[str]
+) -> None:
+    kube = [c.id for c in doc.clusters if c.kubernetes is not None]
+    for i, a in enumerate(doc.applications):
+        if a.workload is not None:
+            continue
+        app = _app(a)
+        where = [cid for cid in kube if app.allows(clusters[cid])]
+        if where:
+            problems.append(
+                f"applications[{i}].workload: required, as the app may run on Kubernetes "
+                f"cluster '{where[0]}'"
             )
 
 
@@ -475,6 +558,11 @@ def compile_topology(doc: TopologyDoc, *, source: Source | str = "topology") -> 
     if problems:
         raise invalid(source if isinstance(source, Source) else Source(source), problems)
 
+    clusters = {c.id: _cluster(c) for c in doc.clusters}
+    _check_workloads(doc, clusters, problems)
+    if problems:
+        raise invalid(source if isinstance(source, Source) else Source(source), problems)
+
     edges = [(link.a, link.b, link.latency_ms) for link in doc.links]
     zone_ids = tuple(z.id for z in doc.zones)
     dist = shortest_paths(edges, zone_ids)
@@ -491,7 +579,7 @@ def compile_topology(doc: TopologyDoc, *, source: Source | str = "topology") -> 
         cells=cells,
         tracking_areas=areas,
         dnais=dict(doc.dnais),
-        clusters=MappingProxyType({c.id: _cluster(c) for c in doc.clusters}),
+        clusters=MappingProxyType(clusters),
         apps=MappingProxyType({a.name: _app(a) for a in doc.applications}),
         latency_ms=MappingProxyType(latency),
         warnings=tuple(warnings),
@@ -542,5 +630,40 @@ def with_cluster(
             if load is not None:
                 update["load"] = load
             c = c.model_copy(update=update)
+        clusters.append(c)
+    return compile_topology(topology.doc.model_copy(update={"clusters": clusters}))
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterReading:
+    """What a cluster's own API says: allocatable resources of its Ready, schedulable nodes, and
+    what our workloads there request."""
+
+    cpu: float
+    memory_mib: int
+    cpu_requested: float
+    memory_requested_mib: int
+    apps: int
+
+
+def with_readings(topology: Topology, readings: Mapping[str, ClusterReading]) -> Topology:
+    """A copy of the topology with the capacity and load of the clusters that were read.
+
+    A cluster that reports nothing allocatable (no Ready node) is taken as full. Clusters without
+    a reading keep the topology's figures.
+    """
+    if not readings:
+        return topology
+    clusters = []
+    for c in topology.doc.clusters:
+        r = readings.get(c.id)
+        if r is not None:
+            if r.cpu > 0 and r.memory_mib > 0:
+                capacity = c.capacity.model_copy(update={"cpu": r.cpu, "memory_mib": r.memory_mib})
+                load = Load(cpu=r.cpu_requested, memory_mib=r.memory_requested_mib, apps=r.apps)
+            else:
+                capacity = c.capacity
+                load = Load(cpu=capacity.cpu, memory_mib=capacity.memory_mib, apps=r.apps)
+            c = c.model_copy(update={"capacity": capacity, "load": load})
         clusters.append(c)
     return compile_topology(topology.doc.model_copy(update={"clusters": clusters}))

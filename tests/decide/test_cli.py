@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from subscriber.cli import main
 from subscriber.decide.cli import summarize, validate
+from tests.support.kube import worked_example
 from tests.support.policy import EXAMPLE_POLICY, EXAMPLE_TOPOLOGY
 
 
@@ -198,3 +199,63 @@ def test_no_input_makes_the_check_crash(data: st.DataObject, tmp_path_factory: A
         assert "\n" not in line
     if bundle is not None:
         summarize(bundle)  # what a valid result prints must not fail either
+
+
+def test_kubernetes_clusters_are_checked_with_their_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The worked example passes with its files and the summary names each cluster's access."""
+    topology = worked_example(tmp_path)
+    assert main(["policy", "check", str(topology)]) == 0
+    out = capsys.readouterr().out
+    assert "kubernetes: namespace edge-apps, endpoint node_port, credentials from kubeconfig" in out
+    assert "endpoint load_balancer, credentials from token_file and ca_file" in out
+
+
+@pytest.mark.parametrize(
+    ("breakage", "problem"),
+    [
+        (
+            lambda d: (d / "edge-b.token").unlink(),
+            "clusters[1].kubernetes: cannot use its Kubernetes credentials: *edge-b.token not",
+        ),
+        (
+            lambda d: (d / "edge-a-ca.crt").unlink(),
+            "clusters[0].kubernetes: cannot use its "
+            "Kubernetes credentials: *edge-a-ca.crt not found",
+        ),
+        (
+            lambda d: (d / "edge-a.kubeconfig").write_text("contexts: []\nclusters: []\n"),
+            "clusters[0].kubernetes: *Context 'subscriber@edge-a' not found",
+        ),
+        (lambda d: (d / "web.yaml").unlink(), "applications[0].workload: cannot read web.yaml"),
+        (
+            lambda d: (d / "web.yaml").write_text(
+                (d / "web.yaml").read_text().replace("replicas: 2", "replicas: 2\n  paused: 3")
+            ),
+            "applications[0].workload: workload template web.yaml: not a valid object",
+        ),
+        (
+            lambda d: (d / "edge-b-ca.crt").write_text("-----BEGIN NOTHING-----\n"),
+            "clusters[1].kubernetes: cannot use its Kubernetes credentials: *holds no PEM",
+        ),
+        (
+            lambda d: (d / "web.yaml").write_text("kind: Secret\n"),
+            "applications[0].workload: workload template web.yaml: must hold one apps/v1",
+        ),
+    ],
+)
+def test_kubernetes_problems_exit_1_with_their_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], breakage: Any, problem: str
+) -> None:
+    """A missing credential file, context or template is found before any cluster is called."""
+    topology = worked_example(tmp_path)
+    breakage(tmp_path)
+    assert main(["policy", "check", str(topology)]) == 1
+    err = capsys.readouterr().err
+    pattern = (
+        re.escape(f"subscriber: {topology}:") + r"\d+: " + re.escape(problem).replace(r"\*", ".*")
+    )
+    assert re.match(pattern, err), err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

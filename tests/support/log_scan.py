@@ -7,8 +7,9 @@ It reads every log line the session produced:
   masking, so a SUPI handed to a logger shows up here), stdlib ``logging`` records (aiokafka,
   granian, temporalio) and anything printed;
 * the log files of the processes the tests start: every ``*.log`` under the session's base temp
-  directory, except the third-party services of the local stack (Kafka, Temporal, PowerDNS),
-  which never see a subscriber identity.
+  directory, except the third-party services of the local stack (Kafka, Temporal, PowerDNS) and
+  of the Kubernetes test clusters (etcd, kube-*, kwok: their ``control-plane/`` folder), which
+  never see a subscriber identity.
 
 Loopback addresses (127.0.0.0/8 and ::1) are allowed: they name our own test services (Kafka,
 Temporal, PowerDNS, the loopback clusters 127.0.x.1), never a UE. Every other IPv4 or IPv6
@@ -78,6 +79,8 @@ def scan_text(text: str, where: str) -> Iterator[Finding]:
 
 def _stack_service_log(path: Path, base: Path) -> bool:
     parts = path.relative_to(base).parts[:-1]
+    if parts[-1:] == ("control-plane",):  # subscriber.stack.kubernetes.cluster
+        return True
     return any(
         re.fullmatch(r"stack\d*", part) is not None and parts[i + 1 : i + 2] in _SERVICES
         for i, part in enumerate(parts)
