@@ -62,7 +62,10 @@ def test_worked_example_is_valid() -> None:
         ({"kubeconfig": "k", "namespace": "n" * 64}, "not a namespace name"),
         ({"kubeconfig": "k", "endpoint": "ingress"}, "endpoint"),
         ({"kubeconfig": "k", "node_address": "edge-a.example"}, "not an IPv4 address"),
-        ({"kubeconfig": "k", "token": "s3cret"}, "token: unknown key 'token'; expected one of: kubeconfig"),
+        (
+            {"kubeconfig": "k", "token": "s3cret"},
+            "token: unknown key 'token'; expected one of: kubeconfig",
+        ),
     ],
 )
 def test_bad_kubernetes_sections_name_their_path(kubernetes: dict[str, Any], problem: str) -> None:
