@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import time
 import urllib.parse
 from collections import Counter, deque
@@ -434,10 +435,15 @@ def _when(text: str | None, header_start: datetime | None) -> float | None:
     """An ISO time, or ``+S`` seconds after the recording's start."""
     if not text:
         return None
-    if text.startswith("+"):
-        base = header_start.timestamp() if header_start else 0.0
-        return base + float(text[1:])
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        if text.startswith("+"):
+            base = header_start.timestamp() if header_start else 0.0
+            return base + float(text[1:])
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SubscriberError(
+            f"{text!r} is neither an ISO time nor +SECONDS after the recording's start"
+        ) from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
@@ -445,9 +451,12 @@ def parse_speed(text: str) -> float:
     """``1`` real time, ``N`` N× faster, ``0`` or ``max`` as fast as possible."""
     if text.lower() in ("max", "0"):
         return 0.0
-    value = float(text)
-    if value < 0:
-        raise SubscriberError("--speed must be 0/max or positive")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= 0 or math.isinf(value):
+        raise SubscriberError(f"--speed {text!r}: give 0/max or a positive factor such as 2")
     return value
 
 
