@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 import yaml
@@ -22,15 +20,14 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 from subscriber.act import consumer
 from subscriber.act.workflows import OUTCOMES_METRIC, STEPS_METRIC
 from subscriber.ingress.metrics import ReceiverMetrics
+from tests.support.dashboard import JSON, dashboard, expressions, metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "compose" / "grafana"
-JSON = GRAFANA / "dashboards" / "subscriber.json"
 PROMETHEUS = ROOT / "compose" / "prometheus" / "prometheus.yml"
 COMPOSE = ROOT / "compose" / "docker-compose.yml"
 # Series Prometheus makes itself for every target, not exported by any code of ours.
 SYNTHETIC = {"up"}
-_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
 
 
 def builder() -> ModuleType:
@@ -41,31 +38,6 @@ def builder() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def dashboard() -> dict[str, Any]:
-    """The committed dashboard JSON."""
-    doc: dict[str, Any] = json.loads(JSON.read_text(encoding="utf-8"))
-    return doc
-
-
-def expressions(doc: dict[str, Any]) -> list[str]:
-    """Every PromQL expression of every panel."""
-    return [t["expr"] for p in doc["panels"] for t in p.get("targets", [])]
-
-
-def metric_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression selects (labels, functions, keywords left out)."""
-    text = expr.replace("$__rate_interval", "5m")
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
-    text = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\boffset\s+\w+", " ", text)
-    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    names = set()
-    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
-        rest = text[match.end() :].lstrip()
-        if not rest.startswith("(") and match[0].lower() not in _KEYWORDS:
-            names.add(match[0])
-    return names
 
 
 def _family_samples(name: str, kind: str) -> set[str]:

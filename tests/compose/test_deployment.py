@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from tests.compose import engine
+from tests.support.dashboard import dashboard, expressions, metric_names
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -245,8 +246,6 @@ def test_prometheus_scrapes_every_process_and_answers_every_dashboard_query(
 ) -> None:
     """After a relocation, every scrape target is up, every dashboard expression is valid
     PromQL on the real Prometheus, and every metric it names has series."""
-    from tests.compose.test_dashboard import dashboard, expressions, metric_names
-
     exprs = expressions(dashboard())
     wanted = set().union(*(metric_names(e) for e in exprs))
     deadline = time.monotonic() + 120
