@@ -4,14 +4,20 @@
 2. A free5GC-faithful fake core (NRF with OAuth2, an AMF that never notifies) registers a UE
    in the cell of tower 1. An instance of ``video-analytics`` serves that UE from edge cluster 1
    (a real HTTP service on 127.0.10.1) and its name is published in PowerDNS.
-3. A client resolves the name through PowerDNS and talks to whatever answers, continuously.
+   The application keeps a counter per user and registers its user with the worker's
+   Application Mobility Service (ETSI GS MEC 021).
+3. A client (the UE, from its own address) resolves the name through PowerDNS and advances its
+   counter at whatever answers, ten times a second.
 4. The daemon runs: the poller (NRF registration, tokens, discovery, poll-and-diff) publishes
    location changes to Kafka; the consumer decides with the example policy and signals the
-   relocation workflow; the worker deploys on edge-2, waits until it is ready, switches DNS,
-   confirms it, and removes the instance on edge-1.
+   relocation workflow; the worker deploys on edge-2, waits until it is ready, tells the
+   instance on edge-1 that its user moves (INTERHOST_MOVEOUT_TRIGGERED), waits for it to hand
+   the user's counter to edge-2 (USER_CONTEXT_TRANSFER_COMPLETED), switches DNS, confirms it,
+   and removes the instance on edge-1.
 5. The UE roams to the cell of tower 2. Each step is printed as it happens, with its time.
 
-Exits 0 only if the client really reached the new instance on edge-2 and the old one is gone.
+Exits 0 only if the client really reached the new instance on edge-2, the old one is gone, no
+request failed, and the count went on at edge-2 exactly where edge-1 left it.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 import subscriber
 from subscriber.act.dns import PowerDns, record_name
 from subscriber.act.signals import connect
+from subscriber.ams.service import BASE_PATH
 from subscriber.app.consumer import load_instances, open_consumer
 from subscriber.app.lifecycle import running
 from subscriber.app.tracker import open_tracker
@@ -43,6 +50,7 @@ from subscriber.decide.engine import PolicyHolder
 from subscriber.errors import SubscriberError
 from subscriber.events import LocationEvent
 from subscriber.fakes.core import FakeCoreServer
+from subscriber.fakes.edge_user import EdgeUser, Resolve
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.ingress.publisher import Publisher
 from subscriber.logs import configure_logging, pseudonym
@@ -50,13 +58,15 @@ from subscriber.options import DemoOptions
 from subscriber.relocation import MoveOutcome, Placement, Readiness, RelocationState, workflow_id
 from subscriber.settings import LogSettings, PolicySettings, Settings
 from subscriber.stack import settings_for, status, up
-from subscriber.stack.procs import port_free_on
+from subscriber.stack.procs import free_port, port_free_on
 
 DATA = Path(subscriber.__file__).parent / "data"
 UE = "imsi-208930000000001"
 APP = "video-analytics"
 TOWERS = {"tower-1": ("000001", "000000010"), "tower-2": ("000002", "000000020")}
 EDGE = {"edge-1": "127.0.10.1", "edge-2": "127.0.10.2"}
+UE_ADDRESS = "127.0.77.1"
+"""The UE's address: the demo app keys the user's state by it (MEC 012 AssociateId type 1)."""
 
 
 class Timeline:
@@ -112,6 +122,13 @@ def demo_settings(base: Settings, work: Path, run: str, nrf_url: str, port: int)
             ),
             "receiver": base.receiver.model_copy(update={"spool_dir": work / "spool"}),
             "powerdns": base.powerdns.model_copy(update={"record_ttl_s": 1}),
+            "ams": base.ams.model_copy(
+                update={
+                    "port": free_port(),
+                    "db": work / "ams.sqlite3",
+                    "callback_networks": ["127.0.10.0/24"],
+                }
+            ),
         }
     )
 
@@ -134,25 +151,27 @@ class ShowingSink:
             )
 
 
-async def _client(name: str, port: int, dns: PowerDns, timeline: Timeline, seen: set[str]) -> None:
-    """Resolve the app's name through PowerDNS (TTL 1 s) and GET it, twice a second."""
+async def _user(
+    user: EdgeUser, name: str, timeline: Timeline, seen: set[str], stop: asyncio.Event
+) -> None:
+    """The app's user: resolves the name through PowerDNS (TTL 1 s) at every request and
+    advances its counter, ten times a second; prints each change of instance."""
     last = None
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
-        while True:
-            try:
-                (address,) = await dns.query_a(name)
-                async with http.get(f"http://{address}:{port}/") as r:
-                    answer = f"{(await r.text()).strip()} ({address})"
-            except Exception as exc:
-                answer = f"no answer ({type(exc).__name__})"
-            if answer != last:
+    async with user:
+        while not stop.is_set():
+            answer = await user.step()
+            where = answer.cluster or f"no answer ({answer.error})"
+            if where != last:
+                count = f", count {answer.count}" if answer.count is not None else ""
                 timeline.say(
-                    f"client: {name} -> {answer}", "client_edge2" if "edge-2" in answer else None
+                    f"client: {name} -> {where}{count}",
+                    "client_edge2" if where == "edge-2" else None,
                 )
-                last = answer
-            if answer.startswith("edge-"):
-                seen.add(answer.split()[0])
-            await asyncio.sleep(0.5)
+                last = where
+            if answer.cluster:
+                seen.add(answer.cluster)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
 
 
 async def _decisions(settings: Settings, instance: str, timeline: Timeline) -> None:
@@ -236,7 +255,9 @@ async def scenario(base: Settings, work: Path, timeline: Timeline, timeout_s: fl
         client = await connect(s.temporal)
         local = await stack.enter_async_context(
             LocalOrchestrator(
-                state_dir=s.relocation.local_dir, warmup_s=s.relocation.local_warmup_s
+                state_dir=s.relocation.local_dir,
+                warmup_s=s.relocation.local_warmup_s,
+                ams_url=s.ams.url + BASE_PATH,
             )
         )
         stack.callback(local.remove_all)
@@ -281,7 +302,11 @@ async def deployed_scenario(settings: Settings, timeline: Timeline, timeout_s: f
         client = await connect(settings.temporal)
         r = settings.relocation
         local = await stack.enter_async_context(
-            LocalOrchestrator(state_dir=r.local_dir, warmup_s=r.local_warmup_s)
+            LocalOrchestrator(
+                state_dir=r.local_dir,
+                warmup_s=r.local_warmup_s,
+                ams_url=settings.ams.url + BASE_PATH,
+            )
         )
         dns = await stack.enter_async_context(PowerDns(settings.powerdns))
         await dns.ensure_zone()
@@ -339,9 +364,12 @@ async def _follow(
             f"({source.address}:{move.port}); DNS {name}"
         )
         seen: set[str] = set()
+        stop = asyncio.Event()
+        user = EdgeUser(UE_ADDRESS, _resolver(dns, name, move.port))
+        stack.callback(stop.set)
         await stack.enter_async_context(
             _background(
-                _client(name, move.port, dns, timeline, seen),
+                _user(user, name, timeline, seen, stop),
                 _decisions(s, move.instance, timeline),
                 _workflow_steps(client, workflow_id(move.app, move.instance), timeline),
             )
@@ -359,9 +387,53 @@ async def _follow(
             return False
         await _wait(lambda: "workflow_done" in timeline.marks, 30)
         await _show_outcome(client, workflow_id(move.app, move.instance), timeline)
+        before = len(user.answers)
+        await _wait(lambda: len(user.answers) >= before + 5, 10)
+        stop.set()
         gone = await local.readiness(endpoint) is not Readiness.READY
         timeline.say(f"old instance on edge-1 {'gone' if gone else 'STILL RUNNING'}")
-        return gone
+        target = Placement(cluster="edge-2", address=EDGE["edge-2"], port=move.port)
+        return gone and await _prove_continuity(user, target, timeline)
+
+
+def _resolver(dns: PowerDns, name: str, port: int) -> Resolve:
+    async def resolve() -> tuple[str, int]:
+        (address,) = await dns.query_a(name)
+        return address, port
+
+    return resolve
+
+
+async def _prove_continuity(user: EdgeUser, target: Placement, timeline: Timeline) -> bool:
+    """The user's state at the new instance is exactly what it was at the old one, and no
+    request failed across the switch."""
+    await asyncio.sleep(0.2)
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http,
+        http.get(f"http://{target.address}:{target.port}/fake/state") as resp,
+    ):
+        held = (await resp.json()).get("counts", {}).get(UE_ADDRESS)
+    at_old = [a.count for a in user.answers if a.cluster == "edge-1"]
+    at_new = [a.count for a in user.answers if a.cluster == "edge-2"]
+    last_old = at_old[-1] if at_old else None
+    first_new = at_new[0] if at_new else None
+    proof = [
+        ("no request failed", not user.failures, f"{len(user.answers)} requests"),
+        (
+            "the count went on at edge-2 where edge-1 left it",
+            last_old is not None and first_new == last_old + 1,
+            f"last at edge-1 {last_old}, first at edge-2 {first_new}",
+        ),
+        ("no count lost or repeated", user.continuous(), f"{len(user.counts)} counts"),
+        (
+            "edge-2 holds exactly the user's state",
+            held is not None and held == user.counts[-1],
+            f"edge-2 holds {held}, the user last saw {user.counts[-1] if user.counts else None}",
+        ),
+    ]
+    for what, ok, how in proof:
+        timeline.say(f"proof: {what}: {'yes' if ok else 'NO'} ({how})")
+    return all(ok for _, ok, _ in proof)
 
 
 async def _show_outcome(client: Any, wf_id: str, timeline: Timeline) -> None:
@@ -375,6 +447,7 @@ async def _show_outcome(client: Any, wf_id: str, timeline: Timeline) -> None:
         timeline.say(
             f"workflow: {last.status.value} {last.source_cluster} -> {last.target_cluster}: {steps}"
         )
+        timeline.say(f"workflow: the user's context: {last.context}")
 
 
 async def _create_topics(settings: Settings) -> None:
@@ -402,6 +475,7 @@ def _summary(timeline: Timeline) -> None:
     rows = [
         ("roam -> poller saw the move", "roamed", "moved_seen"),
         ("poller -> relocation decided", "moved_seen", "decided"),
+        ("decided -> context transferred", "decided", "step_dns"),
         ("decided -> DNS switched, confirmed", "decided", "step_remove_source"),
         ("roam -> client on edge-2", "roamed", "client_edge2"),
     ]
@@ -431,7 +505,14 @@ async def run(settings: Settings, options: DemoOptions) -> int:
         with tempfile.TemporaryDirectory(prefix="subscriber-demo-") as work:
             ok = await scenario(base, Path(work), timeline, options.timeout_s)
     _summary(timeline)
-    print("\nresult: " + ("the client now talks to edge-2: relocation done" if ok else "FAILED"))
+    print(
+        "\nresult: "
+        + (
+            "the client now talks to edge-2, its state intact: stateful relocation done"
+            if ok
+            else "FAILED"
+        )
+    )
     if not options.deployed:
         print("the stack keeps running for the next run; stop it with: subscriber stack down")
     return 0 if ok else 1

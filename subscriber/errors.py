@@ -81,3 +81,16 @@ class StackError(SubscriberError):
 
     The message says how to fix it; the CLI prints it without a traceback.
     """
+
+
+class RequestRejected(SubscriberError):
+    """Raised when a request to one of our HTTP APIs (the MEC 021 AMS) cannot be carried out.
+
+    ``status`` is the HTTP status of the ProblemDetails answer; ``title`` its short summary.
+    """
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail

@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from subscriber.ams.openapi import TAG as AMS_TAG
+from subscriber.ams.openapi import ams_paths, ams_responses, ams_schemas
 from subscriber.sbi.amf import AmfEventNotification
 from subscriber.sbi.common import ProblemDetails
 from subscriber.sbi.nef import MonitoringNotification
@@ -248,6 +250,7 @@ def openapi_document() -> dict[str, Any]:
             "503": "Neither: callbacks would be answered 503.",
         },
     )
+    paths.update(ams_paths())
     paths["/metrics"] = {
         "get": {
             "tags": ["operations"],
@@ -282,10 +285,26 @@ def openapi_document() -> dict[str, Any]:
         "tags": [
             {"name": "callbacks", "description": "3GPP notifications"},
             {"name": "operations", "description": "Health and metrics"},
+            {
+                "name": AMS_TAG,
+                "description": "Application Mobility Service (ETSI GS MEC 021), served by "
+                "'subscriber worker'",
+            },
         ],
         "paths": paths,
-        "components": {"schemas": _schemas(), "responses": responses},
+        "components": {
+            "schemas": _merged(_schemas(), ams_schemas(to_oas30)),
+            "responses": {**responses, **ams_responses()},
+        },
     }
+
+
+def _merged(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """Both sets of schemas; a name both define must mean the same schema."""
+    for name, schema in theirs.items():
+        if name in ours and ours[name] != schema:
+            raise ValueError(f"schema {name} is defined twice, differently")
+    return dict(sorted({**ours, **theirs}.items()))
 
 
 class _NoAliases(yaml.SafeDumper):

@@ -88,6 +88,31 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class OnTransferFailure(StrEnum):
+    """What a move does when the application's context could not be transferred in time."""
+
+    ABORT = "abort"
+    """Compensate: the user stays served, with its context, by the instance it had."""
+    MOVE_WITHOUT_CONTEXT = "move_without_context"
+    """Move anyway; the new instance starts without the user's context."""
+
+
+class ContextPolicy(_Model):
+    """How a move treats the user context of an application registered with the AMS
+    (ETSI GS MEC 021); the topology sets it per application (``applications[].context_transfer``).
+    """
+
+    deadline_s: float = Field(
+        30.0, gt=0, le=3600, description="How long the application has to transfer the context."
+    )
+    on_failure: OnTransferFailure = Field(
+        OnTransferFailure.ABORT,
+        description="On a reported failure or the deadline: abort (the default for stateful "
+        "apps) or move without the context. An app registered 'with confirmation' is never "
+        "moved without its confirmation.",
+    )
+
+
 class RelocationRequest(_Model):
     """One decision to move an application instance; the payload of the ``relocate`` signal.
 
@@ -108,6 +133,9 @@ class RelocationRequest(_Model):
     decided_at: datetime
     policy_version: str = ""
     reasons: tuple[str, ...] = ()
+    context_policy: ContextPolicy | None = Field(
+        None, description="The app's context-transfer policy; the defaults when None."
+    )
 
 
 class Step(StrEnum):
@@ -115,6 +143,7 @@ class Step(StrEnum):
 
     DEPLOY = "deploy"
     READINESS = "readiness"
+    CONTEXT_TRANSFER = "context_transfer"
     DNS = "dns"
     DNS_CONFIRM = "dns_confirm"
     REMOVE_SOURCE = "remove_source"
@@ -146,6 +175,11 @@ class MoveOutcome(_Model):
     received_at: datetime | None = None
     finished_at: datetime | None = None
     dns_switched_at: datetime | None = None
+    context: str | None = Field(
+        None,
+        description="What became of the user context (ETSI GS MEC 021): transferred, "
+        "unregistered, not_needed, without_context: <why>, source_lost; None before the step.",
+    )
     step_ms: dict[str, int] = Field(
         default_factory=dict, description="How long each step took, in workflow time."
     )

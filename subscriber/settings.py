@@ -10,12 +10,13 @@ Only :func:`load_settings` reads the environment; everything else receives a bui
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -287,6 +288,48 @@ class ActSettings(_Group):
     )
 
 
+class AmsSettings(_Group):
+    """The Application Mobility Service (ETSI GS MEC 021) that 'subscriber worker' serves."""
+
+    host: str = "127.0.0.1"
+    """Address the AMS API (/amsi/v1) binds."""
+    port: int = Field(8810, ge=0, le=65535, description="Its port; 0 picks a free one.")
+    public_url: str | None = Field(
+        None,
+        description="Base URL applications reach the AMS at (the local orchestrator hands it "
+        "to the instances it starts); defaults to http://host:port.",
+    )
+    db: Path = Field(
+        default_factory=lambda: default_cache_dir() / "ams" / "ams.sqlite3",
+        description="SQLite file of registrations, subscriptions and procedures.",
+    )
+    callback_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDRs that notification callbacks may go to (e.g. the edge clusters' "
+        "networks); none by default, so every callbackReference is refused.",
+    )
+    notify_timeout_s: float = Field(5.0, gt=0, description="Timeout of one notification POST.")
+    notify_attempts: int = Field(3, ge=1, le=10, description="Tries per notification.")
+    max_registrations: int = Field(10_000, ge=1, description="Registrations held at most.")
+    max_subscriptions: int = Field(10_000, ge=1, description="Subscriptions held at most.")
+    max_body_bytes: int = Field(262_144, ge=1024, description="Largest request body; more: 413.")
+
+    @field_validator("callback_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{net!r} is not a CIDR network") from exc
+        return value
+
+    @property
+    def url(self) -> str:
+        """The base URL applications use (without /amsi/v1)."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
 class StackSettings(_Group):
     """The local development stack (Kafka, Temporal, PowerDNS)."""
 
@@ -318,6 +361,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     relocation: RelocationSettings = RelocationSettings()
     act: ActSettings = ActSettings()
+    ams: AmsSettings = AmsSettings()
     stack: StackSettings = StackSettings()
     shutdown_grace_s: float = Field(
         10.0, description="On SIGTERM, how long in-flight work may take to finish."

@@ -21,6 +21,10 @@ def test_demo_moves_the_app_and_the_client_follows(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "RELOCATE RELOCATE_BEST_CANDIDATE" in out
-    assert "-> edge-2 (127.0.10.2)" in out
+    assert "-> edge-2, count" in out
+    assert "workflow: step context_transfer" in out
+    assert "the user's context: transferred" in out
+    assert "proof: no request failed: yes" in out
+    assert "proof: edge-2 holds exactly the user's state: yes" in out
     assert "old instance on edge-1 gone" in out
     assert "imsi-" not in out, "the demo shows pseudonyms, never a SUPI"

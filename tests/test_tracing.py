@@ -331,7 +331,7 @@ async def test_worker_metrics_count_each_outcome(stack_settings: Settings, uniqu
     client = await connect(settings.temporal, runtime=metrics_runtime(settings))
     here = Placement(cluster="edge1", address="127.0.1.1", port=8080)
     request = make_request(unique, here, here)  # already there: a noop, no activity needed
-    worker = build_worker(client, settings, orchestrator=None, dns=None)  # type: ignore[arg-type]
+    worker = build_worker(client, settings, orchestrator=None, dns=None, ams=None)  # type: ignore[arg-type]
     async with worker:
         await request_relocation(client, settings.temporal.task_queue, request)
         await wait_history(client, request, 1)

@@ -25,6 +25,8 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ConfigDict, Field
 
+    from subscriber.act.context import PATCH as CONTEXT_PATCH
+    from subscriber.act.context import ContextTransfer
     from subscriber.relocation import (
         Endpoint,
         Label,
@@ -279,6 +281,8 @@ class RelocationWorkflow:
         self._in_flight = request
         self._marks = []
         deployed = dns_changed = dns_set = False
+        transfer: ContextTransfer | None = None
+        context: str | None = None
         reached = target
         dns_switched_at: datetime | None = None
         app, instance = self._inp.app, self._inp.instance
@@ -306,6 +310,10 @@ class RelocationWorkflow:
                 heartbeat_timeout=_HEARTBEAT,
                 retry_policy=_RETRY_POLL,
             )
+            if source is not None and workflow.patched(CONTEXT_PATCH):
+                self._enter(Step.CONTEXT_TRANSFER)
+                transfer = ContextTransfer(request, source, endpoint.placement)
+                context = await transfer.run()
             self._enter(Step.DNS)
             change = DnsChange(app=app, instance=instance, addresses=(endpoint.placement.address,))
             dns_changed = True
@@ -326,6 +334,8 @@ class RelocationWorkflow:
                 retry_policy=_RETRY_POLL,
             )
             dns_switched_at = workflow.now()
+            if transfer is not None:
+                await transfer.completed()
             if source is not None:
                 self._enter(Step.REMOVE_SOURCE)
                 await workflow.execute_activity(
@@ -336,13 +346,19 @@ class RelocationWorkflow:
                     retry_policy=_RETRY,
                     cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 )
+                if transfer is not None:
+                    await transfer.forget(source.cluster)
         except (ActivityError, asyncio.CancelledError) as exc:
             cancelled = is_cancelled_exception(exc)
             failed_step = self._step
             step_ms = self._step_ms()
+            if transfer is not None and transfer.started:
+                await transfer.failed()
             done, errors, kept_target = await self._compensate(
                 source, target, deployed=deployed, dns_changed=dns_changed, dns_set=dns_set
             )
+            if transfer is not None and transfer.started and source is not None:
+                await transfer.forget(source.cluster if kept_target else target.cluster)
             if kept_target:
                 self._placement = reached
             self._record(
@@ -356,6 +372,7 @@ class RelocationWorkflow:
                 compensation_errors=tuple(errors),
                 dns_switched_at=dns_switched_at,
                 step_ms=step_ms,
+                context=context,
             )
             self._in_flight, self._step = None, None
             if cancelled:
@@ -373,6 +390,7 @@ class RelocationWorkflow:
             source=source,
             dns_switched_at=dns_switched_at,
             step_ms=step_ms,
+            context=context,
         )
 
     def _enter(self, step: Step) -> None:

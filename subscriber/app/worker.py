@@ -19,21 +19,27 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from subscriber.act.activities import DnsPort, RelocationActivities
+from subscriber.act.context_activities import ContextActivities
 from subscriber.act.dns import PowerDns
 from subscriber.act.orchestrator import Orchestrator
 from subscriber.act.routing import RoutedOrchestrator
 from subscriber.act.signals import connect
 from subscriber.act.workflows import STEP_BUCKETS_S, STEPS_METRIC, RelocationWorkflow
+from subscriber.ams.server import serving_ams
+from subscriber.ams.service import Ams
 from subscriber.app.lifecycle import run_until_stopped, traced
 from subscriber.settings import Settings
 
 log = structlog.get_logger()
 
 
-async def open_orchestrator(settings: Settings, stack: AsyncExitStack) -> Orchestrator:
+async def open_orchestrator(
+    settings: Settings, stack: AsyncExitStack, *, ams_url: str | None = None
+) -> Orchestrator:
     """The orchestrators the settings and the topology name, entered on ``stack``: one for the
-    topology's Kubernetes clusters, and ``relocation.orchestrator`` for every other cluster."""
-    default = await _open_default(settings, stack)
+    topology's Kubernetes clusters, and ``relocation.orchestrator`` for every other cluster.
+    ``ams_url`` is handed to the instances the local orchestrator starts."""
+    default = await _open_default(settings, stack, ams_url)
     topology_file = settings.policy.topology_file
     if topology_file is None:
         return default
@@ -46,7 +52,9 @@ async def open_orchestrator(settings: Settings, stack: AsyncExitStack) -> Orches
     return RoutedOrchestrator(default, dict.fromkeys(kube.clusters, kube))
 
 
-async def _open_default(settings: Settings, stack: AsyncExitStack) -> Orchestrator:
+async def _open_default(
+    settings: Settings, stack: AsyncExitStack, ams_url: str | None
+) -> Orchestrator:
     reloc = settings.relocation
     if reloc.orchestrator == "emco":
         from subscriber.act.emco import EmcoOrchestrator
@@ -55,7 +63,7 @@ async def _open_default(settings: Settings, stack: AsyncExitStack) -> Orchestrat
     from subscriber.fakes.local_orchestrator import LocalOrchestrator
 
     return await stack.enter_async_context(
-        LocalOrchestrator(state_dir=reloc.local_dir, warmup_s=reloc.local_warmup_s)
+        LocalOrchestrator(state_dir=reloc.local_dir, warmup_s=reloc.local_warmup_s, ams_url=ams_url)
     )
 
 
@@ -85,16 +93,18 @@ def build_worker(
     *,
     orchestrator: Orchestrator,
     dns: DnsPort,
+    ams: Ams,
 ) -> Worker:
     """A worker for the relocation workflow and its activities (not started)."""
     activities = RelocationActivities(
         orchestrator=orchestrator, dns=dns, settings=settings.relocation
     )
+    context = ContextActivities(ams=ams, orchestrator=orchestrator)
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,
         workflows=[RelocationWorkflow],
-        activities=activities.all(),
+        activities=[*activities.all(), *context.all()],
         graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_s),
     )
 
@@ -127,7 +137,12 @@ async def open_worker(
     orchestrator: Orchestrator | None = None,
     dns: DnsPort | None = None,
 ) -> AsyncIterator[RelocationWorker]:
-    """The Temporal client, the orchestrator and PowerDNS, then the worker over them.
+    """The Temporal client, the AMS, the orchestrator and PowerDNS, then the worker over them.
+
+    The AMS (ETSI GS MEC 021) lives here because the workflow drives every procedure it runs:
+    the activities that notify applications and wait for their context read the same store
+    the API writes, in the same process, with no hop and no second copy of the state; and the
+    worker is already the process that reaches the edge clusters, where the applications are.
 
     Args:
         settings: the whole settings.
@@ -139,14 +154,15 @@ async def open_worker(
     async with AsyncExitStack() as stack:
         if client is None:
             client = await connect(settings.temporal, runtime=metrics_runtime(settings))
+        ams = await stack.enter_async_context(serving_ams(settings.ams))
         if orchestrator is None:
-            orchestrator = await open_orchestrator(settings, stack)
+            orchestrator = await open_orchestrator(settings, stack, ams_url=ams.base_url)
         if dns is None:
             powerdns = await stack.enter_async_context(PowerDns(settings.powerdns))
             await powerdns.ensure_zone()
             dns = powerdns
         yield RelocationWorker(
-            build_worker(client, settings, orchestrator=orchestrator, dns=dns), settings
+            build_worker(client, settings, orchestrator=orchestrator, dns=dns, ams=ams), settings
         )
     log.info("worker.stopped")
 

@@ -25,7 +25,7 @@ from subscriber.decide.policy import Action, Decision, Running, decide_all, rech
 from subscriber.decide.state import UeState, decode_state, encode_state
 from subscriber.errors import UndecodableEvent
 from subscriber.events import LocationEvent
-from subscriber.relocation import Placement, RelocationRequest
+from subscriber.relocation import ContextPolicy, Placement, RelocationRequest
 
 RECORD_FORMAT = 1
 
@@ -247,6 +247,7 @@ def _requests(
                 decided_at=datetime.fromtimestamp(decision.decided_at_s, UTC),
                 policy_version=decision.version,
                 reasons=(decision.reason.value,),
+                context_policy=_context_policy(bundle, inst.app),
             )
             record = record.with_placement(
                 instance_key(inst),
@@ -257,6 +258,11 @@ def _requests(
             )
         audited.append(Audited(inst, decision, request))
     return tuple(audited), record
+
+
+def _context_policy(bundle: Bundle, app: str) -> ContextPolicy | None:
+    spec = bundle.topology.apps.get(app)
+    return spec.context if spec is not None else None
 
 
 def confirm(record: UeRecord, key: str, actual_cluster: str | None) -> UeRecord:

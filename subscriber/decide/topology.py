@@ -36,7 +36,7 @@ from pydantic import (
 from subscriber.decide.yamldoc import Source, invalid, read_yaml, validation_problems
 from subscriber.errors import PolicyUnavailable
 from subscriber.events import Cell, LocationEvent
-from subscriber.relocation import DNS_LABEL
+from subscriber.relocation import DNS_LABEL, ContextPolicy, OnTransferFailure
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -261,6 +261,12 @@ class AppDoc(_Doc):
     allowed_clusters: list[str] | None = Field(None, description="Only these; all when unset.")
     required_labels: dict[str, str] = Field({}, description="A cluster must carry all of these.")
     stateful: bool = Field(False, description="Moving it costs a state transfer.")
+    context_transfer: ContextPolicy | None = Field(
+        None,
+        description="How a move treats the user context of this app when it registers with the "
+        "AMS (ETSI GS MEC 021): deadline_s (30) and on_failure: abort (the default for "
+        "stateful apps) or move_without_context (the default for the others).",
+    )
     workload: str | None = Field(
         None,
         description="Template of its Deployment and Service, for clusters with a kubernetes "
@@ -309,6 +315,8 @@ class App:
     allowed: frozenset[str] | None
     required_labels: tuple[tuple[str, str], ...]
     stateful: bool
+    context: ContextPolicy = field(default_factory=ContextPolicy)
+    """How a move treats the user context (the topology's, or the default for its kind)."""
 
     def allows(self, cluster: Cluster) -> bool:
         """Whether the app may run on ``cluster`` (allow-list and labels)."""
@@ -538,6 +546,12 @@ def _app(a: AppDoc) -> App:
         allowed=frozenset(a.allowed_clusters) if a.allowed_clusters is not None else None,
         required_labels=tuple(sorted(a.required_labels.items())),
         stateful=a.stateful,
+        context=a.context_transfer
+        or ContextPolicy(
+            on_failure=OnTransferFailure.ABORT
+            if a.stateful
+            else OnTransferFailure.MOVE_WITHOUT_CONTEXT
+        ),
     )
 
 

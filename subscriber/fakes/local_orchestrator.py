@@ -2,29 +2,28 @@
 
 Each "cluster" is a loopback address (127.0.1.1, 127.0.2.1, ...: Linux routes all of 127/8 to
 ``lo``), so a relocation visibly moves a live service and DNS steering changes which address the
-app's name resolves to. An instance is a small aiohttp service in its own process that answers
-``GET /`` with its cluster's name and ``GET /healthz`` with 200 only after a warm-up, so readiness
-is something to wait for. Every process is recorded in a JSON file under ``state_dir`` (PID and
-start time), so a restarted worker finds, reuses or stops what an earlier one started, and
-:meth:`LocalOrchestrator.remove_all` leaves nothing behind.
+app's name resolves to. An instance is the demo application (:mod:`subscriber.fakes.edge_app`)
+in its own process: ``GET /`` answers its cluster's name, ``GET /healthz`` 200 only after a
+warm-up, so readiness is something to wait for, and it keeps a counter per user that moves with
+the user through the AMS when the orchestrator knows the AMS's URL. Every process is recorded
+in a JSON file under ``state_dir`` (PID and start time), so a restarted worker finds, reuses or
+stops what an earlier one started, and :meth:`LocalOrchestrator.remove_all` leaves nothing
+behind.
 
-Run one service by hand: ``python -m subscriber.fakes.local_orchestrator --cluster edge1
+Run one service by hand: ``python -m subscriber.fakes.edge_app --cluster edge1
 --host 127.0.1.1 --port 8080``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 from types import TracebackType
 
 import aiohttp
 import structlog
-from aiohttp import web
 
 from subscriber.act.orchestrator import OrchestratorError
 from subscriber.relocation import Endpoint, Placement, Readiness
@@ -40,13 +39,20 @@ class LocalOrchestrator:
         state_dir: where process records and service logs go.
         warmup_s: how long a new service answers 503 on ``/healthz`` before turning ready.
         python: the interpreter that runs the services.
+        ams_url: the AMS API root the instances register with; None: they run without it.
     """
 
     def __init__(
-        self, *, state_dir: Path, warmup_s: float = 0.5, python: str = sys.executable
+        self,
+        *,
+        state_dir: Path,
+        warmup_s: float = 0.5,
+        python: str = sys.executable,
+        ams_url: str | None = None,
     ) -> None:
         self._dir = state_dir
         self._warmup_s = warmup_s
+        self._ams_url = ams_url
         self._python = python
         self._http: aiohttp.ClientSession | None = None
 
@@ -89,11 +95,13 @@ class LocalOrchestrator:
                 return endpoint
             await asyncio.to_thread(stop, int(record["pid"]), int(record["ticks"]), timeout_s=5)
         argv = [
-            self._python, "-m", "subscriber.fakes.local_orchestrator",
+            self._python, "-m", "subscriber.fakes.edge_app",
             "--app", app, "--instance", instance, "--cluster", placement.cluster,
             "--host", placement.address, "--port", str(placement.port),
             "--warmup-s", str(self._warmup_s),
         ]  # fmt: skip
+        if self._ams_url:
+            argv += ["--ams-url", self._ams_url]
         try:
             pid = spawn(argv, log_file=path.with_suffix(".log"), cwd=self._dir)
         except OSError as exc:
@@ -151,45 +159,3 @@ class LocalOrchestrator:
             if record is not None:
                 stop(int(record["pid"]), int(record["ticks"]), timeout_s=5)
             path.unlink(missing_ok=True)
-
-
-def service_app(*, app: str, instance: str, cluster: str, warmup_s: float) -> web.Application:
-    """The demo service: ``GET /`` names the cluster, ``GET /healthz`` turns 200 after warm-up."""
-    started = time.monotonic()
-
-    async def index(_request: web.Request) -> web.Response:
-        return web.Response(text=f"{cluster}\n", headers={"X-App": app, "X-Instance": instance})
-
-    async def healthz(_request: web.Request) -> web.Response:
-        ready = time.monotonic() - started >= warmup_s
-        return web.json_response({"ready": ready, "cluster": cluster}, status=200 if ready else 503)
-
-    web_app = web.Application()
-    web_app.router.add_get("/", index)
-    web_app.router.add_get("/healthz", healthz)
-    return web_app
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Run one demo service until SIGTERM."""
-    parser = argparse.ArgumentParser(description="One local demo service instance.")
-    parser.add_argument("--app", default="demo")
-    parser.add_argument("--instance", default="default")
-    parser.add_argument("--cluster", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--warmup-s", type=float, default=0.5)
-    args = parser.parse_args(argv)
-    web.run_app(
-        service_app(
-            app=args.app, instance=args.instance, cluster=args.cluster, warmup_s=args.warmup_s
-        ),
-        host=args.host,
-        port=args.port,
-        print=None,
-        shutdown_timeout=2,
-    )
-
-
-if __name__ == "__main__":
-    main()

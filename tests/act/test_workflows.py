@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.client import Client, WorkflowFailureError
 
 from subscriber.act.dns import PowerDns
 from subscriber.act.signals import request_relocation
@@ -23,6 +20,7 @@ from tests.support.relocation import (
     Faulty,
     FaultyDns,
     Gated,
+    assert_replays,
     make_request,
     relocation_clients,
     running_worker,
@@ -33,12 +31,6 @@ from tests.support.settings import isolate, tuned
 from tests.support.waiting import until
 
 pytestmark = [pytest.mark.stack]
-
-
-async def assert_replays(handle: WorkflowHandle[Any, Any]) -> None:
-    """The recorded history replays against today's workflow code: it is deterministic."""
-    replayer = Replayer(workflows=[RelocationWorkflow], data_converter=pydantic_data_converter)
-    await replayer.replay_workflow(await handle.fetch_history())
 
 
 async def fetch(placement: Placement) -> str:

@@ -35,6 +35,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "SUBSCRIBER_RELOCATION__LOCAL_DIR": str(reloc.local_dir),
         "SUBSCRIBER_RELOCATION__LOCAL_WARMUP_S": str(reloc.local_warmup_s),
         "SUBSCRIBER_RELOCATION__DRAIN_S": "0",
+        "SUBSCRIBER_AMS__PORT": "0",
+        "SUBSCRIBER_AMS__DB": str(settings.ams.db),
     }
 
 

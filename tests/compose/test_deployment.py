@@ -228,16 +228,18 @@ def test_each_process_serves_metrics_and_readiness(deployment: Deployment) -> No
 
 
 def test_relocation_scenario_runs_inside_the_containers(deployment: Deployment) -> None:
-    """`subscriber demo --deployed` in the worker: the UE roams, the app moves, DNS answers the
-    new instance and the client follows."""
+    """`subscriber demo --deployed` in the worker: the UE roams, the app moves with the user's
+    context, DNS answers the new instance and the client follows without a failed request."""
     started = time.monotonic()
     out = deployment.run(
         "exec", "-T", "worker", "subscriber", "demo", "--deployed", "--timeout", "90"
     )
     deployment.figures["relocation_demo_s"] = round(time.monotonic() - started, 1)
     assert "RELOCATE RELOCATE_BEST_CANDIDATE" in out, out
-    assert "client: ue1.video-analytics.edge.test. -> edge-2 (127.0.10.2)" in out, out
+    assert "client: ue1.video-analytics.edge.test. -> edge-2, count" in out, out
     assert "old instance on edge-1 gone" in out, out
+    assert "the user's context: transferred" in out, out
+    assert "proof: no request failed: yes" in out, out
     assert "imsi-" not in out, "the demo shows pseudonyms, never a SUPI"
 
 

@@ -10,8 +10,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from subscriber.act.activities import DnsPort
 from subscriber.act.dns import DnsError, PowerDns, record_name
@@ -156,6 +159,12 @@ async def serve_from(
 
 async def _ready(local: LocalOrchestrator, endpoint: Endpoint) -> bool:
     return await local.readiness(endpoint) is Readiness.READY
+
+
+async def assert_replays(handle: WorkflowHandle[Any, Any]) -> None:
+    """The recorded history replays against today's workflow code: it is deterministic."""
+    replayer = Replayer(workflows=[RelocationWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(await handle.fetch_history())
 
 
 async def wait_history(

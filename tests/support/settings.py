@@ -7,6 +7,9 @@ from pathlib import Path
 from subscriber.settings import Settings
 from tests.support.ports import free_port
 
+CLUSTER_NETWORKS = ("127.0.1.0/24", "127.0.2.0/24", "127.0.3.0/24")
+"""The test clusters' loopback networks (tests/conftest.py): where AMS callbacks may go."""
+
 
 def isolate(settings: Settings, unique: str, tmp_path: Path) -> Settings:
     """Per-test topics, group, task queue, zone and local directories."""
@@ -46,6 +49,13 @@ def tuned(settings: Settings, tmp_path: Path) -> Settings:
                 }
             ),
             "powerdns": settings.powerdns.model_copy(update={"record_ttl_s": 1}),
+            "ams": settings.ams.model_copy(
+                update={
+                    "port": 0,
+                    "db": tmp_path / "ams.sqlite3",
+                    "callback_networks": list(CLUSTER_NETWORKS),
+                }
+            ),
             "shutdown_grace_s": 2.0,
         }
     )
