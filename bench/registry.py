@@ -6,14 +6,19 @@ root) or passed to :func:`subscriber.app.receiver.serving_receiver`.
 
 from __future__ import annotations
 
+from subscriber.ingress.normalize import Binding
 from subscriber.settings import Settings
 
 
 class AcceptAny:
     """Knows every ``(kind, key)``: the benchmarks measure the receiver, not the registry."""
 
-    def is_known(self, kind: str, key: str) -> bool:
-        """Always True."""
+    def binding(self, kind: str, key: str) -> Binding:
+        """A binding that checks nothing of the body."""
+        return Binding(name=key)
+
+    def is_ready(self) -> bool:
+        """Always."""
         return True
 
 

@@ -12,13 +12,16 @@ import argparse
 import asyncio
 import importlib
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from pydantic import ValidationError
 
 from subscriber import options as o
 from subscriber.errors import SubscriberError
-from subscriber.logs import configure_logging
+from subscriber.logs import configure_logging, mask_text
 from subscriber.settings import load_settings
 
 Handler = Callable[..., Any]
@@ -31,20 +34,20 @@ def _resolve(target: str) -> Handler:
 
 
 def _command(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    sub: argparse._SubParsersAction[Any],
     name: str,
     target: str,
     help_: str,
     options: type | None = None,
 ) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=help_, description=help_)
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=help_)
     parser.set_defaults(target=target, options_type=options)
     return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, in one place."""
-    parser = argparse.ArgumentParser(prog="subscriber", description=__doc__)
+    parser = _Parser(prog="subscriber", description=__doc__)
     parser.add_argument("--config", type=Path, help="TOML settings file (or SUBSCRIBER_CONFIG).")
     parser.add_argument("-v", "--verbose", action="store_true", help="Log at debug level.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -62,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         o.StackEnvOptions,
     )
     env.add_argument("--export", action="store_true", help="Prefix each line with 'export'.")
+    _command(
+        stack_sub,
+        "build",
+        "subscriber.stack.cli:build",
+        "Build (or find cached) the free5GC NRF and FerretDB the tests run (needs Go).",
+    )
 
     fake = _command(
         sub,
@@ -71,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         o.FakeCoreOptions,
     )
     fake.add_argument("--host", default="127.0.0.1", help="Address to bind.")
-    fake.add_argument("--port", type=int, default=8000, help="Port (0 picks a free one).")
+    fake.add_argument("--port", type=port, default=8000, help="Port (0 picks a free one).")
     fake.add_argument("--ues", type=int, default=0, help="UEs registered at start.")
     fake.add_argument("--mode", choices=["free5gc", "notify"], default="free5gc")
     fake.add_argument("--no-oauth", action="store_true", help="Serve without OAuth2.")
@@ -138,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "emco-fake", "subscriber.fakes.emco:serve", "Run a fake EMCO API.", o.EmcoFakeOptions
     )
     emco.add_argument("--host", default="127.0.0.1", help="Address to bind.")
-    emco.add_argument("--port", type=int, default=9015, help="Port.")
+    emco.add_argument("--port", type=port, default=9015, help="Port.")
     emco.add_argument("--app", default="demo", help="App placed at start.")
     emco.add_argument("--cluster", default="edge1", help="Cluster it is placed on.")
 
@@ -260,16 +269,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand and return its exit code."""
+    """Run one subcommand and return its exit code.
+
+    Every error the user can fix is one line on stderr and a non-zero exit, never a traceback:
+    2 for settings and arguments, 1 for a failure the command reports, 70 for a bug (whose
+    traceback ``-v`` shows).
+    """
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
-    except Exception as exc:  # settings errors are the user's to fix: say what, not where
-        print(f"subscriber: invalid settings: {exc}", file=sys.stderr)
+        if args.verbose:
+            settings.log.level = "debug"
+        configure_logging(settings.log)
+    except ValidationError as exc:
+        for line in settings_errors(exc):
+            _say(line)
         return 2
-    if args.verbose:
-        settings.log.level = "debug"
-    configure_logging(settings.log)
+    except SubscriberError as exc:
+        _say(str(exc))
+        return 2
     try:
         handler = _resolve(args.target)
         if args.options_type is None:
@@ -279,8 +297,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
     except SubscriberError as exc:
-        print(f"subscriber: {exc}", file=sys.stderr)
+        _say(str(exc))
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: one line for the user, the traceback only with -v
+        _say(f"unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)")
+        if args.verbose:
+            traceback.print_exc()
+        return 70
     return int(result or 0)
+
+
+def settings_errors(exc: ValidationError) -> list[str]:
+    """One line per invalid setting: where, what is wrong, and the value given."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"])
+        given = error.get("input")
+        shown = f" (got {given!r})" if isinstance(given, int | float | str) else ""
+        lines.append(f"invalid setting {where}: {error['msg']}{shown}")
+    return lines
+
+
+def _say(message: str) -> None:
+    """One line on stderr; identities in it are masked like in the logs."""
+    text = " ".join(message.split())
+    print(f"subscriber: {mask_text(text)}", file=sys.stderr)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (and exit 2) instead of usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        _say(f"{self.prog}: {message}")
+        raise SystemExit(2)
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65_535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0 to 65535)")
+    return value

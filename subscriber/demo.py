@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import tempfile
 import time
 import uuid
@@ -53,7 +54,7 @@ from subscriber.fakes.core import FakeCoreServer
 from subscriber.fakes.edge_user import EdgeUser, Resolve
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.ingress.publisher import Publisher
-from subscriber.logs import configure_logging, pseudonym
+from subscriber.logs import configure_logging, pseudonym, require_pseudonym_key
 from subscriber.options import DemoOptions
 from subscriber.relocation import MoveOutcome, Placement, Readiness, RelocationState, workflow_id
 from subscriber.settings import LogSettings, PolicySettings, Settings
@@ -491,7 +492,17 @@ async def run(settings: Settings, options: DemoOptions) -> int:
     With ``--deployed`` it starts nothing: the scenario runs against the deployment the settings
     name (``docker compose exec worker subscriber demo --deployed``).
     """
-    configure_logging(LogSettings(level="warning", format=settings.log.format))
+    # A fresh secret per run unless one is configured: the pseudonyms the demo prints (and its
+    # processes log) cannot be reversed.
+    key = settings.log.pseudonym_key
+    try:
+        require_pseudonym_key(settings.log)
+    except SubscriberError:
+        key = secrets.token_hex(16)
+    settings = settings.model_copy(
+        update={"log": settings.log.model_copy(update={"pseudonym_key": key})}
+    )
+    configure_logging(LogSettings(level="warning", format=settings.log.format, pseudonym_key=key))
     timeline = Timeline()
     if options.deployed:
         ok = await deployed_scenario(settings, timeline, options.timeout_s)

@@ -34,6 +34,13 @@ class InvalidCallback(SubscriberError):
         self.invalid_params = tuple(invalid_params)
 
 
+class ForeignCallback(InvalidCallback):
+    """Raised when a well-formed callback body names another subscription than its URI.
+
+    The receiver answers 400 (``invalidParams`` names the field) and publishes nothing.
+    """
+
+
 class UndecodableEvent(SubscriberError):
     """Raised when a Kafka record cannot be decoded into a known event."""
 

@@ -34,17 +34,19 @@ CALLBACKS: dict[str, tuple[type[BaseModel], str, str]] = {
     "amf": (
         AmfEventNotification,
         "AMF event notification (TS 29.518 Namf_EventExposure)",
-        "The subscription's notifyCorrelationId.",
+        "The subscription's secret callback key; the body's notifyCorrelationId (and each "
+        "report's subscriptionId) must be that subscription's.",
     ),
     "smf": (
         NsmfEventExposureNotification,
         "SMF event notification (TS 29.508 Nsmf_EventExposure), e.g. UP_PATH_CH",
-        "The subscription's notifId.",
+        "The subscription's secret callback key; the body's notifId must be that subscription's.",
     ),
     "nef": (
         MonitoringNotification,
         "NEF monitoring event notification (TS 29.122 MonitoringEvent API)",
-        "The NEF subscription id (last segment of the subscription link).",
+        "The subscription's secret callback key; the body's subscription link must name "
+        "that subscription.",
     ),
 }
 """Callback kind -> (body model, summary, meaning of the path key)."""
@@ -127,8 +129,18 @@ def _responses() -> dict[str, Any]:
     ref = "#/components/responses/{}".format
     return {
         "BadRequest": _problem(
-            "The body is not valid JSON or violates the 3GPP schema; invalidParams names the "
-            "fields (cause MANDATORY_IE_INCORRECT)."
+            "The body is not valid JSON, violates the 3GPP schema, or names another "
+            "subscription than its callback URI; invalidParams names the fields (cause "
+            "MANDATORY_IE_INCORRECT). Nothing was published."
+        ),
+        "Unauthorized": _problem(
+            "receiver.bearer_key_file is set and the Authorization header holds no bearer "
+            "token the NRF signed, or an expired one; the body was not read.",
+            {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}},
+        ),
+        "Forbidden": _problem(
+            "The bearer token is valid but lacks receiver.bearer_scope.",
+            {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}},
         ),
         "NotFound": _problem(
             "No live subscription of ours has this key, or no such resource "
@@ -163,6 +175,8 @@ def _responses() -> dict[str, Any]:
         ),
         "_refs": {
             "400": {"$ref": ref("BadRequest")},
+            "401": {"$ref": ref("Unauthorized")},
+            "403": {"$ref": ref("Forbidden")},
             "404": {"$ref": ref("NotFound")},
             "405": {"$ref": ref("MethodNotAllowed")},
             "408": {"$ref": ref("RequestTimeout")},
@@ -246,8 +260,10 @@ def openapi_document() -> dict[str, Any]:
     paths["/readyz"] = _status(
         "Readiness",
         {
-            "200": "Kafka is reachable or the spool has room.",
-            "503": "Neither: callbacks would be answered 503.",
+            "200": "Callbacks can be accepted: Kafka is reachable or the spool (and its disk) "
+            "has room, and the subscriptions file is readable.",
+            "503": "Callbacks cannot be accepted now (they would get 503, or 404 for lack of "
+            "a readable subscriptions file).",
         },
     )
     paths.update(ams_paths())

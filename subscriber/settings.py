@@ -14,7 +14,7 @@ import ipaddress
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
@@ -25,10 +25,30 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from subscriber.errors import SubscriberError
+
+# Bounds checked when settings are built: a bad value is one clear message at start, not a
+# receiver that never publishes (publish_timeout_ms = 0) or a traceback from a socket call.
+_DAY_S = 86_400.0
+Port = Annotated[int, Field(ge=1, le=65_535)]
+ListenPort = Annotated[int, Field(ge=0, le=65_535)]  # 0: the system picks one (tests)
+Seconds = Annotated[float, Field(gt=0, le=_DAY_S)]
+Seconds0 = Annotated[float, Field(ge=0, le=_DAY_S)]
+Millis = Annotated[int, Field(gt=0, le=3_600_000)]
+Millis0 = Annotated[int, Field(ge=0, le=60_000)]
+Size = Annotated[int, Field(ge=1, le=1 << 40)]
+Count = Annotated[int, Field(ge=1, le=1 << 31)]
+Index = Annotated[int, Field(ge=0, le=1 << 31)]
+Workers = Annotated[int, Field(ge=1, le=256)]
+
 ENV_PREFIX = "SUBSCRIBER_"
 CONFIG_ENV = "SUBSCRIBER_CONFIG"
 SECRETS_DIR_ENV = "SUBSCRIBER_SECRETS_DIR"
 DEFAULT_SECRETS_DIR = "/run/secrets"
+
+
+class SettingsFileError(SubscriberError):
+    """Raised when the config file named by ``--config`` or ``SUBSCRIBER_CONFIG`` is unusable."""
 
 
 def default_cache_dir() -> Path:
@@ -51,7 +71,14 @@ class LogSettings(_Group):
         "auto", description="auto: pretty on a terminal, JSON lines otherwise."
     )
     pseudonym_key: str = Field(
-        "", description="Key for the hash that replaces SUPI/GPSI/IP values in logs."
+        "",
+        description="Secret key of the HMAC that replaces SUPI/GPSI/IP values in logs (16+ "
+        "characters); serve, track and consume refuse to start without one.",
+    )
+    insecure_pseudonyms: bool = Field(
+        False,
+        description="Development only: accept an empty, example or short pseudonym key "
+        "(pseudonyms in logs are then reversible).",
     )
     traces: Literal["off", "console", "otlp"] = Field(
         "off",
@@ -79,13 +106,13 @@ class KafkaSettings(_Group):
     )
     consumer_group: str = "subscriber-act"
     """Consumer group of 'subscriber consume'."""
-    linger_ms: int = 2
+    linger_ms: Millis0 = 2
     """How long the producer waits to fill a batch."""
     compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "gzip"
     """Producer compression codec."""
-    request_timeout_ms: int = 10_000
+    request_timeout_ms: Millis = 10_000
     """Producer and admin request timeout."""
-    publish_timeout_ms: int = Field(
+    publish_timeout_ms: Millis = Field(
         2_000,
         description="How long the receiver waits for the broker's ack before spooling the events "
         "locally instead; keep it well under the 5G core's 10 s client timeout.",
@@ -114,11 +141,11 @@ class PowerDnsSettings(_Group):
     """PowerDNS server id in API paths."""
     dns_host: str = "127.0.0.1"
     """Where the authoritative server answers DNS (to confirm a switch)."""
-    dns_port: int = 53
+    dns_port: Port = 53
     """Its DNS port."""
     zone: str = "edge.test."
     """Zone holding the apps' records ({instance}.{app}.{zone})."""
-    record_ttl_s: int = 5
+    record_ttl_s: Count = 5
     """TTL of the apps' A records: short, so clients follow a move."""
 
 
@@ -127,25 +154,43 @@ class ReceiverSettings(_Group):
 
     host: str = "127.0.0.1"
     """Address the receiver binds."""
-    port: int = 8800
+    port: ListenPort = 8800
     """Port the receiver binds (h2c prior knowledge and HTTP/1.1)."""
     public_url: str | None = Field(
         None, description="Callback base URL given to the core; defaults to http://host:port."
     )
-    workers: int = 1
+    workers: Workers = 1
     """granian worker processes sharing the port."""
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: Size = 1_048_576
     """Largest callback body accepted; more gets 413."""
     tls_cert: Path | None = None
     """PEM certificate: serve TLS with ALPN h2 and http/1.1."""
     tls_key: Path | None = None
     """PEM private key of tls_cert."""
+    tls_ca: Path | None = Field(
+        None,
+        description="PEM CA bundle: with tls_cert/tls_key, every client must present a "
+        "certificate it signed (mutual TLS).",
+    )
+    bearer_key_file: Path | None = Field(
+        None,
+        description="PEM certificate or public key of the NRF: when set, every callback must "
+        "carry a bearer token it signed (for cores that send one; free5GC does not).",
+    )
+    bearer_scope: str = Field(
+        "", description="A scope the callback's bearer token must include; empty: any scope."
+    )
     spool_dir: Path = Field(default_factory=lambda: default_cache_dir() / "spool")
     """Local spool for events Kafka cannot take yet (fsync'ed)."""
-    spool_max_bytes: int = 256 * 1_048_576
+    spool_max_bytes: Size = 256 * 1_048_576
     """Spool bound; past it callbacks get 503 with Retry-After."""
-    dead_letter_max_bytes: int = 65_536
+    dead_letter_max_bytes: Size = 65_536
     """How much of a rejected body the dead-letter record keeps."""
+    dead_letter_spool_max_bytes: Size = Field(
+        4 * 1_048_576,
+        description="Spool budget of dead letters while Kafka is away, apart from the events' "
+        "(refused bodies never take their room); past it dead letters are dropped and counted.",
+    )
     capture_dir: Path | None = Field(
         None, description="When set, every raw callback is also appended here for replay."
     )
@@ -166,9 +211,9 @@ class CoreSettings(_Group):
     """Static SMF apiRoot for cores without NRF."""
     nef_url: str | None = None
     """Static NEF apiRoot for cores without NRF."""
-    poll_interval_s: float = 1.0
+    poll_interval_s: Seconds = 1.0
     """How often the poller asks each AMF for every UE's location."""
-    subscription_ttl_s: int = 3600
+    subscription_ttl_s: Count = 3600
     """Requested lifetime of event subscriptions; renewed before."""
     state_dir: Path = Field(default_factory=lambda: default_cache_dir() / "state")
     """Where subscriptions, poller state and the NF instance id persist."""
@@ -180,17 +225,25 @@ class CoreSettings(_Group):
     poll_provide_loc_info: bool = Field(
         False, description="Also ask Namf_Location provide-loc-info for each tracked SUPI."
     )
-    poll_max_backoff_s: float = 30.0
+    poll_max_backoff_s: Seconds = 30.0
     """Longest wait between retries while the core fails."""
-    instance_index: int = Field(0, description="This daemon's index among instance_count.")
-    instance_count: int = Field(1, description="Daemons splitting the AMFs between them.")
-    renew_before_s: float = Field(
+    instance_index: Index = Field(0, description="This daemon's index among instance_count.")
+    instance_count: Count = Field(1, description="Daemons splitting the AMFs between them.")
+    renew_before_s: Seconds = Field(
         60.0, description="Renew a subscription this long before it expires (at most ttl/2)."
     )
-    request_timeout_s: float = 5.0
+    request_timeout_s: Seconds = 5.0
     """Timeout of each SBI request."""
-    retry_attempts: int = 4
+    retry_attempts: Count = 4
     """Attempts per SBI request before giving up."""
+    tls_ca: Path | None = Field(
+        None, description="PEM CA bundle that https SBI servers (NRF, AMF, ...) must chain to."
+    )
+    tls_cert: Path | None = Field(
+        None, description="PEM client certificate presented to https SBI servers (mutual TLS)."
+    )
+    tls_key: Path | None = None
+    """PEM private key of core.tls_cert."""
     nef_af_id: str = Field("subscriber", description="The afId in NEF monitoring-event paths.")
     nef_targets: list[str] = Field(
         default_factory=list,
@@ -206,7 +259,7 @@ class PolicySettings(_Group):
     """MEC topology YAML (cells, zones, clusters, latency, apps)."""
     policy_file: Path | None = None
     """Policy YAML (rules and parameters); defaults when unset."""
-    reload_interval_s: float = 5.0
+    reload_interval_s: Seconds = 5.0
     """How often the files are checked for changes."""
     capacity_refresh_s: float = Field(
         30.0,
@@ -225,21 +278,21 @@ class RelocationSettings(_Group):
         "(loopback HTTP services, the demo) or emco (an EMCO orchestrator). Clusters with one "
         "are deployed to through their Kubernetes API (docs/relocation.md).",
     )
-    readiness_timeout_s: float = Field(
+    readiness_timeout_s: Seconds = Field(
         60.0, description="A new instance not ready by then fails the move (and compensates)."
     )
-    readiness_poll_s: float = 0.25
+    readiness_poll_s: Seconds = 0.25
     """Interval between readiness checks of a new instance."""
-    dns_confirm_timeout_s: float = 10.0
+    dns_confirm_timeout_s: Seconds = 10.0
     """How long the server may take to answer the new address."""
-    drain_s: float = Field(
+    drain_s: Seconds0 = Field(
         5.0, description="Wait before removing the old instance; at least the record TTL."
     )
     local_dir: Path = Field(
         default_factory=lambda: default_cache_dir() / "clusters",
         description="Where the local orchestrator records the services it runs.",
     )
-    local_warmup_s: float = Field(0.5, description="Local services report ready after this.")
+    local_warmup_s: Seconds0 = Field(0.5, description="Local services report ready after this.")
     emco_url: str = "http://127.0.0.1:9015"
     """EMCO orchestrator API base URL."""
     emco_project: str = "proj1"
@@ -252,17 +305,16 @@ class RelocationSettings(_Group):
     """EMCO deployment intent group."""
     emco_cluster_provider: str = "edge-provider"
     """EMCO cluster provider of the edge clusters."""
-    emco_request_timeout_s: float = 10.0
+    emco_request_timeout_s: Seconds = 10.0
     """Timeout of each EMCO API request."""
-    kubernetes_request_timeout_s: float = Field(
-        10.0, gt=0, description="Timeout of each Kubernetes API request."
+    kubernetes_request_timeout_s: Seconds = Field(
+        10.0, description="Timeout of each Kubernetes API request."
     )
-    kubernetes_endpoint_timeout_s: float = Field(
+    kubernetes_endpoint_timeout_s: Seconds = Field(
         60.0,
-        gt=0,
         description="How long a deploy waits for a load balancer to give the Service an address.",
     )
-    metrics_port: int | None = Field(
+    metrics_port: Port | None = Field(
         None, description="Serve Prometheus metrics of 'subscriber worker' here (e.g. 9102)."
     )
 
@@ -273,17 +325,17 @@ class ActSettings(_Group):
     instances_file: Path | None = Field(
         None, description="YAML: which app instances serve which UEs, and where they start."
     )
-    app_port: int = Field(8080, description="Port clients reach an app instance at.")
-    dedup_window: int = Field(32, description="Recent event ids remembered per UE.")
-    max_batch: int = 500
+    app_port: Port = Field(8080, description="Port clients reach an app instance at.")
+    dedup_window: Count = Field(32, description="Recent event ids remembered per UE.")
+    max_batch: Count = 500
     """Most records handled per batch."""
-    max_concurrent_ues: int = Field(64, description="UEs of one batch handled at once.")
-    signal_retry_max_s: float = 30.0
+    max_concurrent_ues: Count = Field(64, description="UEs of one batch handled at once.")
+    signal_retry_max_s: Seconds = 30.0
     """How long a signal is retried before the consumer stops."""
-    confirm_after_s: float = Field(
+    confirm_after_s: Seconds = Field(
         30.0, description="Ask a workflow where its instance runs once a move is this old."
     )
-    metrics_port: int | None = Field(
+    metrics_port: Port | None = Field(
         None, description="Serve Prometheus metrics of 'subscriber consume' here (e.g. 9101)."
     )
 
@@ -341,7 +393,7 @@ class StackSettings(_Group):
     """Apache Kafka version fetched from Maven Central."""
     kafka_heap: str = "768m"
     """Kafka broker JVM heap (-Xmx)."""
-    ready_timeout_s: float = 120.0
+    ready_timeout_s: Seconds = 120.0
     """How long a service may take to become ready."""
 
 
@@ -363,7 +415,7 @@ class Settings(BaseSettings):
     act: ActSettings = ActSettings()
     ams: AmsSettings = AmsSettings()
     stack: StackSettings = StackSettings()
-    shutdown_grace_s: float = Field(
+    shutdown_grace_s: Seconds0 = Field(
         10.0, description="On SIGTERM, how long in-flight work may take to finish."
     )
 
@@ -386,8 +438,18 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, secrets]
         config_file = os.environ.get(CONFIG_ENV)
         if config_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+            sources.append(_toml_source(settings_cls, Path(config_file)))
         return tuple(sources)
+
+
+def _toml_source(settings_cls: type[BaseSettings], path: Path) -> TomlConfigSettingsSource:
+    """The config file's source; a file that is missing or not TOML is an error, not defaults."""
+    if not path.is_file():
+        raise SettingsFileError(f"config file {path} does not exist (--config or {CONFIG_ENV})")
+    try:
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise SettingsFileError(f"config file {path}: {exc}") from exc
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -25,8 +25,9 @@ from subscriber.act.signals import connect
 from subscriber.errors import StackError
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.relocation import Placement
-from subscriber.settings import Settings, StackSettings
+from subscriber.settings import Settings, StackSettings, default_cache_dir
 from subscriber.stack import StackInfo, down, settings_for, up
+from subscriber.stack.free5gc import Binaries, RealNrf, ensure_built
 from subscriber.stack.kubernetes.build import ensure_binaries
 from subscriber.stack.kubernetes.cluster import KubeCluster
 from subscriber.stack.procs import port_free_on
@@ -34,6 +35,9 @@ from tests.support.settings import isolate, tuned
 
 STACK_DIR_ENV = "SUBSCRIBER_TEST_STACK_DIR"
 CLUSTER_ADDRESSES = {"edge1": "127.0.1.1", "edge2": "127.0.2.1", "edge3": "127.0.3.1"}
+# serve, track and consume refuse to start without a secret pseudonym key (subscriber.logs);
+# every Settings() of the session, in this process and in the processes it starts, gets this one.
+os.environ.setdefault("SUBSCRIBER_LOG__PSEUDONYM_KEY", "suite-pseudonym-key-0123456789")
 KUBE_NODE_ADDRESSES = {"a": "127.0.41.1", "b": "127.0.42.1"}
 """The InternalIP of each test cluster's node (loopback: nothing listens there, as with kwok)."""
 
@@ -69,6 +73,19 @@ def private_stack(tmp_path: Path) -> Iterator[Settings]:
     state, _ = asyncio.run(up(settings))
     yield settings_for(settings, state.info())
     down(settings)
+
+
+@pytest.fixture(scope="session")
+def nrf_binaries() -> Binaries:
+    """The free5GC NRF and FerretDB, built once (cached under ~/.cache/subscriber/free5gc)."""
+    return ensure_built(default_cache_dir())
+
+
+@pytest.fixture
+async def real_nrf(nrf_binaries: Binaries, tmp_path: Path) -> AsyncIterator[RealNrf]:
+    """A free5GC NRF v1.4.3 (OAuth2 on) on FerretDB of this test's own (starts in ~0.4 s)."""
+    async with RealNrf(nrf_binaries, tmp_path / "nrf") as nrf:
+        yield nrf
 
 
 @pytest.fixture

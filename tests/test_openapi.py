@@ -60,7 +60,9 @@ def test_every_route_and_answer_is_described() -> None:
     assert {"/healthz", "/readyz", "/metrics"} <= set(paths)
     for kind in KINDS:
         responses = paths[f"/callbacks/{kind}/{{key}}"]["post"]["responses"]
-        assert set(responses) == {"204", "400", "404", "405", "408", "413", "415", "500", "503"}
+        assert set(responses) == {
+            *("204", "400", "401", "403", "404", "405", "408", "413", "415", "500", "503")
+        }
     unavailable = openapi_document()["components"]["responses"]["Unavailable"]
     assert unavailable["headers"]["Retry-After"]["required"] is True
 
@@ -121,6 +123,7 @@ async def _call(
         ("POST", "/callbacks/amf/loc-1", b"text/plain", b"{}", 415),
         ("POST", "/callbacks/amf/loc-1", b"application/json", b"x" * 200, 413),
         ("POST", "/callbacks/amf/loc-1", b"application/json", b'{"reportList": 5}', 400),
+        ("POST", "/callbacks/amf/loc-1", b"application/json", b'{"notifyCorrelationId": "x"}', 400),
     ],
 )
 async def test_receiver_problems_match_the_documented_answers(

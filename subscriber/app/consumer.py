@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import structlog
+from aiokafka.errors import KafkaError
 from prometheus_client import start_http_server
 from temporalio.client import Client
 
@@ -16,6 +17,8 @@ from subscriber.act.signals import connect, request_relocation
 from subscriber.app.lifecycle import run_until_stopped, traced
 from subscriber.decide.engine import PolicyHolder
 from subscriber.decide.instances import Instances, parse_instances
+from subscriber.errors import SubscriberError
+from subscriber.logs import require_pseudonym_key
 from subscriber.settings import Settings
 
 log = structlog.get_logger()
@@ -56,11 +59,17 @@ async def open_consumer(
         instances = load_instances(settings.act.instances_file, holder)
         if temporal is None:
             temporal = await connect(settings.temporal)
-        consumer = await stack.enter_async_context(
-            EventConsumer(
-                settings, policy=holder, instances=instances, temporal=temporal, signal=signal
+        try:
+            consumer = await stack.enter_async_context(
+                EventConsumer(
+                    settings, policy=holder, instances=instances, temporal=temporal, signal=signal
+                )
             )
-        )
+        except KafkaError as exc:  # one line for the user, not aiokafka's traceback
+            raise SubscriberError(
+                f"Kafka at {settings.kafka.bootstrap_servers} cannot be reached "
+                f"({type(exc).__name__})"
+            ) from exc
         log.info(
             "consumer.started",
             topic=settings.kafka.events_topic,
@@ -74,6 +83,7 @@ async def open_consumer(
 
 async def main(settings: Settings) -> int:
     """The CLI entry: SIGTERM or SIGINT finishes the batch in hand, commits, and exits."""
+    require_pseudonym_key(settings.log)
     if settings.act.metrics_port is not None:
         # Decisions by reason, consumer lag and records by outcome (subscriber.act.consumer).
         start_http_server(settings.act.metrics_port)

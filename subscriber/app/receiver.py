@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import importlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +34,7 @@ from granian.server.embed import Server as EmbeddedGranian
 
 from subscriber.errors import SubscriberError
 from subscriber.health import base_url
+from subscriber.ingress.bearer import BearerVerifier, load_public_key
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.receiver import (
     Normalizer,
@@ -39,7 +42,7 @@ from subscriber.ingress.receiver import (
     SubscriptionRegistry,
     default_normalizers,
 )
-from subscriber.logs import configure_logging
+from subscriber.logs import configure_logging, require_pseudonym_key
 from subscriber.options import ServeOptions
 from subscriber.settings import Settings, to_env
 from subscriber.stack.procs import port_free_on
@@ -80,12 +83,60 @@ def build_receiver(
                 started.set()
             yield
 
+    rs = settings.receiver
+    bearer = None
+    if rs.bearer_key_file is not None:
+        bearer = BearerVerifier(load_public_key(rs.bearer_key_file), scope=rs.bearer_scope)
     return Receiver(
-        settings=settings.receiver,
+        settings=rs,
         normalizers=normalizers if normalizers is not None else default_normalizers(),
         registry=registry,
         lifespan=lifespan,
+        bearer=bearer,
     )
+
+
+def check_serve_settings(settings: Settings) -> None:
+    """What would make the receiver fail later (or never take a callback), refused up front.
+
+    Raises:
+        SubscriberError: a TLS or bearer file setting is incomplete or unreadable, or another
+            process already listens on the receiver's port.
+    """
+    rs = settings.receiver
+    if (rs.tls_cert is None) != (rs.tls_key is None):
+        raise SubscriberError("receiver.tls_cert and receiver.tls_key go together")
+    if rs.tls_ca is not None and rs.tls_cert is None:
+        raise SubscriberError("receiver.tls_ca (mutual TLS) needs receiver.tls_cert and tls_key")
+    for name in ("tls_cert", "tls_key", "tls_ca"):
+        path = getattr(rs, name)
+        if path is not None and not path.is_file():
+            raise SubscriberError(f"receiver.{name} {path} is not a readable file")
+    if rs.bearer_key_file is not None:
+        load_public_key(rs.bearer_key_file)
+    if rs.port and port_in_use(rs.host, rs.port):
+        raise SubscriberError(
+            f"receiver.port {rs.port} on {rs.host} is already in use by another process: "
+            "two receivers on one port would split the core's callbacks between them"
+        )
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port``: a bind without SO_REUSEPORT fails then.
+
+    granian binds with SO_REUSEPORT, so a second ``serve`` on the same port would otherwise
+    start without error and take half of the callbacks.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise SubscriberError(f"cannot bind {host}:{port}: {exc.strerror}") from exc
+    return False
 
 
 @dataclass(frozen=True)
@@ -135,6 +186,8 @@ async def serving_receiver(
         websockets=False,
         ssl_cert=rs.tls_cert,
         ssl_key=rs.tls_key,
+        ssl_ca=rs.tls_ca,
+        ssl_client_verify=rs.tls_ca is not None,
     )
     task = asyncio.create_task(server.serve())
     try:
@@ -196,6 +249,8 @@ def run_server(settings: Settings, registry_target: str = DEFAULT_REGISTRY) -> N
         workers=rs.workers,
         ssl_cert=rs.tls_cert,
         ssl_key=rs.tls_key,
+        ssl_ca=rs.tls_ca,
+        ssl_client_verify=rs.tls_ca is not None,
         log_level=LogLevels.warning,
         log_access=False,
         websockets=False,
@@ -208,14 +263,16 @@ def run_server(settings: Settings, registry_target: str = DEFAULT_REGISTRY) -> N
 class _Tracker:
     proc: subprocess.Popen[bytes]
     stopping: threading.Event
+    died: threading.Event
 
 
 def _start_tracker(settings: Settings) -> _Tracker | None:
     """``subscriber track`` beside the receiver when a core is configured; None otherwise.
 
     granian owns this process's main loop, so the poller and the subscription manager run as a
-    child. If the child dies on its own, this process is told to stop too, so that a
-    supervisor restarts the pair rather than leaving a receiver whose core nobody polls.
+    child. If the child dies on its own, this process is told to stop too, and exits non-zero,
+    so that a supervisor restarts the pair rather than leaving a receiver whose core nobody
+    polls.
     """
     if settings.core.nrf_url is None and settings.core.amf_url is None:
         return None
@@ -223,16 +280,17 @@ def _start_tracker(settings: Settings) -> _Tracker | None:
         [sys.executable, "-m", "subscriber", "track"],
         env={**os.environ, **to_env(settings)},
     )
-    stopping = threading.Event()
+    stopping, died = threading.Event(), threading.Event()
 
     def watch() -> None:
         child.wait()
         if not stopping.is_set():
+            died.set()
             log.error("serve.tracker_exited", code=child.returncode)
             os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="tracker-watch", daemon=True).start()
-    return _Tracker(child, stopping)
+    return _Tracker(child, stopping, died)
 
 
 def _stop_tracker(tracker: _Tracker) -> None:
@@ -248,11 +306,19 @@ def _stop_tracker(tracker: _Tracker) -> None:
 
 
 def main(settings: Settings, options: ServeOptions) -> int:
-    """The ``serve`` subcommand: the receiver, and the tracker when a core is configured."""
+    """The ``serve`` subcommand: the receiver, and the tracker when a core is configured.
+
+    Returns:
+        0 after SIGTERM/SIGINT; 1 when the tracker died and took the receiver down with it.
+    """
+    require_pseudonym_key(settings.log)
+    check_serve_settings(settings)
     tracker = _start_tracker(settings)
     try:
         run_server(settings, options.registry or DEFAULT_REGISTRY)
     finally:
         if tracker is not None:
             _stop_tracker(tracker)
+    if tracker is not None and tracker.died.is_set():
+        return 1
     return 0

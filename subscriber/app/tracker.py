@@ -19,10 +19,11 @@ import structlog
 
 from subscriber.app.lifecycle import run_until_stopped, traced
 from subscriber.errors import SubscriberError
-from subscriber.ingress.nrf import NrfClient
+from subscriber.ingress.nrf import NrfClient, sbi_ssl_context
 from subscriber.ingress.poller import EventSink, Poller
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.subscriptions import SubscriptionManager
+from subscriber.logs import require_pseudonym_key
 from subscriber.settings import Settings
 
 log = structlog.get_logger()
@@ -73,7 +74,8 @@ async def open_tracker(
     if core.nrf_url is None and core.amf_url is None:
         raise SubscriberError("nothing to track: set core.nrf_url or core.amf_url")
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(aiohttp.ClientSession())
+        connector = aiohttp.TCPConnector(ssl=sbi_ssl_context(core))
+        http = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
         nrf = await stack.enter_async_context(NrfClient(settings=core, session=http))
         if sink is None:
             receiver = settings.receiver.model_copy(
@@ -103,6 +105,7 @@ async def open_tracker(
 
 async def main(settings: Settings) -> int:
     """The CLI entry: SIGTERM or SIGINT saves state, deletes subscriptions, and exits."""
+    require_pseudonym_key(settings.log)
     with traced(settings, "subscriber-tracker"):
         await run_until_stopped(open_tracker(settings))
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,6 +24,8 @@ KINDS = ("amf", "smf", "nef")
 REJECT_REASONS = (
     "unknown_subscription",
     "invalid_body",
+    "foreign_body",
+    "unauthorized",
     "unsupported_media_type",
     "body_too_large",
     "body_timeout",
@@ -81,6 +84,19 @@ class ReceiverMetrics:
             ["worker"],
             registry=self.registry,
         ).labels(label)
+        self._damaged = Counter(
+            "subscriber_spool_damaged_bytes",
+            "Spool bytes found damaged on disk and set aside (never delivered).",
+            ["worker"],
+            registry=self.registry,
+        ).labels(label)
+        self._dropped = Counter(
+            "subscriber_dead_letters_dropped",
+            "Dead letters dropped: Kafka away and their own spool budget used up.",
+            ["worker"],
+            registry=self.registry,
+        ).labels(label)
+        self._totals: list[tuple[Callable[[], float], Any, list[float]]] = []
         # Children looked up once: labels() takes a lock and builds a key on every call.
         self._received = {kind: received.labels(label, kind) for kind in KINDS}
         self._rejected = {reason: rejected.labels(label, reason) for reason in REJECT_REASONS}
@@ -98,11 +114,26 @@ class ReceiverMetrics:
         self._events.inc(events)
         self._latency.observe(duration_s)
 
-    def watch_spool(self, records: Callable[[], float], size_bytes: Callable[[], float]) -> None:
-        """Read the spool depth at scrape time from these callables."""
+    def watch_spool(
+        self,
+        records: Callable[[], float],
+        size_bytes: Callable[[], float],
+        damaged_bytes: Callable[[], float] = lambda: 0,
+        dead_letters_dropped: Callable[[], float] = lambda: 0,
+    ) -> None:
+        """Read the spool's gauges and running totals at scrape time from these callables."""
         self._spool_records.set_function(records)
         self._spool_bytes.set_function(size_bytes)
+        self._totals = [
+            (damaged_bytes, self._damaged, [0.0]),
+            (dead_letters_dropped, self._dropped, [0.0]),
+        ]
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
+        for read, counter, seen in self._totals:
+            total = read()
+            if total > seen[0]:
+                counter.inc(total - seen[0])
+                seen[0] = total
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -25,16 +25,22 @@ Decisions, with their reasons (docs/free5gc.md, which cites the free5GC sources)
 * **Location.** NR first, then E-UTRA, then non-3GPP access (its TAI only). A LOCATION_REPORT whose
   location is ``{}`` (free5GC before the first ULI) and reports such as REGISTRATION_STATE_REPORT
   yield no event.
+* **Body and path.** A notification must name the subscription its callback URI is bound to
+  (:class:`Binding`): the AMF's ``notifyCorrelationId`` and each report's ``subscriptionId``, the
+  SMF's ``notifId``, the NEF's ``subscription`` link. Otherwise :class:`ForeignCallback`, and no
+  event: a body replayed or forged onto another subscription's URI is refused whole.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal, NamedTuple
 
+from subscriber.errors import ForeignCallback, InvalidParam
 from subscriber.events import (
     Cell,
     Delivery,
@@ -64,6 +70,72 @@ from subscriber.sbi.smf import (
 
 # event_type of a Namf_Location answer, which is a pull, not a subscribed event.
 PROVIDE_LOC_INFO = "PROVIDE_LOC_INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """The subscription a callback URI's key belongs to, and what its bodies must name.
+
+    ``None`` means "not checked": a subscription id not known yet (a notification racing the
+    201), or a correlation id the kind does not have (NEF).
+    """
+
+    name: str
+    """The subscription's name: not secret, safe for logs and dead letters."""
+    correlation_id: str | None = None
+    """The AMF's ``notifyCorrelationId`` or the SMF's ``notifId`` a body must carry."""
+    subscription_id: str | None = None
+    """The producer's id of the subscription (AMF report ``subscriptionId``, NEF link)."""
+
+
+def _same_subscription(named: str, subscription_id: str) -> bool:
+    """A subscription named by its id or by a URI ending in it."""
+    return named == subscription_id or named.rstrip("/").endswith("/" + subscription_id)
+
+
+def _foreign(param: str) -> ForeignCallback:
+    return ForeignCallback(
+        "the body names another subscription than its callback URI",
+        [InvalidParam(param, "does not match the subscription of this callback URI")],
+    )
+
+
+def check_amf_binding(notification: AmfEventNotification, binding: Binding) -> None:
+    """Refuse an AMF notification naming another subscription than ``binding``.
+
+    Raises:
+        ForeignCallback: its notifyCorrelationId or a report's subscriptionId is not ours.
+    """
+    expected = binding.correlation_id
+    if expected is not None and notification.notify_correlation_id != expected:
+        raise _foreign("/notifyCorrelationId")
+    if binding.subscription_id is None:
+        return
+    for index, report in enumerate(notification.report_list or ()):
+        named = report.subscription_id
+        if named and not _same_subscription(named, binding.subscription_id):
+            raise _foreign(f"/reportList/{index}/subscriptionId")
+
+
+def check_smf_binding(notification: NsmfEventExposureNotification, binding: Binding) -> None:
+    """Refuse an SMF notification whose notifId is not the bound subscription's.
+
+    Raises:
+        ForeignCallback: the notifId is not ours.
+    """
+    if binding.correlation_id is not None and notification.notif_id != binding.correlation_id:
+        raise _foreign("/notifId")
+
+
+def check_nef_binding(notification: MonitoringNotification, binding: Binding) -> None:
+    """Refuse a NEF notification whose subscription link is not the bound subscription's.
+
+    Raises:
+        ForeignCallback: the link names another subscription.
+    """
+    expected = binding.subscription_id
+    if expected is not None and not _same_subscription(notification.subscription, expected):
+        raise _foreign("/subscription")
 
 
 class BodyKind(StrEnum):
@@ -523,6 +595,7 @@ def normalize_body(
     nf_instance_id: str | None = None,
     subscription_id: str | None = None,
     ue_context_id: str | None = None,
+    binding: Binding | None = None,
 ) -> Normalized:
     """Parse a body of the given kind and normalize it.
 
@@ -533,13 +606,21 @@ def normalize_body(
         nf_instance_id: the producing NF's instance id, if known.
         subscription_id: our subscription at the producer, if known (AMF and SMF notifications).
         ue_context_id: required for PROVIDE_LOC_INFO: the UE the request was made for.
+        binding: for a notification, the subscription its callback URI belongs to; the body
+            must name it. Its subscription id stands in for ``subscription_id``.
 
     Raises:
-        InvalidCallback: the body is malformed; nothing else is raised for any input body.
+        InvalidCallback: the body is malformed (``ForeignCallback``: it names another
+            subscription than ``binding``); nothing else is raised for any input body.
     """
+    if binding is not None and binding.subscription_id is not None:
+        subscription_id = binding.subscription_id
     if kind is BodyKind.AMF_NOTIFICATION:
+        amf = parse_amf_notification(body)
+        if binding is not None:
+            check_amf_binding(amf, binding)
         return normalize_amf_notification(
-            parse_amf_notification(body),
+            amf,
             ingest_time=ingest_time,
             nf_instance_id=nf_instance_id,
             subscription_id=subscription_id,
@@ -560,12 +641,16 @@ def normalize_body(
             nf_instance_id=nf_instance_id,
         )
     if kind is BodyKind.SMF_NOTIFICATION:
+        smf = parse_smf_notification(body)
+        if binding is not None:
+            check_smf_binding(smf, binding)
         return normalize_smf_notification(
-            parse_smf_notification(body),
+            smf,
             ingest_time=ingest_time,
             nf_instance_id=nf_instance_id,
             subscription_id=subscription_id,
         )
-    return normalize_nef_notification(
-        parse_nef_notification(body), ingest_time=ingest_time, nf_instance_id=nf_instance_id
-    )
+    nef = parse_nef_notification(body)
+    if binding is not None:
+        check_nef_binding(nef, binding)
+    return normalize_nef_notification(nef, ingest_time=ingest_time, nf_instance_id=nf_instance_id)

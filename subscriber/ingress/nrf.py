@@ -11,6 +11,7 @@ Outbound calls use HTTP/1.1 (aiohttp): free5GC's SBI server accepts it (free5gc.
 
 from __future__ import annotations
 
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -28,7 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from subscriber.errors import CoreUnavailable
+from subscriber.errors import CoreUnavailable, SubscriberError
 from subscriber.ingress.statefile import write_atomic
 from subscriber.sbi.nrf import (
     NfProfile,
@@ -89,6 +90,28 @@ class _Transient(Exception):
 class _Token:
     value: str
     refresh_at: float
+
+
+def sbi_ssl_context(settings: CoreSettings) -> ssl.SSLContext | bool:
+    """TLS for https SBI calls: ``core.tls_ca`` to verify servers, ``core.tls_cert``/``tls_key``
+    to present our certificate (mutual TLS); the system's defaults without them.
+
+    Raises:
+        SubscriberError: a file is missing or not PEM, or only one of cert and key is set.
+    """
+    if settings.tls_ca is None and settings.tls_cert is None and settings.tls_key is None:
+        return True
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise SubscriberError("core.tls_cert and core.tls_key go together")
+    try:
+        context = ssl.create_default_context(
+            cafile=str(settings.tls_ca) if settings.tls_ca else None
+        )
+        if settings.tls_cert is not None and settings.tls_key is not None:
+            context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SubscriberError(f"core TLS settings: {exc}") from exc
+    return context
 
 
 def load_instance_id(settings: CoreSettings) -> str:
@@ -253,7 +276,7 @@ class NrfClient:
     # -- discovery ---------------------------------------------------------------------------
 
     async def discover(self, nf_type: str, *, refresh: bool = False) -> list[Producer]:
-        """The instances of ``nf_type`` offering its event-exposure service.
+        """The instances of ``nf_type`` offering its event-exposure service (found by type).
 
         A static URL in settings (``amf_url``, ``smf_url``, ``nef_url``) wins over the NRF.
         Results are cached for the NRF's validity period unless ``refresh``.
@@ -271,11 +294,10 @@ class NrfClient:
         cached = self._discovered.get(key)
         if cached is not None and not refresh and self._clock() < cached[0]:
             return cached[1]
-        params = {"target-nf-type": nf_type, "requester-nf-type": "AF"}
-        if service:
-            params["service-names"] = service
-        query = "&".join(f"{k}={v}" for k, v in params.items())
-        url = f"{self._nrf}/nnrf-disc/v1/nf-instances?{query}"
+        # By type only, the service filtered here: free5GC's NRF on FerretDB answers 500 to
+        # service-names (an $elemMatch FerretDB v1 refuses; docs/free5gc.md), and a profile
+        # without the service is skipped below on any NRF.
+        url = f"{self._nrf}/nnrf-disc/v1/nf-instances?target-nf-type={nf_type}&requester-nf-type=AF"
         response = await self.call("NRF", "nnrf-disc", "GET", url)
         if response.status != 200:
             raise CoreUnavailable(

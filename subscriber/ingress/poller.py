@@ -53,7 +53,7 @@ from subscriber.ingress.normalize import (
     normalize_provide_loc_info,
 )
 from subscriber.ingress.nrf import NrfClient, Producer
-from subscriber.ingress.statefile import read_json, write_atomic
+from subscriber.ingress.statefile import load_or_set_aside, write_atomic
 from subscriber.ingress.subscriptions import SubscriptionManager, owns
 from subscriber.sbi.amf import parse_amf_created_subscription, parse_provide_loc_info
 from subscriber.settings import CoreSettings
@@ -252,11 +252,7 @@ class Poller:
         self.events_emitted = 0
 
     async def __aenter__(self) -> Self:
-        stored = read_json(self._path, {})
-        self.state = {
-            supi: (self._intern(value[0]), value[1])
-            for supi, value in stored.get("ues", {}).items()
-        }
+        self.state = load_or_set_aside(self._path, self._parse_state, {})
         return self
 
     async def __aexit__(
@@ -266,6 +262,12 @@ class Poller:
         tb: TracebackType | None,
     ) -> None:
         self._save()
+
+    def _parse_state(self, stored: Any) -> dict[str, UeState]:
+        return {
+            str(supi): (self._intern(str(key)), str(seen))
+            for supi, (key, seen) in stored["ues"].items()
+        }
 
     def _intern(self, key: str) -> str:
         return self._interned.setdefault(key, key)

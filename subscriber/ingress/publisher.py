@@ -106,6 +106,12 @@ class Publisher:
         self._producer: AIOKafkaProducer | None = None
         self._spool: Spool | None = None
         self._adopted: list[Spool] = []
+        # Dead letters (bodies we refused, often from whoever can reach the port) spool apart,
+        # in a small budget of their own: they can never take room from valid events.
+        self._dead_spool: Spool | None = None
+        self._dead_adopted: list[Spool] = []
+        self.dead_letters_dropped = 0
+        """Dead letters lost because Kafka was away and their own spool budget was used up."""
         self._degraded = False
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -116,7 +122,7 @@ class Publisher:
         self._has_pending = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._enqueue_lock = asyncio.Lock()
-        self._spool_queue: list[tuple[list[SpoolRecord], asyncio.Future[None]]] = []
+        self._spool_queue: list[tuple[Spool, list[SpoolRecord], asyncio.Future[None]]] = []
         self._spool_queued = asyncio.Event()
         self._spool_writer: asyncio.Task[None] | None = None
         # murmur2 is pure Python in aiokafka: a UE's partition is computed once, not per event.
@@ -128,6 +134,11 @@ class Publisher:
     async def __aenter__(self) -> Self:
         self._spool, self._adopted = await asyncio.to_thread(
             claim_slots, self._receiver.spool_dir, max_bytes=self._receiver.spool_max_bytes
+        )
+        self._dead_spool, self._dead_adopted = await asyncio.to_thread(
+            claim_slots,
+            self._receiver.spool_dir / "dead-letters",
+            max_bytes=self._receiver.dead_letter_spool_max_bytes,
         )
         if not self._all_empty():
             self._degraded = True
@@ -156,16 +167,15 @@ class Publisher:
             await _cancel(self._flusher)
         if self._spool_writer is not None:
             if self._spool_queue:
-                await asyncio.wait([w for _, w in self._spool_queue], timeout=self._timeout_s)
+                await asyncio.wait([w for *_, w in self._spool_queue], timeout=self._timeout_s)
             await _cancel(self._spool_writer)
         if self._producer is not None:
             self._retire(self._producer)
             self._producer = None
         if self._retiring:
             await asyncio.wait(self._retiring)
-        for spool in (*self._adopted, self._spool):
-            if spool is not None:
-                spool.close()
+        for spool in self._spools():
+            spool.close()
 
     # -- state -----------------------------------------------------------------------------
 
@@ -183,6 +193,11 @@ class Publisher:
     def spool_bytes(self) -> int:
         """Bytes the spool(s) hold on disk."""
         return sum(s.size_bytes for s in self._spools())
+
+    @property
+    def spool_damaged_bytes(self) -> int:
+        """Bytes found damaged in the spool(s) and set aside since this process opened them."""
+        return sum(s.damaged_bytes for s in self._spools())
 
     def is_ready(self) -> bool:
         """Ready to accept: Kafka is reachable, or the spool still has room."""
@@ -225,14 +240,17 @@ class Publisher:
             letter.encode(self._receiver.dead_letter_max_bytes),
         )
         try:
-            await self._deliver([record])
+            await self._deliver([record], dead_letter=True)
         except Exception as exc:  # a dead letter must never turn into an error for the caller
-            log.error("dead_letter_lost", reason=letter.reason, error=type(exc).__name__)
+            self.dead_letters_dropped += 1
+            log.warning("dead_letter_dropped", reason=letter.reason, error=type(exc).__name__)
 
-    async def _deliver(self, records: list[SpoolRecord]) -> None:
+    async def _deliver(self, records: list[SpoolRecord], *, dead_letter: bool = False) -> None:
+        spool = self._dead_spool if dead_letter else self._spool
+        assert spool is not None, "publisher is not open"
         producer = self._producer
         if self._degraded or producer is None:
-            await self._to_spool(records)
+            await self._to_spool(spool, records)
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((records, waiter))
@@ -243,7 +261,7 @@ class Publisher:
         except Exception as exc:  # no ack in time, or any send failure: the spool takes it
             log.warning("kafka_unavailable", error=type(exc).__name__, spooled=len(records))
             self._enter_degraded(producer)
-            await self._to_spool(records)
+            await self._to_spool(spool, records)
 
     async def _flush_forever(self) -> None:
         """Group commit: send everything queued as one set of batches, wait for the acks, repeat.
@@ -315,14 +333,14 @@ class Publisher:
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
 
-    async def _to_spool(self, records: list[SpoolRecord]) -> None:
+    async def _to_spool(self, spool: Spool, records: list[SpoolRecord]) -> None:
         """Queue records for the spool writer and wait until they are fsync'ed.
 
         The records are queued before the first await, so a drain that finds the spool and
         this queue empty (and leaves spool mode) cannot miss them.
         """
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._spool_queue.append((records, waiter))
+        self._spool_queue.append((spool, records, waiter))
         self._spool_queued.set()
         await waiter
 
@@ -331,29 +349,36 @@ class Publisher:
         while True:
             await self._spool_queued.wait()
             self._spool_queued.clear()
-            spool = self._spool
-            assert spool is not None, "publisher is not open"
             async with self._lock:
                 queued, self._spool_queue = self._spool_queue, []
-                if not queued:
-                    continue
-                outcome: list[Exception | None]
-                try:
-                    outcome = [
-                        *await asyncio.to_thread(
-                            spool.append_groups, [records for records, _ in queued]
-                        )
-                    ]
-                except Exception as exc:  # the disk failed: every caller gets the error
-                    outcome = [exc] * len(queued)
-            for (_, waiter), error in zip(queued, outcome, strict=True):
-                if waiter.done():
-                    continue
-                if error is None:
-                    waiter.set_result(None)
-                else:
-                    waiter.set_exception(error)
+                by_spool: dict[int, list[tuple[Spool, list[SpoolRecord], asyncio.Future[None]]]]
+                by_spool = {}
+                for entry in queued:
+                    by_spool.setdefault(id(entry[0]), []).append(entry)
+                for entries in by_spool.values():
+                    await self._append_to(entries[0][0], entries)
             self._wake.set()
+
+    async def _append_to(
+        self, spool: Spool, entries: list[tuple[Spool, list[SpoolRecord], asyncio.Future[None]]]
+    ) -> None:
+        """Append the queued callers' records to one spool with one fsync; answer each caller."""
+        outcome: list[Exception | None]
+        try:
+            outcome = [
+                *await asyncio.to_thread(
+                    spool.append_groups, [records for _, records, _ in entries]
+                )
+            ]
+        except Exception as exc:  # the disk failed unexpectedly: every caller gets the error
+            outcome = [exc] * len(entries)
+        for (*_, waiter), error in zip(entries, outcome, strict=True):
+            if waiter.done():
+                continue
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
 
     def _enter_degraded(self, producer: AIOKafkaProducer) -> None:
         """Switch to spool mode."""
@@ -413,7 +438,10 @@ class Publisher:
     # -- draining --------------------------------------------------------------------------
 
     def _spools(self) -> list[Spool]:
-        return [*self._adopted, *([self._spool] if self._spool is not None else [])]
+        """Every open spool in drain order: events (adopted first), then dead letters."""
+        own = [s for s in (self._spool,) if s is not None]
+        dead = [s for s in (self._dead_spool,) if s is not None]
+        return [*self._adopted, *own, *self._dead_adopted, *dead]
 
     def _all_empty(self) -> bool:
         return all(s.is_empty() for s in self._spools())
@@ -470,9 +498,10 @@ class Publisher:
         return True
 
     def _drop_empty_adopted(self) -> None:
-        for spool in [s for s in self._adopted if s.is_empty()]:
-            spool.close()
-            self._adopted.remove(spool)
+        for adopted in (self._adopted, self._dead_adopted):
+            for spool in [s for s in adopted if s.is_empty()]:
+                spool.close()
+                adopted.remove(spool)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -3,18 +3,21 @@
 Routes:
 
 * ``POST /callbacks/{amf|smf|nef}/{key}``: an AMF event notification, SMF event notification or
-  NEF monitoring notification; ``key`` is the subscription's notifyCorrelationId / notifId.
-* ``GET /healthz`` (liveness), ``GET /readyz`` (Kafka reachable or spool has room),
-  ``GET /metrics`` (Prometheus).
+  NEF monitoring notification; ``key`` is the subscription's secret callback key, which the
+  registry binds to the subscription the body must name (:class:`~.normalize.Binding`).
+* ``GET /healthz`` (liveness), ``GET /readyz`` (callbacks can be accepted: Kafka reachable or
+  spool room, and the registry readable), ``GET /metrics`` (Prometheus).
 
 Answers: 204 once every normalized event is acknowledged by Kafka or fsync'ed to the spool;
-404 for an unknown subscription; 413 past ``max_body_bytes`` (answered as soon as the
-Content-Length or the bytes read so far pass it); 408 for a body not complete within 10 s;
-415 unless ``application/json``; 400 naming the invalid parameters; 503 with ``Retry-After``
-when the spool is full; 500 for anything unexpected. Every error is TS 29.571 ProblemDetails
-(``application/problem+json``) without a stack trace, and every rejected body (but a timed-out
-one) also goes, size-capped and with the reason, to the dead-letter topic in the background.
-The app is served by granian (:mod:`.server`); why granian, the ordering argument and the
+401/403 without a bearer token the NRF signed (when ``bearer_key_file`` is set); 404 for an
+unknown key; 400 naming the invalid parameters, or the field that names another subscription;
+413 past ``max_body_bytes`` (answered as soon as the Content-Length or the bytes read so far pass
+it); 408 for a body not complete within 10 s; 415 unless ``application/json``; 503 with
+``Retry-After`` when the spool (or its disk) cannot take the events; 500 for anything
+unexpected. Every error is TS 29.571 ProblemDetails (``application/problem+json``) without a
+stack trace, and every rejected body (but a timed-out or unauthorized one) also goes,
+size-capped and with the reason, to the dead-letter topic in the background. The app is served
+by granian (:mod:`.server`); why granian, the ordering argument, the threat model and the
 measurements are in docs/receiver.md.
 """
 
@@ -37,11 +40,12 @@ import structlog
 from opentelemetry import trace
 
 from subscriber import tracing
-from subscriber.errors import InvalidCallback, InvalidParam, SpoolFull
+from subscriber.errors import ForeignCallback, InvalidCallback, InvalidParam, SpoolFull
 from subscriber.events import LocationEvent
+from subscriber.ingress.bearer import BearerRefused, BearerVerifier
 from subscriber.ingress.metrics import KINDS, REJECT_REASONS, ReceiverMetrics
+from subscriber.ingress.normalize import Binding
 from subscriber.ingress.publisher import DeadLetter
-from subscriber.logs import pseudonym
 from subscriber.settings import ReceiverSettings
 
 log = structlog.get_logger()
@@ -64,8 +68,12 @@ _PROBLEM_HEADERS = [(b"content-type", b"application/problem+json")]
 class SubscriptionRegistry(Protocol):
     """Which subscriptions we created and so expect callbacks for."""
 
-    def is_known(self, kind: str, key: str) -> bool:
-        """True when ``/callbacks/{kind}/{key}`` answers a live subscription of ours."""
+    def binding(self, kind: str, key: str) -> Binding | None:
+        """The live subscription of ours ``/callbacks/{kind}/{key}`` belongs to, or None."""
+        ...
+
+    def is_ready(self) -> bool:
+        """False while the registry cannot tell which keys are ours (an unreadable state file)."""
         ...
 
 
@@ -94,13 +102,23 @@ class EventPublisher(Protocol):
         """Bytes the spool holds."""
         ...
 
+    @property
+    def spool_damaged_bytes(self) -> int:
+        """Bytes found damaged in the spool and set aside."""
+        ...
+
+    @property
+    def dead_letters_dropped(self) -> int:
+        """Dead letters dropped for want of room."""
+        ...
+
 
 @dataclass(frozen=True)
 class Callback:
-    """What the normalizer of one kind gets: the path key, the raw body, when it arrived."""
+    """What the normalizer of one kind gets: the subscription, the raw body, when it arrived."""
 
     kind: str
-    key: str
+    binding: Binding
     body: bytes
     received_at: datetime
 
@@ -115,7 +133,9 @@ def default_normalizers() -> dict[str, Normalizer]:
 
     def normalizer(body_kind: BodyKind) -> Normalizer:
         def run(callback: Callback) -> Sequence[LocationEvent]:
-            return normalize_body(body_kind, callback.body, ingest_time=callback.received_at).events
+            return normalize_body(
+                body_kind, callback.body, ingest_time=callback.received_at, binding=callback.binding
+            ).events
 
         return run
 
@@ -235,6 +255,7 @@ class Receiver:
         metrics: the process's metrics.
         clock: the receive time of each callback.
         lifespan: entered on ASGI lifespan startup, left on shutdown (opens the publisher).
+        bearer: when set, every callback must carry a bearer token it accepts.
     """
 
     def __init__(
@@ -247,8 +268,10 @@ class Receiver:
         metrics: ReceiverMetrics | None = None,
         clock: Callable[[], datetime] = utc_now,
         lifespan: Lifespan | None = None,
+        bearer: BearerVerifier | None = None,
     ) -> None:
         self.settings = settings
+        self.bearer = bearer
         self.normalizers = dict(normalizers)
         self.registry = registry
         self.metrics = metrics or ReceiverMetrics()
@@ -270,7 +293,12 @@ class Receiver:
     @publisher.setter
     def publisher(self, publisher: EventPublisher) -> None:
         self._publisher = publisher
-        self.metrics.watch_spool(lambda: publisher.spool_records, lambda: publisher.spool_bytes)
+        self.metrics.watch_spool(
+            lambda: publisher.spool_records,
+            lambda: publisher.spool_bytes,
+            lambda: publisher.spool_damaged_bytes,
+            lambda: publisher.dead_letters_dropped,
+        )
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -315,7 +343,11 @@ class Receiver:
         elif path == "/healthz" and method == "GET":
             await _respond(send, 200, b'{"status":"ok"}', [(b"content-type", _JSON.encode())])
         elif path == "/readyz" and method == "GET":
-            ready = self._publisher is not None and self._publisher.is_ready()
+            ready = (
+                self._publisher is not None
+                and self._publisher.is_ready()
+                and self.registry.is_ready()
+            )
             body = b'{"status":"ready"}' if ready else b'{"status":"not ready"}'
             await _respond(
                 send, 200 if ready else 503, body, [(b"content-type", b"application/json")]
@@ -362,6 +394,7 @@ class Receiver:
         body = b""
         body_bytes = 0
         events = 0
+        name: str | None = None  # the subscription's name: the key itself is a secret
         try:
             try:
                 if kind not in KINDS or not key or "/" in key:
@@ -383,10 +416,14 @@ class Receiver:
                         dead_letter=False,
                     )
                 self.metrics.received(kind)
+                if self.bearer is not None:
+                    self._authorize(scope)
                 body, body_bytes = await self._read(scope, receive)
                 if self.capture is not None:
                     self.capture.write(scope, body, received_at)
-                events = await self._accept(kind, key, scope, body, received_at)
+                binding = self._binding(kind, key)
+                name = binding.name
+                events = await self._accept(kind, binding, body, received_at)
             except (_Rejected, _ClientGone):
                 raise
             except Exception as exc:
@@ -399,15 +436,15 @@ class Receiver:
                     cause="SYSTEM_FAILURE",
                 ) from exc
         except _Rejected as rej:
-            await self._reject(send, rej, kind, scope, body, body_bytes, received_at)
-            self._log(kind, key, rej.status, rej.reason, events, started)
+            await self._reject(send, rej, kind, name, scope, body, body_bytes, received_at)
+            self._log(kind, name, rej.status, rej.reason, events, started)
             return
         except _ClientGone:
             # Nobody to answer; the core retries (or not) on its side. Nothing was accepted.
-            self._log(kind, key, 499, "client_gone", events, started)
+            self._log(kind, name, 499, "client_gone", events, started)
             return
         await _respond(send, 204, b"", [])
-        self._log(kind, key, 204, "accepted", events, started)
+        self._log(kind, name, 204, "accepted", events, started)
 
     async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, int]:
         """Check the headers, then read the body in chunks, stopping as soon as it is too big.
@@ -484,10 +521,29 @@ class Receiver:
             )
         return body, size
 
-    async def _accept(
-        self, kind: str, key: str, scope: Scope, body: bytes, received_at: datetime
-    ) -> int:
-        if not self.registry.is_known(kind, key):
+    def _authorize(self, scope: Scope) -> None:
+        """Refuse a callback without a valid bearer token before its body is read."""
+        assert self.bearer is not None
+        header = next(
+            (v for k, v in scope.get("headers", ()) if k.lower() == b"authorization"), None
+        )
+        try:
+            self.bearer.verify(header)
+        except BearerRefused as exc:
+            status = 403 if exc.insufficient_scope else 401
+            error = "insufficient_scope" if exc.insufficient_scope else "invalid_token"
+            raise _Rejected(
+                status,
+                "unauthorized",
+                exc.detail,
+                title="Forbidden" if status == 403 else "Unauthorized",
+                headers=[(b"www-authenticate", f'Bearer error="{error}"'.encode())],
+                dead_letter=False,
+            ) from exc
+
+    def _binding(self, kind: str, key: str) -> Binding:
+        binding = self.registry.binding(kind, key)
+        if binding is None:
             raise _Rejected(
                 404,
                 "unknown_subscription",
@@ -495,8 +551,20 @@ class Receiver:
                 title="Not Found",
                 cause="SUBSCRIPTION_NOT_FOUND",
             )
+        return binding
+
+    async def _accept(self, kind: str, binding: Binding, body: bytes, received_at: datetime) -> int:
         try:
-            events = self.normalizers[kind](Callback(kind, key, body, received_at))
+            events = self.normalizers[kind](Callback(kind, binding, body, received_at))
+        except ForeignCallback as exc:
+            raise _Rejected(
+                400,
+                "foreign_body",
+                exc.detail,
+                title="Body does not match its callback URI",
+                cause="MANDATORY_IE_INCORRECT",
+                invalid_params=exc.invalid_params,
+            ) from exc
         except InvalidCallback as exc:
             raise _Rejected(
                 400,
@@ -527,6 +595,7 @@ class Receiver:
         send: Send,
         rej: _Rejected,
         kind: str,
+        name: str | None,
         scope: Scope,
         body: bytes,
         body_bytes: int,
@@ -549,7 +618,7 @@ class Receiver:
                 reason=rej.reason,
                 detail=rej.detail,
                 kind=kind,
-                path=scope["path"],
+                path=f"{_CALLBACK_PREFIX}{kind}/{name or '(unknown key)'}",
                 content_type=content_type,
                 received_at=received_at,
                 body=rej.body if rej.body is not None else body,
@@ -560,7 +629,7 @@ class Receiver:
             task.add_done_callback(self._background.discard)
 
     def _log(
-        self, kind: str, key: str, status: int, outcome: str, events: int, started: float
+        self, kind: str, name: str | None, status: int, outcome: str, events: int, started: float
     ) -> None:
         current = trace.get_current_span()
         if current.is_recording():
@@ -574,7 +643,7 @@ class Receiver:
         log.info(
             "callback",
             kind=kind,
-            subscription=pseudonym(key) if key else None,
+            subscription=name,
             status=status,
             outcome=outcome,
             events=events,

@@ -1,11 +1,23 @@
 """The local spool: where accepted records wait, durably, while Kafka is unreachable.
 
-A spool is a directory of append-only segment files. Each record is framed as
-``length (4 bytes) | crc32 (4 bytes) | payload`` and :meth:`Spool.append` returns only after
-``fsync``, so a record it accepted survives a crash. A ``cursor`` file (replaced atomically)
-remembers how far the drain has gone; drained segments are deleted. On open, a torn tail (a
-frame cut short or failing its CRC, left by a crash mid-write) is truncated: its writer never
-got an answer, so nothing acknowledged is lost.
+A spool is a directory of append-only segment files. Each record is one frame::
+
+    magic (4) | payload length (4) | crc32(payload) (4) | crc32(the 12 bytes before) (4) | payload
+
+:meth:`Spool.append_groups` writes whole frames only and returns only after ``fsync``; a short
+write, ``ENOSPC`` or a failed ``fsync`` cuts the file back to where it was and raises
+:class:`~subscriber.errors.SpoolFull`, so what a caller was told is stored is exactly what the
+file holds. A ``cursor`` file (checksummed, replaced atomically) remembers how far the drain has
+gone; drained segments are deleted.
+
+**Damage.** The header carries its own checksum, so a damaged length is never trusted. A frame
+that fails a check is skipped by searching for the next valid header (the magic, then both
+checksums): every intact record after the damage is kept, and the damaged bytes are copied to
+``damaged/`` beside the segments, counted (:attr:`Spool.damaged_bytes`) and logged without their
+content. Bytes after the last valid frame of a segment (a crash mid-write, whose writer never got
+an answer) are set aside the same way and cut off. Payloads are our own encoding: topic and key
+bytes, orjson values (UTF-8, so never the byte ``0xff`` that starts the magic) and ASCII trace
+headers; a body an attacker controls never contains a frame that could be mistaken for ours.
 
 Several processes (granian workers) each claim their own slot directory under one base
 directory with an exclusive ``flock``; a slot left behind by a worker that no longer exists can
@@ -16,6 +28,7 @@ The class is synchronous and not thread-safe: the publisher calls it from one th
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import struct
@@ -31,16 +44,20 @@ from subscriber.errors import SpoolFull
 
 log = structlog.get_logger()
 
-_FRAME = struct.Struct(">II")  # payload length, crc32(payload)
+_MAGIC = b"\xffSp1"
+_FRAME = struct.Struct(">4sIII")  # magic, payload length, crc32(payload), crc32(header[:12])
 _HEAD = struct.Struct(">HI")  # topic length (| _HAS_HEADERS), key length (_NO_KEY: no key)
 _NO_KEY = 0xFFFFFFFF
 # Kafka topic names have at most 249 characters, so the top bit of the topic length is free:
-# set, a header block follows the key. Records written before headers existed still decode.
+# set, a header block follows the key.
 _HAS_HEADERS = 0x8000
 _COUNT = struct.Struct(">H")
 _HEADER = struct.Struct(">HI")  # name length, value length
 _SEGMENT_SUFFIX = ".seg"
+_DAMAGED_DIR = "damaged"
 _MAX_SLOTS = 64
+# After the disk refused a write, readiness comes back once this much is free again.
+_DISK_MARGIN_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -103,28 +120,89 @@ class SpoolBatch:
     end_offset: int
 
 
-def _frame(record: SpoolRecord) -> bytes:
-    payload = record.encode()
-    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+def frame(payload: bytes) -> bytes:
+    """One frame around ``payload``."""
+    head = _MAGIC + struct.pack(">II", len(payload), zlib.crc32(payload))
+    return head + struct.pack(">I", zlib.crc32(head)) + payload
 
 
-def _scan(path: Path, start: int = 0) -> tuple[int, int]:
-    """Count the valid frames of a segment from ``start``; return (count, end of the last one)."""
-    count = 0
-    offset = start
-    with path.open("rb") as f:
-        f.seek(start)
-        while True:
-            head = f.read(_FRAME.size)
-            if len(head) < _FRAME.size:
-                break
-            length, crc = _FRAME.unpack(head)
-            payload = f.read(length)
-            if len(payload) < length or zlib.crc32(payload) != crc:
-                break
-            count += 1
-            offset += _FRAME.size + length
-    return count, offset
+def _frame_end(data: bytes | memoryview, pos: int) -> int | None:
+    """Where the frame starting at ``pos`` ends, or None if no valid frame starts there."""
+    if len(data) - pos < _FRAME.size:
+        return None
+    magic: bytes
+    length: int
+    magic, length, payload_crc, head_crc = _FRAME.unpack_from(data, pos)
+    if magic != _MAGIC or zlib.crc32(data[pos : pos + 12]) != head_crc:
+        return None
+    end = pos + _FRAME.size + length
+    if end > len(data) or zlib.crc32(data[pos + _FRAME.size : end]) != payload_crc:
+        return None
+    return end
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """What one segment holds from some offset on."""
+
+    frames: int
+    damaged: tuple[tuple[int, int], ...]
+    """Byte ranges between valid frames that are no frame."""
+    end: int
+    """Where the last valid frame ends; anything after it is a torn or damaged tail."""
+
+
+def _scan(data: bytes, start: int) -> _Scan:
+    """Walk the frames of ``data`` from ``start``, resynchronising past damage."""
+    frames = 0
+    damaged: list[tuple[int, int]] = []
+    pos = end = start
+    while pos < len(data):
+        frame_end = _frame_end(data, pos)
+        if frame_end is not None:
+            frames += 1
+            pos = end = frame_end
+            continue
+        found = data.find(_MAGIC, pos + 1)
+        while found != -1 and _frame_end(data, found) is None:
+            found = data.find(_MAGIC, found + 1)
+        if found == -1:
+            break
+        damaged.append((pos, found))
+        pos = found
+    return _Scan(frames, tuple(damaged), end)
+
+
+def _errno_name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+
+
+class _Damaged(Exception):
+    """A frame failed its checks while being read."""
+
+
+def _read_frame(f: IO[bytes], available: int) -> bytes:
+    """The payload of the frame at the file's position, checked; raises ``_Damaged``."""
+    head = f.read(_FRAME.size)
+    if len(head) < _FRAME.size:
+        raise _Damaged
+    magic, length, payload_crc, head_crc = _FRAME.unpack(head)
+    if magic != _MAGIC or zlib.crc32(head[:12]) != head_crc or length > available - _FRAME.size:
+        raise _Damaged
+    payload = f.read(length)
+    if len(payload) < length or zlib.crc32(payload) != payload_crc:
+        raise _Damaged
+    return payload
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte or raise: ``os.write`` may write only part of it (a full disk)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
 
 
 class Spool:
@@ -132,7 +210,7 @@ class Spool:
 
     Args:
         directory: the slot directory; created if missing.
-        max_bytes: the bound on the bytes on disk; :meth:`append` raises ``SpoolFull`` past it.
+        max_bytes: the bound on the bytes on disk; an append past it raises ``SpoolFull``.
         segment_bytes: a new segment file starts once the current one reaches this size.
         retry_after_s: what ``SpoolFull`` tells callers to wait before retrying.
     """
@@ -149,13 +227,19 @@ class Spool:
         self.max_bytes = max_bytes
         self.segment_bytes = max(1, min(segment_bytes, max_bytes))
         self.retry_after_s = retry_after_s
+        self.damaged_bytes = 0
+        """Bytes found damaged (set aside in ``damaged/``) since this spool was opened."""
         self._lock_file: IO[bytes] | None = None
         self._segments: list[int] = []
         self._sizes: dict[int, int] = {}
-        self._writer: IO[bytes] | None = None
+        self._skips: dict[int, dict[int, int]] = {}
+        self._fd: int | None = None
         self._cursor = (0, 0)
         self._pending = 0
         self._refused = False
+        self._disk_refused = False
+        self._torn = False
+        self._seen_damage: set[tuple[int, int]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -180,33 +264,40 @@ class Spool:
             for p in self.directory.glob(f"*{_SEGMENT_SUFFIX}")
         )
         self._cursor = self._read_cursor()
-        self._pending = 0
-        for seg in list(self._segments):
-            path = self._path(seg)
-            if seg < self._cursor[0]:
-                path.unlink()
-                self._segments.remove(seg)
-                continue
-            start = self._cursor[1] if seg == self._cursor[0] else 0
-            count, end = _scan(path, start)
-            size = path.stat().st_size
-            if end < size:
-                log.warning("spool_torn_tail", segment=seg, valid_bytes=end, file_bytes=size)
-                with path.open("r+b") as f:
-                    f.truncate(end)
-                    os.fsync(f.fileno())
-            self._sizes[seg] = end
-            self._pending += count
-        if not self._segments:
-            self._segments = [self._cursor[0]]
-            self._sizes[self._cursor[0]] = 0
+        for seg in [s for s in self._segments if s < self._cursor[0]]:
+            self._path(seg).unlink()
+            self._segments.remove(seg)
+        if not self._segments or self._segments[-1] < self._cursor[0]:
+            self._segments.append(self._cursor[0])
+            self._path(self._cursor[0]).touch()
+        self._recover()
         self._open_writer()
+
+    def _recover(self) -> None:
+        """Count what waits from the cursor on; set damaged bytes aside; cut torn tails."""
+        self._pending = 0
+        self._skips = {}
+        for seg in self._segments:
+            start = self._cursor[1] if seg == self._cursor[0] else 0
+            path = self._path(seg)
+            data = path.read_bytes()
+            scan = _scan(data, min(start, len(data)))
+            for begin, end in scan.damaged:
+                self._set_aside(seg, begin, data[begin:end], "damaged")
+            self._skips[seg] = dict(scan.damaged)
+            if scan.end < len(data):
+                self._set_aside(seg, scan.end, data[scan.end :], "torn_tail")
+                with path.open("r+b") as f:
+                    f.truncate(scan.end)
+                    os.fsync(f.fileno())
+            self._sizes[seg] = scan.end
+            self._pending += scan.frames
 
     def close(self) -> None:
         """Close the files and release the slot's lock."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -228,78 +319,125 @@ class Spool:
         return self._pending == 0
 
     def has_room(self) -> bool:
-        """False from a refused append until a drain frees space."""
+        """False from a refused append until a drain frees space (or the disk has room again)."""
+        if self._disk_refused:
+            usage = os.statvfs(self.directory)
+            if usage.f_bavail * usage.f_frsize < _DISK_MARGIN_BYTES:
+                return False
+            self._disk_refused = False
         return not self._refused and self.size_bytes < self.max_bytes
 
     # -- writing ---------------------------------------------------------------------------
 
-    def append(self, records: Sequence[SpoolRecord], *, sync: bool = True) -> None:
+    def append(self, records: Sequence[SpoolRecord]) -> None:
         """Append records and fsync; all or nothing.
 
-        Args:
-            records: what to append, in order.
-            sync: fsync before returning; :meth:`append_groups` syncs once for many appends.
-
         Raises:
-            SpoolFull: they do not fit within ``max_bytes``; nothing was written.
+            SpoolFull: they do not fit within ``max_bytes``, or the disk refused them (full,
+                short write, failed fsync); nothing of them is in the file.
         """
-        data = b"".join(_frame(r) for r in records)
-        if self.size_bytes + len(data) > self.max_bytes:
-            self._refused = True
-            raise SpoolFull(
-                f"spool full: {self.size_bytes} of {self.max_bytes} bytes used",
-                retry_after_s=self.retry_after_s,
-            )
-        if self._sizes[self._segments[-1]] >= self.segment_bytes:
-            self._rotate()
-        writer = self._writer
-        assert writer is not None, "spool is not open"
-        seg = self._segments[-1]
-        try:
-            writer.write(data)
-            if sync:
-                os.fsync(writer.fileno())
-        except OSError:
-            # A partial write must not stay in front of later appends: cut it off again.
-            writer.truncate(self._sizes[seg])
-            raise
-        self._sizes[seg] += len(data)
-        self._pending += len(records)
+        (error,) = self.append_groups([records])
+        if error is not None:
+            raise error
 
     def append_groups(self, groups: Sequence[Sequence[SpoolRecord]]) -> list[SpoolFull | None]:
         """Append several callers' records with one fsync; each group is all or nothing.
 
         Returns:
-            Per group, None when written, or the ``SpoolFull`` that refused it (nothing of it
-            was written). Groups are written in order; a refused one does not stop later ones.
+            Per group, None when written and fsync'ed, or the ``SpoolFull`` that refused it
+            (nothing of it is in the file). A group refused for the size bound does not stop
+            later ones; when the disk fails, every group of the call is refused.
         """
+        assert self._fd is not None, "spool is not open"
+        seg = self._segments[-1]
+        start = self._sizes[seg]
+        try:
+            if self._torn:
+                self._cut(seg, start)
+            if start >= self.segment_bytes:
+                self._rotate()
+                seg, start = self._segments[-1], 0
+        except OSError as exc:
+            return self._refuse(len(groups), exc)
         outcome: list[SpoolFull | None] = []
+        records = 0
         for group in groups:
+            data = b"".join(frame(r.encode()) for r in group)
+            if self.size_bytes + len(data) > self.max_bytes:
+                self._refused = True
+                outcome.append(self._full(f"{self.size_bytes} of {self.max_bytes} bytes used"))
+                continue
             try:
-                self.append(group, sync=False)
-            except SpoolFull as exc:
-                outcome.append(exc)
-            else:
-                outcome.append(None)
-        if any(result is None for result in outcome):
-            self._sync()
+                _write_all(self._fd, data)
+            except OSError as exc:
+                return self._undo(seg, start, len(groups), exc)
+            self._sizes[seg] += len(data)
+            records += len(group)
+            outcome.append(None)
+        if records:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                return self._undo(seg, start, len(groups), exc)
+            self._pending += records
         return outcome
+
+    def _full(self, detail: str) -> SpoolFull:
+        return SpoolFull(f"spool full: {detail}", retry_after_s=self.retry_after_s)
+
+    def _undo(self, seg: int, start: int, groups: int, exc: OSError) -> list[SpoolFull | None]:
+        """Cut the segment back to ``start`` after a failed write or fsync; refuse every group.
+
+        A write cut short (``ENOSPC``) or a failed fsync leaves bytes whose fate is unknown:
+        none of them may stay in front of later appends, or be counted as stored.
+        """
+        self._sizes[seg] = start
+        try:
+            self._cut(seg, start)
+        except OSError as again:
+            # Tried again before the next append; until it works, every append is refused.
+            log.error("spool_truncate_failed", error=_errno_name(again))
+        return self._refuse(groups, exc)
+
+    def _cut(self, seg: int, size: int) -> None:
+        assert self._fd is not None
+        self._torn = True
+        os.ftruncate(self._fd, size)
+        os.fsync(self._fd)
+        self._torn = False
+
+    def _refuse(self, groups: int, exc: OSError) -> list[SpoolFull | None]:
+        self._disk_refused = True
+        log.warning("spool_write_refused", error=_errno_name(exc))
+        return [self._full(f"the disk refused the write ({_errno_name(exc)})")] * groups
 
     # -- draining --------------------------------------------------------------------------
 
     def read(self, max_records: int) -> SpoolBatch:
         """Read up to ``max_records`` from the cursor on, in append order, without consuming."""
+        try:
+            return self._read(max_records)
+        except _Damaged:
+            # Damaged after it was opened: recount and skip it as recovery does.
+            self._recover()
+            return self._read(max_records)
+
+    def _read(self, max_records: int) -> SpoolBatch:
         records: list[SpoolRecord] = []
         seg, offset = self._cursor
         while len(records) < max_records:
             end = self._sizes.get(seg, 0)
+            skips = self._skips.get(seg, {})
             if offset < end:
                 with self._path(seg).open("rb") as f:
-                    f.seek(offset)
-                    while len(records) < max_records and offset < end:
-                        length, _crc = _FRAME.unpack(f.read(_FRAME.size))
-                        records.append(SpoolRecord.decode(f.read(length)))
-                        offset += _FRAME.size + length
+                    while len(records) < max_records:
+                        offset = skips.get(offset, offset)
+                        if offset >= end:
+                            break
+                        f.seek(offset)
+                        payload = _read_frame(f, end - offset)
+                        records.append(SpoolRecord.decode(payload))
+                        offset += _FRAME.size + len(payload)
             if len(records) >= max_records:
                 break
             later = [s for s in self._segments if s > seg]
@@ -311,38 +449,68 @@ class Spool:
     def commit(self, batch: SpoolBatch) -> None:
         """Mark a batch delivered: move the cursor past it and delete drained segments."""
         self._cursor = (batch.end_segment, batch.end_offset)
-        self._pending -= len(batch.records)
+        self._pending = max(0, self._pending - len(batch.records))
         self._refused = False
         for seg in [s for s in self._segments if s < batch.end_segment]:
             self._path(seg).unlink(missing_ok=True)
             self._segments.remove(seg)
-            del self._sizes[seg]
-        if self._pending == 0:
+            self._sizes.pop(seg, None)
+            self._skips.pop(seg, None)
+        if self._pending == 0 and self._fresh_segment():
             # Everything is delivered: start over in a fresh, empty segment to give the space back.
-            self._rotate()
             for seg in self._segments[:-1]:
                 self._path(seg).unlink(missing_ok=True)
-                del self._sizes[seg]
+                self._sizes.pop(seg, None)
+                self._skips.pop(seg, None)
             self._segments = self._segments[-1:]
             self._cursor = (self._segments[0], 0)
         self._write_cursor()
-
-    def _sync(self) -> None:
-        if self._writer is not None:
-            os.fsync(self._writer.fileno())
 
     # -- files -----------------------------------------------------------------------------
 
     def _path(self, seg: int) -> Path:
         return self.directory / f"{seg:012d}{_SEGMENT_SUFFIX}"
 
+    def _set_aside(self, seg: int, offset: int, data: bytes, kind: str) -> None:
+        """Copy damaged bytes to ``damaged/`` (once), count them and log where, not what."""
+        if (seg, offset) in self._seen_damage:
+            return
+        self._seen_damage.add((seg, offset))
+        self.damaged_bytes += len(data)
+        log.warning(
+            "spool_damage_set_aside", kind=kind, segment=seg, offset=offset, bytes=len(data)
+        )
+        target = self.directory / _DAMAGED_DIR / f"{seg:012d}-{offset:012d}.bin"
+        if target.exists():
+            return
+        try:
+            target.parent.mkdir(exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            with tmp.open("wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(target)
+        except OSError as exc:  # a full disk must not stop recovery of the intact records
+            log.error("spool_damage_not_kept", error=type(exc).__name__, bytes=len(data))
+
     def _open_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._writer = self._path(self._segments[-1]).open("ab", buffering=0)
+        if self._fd is not None:
+            os.close(self._fd)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        self._fd = os.open(self._path(self._segments[-1]), flags, 0o600)
+
+    def _fresh_segment(self) -> bool:
+        try:
+            self._rotate()
+        except OSError as exc:  # no room for a new file: keep appending to the current one
+            log.warning("spool_rotate_failed", error=_errno_name(exc))
+            return False
+        return True
 
     def _rotate(self) -> None:
-        self._sync()  # appends with sync=False may still sit in the segment being closed
+        if self._fd is not None:
+            os.fsync(self._fd)
         seg = self._segments[-1] + 1
         self._segments.append(seg)
         self._sizes[seg] = 0
@@ -350,24 +518,39 @@ class Spool:
         self._fsync_dir()
 
     def _read_cursor(self) -> tuple[int, int]:
+        """The checksummed cursor; from the first segment when it is missing or damaged.
+
+        Starting too early only sends records again (consumers dedupe on ``event_id``);
+        trusting a damaged cursor could skip acknowledged ones.
+        """
+        first = min(
+            (int(p.name.removesuffix(_SEGMENT_SUFFIX)) for p in self.directory.glob("*.seg")),
+            default=0,
+        )
         try:
-            seg, offset = (self.directory / "cursor").read_text().split()
-            return int(seg), int(offset)
-        except (FileNotFoundError, ValueError):
-            first = min(
-                (int(p.name.removesuffix(_SEGMENT_SUFFIX)) for p in self.directory.glob("*.seg")),
-                default=0,
-            )
+            seg, offset, crc = (self.directory / "cursor").read_text().split()
+            if zlib.crc32(f"{seg} {offset}".encode()) != int(crc, 16):
+                raise ValueError("checksum")
+            return max(int(seg), first), int(offset) if int(seg) >= first else 0
+        except FileNotFoundError:
+            return first, 0
+        except (ValueError, UnicodeDecodeError):
+            log.error("spool_cursor_damaged", action="draining from the first segment")
             return first, 0
 
     def _write_cursor(self) -> None:
+        text = f"{self._cursor[0]} {self._cursor[1]}"
         tmp = self.directory / "cursor.tmp"
-        with tmp.open("w") as f:
-            f.write(f"{self._cursor[0]} {self._cursor[1]}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.directory / "cursor")
-        self._fsync_dir()
+        try:
+            with tmp.open("w") as f:
+                f.write(f"{text} {zlib.crc32(text.encode()):08x}\n")
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(self.directory / "cursor")
+            self._fsync_dir()
+        except OSError as exc:
+            # The batch is on Kafka: a stale cursor only means it is sent again after a restart.
+            log.error("spool_cursor_not_saved", error=_errno_name(exc))
 
     def _fsync_dir(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY)

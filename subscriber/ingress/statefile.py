@@ -2,6 +2,8 @@
 
 The NRF client keeps its instance id here, the subscription manager its subscriptions and the
 poller the last known location of each UE. A crash mid-write leaves the previous file intact.
+A file that cannot be read or has the wrong shape is moved aside (never deleted, never a crash
+loop) by :func:`load_or_set_aside`.
 """
 
 from __future__ import annotations
@@ -9,10 +11,17 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+import structlog
+
+log = structlog.get_logger()
+
+T = TypeVar("T")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -31,9 +40,23 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def read_json(path: Path, default: Any) -> Any:
-    """The decoded content of ``path``, or ``default`` when it is missing or unreadable."""
+def load_or_set_aside(path: Path, parse: Callable[[Any], T], default: T) -> T:
+    """``parse`` of the decoded file, or ``default`` when it is missing.
+
+    A file that is unreadable, not JSON, or of a shape ``parse`` refuses (it raises
+    ``ValueError``, ``TypeError``, ``KeyError`` or ``AttributeError``) is renamed to
+    ``<name>.invalid-<unix time>`` with an error log, so the process starts fresh instead of
+    failing on every start, and the old content is kept for an operator.
+    """
     try:
-        return orjson.loads(path.read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
+        return parse(orjson.loads(path.read_bytes()))
+    except FileNotFoundError:
+        return default
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        aside = path.with_name(f"{path.name}.invalid-{int(time.time())}")
+        with contextlib.suppress(OSError):
+            os.replace(path, aside)
+        log.error(
+            "state_file_set_aside", file=path.name, moved_to=aside.name, error=type(exc).__name__
+        )
         return default

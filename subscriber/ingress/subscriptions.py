@@ -22,15 +22,20 @@ What the cores do, and what we do about it (docs/free5gc.md, which cites the fre
   written *before* the create is sent, so a crash never leaks an unrecorded subscription, and a
   restarted daemon renews (reuses) or deletes what the last run created.
 
-Callback URIs are ``{receiver public url}/callbacks/{amf|smf|nef}/{key}`` and the correlation id
-(``notifyCorrelationId``, ``notifId``) is the key itself; :class:`SubscriptionRegistry` answers the
-receiver's "is this one of ours?".
+**Callback keys.** Callback URIs are ``{receiver public url}/callbacks/{amf|smf|nef}/{callback
+key}``: 192 random bits per subscription (:func:`new_callback_key`), kept in the state file and
+never logged, so nobody who could not read the subscription request can guess one. The
+correlation id (``notifyCorrelationId``, ``notifId``) is the record's key, a stable name that is
+not secret; :class:`SubscriptionRegistry` tells the receiver which subscription a callback key
+belongs to and what its bodies must name (:class:`~subscriber.ingress.normalize.Binding`).
+Records from before callback keys existed are deleted at their producer and created again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -41,10 +46,12 @@ from typing import Any, Literal, Self
 
 import orjson
 import structlog
+from pydantic import BaseModel, ConfigDict
 
 from subscriber.errors import CoreUnavailable
+from subscriber.ingress.normalize import Binding
 from subscriber.ingress.nrf import NrfClient, Producer, SbiResponse
-from subscriber.ingress.statefile import read_json, write_atomic
+from subscriber.ingress.statefile import load_or_set_aside, write_atomic
 from subscriber.sbi.amf import (
     AmfCreateEventSubscription,
     AmfEvent,
@@ -93,8 +100,17 @@ def owns(producer_id: str, settings: CoreSettings) -> bool:
     return int.from_bytes(digest, "big") % count == settings.instance_index % count
 
 
+def new_callback_key() -> str:
+    """An unguessable callback key: 192 random bits, URL-safe."""
+    return secrets.token_urlsafe(24)
+
+
 def subscription_key(instance_id: str, kind: str, producer_id: str, purpose: str) -> str:
-    """A stable key: the same daemon, producer and purpose always give the same key."""
+    """A stable name: the same daemon, producer and purpose always give the same one.
+
+    Computed from identifiers the NRF publishes, so it is no secret: it names a subscription in
+    the state file, in logs and as its correlation id, never authenticates a callback.
+    """
     digest = hashlib.blake2b(
         f"{instance_id}|{kind}|{producer_id}|{purpose}".encode(), digest_size=8
     ).hexdigest()
@@ -117,23 +133,39 @@ class SubscriptionRecord:
     created_s: float = 0.0
     target: str | None = None
     request: dict[str, Any] = field(default_factory=dict)
+    callback_key: str = ""
+    """The secret last segment of the callback URI; empty in records of older versions."""
 
     def to_json(self) -> dict[str, Any]:
         """The record as stored in the state file."""
         return asdict(self)
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SubscriptionRecord:
-        """Rebuild a stored record."""
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+    def binding(self) -> Binding:
+        """What a callback on this subscription's URI must name."""
+        correlation = None if self.kind == "nef" else self.key
+        return Binding(self.key, correlation_id=correlation, subscription_id=self.subscription_id)
+
+
+class _StateFile(BaseModel):
+    """The shape of ``subscriptions.json``; anything else is set aside, not obeyed."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    records: list[SubscriptionRecord] = []
+    maxIds: dict[str, int] = {}
+
+
+def _parse_state(raw: Any) -> _StateFile:
+    return _StateFile.model_validate(raw)
 
 
 class SubscriptionRegistry:
     """Which callback keys are ours, backed by the manager's state file.
 
-    The receiver calls :meth:`is_known` for every callback. In the daemon's own process the
+    The receiver calls :meth:`binding` for every callback. In the daemon's own process the
     manager updates it directly; in another process (a receiver worker) it rereads the file when
-    the file changes.
+    the file changes. A file it cannot read (the tracker sets such a file aside at its next
+    start) keeps the keys it knew and makes it not ready until the file is good again.
 
     Args:
         state_dir: the directory holding ``subscriptions.json``.
@@ -141,25 +173,44 @@ class SubscriptionRegistry:
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / STATE_FILE
-        self._known: frozenset[tuple[str, str]] = frozenset()
+        self._known: dict[tuple[str, str], Binding] = {}
         self._mtime_ns = -1
+        self._ready = True
 
-    def is_known(self, kind: str, key: str) -> bool:
-        """True when ``/callbacks/{kind}/{key}`` belongs to a subscription of ours."""
+    def binding(self, kind: str, key: str) -> Binding | None:
+        """The subscription of ours ``/callbacks/{kind}/{key}`` belongs to, or None."""
+        self._refresh()
+        return self._known.get((kind, key))
+
+    def is_ready(self) -> bool:
+        """False while the state file cannot be read."""
+        self._refresh()
+        return self._ready
+
+    def _refresh(self) -> None:
         try:
             mtime = self.path.stat().st_mtime_ns
         except FileNotFoundError:
             mtime = 0
-        if mtime != self._mtime_ns:
-            self._mtime_ns = mtime
-            records = read_json(self.path, {}).get("records", []) if mtime else []
-            self._known = frozenset((r["kind"], r["key"]) for r in records)
-        return (kind, key) in self._known
+        if mtime == self._mtime_ns:
+            return
+        self._mtime_ns = mtime
+        if not mtime:
+            self._known, self._ready = {}, True
+            return
+        try:
+            state = _parse_state(orjson.loads(self.path.read_bytes()))
+        except (OSError, ValueError) as exc:
+            self._ready = False
+            log.error("subscriptions_unreadable", file=self.path.name, error=type(exc).__name__)
+            return
+        self.replace(state.records, mtime)
 
     def replace(self, records: Iterable[SubscriptionRecord], mtime_ns: int) -> None:
         """Take the manager's records as the known set (same process)."""
-        self._known = frozenset((r.kind, r.key) for r in records)
+        self._known = {(r.kind, r.callback_key): r.binding() for r in records if r.callback_key}
         self._mtime_ns = mtime_ns
+        self._ready = True
 
 
 def registry_for(settings: Settings) -> SubscriptionRegistry:
@@ -204,14 +255,17 @@ class SubscriptionManager:
         self._max_ids: dict[str, int] = {}
         self._unsupported: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._legacy: list[SubscriptionRecord] = []
         self.restarts_detected = 0
 
     async def __aenter__(self) -> Self:
-        stored = read_json(self._path, {})
-        for data in stored.get("records", []):
-            record = SubscriptionRecord.from_json(data)
-            self.records[record.key] = record
-        self._max_ids = {str(k): int(v) for k, v in stored.get("maxIds", {}).items()}
+        stored = load_or_set_aside(self._path, _parse_state, _StateFile())
+        for record in stored.records:
+            if record.callback_key:
+                self.records[record.key] = record
+            else:
+                self._legacy.append(record)
+        self._max_ids = dict(stored.maxIds)
         self._save()
         if self.records:
             log.info("subscriptions_adopted", count=len(self.records))
@@ -230,7 +284,7 @@ class SubscriptionManager:
     def _save(self) -> None:
         doc = {
             "instanceId": self._nrf.instance_id,
-            "records": [r.to_json() for r in self.records.values()],
+            "records": [r.to_json() for r in (*self.records.values(), *self._legacy)],
             "maxIds": self._max_ids,
         }
         write_atomic(self._path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
@@ -287,7 +341,7 @@ class SubscriptionManager:
         Raises:
             CoreUnavailable: the NRF or a producer could not be reached.
         """
-        steps: list[Callable[[], Awaitable[None]]] = []
+        steps: list[Callable[[], Awaitable[None]]] = [self._replace_legacy]
         if self._settings.amf_tracking in ("notify", "both"):
             steps.append(self._reconcile_amf)
         if self._settings.smf_url or self._settings.nrf_url:
@@ -306,6 +360,20 @@ class SubscriptionManager:
                 failure = failure or exc
         if failure is not None:
             raise failure
+
+    async def _replace_legacy(self) -> None:
+        """Delete subscriptions whose callback URI carries an old, guessable key.
+
+        They were made before callback keys were random; the next steps create them again.
+        """
+        while self._legacy:
+            record = self._legacy[0]
+            try:
+                await self.delete(record)
+            except CoreUnavailable as exc:  # best effort: the receiver refuses its key anyway
+                log.warning("subscription_delete_failed", key=record.key, error=str(exc))
+            self._legacy.pop(0)
+            self._save()
 
     async def _reconcile_amf(self) -> None:
         await self._reconcile_kind("amf", await self._nrf.discover("AMF"), "location")
@@ -360,9 +428,9 @@ class SubscriptionManager:
 
     # -- create ------------------------------------------------------------------------------
 
-    def callback_uri(self, kind: Kind, key: str) -> str:
-        """Where the producer must POST notifications for subscription ``key``."""
-        return f"{self._callback_base}/callbacks/{kind}/{key}"
+    def callback_uri(self, record: SubscriptionRecord) -> str:
+        """Where the producer must POST notifications for ``record``: a secret URI."""
+        return f"{self._callback_base}/callbacks/{record.kind}/{record.callback_key}"
 
     async def subscribe(
         self, kind: Kind, producer: Producer, purpose: str, *, target: str | None = None
@@ -390,6 +458,7 @@ class SubscriptionManager:
             created_s=now,
             expiry_s=expiry,
             target=target,
+            callback_key=new_callback_key(),
         )
         record.request = self._request(record, expiry, target)
         # Recorded before it exists: a crash after the POST leaves a record we can clean up,
@@ -418,7 +487,7 @@ class SubscriptionManager:
         return record
 
     def _request(self, record: SubscriptionRecord, expiry: float, target: str | None) -> Any:
-        uri = self.callback_uri(record.kind, record.key)
+        uri = self.callback_uri(record)
         if record.kind == "amf":
             return AmfCreateEventSubscription(
                 subscription=AmfEventSubscription(

@@ -1,9 +1,10 @@
-"""``subscriber stack up | down | status | env``."""
+"""``subscriber stack up | down | status | env | build``."""
 
 from __future__ import annotations
 
 from subscriber.options import StackEnvOptions
 from subscriber.settings import Settings
+from subscriber.stack.free5gc import FERRETDB_VERSION, NRF_VERSION, ensure_built
 from subscriber.stack.state import read_state
 from subscriber.stack.supervisor import down as stop_all
 from subscriber.stack.supervisor import status as health
@@ -53,4 +54,12 @@ def env(settings: Settings, options: StackEnvOptions) -> int:
         ("POWERDNS__DNS_PORT", str(info.pdns_dns_port)),
     ):
         print(f"{prefix}SUBSCRIBER_{key}={value}")
+    return 0
+
+
+def build(settings: Settings) -> int:
+    """Build (or find cached) the free5GC NRF and FerretDB the tests run, and print where."""
+    binaries = ensure_built(settings.stack.cache_dir)
+    print(f"nrf       {NRF_VERSION}  {binaries.nrf}")
+    print(f"ferretdb  {FERRETDB_VERSION}  {binaries.ferretdb}")
     return 0

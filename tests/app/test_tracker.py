@@ -11,8 +11,9 @@ from aiokafka import AIOKafkaConsumer
 from subscriber.app.lifecycle import run_until_stopped
 from subscriber.app.tracker import open_tracker
 from subscriber.events import Delivery, decode_event
-from subscriber.fakes.core import FakeCoreServer
+from subscriber.fakes.core import ExternalNrf, FakeCoreServer
 from subscriber.settings import Settings
+from subscriber.stack.free5gc import RealNrf
 
 pytestmark = pytest.mark.stack
 
@@ -42,17 +43,17 @@ async def _events(settings: Settings, count: int) -> list[object]:
 
 @pytest.mark.parametrize("tracking", ["poll", "both"])
 async def test_moved_ue_appears_once_and_shutdown_cleans_up(
-    stack_settings: Settings, tmp_path: Path, tracking: str
+    stack_settings: Settings, real_nrf: RealNrf, tmp_path: Path, tracking: str
 ) -> None:
-    """Against the fake free5GC core with OAuth on: one event per location, nothing leaked."""
-    async with FakeCoreServer(oauth=True) as fake:
+    """Against the real NRF and the fake free5GC AMF: one event per location, nothing leaked."""
+    async with FakeCoreServer(nrf=ExternalNrf(real_nrf.url, real_nrf.certificate)) as fake:
         fake.core.amf.add_ue(MOVER, "000001", "000000010")
         fake.core.amf.add_ue("imsi-208930000000002", "000001", "000000011")
         settings = stack_settings.model_copy(
             update={
                 "core": stack_settings.core.model_copy(
                     update={
-                        "nrf_url": fake.url,
+                        "nrf_url": fake.nrf_url,
                         "amf_tracking": tracking,
                         "poll_interval_s": 0.2,
                         "state_dir": tmp_path / "core",

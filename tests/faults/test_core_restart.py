@@ -92,7 +92,7 @@ async def test_amf_and_nrf_restarts_are_recovered_by_the_running_loops(
                 )
             )
             old_amf = fake.core.amf.instance_id
-            fake.core.restart_amf()
+            await fake.core.restart_amf()
             fake.core.amf.move(MOVER, "000002", "000000020")
             amf_s = await until(
                 lambda: "000000020" in sink.cells(MOVER) and _notify_subscribed(fake)

@@ -13,13 +13,14 @@ from aiokafka import AIOKafkaConsumer
 
 from subscriber.errors import CoreUnavailable
 from subscriber.events import Delivery, LocationEvent, decode_event
-from subscriber.fakes.core import FakeCoreServer
+from subscriber.fakes.core import ExternalNrf, FakeCoreServer
 from subscriber.ingress import poller as poller_module
 from subscriber.ingress.nrf import NrfClient
 from subscriber.ingress.poller import Poller, location_key, scan_location_reports, sortable_time
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.subscriptions import SubscriptionManager, owns
 from subscriber.settings import CoreSettings, Settings
+from subscriber.stack.free5gc import RealNrf
 
 MOVER = "imsi-208930000000002"
 
@@ -49,9 +50,10 @@ class Clock:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeCoreServer]:
-    """A free5GC-mode fake core with OAuth on and three UEs."""
-    async with FakeCoreServer(ues=3) as server:
+async def fake(real_nrf: RealNrf) -> AsyncIterator[FakeCoreServer]:
+    """A free5GC-mode fake AMF with three UEs, registered in the real NRF (OAuth on)."""
+    external = ExternalNrf(real_nrf.url, real_nrf.certificate)
+    async with FakeCoreServer(ues=3, nrf=external) as server:
         yield server
 
 
@@ -76,7 +78,7 @@ def _poller(
     clock: Clock | None = None,
     **values: object,
 ) -> Poller:
-    settings = _settings(tmp_path, nrf_url=fake.url, **values)
+    settings = _settings(tmp_path, nrf_url=fake.nrf_url, **values)
     nrf = NrfClient(settings=settings, session=session, clock=clock or Clock())
     return Poller(settings=settings, nrf=nrf, sink=sink)
 
@@ -185,7 +187,7 @@ async def test_amf_restart_is_survived(
     async with _poller(fake, session, tmp_path, sink) as poller:
         await poller.poll_once()
         await poller.poll_once()
-        fake.core.restart_amf()
+        await fake.core.restart_amf()
         assert await poller.poll_once() == []  # id "1" again: restart noticed
         fake.core.amf.move(MOVER, "000003", "000000033")
         (event,) = await poller.poll_once()
@@ -194,14 +196,15 @@ async def test_amf_restart_is_survived(
 
 
 async def test_nrf_restart_is_survived(
-    fake: FakeCoreServer, session: aiohttp.ClientSession, tmp_path: Path
+    real_nrf: RealNrf, fake: FakeCoreServer, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """After an NRF restart the next token request re-registers and polling goes on."""
     sink = RecordingSink()
     clock = Clock()
     async with _poller(fake, session, tmp_path, sink, clock) as poller:
         await poller.poll_once()
-        fake.core.nrf.restart()
+        await real_nrf.restart()  # it forgets every profile
+        await fake.core.register()
         clock.now += 2000  # every token is due for refresh
         fake.core.amf.move(MOVER, "000002", "000000002")
         assert _cells(await poller.poll_once()) == [(MOVER, "000000002")]
@@ -274,7 +277,7 @@ async def test_poller_feeds_restarts_to_the_subscription_manager(
     fake: FakeCoreServer, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """Poll ids reveal an AMF restart to the manager, which subscribes again at the new AMF."""
-    settings = _settings(tmp_path, nrf_url=fake.url, amf_tracking="both")
+    settings = _settings(tmp_path, nrf_url=fake.nrf_url, amf_tracking="both")
     nrf = NrfClient(settings=settings, session=session)
     sink = RecordingSink()
     async with (
@@ -283,7 +286,7 @@ async def test_poller_feeds_restarts_to_the_subscription_manager(
     ):
         await manager.reconcile()
         await poller.poll_once()
-        fake.core.restart_amf()
+        await fake.core.restart_amf()
         await poller.poll_once()
         assert manager.restarts_detected == 1
         await manager.reconcile()
@@ -297,7 +300,7 @@ async def test_moved_ue_reaches_kafka_exactly_once(
     fake: FakeCoreServer, session: aiohttp.ClientSession, stack_settings: Settings
 ) -> None:
     """Through the real publisher, the moved UE's new cell is on the events topic once."""
-    core = _settings(stack_settings.receiver.spool_dir.parent / "core", nrf_url=fake.url)
+    core = _settings(stack_settings.receiver.spool_dir.parent / "core", nrf_url=fake.nrf_url)
     nrf = NrfClient(settings=core, session=session)
     async with (
         Publisher(kafka=stack_settings.kafka, receiver=stack_settings.receiver) as sink,
@@ -373,7 +376,7 @@ async def test_concurrent_creates_are_not_mistaken_for_a_restart(
     fake: FakeCoreServer, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """Polls racing the manager's creates at one AMF never look like ids going back."""
-    settings = _settings(tmp_path, nrf_url=fake.url, amf_tracking="both")
+    settings = _settings(tmp_path, nrf_url=fake.nrf_url, amf_tracking="both")
     nrf = NrfClient(settings=settings, session=session)
     async with (
         SubscriptionManager(settings=settings, nrf=nrf, callback_base="http://cb") as manager,

@@ -143,3 +143,28 @@ async def test_spooled_events_drain_in_order_when_kafka_is_back(
         stack_settings.kafka.bootstrap_servers, stack_settings.kafka.events_topic, 10
     )
     assert [decode_event(r.value) for r in records] == spooled + later
+
+
+async def test_dead_letters_never_take_the_room_of_events(tmp_path: Path) -> None:
+    """With Kafka away, 80 dead letters of 65 kB (made-up keys) use only their own budget:
+    the events still fit, and the dead letters past the budget are dropped and counted."""
+    settings = _offline(Settings(), tmp_path, spool_max_bytes=200_000)
+    receiver = settings.receiver.model_copy(update={"dead_letter_spool_max_bytes": 300_000})
+    body = b"x" * 65_000
+    async with Publisher(kafka=settings.kafka, receiver=receiver) as pub:
+        for n in range(80):
+            letter = DeadLetter(
+                reason="unknown_subscription",
+                detail="no such key",
+                kind="amf",
+                path=f"/callbacks/amf/guess-{n}",
+                content_type="application/json",
+                received_at=T0,
+                body=body,
+                body_bytes=len(body),
+            )
+            await pub.publish_dead_letter(letter)
+        assert pub.dead_letters_dropped >= 75
+        await pub.publish([make_event(1, seq) for seq in range(50)])
+        assert pub.is_ready()
+    assert sum(f.stat().st_size for f in (tmp_path / "spool").rglob("*.seg")) < 520_000

@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 
 from subscriber.app.receiver import serving_receiver
 from subscriber.events import LocationEvent, NfType, decode_event
+from subscriber.ingress.normalize import Binding
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.receiver import Callback, Normalizer, Receiver, default_normalizers
 from subscriber.settings import Settings
@@ -334,19 +335,21 @@ async def test_capture_keeps_raw_callbacks_without_authorization(tmp_path: Path)
 
 
 async def test_log_line_per_callback_has_no_identity_in_clear(tmp_path: Path) -> None:
-    """Each callback logs one line with outcome and duration, and no SUPI in any field."""
+    """Each callback logs one line with outcome, duration and the subscription's name: no SUPI,
+    and not the secret callback key."""
     settings = _offline(Settings(), tmp_path, spool_max_bytes=1_048_576)
+    key = "s3cret-Callback-Key-imsi-208930000000001"
     async with serving(settings) as (base, app, _), client("h2c") as http:
-        app.registry = StaticRegistry([*KNOWN, ("amf", "imsi-208930000000001")])
+        app.registry = StaticRegistry({("amf", key): Binding("amf-sub", correlation_id="loc-1")})
         with capture_logs() as logs:
-            await http.post(
-                f"{base}/callbacks/amf/imsi-208930000000001", content=amf_body(), headers=JSON
-            )
+            await http.post(f"{base}/callbacks/amf/{key}", content=amf_body(), headers=JSON)
     (line,) = [entry for entry in logs if entry["event"] == "callback"]
     assert line["outcome"] == "accepted"
     assert line["status"] == 204
+    assert line["subscription"] == "amf-sub"
     assert "duration_ms" in line
     assert "imsi-" not in repr(logs)
+    assert "s3cret" not in repr(logs)
 
 
 async def _outage_round_trip(
@@ -379,7 +382,9 @@ async def _outage_round_trip(
         assert [a.status_code for a in answers] == [204] * len(ues)
 
     async with serving(settings) as (base, app, publisher), client("h2c") as http:
-        app.registry = StaticRegistry([("amf", f"ue-{ue}") for ue in ues])
+        app.registry = StaticRegistry(
+            {("amf", f"ue-{ue}"): Binding(f"ue-{ue}", correlation_id="loc-1") for ue in ues}
+        )
         for seq in range(5):
             await post_round(http, base, seq)
         assert publisher.kafka_connected

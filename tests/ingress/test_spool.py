@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from subscriber.errors import SpoolFull
-from subscriber.ingress.spool import Spool, SpoolRecord, claim_slots
+from subscriber.ingress import spool as spool_module
+from subscriber.ingress.spool import Spool, SpoolRecord, claim_slots, frame
+from tests.support.disks import small_tmpfs
 
 
 def _records(n: int, start: int = 0) -> list[SpoolRecord]:
@@ -91,8 +99,8 @@ def test_torn_tail_is_truncated_on_open(tmp_path: Path) -> None:
     again.close()
 
 
-def test_corrupt_frame_stops_the_scan(tmp_path: Path) -> None:
-    """A frame whose CRC does not match is treated as the end of the valid data."""
+def test_corrupt_last_frame_is_set_aside_as_a_torn_tail(tmp_path: Path) -> None:
+    """A last frame whose CRC does not match is set aside and cut off; earlier ones stay."""
     spool = _open(tmp_path)
     spool.append(_records(2))
     spool.close()
@@ -102,6 +110,7 @@ def test_corrupt_frame_stops_the_scan(tmp_path: Path) -> None:
     segment.write_bytes(bytes(data))
     again = _open(tmp_path)
     assert _drain(again) == _records(1)
+    assert again.damaged_bytes == len(data) - len(frame(_records(1)[0].encode()))
     again.close()
 
 
@@ -158,3 +167,270 @@ def test_append_groups_keeps_order_and_refuses_only_what_does_not_fit(tmp_path: 
     assert outcome[2] is None
     assert _drain(spool) == [*_records(2), *_records(1, 11)]
     spool.close()
+
+
+def _frames_of(records: list[SpoolRecord]) -> list[int]:
+    return [len(frame(r.encode())) for r in records]
+
+
+def test_a_flipped_byte_loses_only_its_own_record(tmp_path: Path) -> None:
+    """300 records, one byte flipped in the 11th: the 299 others drain, the damage is kept aside."""
+    records = _records(300)
+    spool = _open(tmp_path)
+    for record in records:
+        spool.append([record])
+    spool.close()
+    segment = next(tmp_path.glob("*.seg"))
+    data = bytearray(segment.read_bytes())
+    sizes = _frames_of(records)
+    data[sum(sizes[:10]) + 20] ^= 0x01
+    segment.write_bytes(bytes(data))
+    again = _open(tmp_path)
+    assert again.pending_records == 299
+    assert _drain(again, chunk=50) == records[:10] + records[11:]
+    assert again.damaged_bytes == sizes[10]
+    (kept,) = (tmp_path / "damaged").iterdir()
+    assert kept.stat().st_size == sizes[10]
+    again.close()
+
+
+def test_a_damaged_length_is_not_trusted(tmp_path: Path) -> None:
+    """A frame whose length field claims the rest of the file does not swallow later frames."""
+    records = _records(20)
+    spool = _open(tmp_path)
+    spool.append(records)
+    spool.close()
+    segment = next(tmp_path.glob("*.seg"))
+    data = bytearray(segment.read_bytes())
+    start = sum(_frames_of(records)[:5])
+    data[start + 4 : start + 8] = (len(data) - start - 16).to_bytes(4, "big")
+    segment.write_bytes(bytes(data))
+    again = _open(tmp_path)
+    assert _drain(again) == records[:5] + records[6:]
+    again.close()
+
+
+def test_damage_found_while_draining_is_skipped(tmp_path: Path) -> None:
+    """Bytes that go bad after the spool was opened are skipped at read time, not delivered."""
+    records = _records(10)
+    spool = _open(tmp_path)
+    spool.append(records)
+    segment = next(tmp_path.glob("*.seg"))
+    at = sum(_frames_of(records)[:3]) + 18
+    with segment.open("r+b") as f:
+        f.seek(at)
+        byte = f.read(1)[0]
+        f.seek(at)
+        f.write(bytes([byte ^ 0x40]))
+    assert _drain(spool, chunk=100) == records[:3] + records[4:]
+    assert spool.damaged_bytes == _frames_of(records)[3]
+    spool.close()
+
+
+def test_a_damaged_cursor_drains_again_rather_than_skip(tmp_path: Path) -> None:
+    """A cursor failing its checksum restarts the drain at the first segment: repeats, no loss."""
+    spool = _open(tmp_path)
+    spool.append(_records(6))
+    spool.commit(spool.read(4))
+    spool.close()
+    cursor = tmp_path / "cursor"
+    cursor.write_text(cursor.read_text().replace(" ", " 9", 1))
+    again = _open(tmp_path)
+    assert _drain(again) == _records(6)
+    again.close()
+
+
+class _Disk:
+    """Makes the spool's writes and fsyncs fail the way a full or failing disk does."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.writes_left: int | None = None
+        self.short = False
+        self.fsync_fails = False
+        real_write, real_fsync = os.write, os.fsync
+
+        def write(fd: int, data: bytes | memoryview) -> int:
+            if self.writes_left is not None:
+                if self.writes_left <= 0:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                self.writes_left -= 1
+                if self.short:
+                    return real_write(fd, bytes(data)[: max(1, len(data) // 2)])
+            return real_write(fd, data)
+
+        def fsync(fd: int) -> None:
+            if self.fsync_fails:
+                raise OSError(errno.EIO, "Input/output error")
+            real_fsync(fd)
+
+        monkeypatch.setattr(spool_module.os, "write", write)
+        monkeypatch.setattr(spool_module.os, "fsync", fsync)
+
+
+def test_a_short_write_then_enospc_is_refused_and_leaves_the_file_valid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half a frame written, then ENOSPC: SpoolFull, the half is cut off, later appends whole."""
+    disk = _Disk(monkeypatch)
+    spool = _open(tmp_path)
+    spool.append(_records(3))
+    size = next(tmp_path.glob("*.seg")).stat().st_size
+    disk.writes_left, disk.short = 1, True
+    with pytest.raises(SpoolFull, match="ENOSPC"):
+        spool.append(_records(2, 3))
+    assert next(tmp_path.glob("*.seg")).stat().st_size == size
+    assert spool.pending_records == 3
+    disk.writes_left = None
+    spool.append(_records(2, 5))
+    spool.close()
+    again = _open(tmp_path)
+    assert again.damaged_bytes == 0
+    assert _drain(again) == _records(3) + _records(2, 5)
+    again.close()
+
+
+def test_a_failed_fsync_is_refused_and_cut_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An fsync error refuses every group of the call and leaves none of their bytes behind."""
+    disk = _Disk(monkeypatch)
+    spool = _open(tmp_path)
+    spool.append(_records(1))
+    disk.fsync_fails = True
+    outcome = spool.append_groups([_records(1, 1), _records(1, 2)])
+    assert all(isinstance(error, SpoolFull) for error in outcome)
+    disk.fsync_fails = False
+    assert spool.pending_records == 1
+    spool.append(_records(1, 3))
+    assert _drain(spool) == [_records(1)[0], _records(1, 3)[0]]
+    spool.close()
+
+
+def test_after_a_refused_write_readiness_follows_the_free_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """has_room() is False after the disk refused a write and True once the file system has room."""
+    disk = _Disk(monkeypatch)
+    spool = _open(tmp_path)
+    disk.writes_left = 0
+    with pytest.raises(SpoolFull):
+        spool.append(_records(1))
+    free = [0]
+    monkeypatch.setattr(
+        spool_module.os,
+        "statvfs",
+        lambda _path: os.statvfs_result((4096, 4096, 1, 1, free[0], 1, 1, 1, 0, 255)),
+    )
+    assert not spool.has_room()
+    free[0] = 1000
+    assert spool.has_room()
+    spool.close()
+
+
+@given(
+    count=st.integers(1, 40),
+    committed=st.integers(0, 40),
+    flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)), max_size=6),
+    cursor_flip=st.booleans(),
+)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_random_damage_never_loses_an_intact_record(
+    count: int,
+    committed: int,
+    flips: list[tuple[float, int]],
+    cursor_flip: bool,
+) -> None:
+    """Random bytes flipped in the segments (and the cursor): recovery never fails, every record
+    whose frame is intact and not yet drained comes out, in order, and nothing else does."""
+    records = [
+        SpoolRecord(
+            "events", f"ue-{i % 4}".encode(), f'{{"n":{i},"pad":"{"x" * (i % 7)}"}}'.encode()
+        )
+        for i in range(count)
+    ]
+    # In memory where there is a tmpfs: the property is about damage, not about fsync's cost.
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
+        path = Path(tmp)
+        spool = Spool(path, max_bytes=1_048_576, segment_bytes=200)
+        spool.open()
+        where: list[tuple[Path, int, int]] = []  # segment file, first byte, end of each frame
+        for record in records:
+            spool.append([record])
+            segment = sorted(path.glob("*.seg"))[-1]
+            end = segment.stat().st_size
+            where.append((segment, end - len(frame(record.encode())), end))
+        committed = min(committed, count - 1)
+        if committed:
+            spool.commit(spool.read(committed))
+        spool.close()
+        files = sorted(path.glob("*.seg"))
+        total = sum(f.stat().st_size for f in files)
+        damaged: set[tuple[Path, int]] = set()
+        for position, mask in flips:
+            at = int(position * total)
+            for f in files:
+                size = f.stat().st_size
+                if at < size:
+                    data = bytearray(f.read_bytes())
+                    data[at] ^= mask
+                    f.write_bytes(bytes(data))
+                    damaged.add((f, at))
+                    break
+                at -= size
+        if cursor_flip and (path / "cursor").exists():
+            text = bytearray((path / "cursor").read_bytes())
+            text[0] ^= 0x01
+            (path / "cursor").write_bytes(bytes(text))
+        again = Spool(path, max_bytes=1_048_576, segment_bytes=200)
+        again.open()
+        out = _drain(again, chunk=7)
+        again.close()
+    intact = [
+        r
+        for r, (f, start, end) in list(zip(records, where, strict=True))[committed:]
+        if not any(df == f and start <= at < end for df, at in damaged)
+    ]
+    it = iter(out)
+    assert all(any(r == o for o in it) for r in intact), "an intact record was lost or reordered"
+    assert all(o in records for o in out), "recovery invented a record"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 96 KiB tmpfs: a real file system that runs out of space."""
+    with small_tmpfs(tmp_path / "disk", "96k") as mount:
+        yield mount
+
+
+def test_a_full_file_system_refuses_cleanly_and_keeps_every_acknowledged_record(
+    small_disk: Path,
+) -> None:
+    """On a real full disk: appends are refused with SpoolFull (never half-written), readiness
+    drops, every acknowledged record survives a reopen undamaged, a drain gives the room back."""
+    spool = Spool(small_disk / "slot", max_bytes=64 * 1_048_576, segment_bytes=16 * 1024)
+    spool.open()
+    acknowledged: list[SpoolRecord] = []
+    refused = 0
+    for i in range(2_000):
+        record = SpoolRecord("events", b"ue", f'{{"n":{i},"pad":"{"x" * (i % 300)}"}}'.encode())
+        try:
+            spool.append([record])
+        except SpoolFull:
+            refused += 1
+            if refused >= 20:
+                break
+            continue
+        acknowledged.append(record)
+    assert refused >= 20
+    assert acknowledged
+    assert not spool.has_room()
+    spool.close()
+    again = Spool(small_disk / "slot", max_bytes=64 * 1_048_576, segment_bytes=16 * 1024)
+    again.open()
+    assert again.damaged_bytes == 0
+    assert again.pending_records == len(acknowledged)
+    assert _drain(again, chunk=100) == acknowledged
+    assert again.has_room()
+    again.append(_records(3))
+    assert _drain(again) == _records(3)
+    again.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,12 +10,14 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from subscriber.app.receiver import serving_receiver
 from subscriber.errors import CoreUnavailable
 from subscriber.events import Delivery, decode_event
-from subscriber.fakes.core import FakeCoreServer
+from subscriber.fakes.core import ExternalNrf, FakeCoreServer
 from subscriber.fakes.core.amf import AmfMode
+from subscriber.ingress.normalize import Binding
 from subscriber.ingress.nrf import NrfClient, Producer
 from subscriber.ingress.subscriptions import (
     STATE_FILE,
@@ -26,6 +29,7 @@ from subscriber.ingress.subscriptions import (
     registry_for,
 )
 from subscriber.settings import CoreSettings, Settings
+from subscriber.stack.free5gc import RealNrf
 from tests.support.kafka import read_all
 
 T0 = 1_900_000_000.0
@@ -52,6 +56,12 @@ def clock() -> WallClock:
 
 
 @pytest.fixture
+def core_nrf(real_nrf: RealNrf) -> ExternalNrf:
+    """The real NRF the fake AMF, SMF and NEF register with."""
+    return ExternalNrf(real_nrf.url, real_nrf.certificate)
+
+
+@pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """The HTTP/1.1 session the daemon calls through."""
     async with aiohttp.ClientSession() as http:
@@ -61,7 +71,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 def _settings(fake: FakeCoreServer, tmp_path: Path, **values: object) -> CoreSettings:
     return CoreSettings.model_validate(
         {
-            "nrf_url": fake.url,
+            "nrf_url": fake.nrf_url,
             "state_dir": tmp_path,
             "amf_tracking": "notify",
             "subscription_ttl_s": 60,
@@ -89,38 +99,47 @@ def _amf_record(manager: SubscriptionManager) -> SubscriptionRecord:
     return record
 
 
-async def _serve(clock: WallClock, mode: AmfMode) -> FakeCoreServer:
-    return FakeCoreServer(ues=2, mode=mode, clock_ns=clock.ns)
+async def _serve(clock: WallClock, mode: AmfMode, nrf: ExternalNrf) -> FakeCoreServer:
+    return FakeCoreServer(ues=2, mode=mode, clock_ns=clock.ns, nrf=nrf)
 
 
 async def test_free5gc_subscription_takes_its_id_from_the_body(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
-    """No Location header: the id comes from the body, the dialect is free5GC's, and it is saved."""
+    """No Location header: the id comes from the body, the dialect is free5GC's, and it is saved;
+    the callback URI ends in a random key (never logged) that another process can look up."""
     async with (
-        await _serve(clock, "free5gc") as fake,
+        await _serve(clock, "free5gc", core_nrf) as fake,
         _manager(fake, session, tmp_path, clock) as manager,
     ):
-        await manager.reconcile()
+        with capture_logs() as logs:
+            await manager.reconcile()
         (record,) = manager.records.values()
         assert (record.subscription_id, record.dialect) == ("1", "free5gc")
         sub = fake.core.amf.subscriptions["1"]
-        assert sub.echo["eventNotifyUri"] == f"{CALLBACKS}/callbacks/amf/{record.key}"
+        key = record.callback_key
+        assert len(base64.urlsafe_b64decode(key + "==")) * 8 >= 128
+        assert key not in record.key
+        assert sub.echo["eventNotifyUri"] == f"{CALLBACKS}/callbacks/amf/{key}"
         assert sub.echo["notifyCorrelationId"] == record.key
+        assert key not in repr(logs)
         stored = orjson.loads((tmp_path / STATE_FILE).read_bytes())
-        assert [r["key"] for r in stored["records"]] == [record.key]
+        assert [(r["key"], r["callback_key"]) for r in stored["records"]] == [(record.key, key)]
         other_process = registry_for(Settings(core=CoreSettings(state_dir=tmp_path)))
-        assert other_process.is_known("amf", record.key)
-        assert not other_process.is_known("smf", record.key)
-        assert not other_process.is_known("amf", "poll")
+        assert other_process.binding("amf", key) == Binding(
+            record.key, correlation_id=record.key, subscription_id="1"
+        )
+        assert other_process.binding("amf", record.key) is None
+        assert other_process.binding("smf", key) is None
+        assert other_process.binding("amf", "poll") is None
 
 
 async def test_free5gc_renewal_uses_option_item_before_expiry(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """Within renew_before_s of expiry the manager PATCHes {"optionItem": ...} (free5GC)."""
     async with (
-        await _serve(clock, "free5gc") as fake,
+        await _serve(clock, "free5gc", core_nrf) as fake,
         _manager(fake, session, tmp_path, clock) as manager,
     ):
         await manager.reconcile()
@@ -137,24 +156,24 @@ async def test_free5gc_renewal_uses_option_item_before_expiry(
 
 
 async def test_shutdown_deletes_accepting_200_null(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """Leaving the manager deletes its free5GC subscription (200 null) and clears the file."""
-    async with await _serve(clock, "free5gc") as fake:
+    async with await _serve(clock, "free5gc", core_nrf) as fake:
         async with _manager(fake, session, tmp_path, clock) as manager:
             await manager.reconcile()
             assert len(fake.core.amf.subscriptions) == 1
-            (key,) = manager.records
+            (record,) = manager.records.values()
         assert fake.core.amf.subscriptions == {}
         assert orjson.loads((tmp_path / STATE_FILE).read_bytes())["records"] == []
-        assert not SubscriptionRegistry(tmp_path).is_known("amf", key)
+        assert SubscriptionRegistry(tmp_path).binding("amf", record.callback_key) is None
 
 
 async def test_restarted_daemon_reuses_its_subscription(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """A daemon that died without cleanup adopts the recorded subscription instead of leaking it."""
-    async with await _serve(clock, "free5gc") as fake:
+    async with await _serve(clock, "free5gc", core_nrf) as fake:
         crashed = _manager(fake, session, tmp_path, clock)
         await crashed.__aenter__()
         await crashed.reconcile()
@@ -169,17 +188,17 @@ async def test_restarted_daemon_reuses_its_subscription(
 
 
 async def test_amf_restart_is_detected_by_ids_and_resubscribed(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """Counter ids going back to 1 drop the lost subscription; the next pass subscribes anew."""
     async with (
-        await _serve(clock, "free5gc") as fake,
+        await _serve(clock, "free5gc", core_nrf) as fake,
         _manager(fake, session, tmp_path, clock) as manager,
     ):
         await manager.reconcile()
         (old,) = manager.records.values()
         assert manager.observe_id(old.producer_id, "2") is False
-        fake.core.restart_amf()
+        await fake.core.restart_amf()
         assert manager.observe_id(old.producer_id, "1") is True
         assert manager.records == {}
         manager._nrf.forget_discovery("AMF")
@@ -190,16 +209,16 @@ async def test_amf_restart_is_detected_by_ids_and_resubscribed(
 
 
 async def test_vanished_producer_is_dropped_without_delete(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """An AMF that re-registered under a new id loses our old record with no DELETE sent."""
     async with (
-        await _serve(clock, "free5gc") as fake,
+        await _serve(clock, "free5gc", core_nrf) as fake,
         _manager(fake, session, tmp_path, clock) as manager,
     ):
         await manager.reconcile()
         (old,) = manager.records.values()
-        fake.core.restart_amf()
+        await fake.core.restart_amf()
         other = {"subscription": {"eventList": [{"type": "LOCATION_REPORT"}], "anyUE": True}}
         async with session.post(
             f"{fake.url}/namf-evts/v1/subscriptions",
@@ -216,11 +235,11 @@ async def test_vanished_producer_is_dropped_without_delete(
 
 
 async def test_free5gc_smf_is_marked_unsupported(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """The SMF answers 501 on free5GC's underscore path: no record, and no retry."""
     async with (
-        await _serve(clock, "free5gc") as fake,
+        await _serve(clock, "free5gc", core_nrf) as fake,
         _manager(fake, session, tmp_path, clock, smf_url=fake.url) as manager,
     ):
         smf = Producer("SMF", "static-smf", fake.url)
@@ -231,10 +250,10 @@ async def test_free5gc_smf_is_marked_unsupported(
 
 
 async def test_notify_mode_subscription_is_renewed_before_it_expires(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """Against a spec AMF that enforces expiry, JSON-Patch renewals keep the subscription."""
-    async with await _serve(clock, "notify") as fake:
+    async with await _serve(clock, "notify", core_nrf) as fake:
         async with _manager(fake, session, tmp_path, clock) as manager:
             await manager.reconcile()
             record = _amf_record(manager)
@@ -255,11 +274,11 @@ async def test_notify_mode_subscription_is_renewed_before_it_expires(
 
 
 async def test_notify_mode_lost_subscription_is_recreated_on_404(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """A renewal answered 404 (the producer forgot it) subscribes again under the same key."""
     async with (
-        await _serve(clock, "notify") as fake,
+        await _serve(clock, "notify", core_nrf) as fake,
         _manager(fake, session, tmp_path, clock) as manager,
     ):
         await manager.reconcile()
@@ -274,11 +293,11 @@ async def test_notify_mode_lost_subscription_is_recreated_on_404(
 
 
 async def test_wrong_dialect_falls_back_on_400(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """A 400 to one PATCH dialect makes the manager retry in the other."""
     async with (
-        await _serve(clock, "notify") as fake,
+        await _serve(clock, "notify", core_nrf) as fake,
         _manager(fake, session, tmp_path, clock) as manager,
     ):
         await manager.reconcile()
@@ -312,7 +331,10 @@ def test_owns_splits_producers_between_instances() -> None:
 
 @pytest.mark.stack
 async def test_notify_mode_callbacks_flow_through_the_receiver_to_kafka(
-    session: aiohttp.ClientSession, stack_settings: Settings, clock: WallClock
+    session: aiohttp.ClientSession,
+    stack_settings: Settings,
+    clock: WallClock,
+    core_nrf: ExternalNrf,
 ) -> None:
     """Spec AMF and SMF notifications reach the receiver over h2c, pass its registry, hit Kafka."""
     settings_dir = stack_settings.receiver.spool_dir.parent / "core"
@@ -320,7 +342,7 @@ async def test_notify_mode_callbacks_flow_through_the_receiver_to_kafka(
     # The fake closes its h2c connections when it exits, before granian stops.
     async with (
         serving_receiver(stack_settings, registry=registry) as served,
-        await _serve(clock, "notify") as fake,
+        await _serve(clock, "notify", core_nrf) as fake,
     ):
         settings = _settings(fake, settings_dir)
         nrf = NrfClient(settings=settings, session=session)
@@ -350,11 +372,11 @@ async def test_notify_mode_callbacks_flow_through_the_receiver_to_kafka(
 
 
 async def test_nef_monitoring_subscriptions_per_target(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """Each configured UE gets a NEF monitoring subscription, renewed by PUT, deleted on exit."""
     targets = ["msisdn-33611223344", "group-7"]
-    async with await _serve(clock, "free5gc") as fake:
+    async with await _serve(clock, "free5gc", core_nrf) as fake:
         async with _manager(fake, session, tmp_path, clock, nef_targets=targets) as manager:
             await manager.reconcile()
             nef = [r for r in manager.records.values() if r.kind == "nef"]
@@ -365,7 +387,7 @@ async def test_nef_monitoring_subscriptions_per_target(
                 "group-7",
             }
             assert {s["notificationDestination"] for s in stored} == {
-                f"{CALLBACKS}/callbacks/nef/{r.key}" for r in nef
+                f"{CALLBACKS}/callbacks/nef/{r.callback_key}" for r in nef
             }
             clock.now += 45
             await manager.reconcile()
@@ -376,13 +398,13 @@ async def test_nef_monitoring_subscriptions_per_target(
 
 
 async def test_a_failing_smf_does_not_stop_amf_renewal(
-    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
 ) -> None:
     """Each reconcile step runs even when an earlier one fails; the failure is still raised."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    async with await _serve(clock, "free5gc") as fake:
+    async with await _serve(clock, "free5gc", core_nrf) as fake:
         manager = _manager(fake, session, tmp_path, clock, smf_url=dead)
         async with manager:
             with pytest.raises(CoreUnavailable):
@@ -392,3 +414,57 @@ async def test_a_failing_smf_does_not_stop_amf_renewal(
             with pytest.raises(CoreUnavailable):
                 await manager.reconcile()
             assert record.expiry_s == T0 + 45 + 60
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"records": {"amf": 1}}', b'{"records": [{"kind": "amf"}]}', b"[]", b'{"records": [7]}'],
+)
+async def test_a_state_file_of_the_wrong_shape_is_set_aside_not_a_crash_loop(
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    clock: WallClock,
+    content: bytes,
+    core_nrf: ExternalNrf,
+) -> None:
+    """Valid JSON of the wrong shape: the receiver's registry turns not ready (no 500s), and the
+    manager moves the file aside, starts fresh and subscribes again."""
+    (tmp_path / STATE_FILE).write_bytes(content)
+    registry = SubscriptionRegistry(tmp_path)
+    assert not registry.is_ready()
+    assert registry.binding("amf", "anything") is None
+    async with (
+        await _serve(clock, "free5gc", core_nrf) as fake,
+        _manager(fake, session, tmp_path, clock) as manager,
+    ):
+        (aside,) = list(tmp_path.glob(f"{STATE_FILE}.invalid-*"))  # noqa: ASYNC240
+        assert aside.read_bytes() == content
+        await manager.reconcile()
+        record = _amf_record(manager)
+        assert registry.is_ready()
+        assert registry.binding("amf", record.callback_key) is not None
+
+
+async def test_subscriptions_with_guessable_keys_are_replaced(
+    session: aiohttp.ClientSession, tmp_path: Path, clock: WallClock, core_nrf: ExternalNrf
+) -> None:
+    """A record from before random callback keys is deleted at the AMF and created again with
+    a random key; its old, guessable URI is never accepted."""
+    async with await _serve(clock, "free5gc", core_nrf) as fake:
+        async with _manager(fake, session, tmp_path, clock) as manager:
+            await manager.reconcile()
+            old = _amf_record(manager)
+            doc = orjson.loads((tmp_path / STATE_FILE).read_bytes())
+            # Leave the state of an older version behind: no callback_key, no clean shutdown.
+            for stored in doc["records"]:
+                del stored["callback_key"]
+            manager.records.clear()
+        (tmp_path / STATE_FILE).write_bytes(orjson.dumps(doc))
+        assert SubscriptionRegistry(tmp_path).binding("amf", old.key) is None
+        async with _manager(fake, session, tmp_path, clock) as manager:
+            await manager.reconcile()
+            new = _amf_record(manager)
+            assert new.key == old.key
+            assert new.callback_key
+            assert new.callback_key != old.callback_key
+            assert list(fake.core.amf.subscriptions) == [new.subscription_id]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -55,8 +56,11 @@ async def produce_events(
         await producer.stop()
 
 
-async def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 60) -> list[Any]:
-    """At least ``count`` records of ``topic`` from the beginning (all partitions)."""
+@contextlib.asynccontextmanager
+async def _from_beginning(
+    bootstrap: str, topic: str
+) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
+    """A consumer assigned every partition of ``topic``, at the beginning."""
     partitions = await partitions_of(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -64,6 +68,14 @@ async def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 60
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        yield consumer, tps
+    finally:
+        await consumer.stop()
+
+
+async def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 60) -> list[Any]:
+    """At least ``count`` records of ``topic`` from the beginning (all partitions)."""
+    async with _from_beginning(bootstrap, topic) as (consumer, _):
         got: list[Any] = []
         async with asyncio.timeout(timeout_s):
             while len(got) < count:
@@ -71,8 +83,6 @@ async def read_all(bootstrap: str, topic: str, count: int, timeout_s: float = 60
                 for msgs in batch.values():
                     got += msgs
         return got
-    finally:
-        await consumer.stop()
 
 
 async def partitions_of(bootstrap: str, topic: str) -> list[int]:
@@ -98,6 +108,17 @@ async def committed(bootstrap: str, group: str, topic: str) -> int:
         return total
     finally:
         await consumer.stop()
+
+
+async def read_to_end(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of ``topic`` (all partitions), up to its end offsets as of now."""
+    async with _from_beginning(bootstrap, topic) as (consumer, tps):
+        end = await consumer.end_offsets(tps)
+        got: list[Any] = []
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                got += msgs
+        return got
 
 
 async def cells_by_ue(

@@ -6,6 +6,6 @@ the behaviour). Nothing here runs in production.
 
 from __future__ import annotations
 
-from subscriber.fakes.core.server import FakeCore, FakeCoreServer
+from subscriber.fakes.core.server import ExternalNrf, FakeCore, FakeCoreServer
 
-__all__ = ["FakeCore", "FakeCoreServer"]
+__all__ = ["ExternalNrf", "FakeCore", "FakeCoreServer"]

@@ -29,7 +29,7 @@ from aiohttp import web
 from subscriber.fakes.core.wire import (
     SERVICE_NAMES,
     ClockNs,
-    TokenSigner,
+    TokenVerifier,
     check_bearer,
     go_time,
     json_response,
@@ -130,7 +130,7 @@ class FakeAmf:
     def __init__(
         self,
         *,
-        signer: TokenSigner,
+        signer: TokenVerifier,
         oauth: bool,
         mode: AmfMode,
         clock_ns: ClockNs,
@@ -153,6 +153,8 @@ class FakeAmf:
         self._tasks: set[asyncio.Task[None]] = set()
         self.notifications_sent = 0
         self.notification_failures = 0
+        self.subscriptions_created = 0
+        """Creates answered 201 since start, polls included (tests wait on it)."""
 
     # -- UE contexts ------------------------------------------------------------------------
 
@@ -319,6 +321,7 @@ class FakeAmf:
             targets, supis = [ue], frozenset((ue.supi,))
         # EventSubscriptionIDGenerator: decimal counter 1..MaxInt32, never freed (§1.1).
         self._next_id = self._next_id % _MAX_INT32 + 1
+        self.subscriptions_created += 1
         sub_id = str(self._next_id)
         options = subscription.get("options") or {}
         expiry = options.get("expiry") if isinstance(options, dict) else None

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import ssl
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -34,7 +37,15 @@ from subscriber.fakes.core.amf import AmfMode, FakeAmf
 from subscriber.fakes.core.nef import FakeNef
 from subscriber.fakes.core.nrf import FakeNrf
 from subscriber.fakes.core.smf import FakeSmf
-from subscriber.fakes.core.wire import ClockNs, TokenSigner, json_response, problem, read_json
+from subscriber.fakes.core.wire import (
+    ClockNs,
+    NrfTokenVerifier,
+    TokenSigner,
+    TokenVerifier,
+    json_response,
+    problem,
+    read_json,
+)
 from subscriber.options import FakeCoreOptions
 from subscriber.settings import Settings
 
@@ -49,6 +60,15 @@ _NOTIFY_HEADERS = {
 }
 
 
+@dataclass(frozen=True)
+class ExternalNrf:
+    """A real NRF the fake NFs register with (``subscriber.stack.free5gc.RealNrf``)."""
+
+    url: str
+    certificate: Path
+    """The NRF's ``nrf.pem``: the fake AMF checks tokens with its public key, RS512."""
+
+
 class FakeCore:
     """The fake core's state: one NRF, one AMF and one SMF sharing a token signer.
 
@@ -57,6 +77,8 @@ class FakeCore:
         oauth: whether the NRF issues tokens and the AMF and discovery require them.
         clock_ns: wall clock in nanoseconds.
         http: the h2c client notifications go out on; none means no notification is sent.
+        nrf: a real NRF to use instead of the fake one: the AMF, SMF and NEF register there
+            and the AMF accepts only tokens that NRF signed (OAuth on).
     """
 
     def __init__(
@@ -66,13 +88,22 @@ class FakeCore:
         oauth: bool = True,
         clock_ns: ClockNs = time.time_ns,
         http: httpx.AsyncClient | None = None,
+        nrf: ExternalNrf | None = None,
     ) -> None:
         self.url = ""
         self.port = 0
         self._http = http
+        self.external_nrf = nrf
         signer = TokenSigner(secrets.token_bytes(32))
+        verifier: TokenVerifier = signer if nrf is None else NrfTokenVerifier(nrf.certificate)
         post = self._post_json if http is not None else None
-        self.amf = FakeAmf(signer=signer, oauth=oauth, mode=mode, clock_ns=clock_ns, post_json=post)
+        self.amf = FakeAmf(
+            signer=verifier,
+            oauth=oauth or nrf is not None,
+            mode=mode,
+            clock_ns=clock_ns,
+            post_json=post,
+        )
         self.smf = FakeSmf(mode=mode, post_json=post)
         self.nef = FakeNef()
         self.nrf = FakeNrf(
@@ -89,17 +120,52 @@ class FakeCore:
         response = await self._http.post(uri, content=body, headers=_NOTIFY_HEADERS)
         return response.status_code
 
-    def restart_amf(self) -> None:
+    async def register(self) -> None:
+        """Register the AMF, SMF and NEF profiles, at the real NRF when there is one."""
+        if self.external_nrf is None:
+            self.nrf.register_core()
+            return
+        # HTTP/1.1: the NRF closes idle h2c connections after 1 ms (util httpwrapper), and
+        # free5GC's servers take HTTP/1.1 as well (free5gc.md §3.2).
+        async with httpx.AsyncClient(timeout=10) as http:
+            for profile in self._core_profiles():
+                nf_id = profile["nfInstanceId"]
+                url = f"{self.external_nrf.url}/nnrf-nfm/v1/nf-instances/{nf_id}"
+                answer = await http.put(url, json=profile)
+                if answer.status_code not in (200, 201):
+                    raise RuntimeError(f"the NRF refused a profile: {answer.status_code}")
+
+    async def _deregister_external(self, nf_id: str, nf_type: str) -> None:
+        # The real NRF wants an nnrf-nfm token for DELETE: the NF asks for one as itself.
+        assert self.external_nrf is not None
+        form = {
+            "grant_type": "client_credentials",
+            "nfInstanceId": nf_id,
+            "nfType": nf_type,
+            "targetNfType": "NRF",
+            "scope": "nnrf-nfm",
+        }
+        async with httpx.AsyncClient(timeout=10) as http:
+            token = await http.post(f"{self.external_nrf.url}/oauth2/token", data=form)
+            bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
+            await http.delete(
+                f"{self.external_nrf.url}/nnrf-nfm/v1/nf-instances/{nf_id}", headers=bearer
+            )
+
+    async def restart_amf(self) -> None:
         """Restart the AMF (and SMF): deregister, lose subscriptions, register with a new id.
 
         On shutdown the AMF deregisters from the NRF (amf pkg/service/init.go
         terminateProcedure) and registers again at start with a fresh instance id.
         """
+        if self.external_nrf is not None:
+            await self._deregister_external(self.amf.instance_id, "AMF")
+            await self._deregister_external(self.smf.instance_id, "SMF")
         self.nrf.profiles.pop(self.amf.instance_id, None)
         self.nrf.profiles.pop(self.smf.instance_id, None)
         self.amf.restart()
         self.smf.restart()
-        self.nrf.register_core()
+        await self.register()
 
     def application(self) -> web.Application:
         """The aiohttp application serving every route."""
@@ -170,7 +236,7 @@ class FakeCore:
         return web.Response(status=204)
 
     async def _restart_amf(self, request: web.Request) -> web.Response:
-        self.restart_amf()
+        await self.restart_amf()
         return web.Response(status=204)
 
     async def _restart_nrf(self, request: web.Request) -> web.Response:
@@ -228,6 +294,9 @@ class FakeCoreServer:
         mode: ``free5gc`` or ``notify``.
         oauth: whether tokens are required.
         clock_ns: wall clock in nanoseconds.
+        ssl_context: serve https with it (``scheme: https`` in free5GC's configs; with
+            ``verify_mode = CERT_REQUIRED``, clients need a certificate: mutual TLS).
+        nrf: a real NRF to register with and take tokens from (:class:`ExternalNrf`).
     """
 
     def __init__(
@@ -239,14 +308,17 @@ class FakeCoreServer:
         mode: AmfMode = "free5gc",
         oauth: bool = True,
         clock_ns: ClockNs = time.time_ns,
+        ssl_context: ssl.SSLContext | None = None,
+        nrf: ExternalNrf | None = None,
     ) -> None:
         self._host = host
         self._port = port
         self._ues = ues
+        self._ssl = ssl_context
         # h2c prior knowledge for http:// URIs, like free5GC's innerHTTP2CleartextClient (§3.1);
         # its 10 s whole-request timeout too.
         self._http = httpx.AsyncClient(http2=True, http1=False, timeout=10.0)
-        self.core = FakeCore(mode=mode, oauth=oauth, clock_ns=clock_ns, http=self._http)
+        self.core = FakeCore(mode=mode, oauth=oauth, clock_ns=clock_ns, http=self._http, nrf=nrf)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -254,15 +326,21 @@ class FakeCoreServer:
         """The base URL, e.g. ``http://127.0.0.1:41234``."""
         return self.core.url
 
+    @property
+    def nrf_url(self) -> str:
+        """The NRF to give the daemon: the real one when there is one, else the fake's own."""
+        external = self.core.external_nrf
+        return external.url if external is not None else self.core.url
+
     async def __aenter__(self) -> Self:
         self._runner = web.AppRunner(self.core.application(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl)
         await site.start()
         port = int(self._runner.addresses[0][1])
         self.core.port = port
-        self.core.url = f"http://{self._host}:{port}"
-        self.core.nrf.register_core()
+        self.core.url = f"{'https' if self._ssl else 'http'}://{self._host}:{port}"
+        await self.core.register()
         if self._ues:
             self.core.amf.add_ues(self._ues)
         return self

@@ -10,10 +10,13 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
+import jwt
 import orjson
 from aiohttp import web
+from cryptography import x509
 
 ClockNs = Callable[[], int]
 """Wall-clock time in nanoseconds since the epoch; ``time.time_ns`` unless a test injects one."""
@@ -150,8 +153,45 @@ class TokenSigner:
         return claims
 
 
+class TokenVerifier(Protocol):
+    """Returns a token's claims, or raises ``ValueError`` for a token it does not accept."""
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The claims of an accepted token."""
+        ...
+
+
+class NrfTokenVerifier:
+    """Checks tokens of a real NRF the way free5GC's AMF does.
+
+    free5gc/openapi ``oauth/oauth.go`` VerifyOAuth parses the JWT with the public key of the
+    NRF's certificate (``nrfCertPem``), RS512 as the NRF signs; the route then checks the scope.
+    It does not check ``aud``, and ``exp`` is not enforced (free5gc.md §4).
+
+    Args:
+        certificate: the NRF's ``nrf.pem`` (it is rewritten at each NRF start, same key).
+    """
+
+    def __init__(self, certificate: Path) -> None:
+        self._certificate = certificate
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a token the NRF signed."""
+        key = x509.load_pem_x509_certificate(self._certificate.read_bytes()).public_key()
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,  # type: ignore[arg-type]
+                algorithms=["RS512"],
+                options={"verify_exp": False, "verify_aud": False, "verify_iat": False},
+            )
+        except jwt.InvalidTokenError as exc:
+            raise ValueError(f"token is invalid: {exc}") from exc
+        return claims
+
+
 def check_bearer(
-    request: web.Request, signer: TokenSigner, service: str, *, enabled: bool
+    request: web.Request, signer: TokenVerifier, service: str, *, enabled: bool
 ) -> web.Response | None:
     """Apply free5GC's router OAuth check; return the 401 to send, or None to go on.
 
