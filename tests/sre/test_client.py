@@ -190,6 +190,8 @@ async def test_the_frames_a_server_may_use_are_all_understood() -> None:
         frame(8, 0, 0, b"\x7f\xff\xff\xff"),  # a connection window above 2^31 - 1
         frame(4, 0, 0, b"\x00\x03\x00"),  # SETTINGS not a multiple of 6 bytes
         frame(1, 0x8 | 0x5, 1, b"\x09abc"),  # more padding than payload
+        frame(4, 0, 0, b"\x00\x05\x00\x00\x00\x00"),  # SETTINGS_MAX_FRAME_SIZE 0
+        frame(4, 0, 0, b"\x00\x05\x01\x00\x00\x00"),  # SETTINGS_MAX_FRAME_SIZE 2^24
     ],
 )
 async def test_a_broken_server_fails_its_requests_without_raising(bad: bytes) -> None:
