@@ -42,13 +42,15 @@ class Placement(BaseModel):
     """Where an application instance runs (or should run): a cluster and its service address.
 
     ``address`` and ``port`` are what clients reach the instance at on that cluster; the DNS record
-    of the application points at ``address``.
+    of the application points at ``address``. A Kubernetes cluster whose topology entry has no
+    ``address`` is a target with ``address`` None: its API reports the address at deploy (the
+    :class:`Endpoint` a deploy returns has one).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cluster: Label
-    address: IPv4
+    address: IPv4 | None
     port: int = Field(8080, ge=1, le=65535)
 
 

@@ -419,7 +419,14 @@ class RelocationWorkflow:
         done: list[str] = []
         errors: list[str] = []
         keep_target = False
-        if dns_changed:
+        if dns_changed and source is not None and source.address is None:
+            # A Kubernetes source known by its cluster only (no topology address, not deployed by
+            # this workflow): DNS cannot be pointed back at it. A change the API accepted may
+            # have DNS on the target, which then stays; one never accepted left DNS on the source.
+            keep_target = dns_set
+            if keep_target:
+                done.append("kept_target_source_address_unknown")
+        elif dns_changed:
             serving = source is not None and await self._serving(source)
             if source is None or serving:
                 addresses = (source.address,) if source is not None else ()

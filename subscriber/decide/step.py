@@ -119,13 +119,15 @@ class Handled:
 
 def _where(bundle: Bundle, cluster: str, port: int) -> Placement | None:
     found = bundle.topology.clusters.get(cluster)
-    if found is None or found.address is None:
+    if found is None:
         return None
+    # No address: a Kubernetes cluster (the topology requires one of the two), whose API tells
+    # the address at deploy; the move goes ahead all the same.
     return _placement(cluster, found.address, port)
 
 
 @functools.lru_cache(maxsize=4096)
-def _placement(cluster: str, address: str, port: int) -> Placement:
+def _placement(cluster: str, address: str | None, port: int) -> Placement:
     # Validating a Placement costs more than the decision itself: share the frozen instances.
     return Placement(cluster=cluster, address=address, port=port)
 

@@ -24,7 +24,7 @@ What is measured per policy (:class:`Outcome`):
 * each move in detail (:class:`Relocation`): when, which UE and instance, from and to, why,
   what triggered it, and how the candidates scored or why they were rejected;
 * decisions that cannot be carried out: ``NO_CANDIDATE`` (the app stays where the policy found
-  it wanting, nowhere qualifies) and a relocation to a cluster the act layer cannot address;
+  it wanting, nowhere qualifies) and a relocation the consumer would not signal;
 * a per-UE trail: where the UE was, and each decision that was not a plain stay.
 
 Capacity: the topology's load is the starting point; each move then takes the app's needs on its
@@ -85,7 +85,7 @@ def why_not_actionable(decision: Decision, requested: bool) -> str | None:
     if decision.reason is _NO_CANDIDATE:
         return "no cluster qualifies" if decision.candidates else "the topology has no cluster"
     if decision.action is Action.RELOCATE and not requested:
-        return f"cluster {decision.target!r} cannot be acted on: it has no address"
+        return f"cluster {decision.target!r} cannot be acted on: the topology has no such cluster"
     return None
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 
 from subscriber.decide.engine import read_bundle
 from subscriber.decide.instances import InstanceDoc, parse_instances
@@ -22,6 +25,7 @@ from subscriber.errors import PolicyUnavailable, UndecodableEvent
 from tests.support.events import POLICY, T0, TOPOLOGY, crossing, location_event, polled_report
 
 BUNDLE = read_bundle(TOPOLOGY, POLICY)
+KUBERNETES_EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "kubernetes" / "topology.yaml"
 INSTANCE = InstanceDoc(
     ue="imsi-208930000000001", app="video-analytics", instance="ue1", cluster="edge-1"
 )
@@ -176,3 +180,30 @@ def test_an_unmapped_report_keeps_a_deferred_move() -> None:
     assert record.recheck_at_s == due
     moved = handle_recheck(due, record, [INSTANCE], BUNDLE, ue_alias="~a", app_port=8080)
     assert [r.target.cluster for r in moved.requests] == ["edge-2"]
+
+
+def test_a_kubernetes_cluster_without_address_is_moved_to(tmp_path: Path) -> None:
+    """A move to a Kubernetes cluster whose address its API reports at deploy is signalled
+    (not dropped while the policy counts a cooldown for it), its target's address left open."""
+    for name in ("topology.yaml", "web.yaml"):
+        shutil.copy(KUBERNETES_EXAMPLE.parent / name, tmp_path)
+    doc = yaml.safe_load((tmp_path / "topology.yaml").read_text())
+    doc["applications"][0]["latency_budget_ms"] = 5  # edge-a is 8 ms from zone-south
+    (tmp_path / "topology.yaml").write_text(yaml.safe_dump(doc))
+    bundle = read_bundle(tmp_path / "topology.yaml", POLICY)
+    inst = InstanceDoc(ue="imsi-208930000000001", app="ar-guide", instance="ue1", cluster="edge-a")
+    record, relocations, requests = None, 0, []
+    for event in crossing():
+        handled = handle_event(
+            event, record, [inst], bundle, ue_alias="~alias", app_port=8080, dedup_window=8
+        )
+        record = handled.record
+        relocations += sum(a.decision.action is Action.RELOCATE for a in handled.audited)
+        requests += handled.requests
+    assert relocations == 1
+    (request,) = requests
+    assert (request.target.cluster, request.target.address) == ("edge-b", None)
+    assert request.source is not None
+    assert (request.source.cluster, request.source.address) == ("edge-a", None)
+    assert record is not None
+    assert record.placement_of(instance_key(inst)) == "edge-b"
