@@ -33,7 +33,7 @@ import subscriber
 from bench.figures import machine, record
 from subscriber.decide.engine import read_bundle
 from subscriber.settings import Settings, load_settings
-from subscriber.sre.replay import Selection, replay_file
+from subscriber.sre.replay import Selection, Summary, replay_file
 from subscriber.sre.simulate import Mobility, simulate, to_recording
 from subscriber.stack.procs import free_port
 
@@ -156,17 +156,9 @@ async def _to_receiver(
         await _wait_port(port)
         for http2 in (True, False):
             for concurrency in args.concurrency:
-                cpu = time.process_time()
-                summary = await replay_file(
-                    callbacks,
-                    to="receiver",
-                    selection=Selection(),
-                    speed=0,
-                    url=f"http://127.0.0.1:{port}",
-                    http2=http2,
-                    concurrency=concurrency,
+                summary, per_cpu_s = await timed_replay(
+                    callbacks, port, http2=http2, concurrency=concurrency
                 )
-                per_cpu_s = summary.sent / max(time.process_time() - cpu, 1e-9)
                 proto = "h2c" if http2 else "HTTP/1.1"
                 goal = 10_000.0 if null and http2 else None
                 record("replay", f"replay to {what} over {proto}, {concurrency} in flight",
@@ -178,6 +170,24 @@ async def _to_receiver(
     finally:
         child.terminate()
         await child.wait()
+
+
+async def timed_replay(
+    callbacks: Path, port: int, *, http2: bool, concurrency: int
+) -> tuple[Summary, float]:
+    """Replay ``callbacks`` at maximum speed to a local port; the summary and the client's
+    callbacks per CPU-second."""
+    cpu = time.process_time()
+    summary = await replay_file(
+        callbacks,
+        to="receiver",
+        selection=Selection(),
+        speed=0,
+        url=f"http://127.0.0.1:{port}",
+        http2=http2,
+        concurrency=concurrency,
+    )
+    return summary, summary.sent / max(time.process_time() - cpu, 1e-9)
 
 
 def main() -> None:
