@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
@@ -55,13 +55,18 @@ class _InstancesDoc(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Instances:
-    """The registry, indexed by UE key."""
+    """The registry, indexed by UE key, and by instance (``app/instance``) to find its UE."""
 
     by_ue: Mapping[str, tuple[InstanceDoc, ...]]
+    owners: Mapping[str, str] = field(default_factory=dict)
 
     def of(self, ue: str) -> tuple[InstanceDoc, ...]:
         """The instances serving ``ue`` (none for most UEs)."""
         return self.by_ue.get(ue, ())
+
+    def owner(self, app: str, instance: str) -> str | None:
+        """The UE an instance serves, None when the registry does not list it."""
+        return self.owners.get(f"{app}/{instance}")
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_ue.values())
@@ -103,4 +108,5 @@ def parse_instances(text: str | bytes, *, source: str, topology: Topology | None
         by_ue.setdefault(inst.ue, []).append(inst)
     if problems:
         raise invalid(where, problems)
-    return Instances({ue: tuple(v) for ue, v in by_ue.items()})
+    owners = {f"{i.app}/{i.instance}": ue for ue, v in by_ue.items() for i in v}
+    return Instances({ue: tuple(v) for ue, v in by_ue.items()}, owners)
