@@ -149,13 +149,15 @@ async def test_the_instances_file_is_reloaded_and_a_bad_one_refused(
         assert [i.instance for i in registry.current.of("imsi-208930000000001")] == ["a"]
         _write(
             path,
-            "instances:\n  - {ue: imsi-208930000000002, app: ar-guide, instance: b, cluster: edge-2}\n",
+            "instances:\n"
+            "  - {ue: imsi-208930000000002, app: ar-guide, instance: b, cluster: edge-2}\n",
         )
         assert await registry.reload()
         assert registry.current.owner("ar-guide", "b") == "imsi-208930000000002"
         _write(
             path,
-            "instances:\n  - {ue: imsi-208930000000003, app: ar-guide, instance: c, cluster: nope}\n",
+            "instances:\n"
+            "  - {ue: imsi-208930000000003, app: ar-guide, instance: c, cluster: nope}\n",
         )
         with capture_logs() as logs:
             assert not await registry.reload()
