@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +61,37 @@ def test_no_product_module_imports_a_fake() -> None:
         if any(name.startswith("subscriber.fakes") for name in _imports(path)):
             offenders.append(str(relative))
     assert offenders == []
+
+
+# A section sign cites a public document by name ("TS 29.518 §6.2", "RFC 9113 §8.1"); a bare
+# "§1.3" points at notes outside the repository that a reader cannot open.
+_BARE_SECTION = re.compile(r"§\s*\d")
+_NAMED_SECTION = re.compile(r"\b(?:TS|TR|RFC)\s?[\d.]+[,\s]*(?:clause\s*)?§\s*\d")
+
+
+def _bare_section_references(text: str) -> list[str]:
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if len(_BARE_SECTION.findall(line)) > len(_NAMED_SECTION.findall(line))
+    ]
+
+
+def test_the_product_cites_no_bare_section_of_internal_notes() -> None:
+    """Every § in the package, benchmarks and docs follows the public document it cites."""
+    root = PACKAGE.parent
+    offenders = [
+        f"{path.relative_to(root)}: {line}"
+        for folder in ("subscriber", "bench", "docs")
+        for path in sorted((root / folder).rglob("*"))
+        if path.suffix in {".py", ".md", ".yaml", ".toml"}
+        for line in _bare_section_references(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == [], "\n".join(offenders)
+
+
+def test_the_section_check_tells_a_named_source_from_a_bare_one() -> None:
+    """The check refuses "free5gc.md §1.1" and "(§4)" and accepts "TS 29.518 §6.2.2"."""
+    assert _bare_section_references("# no Location header (free5gc.md §1.1)")
+    assert _bare_section_references('"""Token scope (§4)."""')
+    assert not _bare_section_references("# HTTP/2 per TS 29.500 §5 and RFC 9113 §8.1")

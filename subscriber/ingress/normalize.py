@@ -7,7 +7,8 @@ normalizes bytes in one call, which is what the receiver and the poller use.
 Decisions, with their reasons (docs/free5gc.md, which cites the free5GC sources):
 
 * **Event time.** The location's ``ueLocationTimestamp`` first: free5GC's report ``timeStamp`` is
-  the time the subscription was created (§1.3), not when the UE was seen. Then the report or
+  the time the subscription was created (amf v1.4.5 newAmfEventReport), not when the UE was seen.
+  Then the report or
   notification time (``timeStamp``, NEF ``eventTime``), else the ingest time. ``event_time_field``
   says which.
 * **Event id.** A hash of what the core said: source NF type and instance, correlation id,
