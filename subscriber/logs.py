@@ -158,6 +158,7 @@ class LineBuffer:
         self._chars = 0
         self._lock = threading.Lock()
         self._flushing = False
+        self._closed = threading.Event()
         atexit.register(self.flush)
         # A forked worker (granian) inherits the buffer but not its parent's thread.
         os.register_at_fork(after_in_child=self._forked)
@@ -188,6 +189,11 @@ class LineBuffer:
                 except (OSError, ValueError):  # stream closed at exit: nowhere to write
                     pass
 
+    def close(self) -> None:
+        """Write out what is queued and stop the flushing thread (logging is configured anew)."""
+        self._closed.set()
+        self.flush()
+
     def _forked(self) -> None:
         self._flushing = False
         self._lock = threading.Lock()
@@ -199,8 +205,7 @@ class LineBuffer:
         threading.Thread(target=self._flush_forever, name="log-flush", daemon=True).start()
 
     def _flush_forever(self) -> None:
-        wake = threading.Event()
-        while not wake.wait(_FLUSH_INTERVAL_S):
+        while not self._closed.wait(_FLUSH_INTERVAL_S):
             self.flush()
 
 
@@ -266,7 +271,8 @@ def configure_logging(settings: LogSettings, *, stream: Any = None, batched: boo
         if use_json
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
-    flush_logs()
+    if _buffer is not None:
+        _buffer.close()
     _buffer = None
     logger_factory: Any = structlog.PrintLoggerFactory(out)
     if batched:
