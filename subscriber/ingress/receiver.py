@@ -241,7 +241,7 @@ class CaptureWriter:
         self._file.close()
 
 
-class _BodyDeadlines:
+class BodyDeadlines:
     """Cancels body reads past their deadline, checked twice a second.
 
     One sweep for all requests instead of a timer each: ``asyncio.timeout`` costs about 4 µs
@@ -325,7 +325,7 @@ class Receiver:
         self._publisher: EventPublisher | None = None
         self._lifespan = lifespan
         self._background: set[asyncio.Task[None]] = set()
-        self._deadlines = _BodyDeadlines(_BODY_TIMEOUT_S)
+        self._deadlines = BodyDeadlines(_BODY_TIMEOUT_S)
         if publisher is not None:
             self.publisher = publisher
 
