@@ -334,13 +334,27 @@ class Publisher:
                         )
                         is None
                     ):
-                        futures.append(await producer.send_batch(batch, topic, partition=partition))
+                        futures.append(await self._send_now(producer, batch, topic, partition))
                         batch = producer.create_batch()
                         batch.append(
                             key=record.key, value=record.value, timestamp=None, headers=headers
                         )
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                futures.append(await self._send_now(producer, batch, topic, partition))
         await asyncio.gather(*futures)
+
+    @staticmethod
+    async def _send_now(
+        producer: AIOKafkaProducer, batch: Any, topic: str, partition: int
+    ) -> asyncio.Future[Any]:
+        """Hand a batch to the producer closed, so it goes out at once.
+
+        An open batch waits ``linger_ms`` for more records; ours is already the group commit of
+        every waiting caller, so the linger only added to each flush's round trip (about 0.7 ms
+        of 6 here, docs/performance.md).
+        """
+        batch.close()
+        future: asyncio.Future[Any] = await producer.send_batch(batch, topic, partition=partition)
+        return future
 
     async def _to_spool(self, spool: Spool, records: list[SpoolRecord]) -> None:
         """Queue records for the spool writer and wait until they are fsync'ed.
