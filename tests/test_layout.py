@@ -63,18 +63,23 @@ def test_no_product_module_imports_a_fake() -> None:
     assert offenders == []
 
 
-# A section sign cites a public document by name ("TS 29.518 §6.2", "RFC 9113 §8.1"); a bare
-# "§1.3" points at notes outside the repository that a reader cannot open.
+# A section sign cites a public document by name ("TS 29.518 §6.2", "RFC 9113 §8.1"), possibly
+# across a line break; a bare "§1.3" points at notes outside the repository a reader cannot open.
 _BARE_SECTION = re.compile(r"§\s*\d")
-_NAMED_SECTION = re.compile(r"\b(?:TS|TR|RFC)\s?[\d.]+[,\s]*(?:clause\s*)?§\s*\d")
+_NAMED_BEFORE = re.compile(r"\b(?:TS|TR|RFC)\s?[\d.]+[\s,'\"]*(?:clause\s*)?$")
 
 
 def _bare_section_references(text: str) -> list[str]:
-    return [
-        line.strip()
-        for line in text.splitlines()
-        if len(_BARE_SECTION.findall(line)) > len(_NAMED_SECTION.findall(line))
-    ]
+    found = []
+    for match in _BARE_SECTION.finditer(text):
+        before = " ".join(text[max(0, match.start() - 60) : match.start()].split())
+        if not _NAMED_BEFORE.search(
+            before + (" " if text[match.start() - 1 : match.start()].isspace() else "")
+        ):
+            start = text.rfind("\n", 0, match.start()) + 1
+            end = text.find("\n", match.start())
+            found.append(text[start : end if end != -1 else len(text)].strip())
+    return found
 
 
 def test_the_product_cites_no_bare_section_of_internal_notes() -> None:
@@ -95,6 +100,7 @@ def test_the_section_check_tells_a_named_source_from_a_bare_one() -> None:
     assert _bare_section_references("# no Location header (free5gc.md §1.1)")
     assert _bare_section_references('"""Token scope (§4)."""')
     assert not _bare_section_references("# HTTP/2 per TS 29.500 §5 and RFC 9113 §8.1")
+    assert not _bare_section_references('"""A model (TS 29.522\n    §5.4.3.3.5), renamed."""')
 
 
 def test_no_tracked_text_file_is_encoded_twice() -> None:
