@@ -73,9 +73,7 @@ def _bare_section_references(text: str) -> list[str]:
     found = []
     for match in _BARE_SECTION.finditer(text):
         before = " ".join(text[max(0, match.start() - 60) : match.start()].split())
-        if not _NAMED_BEFORE.search(
-            before + (" " if text[match.start() - 1 : match.start()].isspace() else "")
-        ):
+        if not _NAMED_BEFORE.search(before):
             start = text.rfind("\n", 0, match.start()) + 1
             end = text.find("\n", match.start())
             found.append(text[start : end if end != -1 else len(text)].strip())
