@@ -66,7 +66,9 @@ def test_no_product_module_imports_a_fake() -> None:
 # A section sign cites a public document by name ("TS 29.518 §6.2", "RFC 9113 §8.1"), possibly
 # across a line break; a bare "§1.3" points at notes outside the repository a reader cannot open.
 _BARE_SECTION = re.compile(r"§\s*\d")
-_NAMED_BEFORE = re.compile(r"\b(?:TS|TR|RFC)\s?[\d.]+[\s,'\"]*(?:clause\s*)?$")
+_NAMED_BEFORE = re.compile(
+    r"\b(?:TS|TR|RFC)\s?[\d.]+[\s,'\"]*(?:clause\s*)?(?:§\s*[\d.]+(?:,|\s|and)*)*$"
+)
 
 
 def _bare_section_references(text: str) -> list[str]:
@@ -98,6 +100,7 @@ def test_the_section_check_tells_a_named_source_from_a_bare_one() -> None:
     assert _bare_section_references("# no Location header (free5gc.md §1.1)")
     assert _bare_section_references('"""Token scope (§4)."""')
     assert not _bare_section_references("# HTTP/2 per TS 29.500 §5 and RFC 9113 §8.1")
+    assert not _bare_section_references("# (TS 29.571 §5.3.2, §5.3.3)")
     assert not _bare_section_references('"""A model (TS 29.522\n    §5.4.3.3.5), renamed."""')
 
 
