@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from subscriber.cli import main
@@ -22,7 +24,9 @@ def test_demo_moves_the_app_and_the_client_follows(
     assert code == 0, out + err
     assert "RELOCATE RELOCATE_BEST_CANDIDATE" in out
     assert "-> edge-2, count" in out
-    assert "workflow: step context_transfer" in out
+    # The live step lines come from polling a query and may miss a fast step; the
+    # outcome the workflow recorded lists every step it ran.
+    assert re.search(r"workflow: completed edge-1 -> edge-2: .*context_transfer \d+ ms", out), out
     assert "the user's context: transferred" in out
     assert "proof: no request failed: yes" in out
     assert "proof: edge-2 holds exactly the user's state: yes" in out

@@ -60,3 +60,24 @@ def test_no_product_module_imports_a_fake() -> None:
         if any(name.startswith("subscriber.fakes") for name in _imports(path)):
             offenders.append(str(relative))
     assert offenders == []
+
+
+def test_no_tracked_text_file_is_encoded_twice() -> None:
+    """No tracked file holds UTF-8 decoded as Latin-1 and encoded again ("â‰¥" for "≥")."""
+    root = PACKAGE.parent
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True, timeout=60
+    ).stdout.split(b"\0")
+    # A lead byte of a multi-byte sequence (U+00C2..U+00F4) re-encoded, then a continuation byte
+    # (U+0080..U+00BF) re-encoded: what a second encoding leaves behind.
+    twice = [
+        name.decode()
+        for name in listed
+        if name
+        and (root / name.decode()).is_file()
+        and any(
+            lead + b"\xc2" in (root / name.decode()).read_bytes()
+            for lead in (b"\xc3\xa2", b"\xc3\x83")
+        )
+    ]
+    assert twice == [], f"encoded twice: {twice}"
