@@ -39,6 +39,8 @@ class Prediction:
         evidence: the context's decayed weight (about how many transitions it has seen lately).
         context: the locations the prediction was made from, oldest first (one or two).
         alternatives: the next heaviest successors and their shares, heaviest first.
+        stay_s: how long UEs stayed in the current location before leaving it from this context
+            (a decayed mean; None when no stay was reported).
     """
 
     location: str
@@ -46,6 +48,7 @@ class Prediction:
     evidence: float
     context: tuple[str, ...]
     alternatives: tuple[tuple[str, float], ...] = ()
+    stay_s: float | None = None
 
     def explain(self) -> str:
         """One line a person reads: what was seen from where."""
@@ -63,16 +66,19 @@ class Prediction:
             "evidence": round(self.evidence, 3),
             "context": list(self.context),
             "alternatives": [[loc, round(share, 4)] for loc, share in self.alternatives],
+            "stay_s": None if self.stay_s is None else round(self.stay_s, 3),
         }
 
 
 class _Context:
-    __slots__ = ("last_s", "next", "total")
+    __slots__ = ("last_s", "next", "stay_n", "stay_sum", "total")
 
     def __init__(self, now_s: float) -> None:
         self.total = 0.0
         self.last_s = now_s
         self.next: dict[str, float] = {}
+        self.stay_sum = 0.0
+        self.stay_n = 0.0
 
 
 class Transitions:
@@ -117,7 +123,7 @@ class Transitions:
         # ran ahead) decays by nothing rather than multiplying the counts.
         return float(0.5 ** (max(0.0, now_s - ctx.last_s) / self.half_life_s))
 
-    def _count(self, key: _Key, nxt: str, now_s: float) -> None:
+    def _count(self, key: _Key, nxt: str, now_s: float, stayed_s: float | None) -> None:
         ctx = self._contexts.get(key)
         if ctx is None:
             ctx = self._contexts[key] = _Context(now_s)
@@ -128,11 +134,16 @@ class Transitions:
             factor = self._decay(ctx, now_s)
             if factor < 1.0:
                 ctx.total *= factor
+                ctx.stay_sum *= factor
+                ctx.stay_n *= factor
                 for loc in ctx.next:
                     ctx.next[loc] *= factor
         # The newest time wins even when earlier: one far-future event must not freeze decay.
         ctx.last_s = now_s
         ctx.total += 1.0
+        if stayed_s is not None and stayed_s >= 0 and stayed_s != float("inf"):
+            ctx.stay_sum += stayed_s
+            ctx.stay_n += 1.0
         weights = ctx.next
         if nxt in weights:
             weights[nxt] += 1.0
@@ -141,18 +152,20 @@ class Transitions:
             del weights[min(weights, key=weights.__getitem__)]
         weights[nxt] = 1.0
 
-    def learn(self, path: Sequence[str], now_s: float) -> None:
+    def learn(self, path: Sequence[str], now_s: float, stayed_s: float | None = None) -> None:
         """Count the UE's latest move: ``path`` ends with the location it just entered.
 
         Args:
             path: the UE's recent distinct locations, oldest first (at least two to learn).
             now_s: when it entered the last one.
+            stayed_s: how long it stayed in the one before (None: unknown; a negative or
+                infinite value is ignored).
         """
         if len(path) < 2 or path[-1] == path[-2]:
             return
-        self._count((path[-2],), path[-1], now_s)
+        self._count((path[-2],), path[-1], now_s, stayed_s)
         if len(path) >= 3:
-            self._count((path[-3], path[-2]), path[-1], now_s)
+            self._count((path[-3], path[-2]), path[-1], now_s, stayed_s)
 
     def predict(self, path: Sequence[str], now_s: float) -> Prediction | None:
         """The most likely next location after ``path`` (its last entry is where the UE is).
@@ -187,13 +200,23 @@ class Transitions:
             evidence=total * self._decay(ctx, now_s),
             context=key,
             alternatives=tuple((loc, w / total) for loc, w in ranked[1:3]),
+            stay_s=ctx.stay_sum / ctx.stay_n if ctx.stay_n > 0 else None,
         )
 
 
-def zone_path(recent: Sequence[tuple[str, float]]) -> tuple[str, ...]:
-    """The distinct zones of a UE state's ``recent`` ring, oldest first (repeats collapsed)."""
+def zone_path(recent: Sequence[tuple[str, float]]) -> tuple[tuple[str, ...], float | None]:
+    """The distinct zones of a UE state's ``recent`` ring, oldest first (repeats collapsed), and
+    how long the UE stayed in the one before the last.
+
+    The stay is None unless the ring shows the UE entering that zone from another: a UE's first
+    zone has only its first report's time, not an arrival (counted, it would make the start of
+    every journey look like a short stop).
+    """
     out: list[str] = []
-    for zone, _ in recent:
+    entered: list[float] = []
+    for zone, at_s in recent:
         if not out or out[-1] != zone:
             out.append(zone)
-    return tuple(out)
+            entered.append(at_s)
+    stayed = entered[-1] - entered[-2] if len(entered) >= 3 else None
+    return tuple(out), stayed

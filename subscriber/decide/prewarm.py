@@ -4,9 +4,11 @@ Three pure pieces, used by whoever decides (the consumer, ``shadow``, the pre-wa
 
 * :meth:`WarmPool.consider` turns a :class:`~subscriber.decide.predict.Prediction` into a
   :class:`Prewarm` record: ``PREWARM`` when the confidence and evidence pass the policy's
-  thresholds, the predicted zone is served best by another cluster than the current one, that
-  cluster accepts the app (capacity included) and the budgets per cluster and per app have room;
-  otherwise a quiet verdict that says which test failed.
+  thresholds; UEs from the same context were seen to stay at most ``ttl_s`` on average and this
+  UE has not stayed longer than they do yet (otherwise the moment it leaves is anybody's guess
+  and a warm instance would mostly expire); the predicted zone is served best by another cluster
+  than the current one; that cluster accepts the app (capacity included); and the budgets per
+  cluster and per app have room. Otherwise a quiet verdict that says which test failed.
 * :meth:`WarmPool.admit`, :meth:`WarmPool.arrive` and :meth:`WarmPool.expire` keep the warm
   instances: a move to a warm target is a hit (the instance is used), a move elsewhere a miss
   (the warm one is removed at once), an instance unused for ``ttl_s`` expires. Each end says how
@@ -43,6 +45,7 @@ class Verdict(StrEnum):
     NO_PREDICTION = "NO_PREDICTION"
     LOW_CONFIDENCE = "LOW_CONFIDENCE"
     LOW_EVIDENCE = "LOW_EVIDENCE"
+    NOT_SOON = "NOT_SOON"
     SAME_CLUSTER = "SAME_CLUSTER"
     NO_CANDIDATE = "NO_CANDIDATE"
     ALREADY_WARM = "ALREADY_WARM"
@@ -162,6 +165,7 @@ class WarmPool:
         app: str,
         source: str,
         prediction: Prediction | None,
+        in_zone_s: float = 0.0,
     ) -> Prewarm:
         """Whether to warm ``app`` for ``ue`` on the cluster that serves the predicted zone.
 
@@ -175,6 +179,7 @@ class WarmPool:
             app: the application.
             source: the cluster serving the UE now.
             prediction: where the UE goes next, None if the predictor has no idea.
+            in_zone_s: how long the UE has been in its zone already.
         """
         rules = self.rules
         base: dict[str, Any] = {"ue": ue, "app": app, "source": source, "at_s": now_s}
@@ -188,6 +193,13 @@ class WarmPool:
             return self._quiet(Verdict.LOW_EVIDENCE, target=None, **base)
         if prediction.confidence < rules.min_confidence:
             return self._quiet(Verdict.LOW_CONFIDENCE, target=None, **base)
+        # UEs that stay longer than a warm instance lives leave at a time nobody can tell (the
+        # end of a working day), and so do UEs whose stays were never seen, or a UE that has
+        # stayed longer than they do (it is not passing through): warming ahead there mostly
+        # expires, again and again.
+        stay_s = prediction.stay_s
+        if stay_s is None or stay_s > rules.ttl_s or in_zone_s > stay_s:
+            return self._quiet(Verdict.NOT_SOON, target=None, **base)
         if app not in bundle.topology.apps or prediction.location not in bundle.topology.zones:
             return self._quiet(Verdict.NO_CANDIDATE, target=None, **base)
         ev = bundle.evaluation(prediction.location, app, source)
@@ -293,6 +305,10 @@ class WarmPool:
             if warm is not None and warm.since_s == since_s and warm.expires_at_s == at_s:
                 ended.append(self._end(warm, Verdict.EXPIRED, at_s, warm.cluster))
         return ended
+
+    def drain(self, now_s: float) -> list[Prewarm]:
+        """End every warm instance now, as expired: the pool is closing (or the run is over)."""
+        return [self._end(w, Verdict.EXPIRED, now_s, w.cluster) for w in list(self._warm.values())]
 
     def next_expiry_s(self) -> float | None:
         """When :meth:`expire` next has something to do (it may find the entry already gone)."""

@@ -115,9 +115,9 @@ class PrewarmDoc(_Doc):
     enabled: bool = False
     min_confidence: float = Field(0.7, gt=0, le=1, description="Share of recent transitions.")
     min_evidence: float = Field(
-        3.0, ge=0, description="Recent transitions the prediction's context must have seen."
+        5.0, ge=0, description="Recent transitions the prediction's context must have seen."
     )
-    ttl_s: float = Field(180.0, gt=0, description="A warm instance unused this long is removed.")
+    ttl_s: float = Field(300.0, gt=0, description="A warm instance unused this long is removed.")
     max_per_cluster: int = Field(4, ge=1, description="Warm instances per cluster at most.")
     max_per_app: int = Field(32, ge=1, description="Warm instances per application at most.")
     warm_dwell_s: float | None = Field(

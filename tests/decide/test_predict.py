@@ -177,5 +177,26 @@ def test_bad_parameters_are_refused(kw: dict[str, float]) -> None:
 
 
 def test_zone_path_collapses_repeats() -> None:
-    """A state's recent ring becomes the distinct zones in order."""
-    assert zone_path((("a", 1.0), ("a", 2.0), ("b", 3.0), ("a", 4.0))) == ("a", "b", "a")
+    """A state's recent ring becomes the distinct zones in order, and the stay in the last left."""
+    assert zone_path((("a", 1.0), ("a", 2.0), ("b", 3.0), ("a", 7.0))) == (("a", "b", "a"), 4.0)
+    assert zone_path((("a", 1.0),)) == (("a",), None)
+    assert zone_path((("a", 1.0), ("b", 90.0))) == (("a", "b"), None)  # no arrival in "a"
+
+
+def test_stay_is_learned_per_context() -> None:
+    """Commuters stay about 60 s on the way and half an hour at work: each context knows its own."""
+    model = Transitions(min_evidence=1)
+    for i in range(4):
+        t = i * 10_000.0
+        model.learn(["A", "B"], t + 60, stayed_s=60)
+        model.learn(["A", "B", "W"], t + 120, stayed_s=60)
+        model.learn(["A", "B", "W", "B"], t + 1920, stayed_s=1800)
+    way, work = model.predict(["A", "B"], 4e4), model.predict(["B", "W"], 4e4)
+    assert way is not None
+    assert work is not None
+    assert (way.stay_s, work.stay_s) == (pytest.approx(60.0), pytest.approx(1800.0))
+    model.learn(["A", "B", "X"], 5e4, stayed_s=float("nan"))
+    model.learn(["A", "B", "X"], 5e4, stayed_s=-5)
+    again = model.predict(["A", "B"], 5e4)
+    assert again is not None
+    assert again.stay_s == pytest.approx(60.0)

@@ -17,7 +17,7 @@ UE = "ue-7f3a"  # a pseudonym, as the consumer passes
 
 
 def _to(zone: str, confidence: float = 0.9, evidence: float = 10.0) -> Prediction:
-    return Prediction(zone, confidence, evidence, ("zone-tower-3", "zone-tower-1"))
+    return Prediction(zone, confidence, evidence, ("zone-tower-3", "zone-tower-1"), stay_s=60.0)
 
 
 @pytest.fixture
@@ -64,6 +64,19 @@ def test_quiet_verdicts(
     assert p.verdict is want
     assert want in QUIET
     assert pool.stats.quiet == {want.value: 1}
+
+
+def test_a_long_expected_stay_waits(bundle: Bundle) -> None:
+    """Where UEs stay half an hour (at work), a warm instance would expire first: quiet."""
+    pool = _pool(bundle)
+    at_work = Prediction("zone-tower-2", 0.95, 20.0, ("zone-tower-1",), stay_s=1800.0)
+    assert pool.consider(0.0, bundle, UE, VA, "edge-1", at_work).verdict is Verdict.NOT_SOON
+    on_the_way = Prediction("zone-tower-2", 0.95, 20.0, ("zone-tower-1",), stay_s=59.0)
+    assert pool.consider(0.0, bundle, UE, VA, "edge-1", on_the_way).verdict is Verdict.PREWARM
+    stayed_on = pool.consider(120.0, bundle, UE, VA, "edge-1", on_the_way, in_zone_s=60.0)
+    assert stayed_on.verdict is Verdict.NOT_SOON  # longer than passers-by: not passing through
+    never_left = Prediction("zone-tower-2", 0.95, 20.0, ("zone-tower-1",), stay_s=None)
+    assert pool.consider(0.0, bundle, UE, VA, "edge-1", never_left).verdict is Verdict.NOT_SOON
 
 
 def test_a_full_cluster_is_not_warmed() -> None:
