@@ -30,9 +30,9 @@ from typing import Any
 
 from subscriber.decide.bundle import Bundle
 from subscriber.decide.policy import Action, Decision, Reason, _gate
-from subscriber.decide.predict import Prediction
+from subscriber.decide.predict import Prediction, Transitions, zone_path
 from subscriber.decide.rules import Gates, PrewarmDoc
-from subscriber.decide.state import record
+from subscriber.decide.state import UeState, record
 
 
 class Verdict(StrEnum):
@@ -353,3 +353,79 @@ def relax(decision: Decision, bundle: Bundle, warm_cluster: str | None) -> Decis
     return decision._replace(
         action=Action.RELOCATE, reason=Reason.RELOCATE_PREWARMED, recheck_at_s=None, state=moved
     )
+
+
+class Prewarming:
+    """Pre-warming around the policy's decisions: one per deciding process, like the ledger.
+
+    The caller decides as usual, then, for each UE:
+
+    1. :meth:`observed` with the UE's state before and after the report (the predictor learns
+       every zone change);
+    2. per decision, :meth:`relax` (a warm target skips the dwell rule), then :meth:`moved` for a
+       relocation (the warm instance is used, or dropped if the move went elsewhere), and
+       :meth:`ahead` (whether to warm the app where the UE goes next);
+    3. now and then, :meth:`expire`.
+
+    Every record these return that is not quiet (see :data:`QUIET`) belongs on the audit topic;
+    quiet ones are counted in ``pool.stats.quiet``.
+    """
+
+    def __init__(self, rules: PrewarmDoc) -> None:
+        """Empty predictor and pool under ``rules`` (the policy's ``prewarm`` section)."""
+        self.model = Transitions(half_life_s=rules.half_life_s, min_evidence=rules.min_evidence)
+        self.pool = WarmPool(rules)
+
+    def observed(self, before: UeState | None, after: UeState, at_s: float) -> None:
+        """Learn from a report: counts a transition when it changed the UE's zone."""
+        if before is None or after.zone is None or after.zone == before.zone:
+            return
+        path, stayed = zone_path(after.recent)
+        self.model.learn(path, at_s, stayed)
+
+    def relax(self, decision: Decision, bundle: Bundle, ue: str) -> Decision:
+        """:func:`relax` with this UE's warm instance of the decision's app."""
+        warm = self.pool.warm(ue, decision.app)
+        return relax(decision, bundle, warm.cluster if warm is not None else None)
+
+    def moved(self, decision: Decision, ue: str) -> Prewarm | None:
+        """A relocation was decided: ``USED`` if its target was warm, ``MISSED`` if another was."""
+        if decision.action is not Action.RELOCATE or decision.target is None:
+            return None
+        return self.pool.arrive(
+            decision.decided_at_s, ue, decision.app, decision.source, decision.target
+        )
+
+    def ahead(self, decision: Decision, bundle: Bundle, ue: str) -> list[Prewarm]:
+        """Whether to warm the app where the UE goes next, once it serves from the UE's zone.
+
+        Returns:
+            the verdict (a ``PREWARM`` is admitted: the caller deploys it), preceded by the end
+            of a warm instance it replaces; nothing when the app does not serve from the zone
+            yet (a warm instance for the zone after next would be dropped by the next move).
+        """
+        if decision.action is Action.RELOCATE and decision.target is not None:
+            source = decision.target
+        elif decision.reason is Reason.CURRENT_OK:
+            source = decision.source
+        else:
+            return []
+        state = decision.state
+        at_s = decision.decided_at_s
+        path, _ = zone_path(state.recent)
+        offer = self.pool.consider(
+            at_s,
+            bundle,
+            ue,
+            decision.app,
+            source,
+            self.model.predict(path, at_s),
+            at_s - state.zone_since_s,
+        )
+        if offer.verdict is not Verdict.PREWARM:
+            return [offer]
+        return [*self.pool.admit(offer), offer]
+
+    def expire(self, at_s: float) -> list[Prewarm]:
+        """Warm instances whose TTL passed by ``at_s``: the caller removes them."""
+        return self.pool.expire(at_s)

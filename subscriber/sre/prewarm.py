@@ -27,16 +27,8 @@ from typing import Any
 import yaml
 
 from subscriber.decide.bundle import Bundle, load_bundle
-from subscriber.decide.policy import (
-    Action,
-    Decision,
-    Reason,
-    Running,
-    evaluate_placement,
-    recheck,
-)
-from subscriber.decide.predict import Transitions, zone_path
-from subscriber.decide.prewarm import Prewarm, Verdict, WarmPool, WarmStats, relax
+from subscriber.decide.policy import Action, Decision, Running, evaluate_placement, recheck
+from subscriber.decide.prewarm import Prewarm, Prewarming, Verdict, WarmStats
 from subscriber.decide.state import UeState, observe
 from subscriber.sre.simulate import Mobility, Move, simulate
 
@@ -140,19 +132,15 @@ class _Ue:
 
 
 class _Study:
-    """One run: the UEs, the predictor, the warm pool and what was measured."""
+    """One run: the UEs, pre-warming (or not) and what was measured."""
 
     def __init__(self, bundle: Bundle, prewarm: bool, timing: Timing) -> None:
         rules = bundle.rules.prewarm
         if prewarm and rules is None:
             raise ValueError("the policy has prewarm.enabled: false")
         self.bundle, self.timing = bundle, timing
-        self.pool = WarmPool(rules) if prewarm and rules is not None else None
-        self.model = Transitions(
-            half_life_s=rules.half_life_s if rules else 3600.0,
-            min_evidence=rules.min_evidence if rules else 3.0,
-        )
-        self.result = Result(stats=self.pool.stats if self.pool is not None else None)
+        self.warming = Prewarming(rules) if prewarm and rules is not None else None
+        self.result = Result(stats=self.warming.pool.stats if self.warming else None)
         self.ues: dict[int, _Ue] = {}
         self.queue: list[tuple[float, int, int, int, str | None]] = []
         self.seq = 0
@@ -169,11 +157,11 @@ class _Study:
             if best is None:
                 return None
             ue = self.ues[n] = _Ue(None, best.cluster)
-        before = ue.state.zone if ue.state is not None else None
-        state = observe(ue.state, t, zone)
-        if before is not None and zone != before:
-            path, stayed = zone_path(state.recent)
-            self.model.learn(path, t, stayed)
+        before = ue.state
+        state = observe(before, t, zone)
+        if before is not None and zone != before.zone:
+            if self.warming is not None:
+                self.warming.observed(before, state, t)
             if ue.roam_since_s is not None:
                 self.result.unserved += 1
             current = bundle.evaluation(zone, STUDY_APP, ue.cluster).current
@@ -181,10 +169,11 @@ class _Study:
             ue.roam_since_s = t if roams else None
         return ue, evaluate_placement(t, bundle, Running(STUDY_APP, ue.cluster), state, zone)
 
-    def _relocate(self, n: int, ue: _Ue, t: float, target: str) -> None:
-        took = self.timing.cold_s
-        if self.pool is not None:
-            ended = self.pool.arrive(t, f"ue-{n}", STUDY_APP, ue.cluster, target)
+    def _relocate(self, ue: _Ue, d: Decision, key: str) -> None:
+        assert d.target is not None
+        t, took = d.decided_at_s, self.timing.cold_s
+        if self.warming is not None:
+            ended = self.warming.moved(d, key)
             self._audit([ended])
             if ended is not None and ended.verdict is Verdict.USED:
                 took = max(0.0, ue.warm_ready_s - t) + self.timing.steer_s
@@ -192,30 +181,13 @@ class _Study:
         if ue.roam_since_s is not None:
             self.result.served_s.append(t + took - ue.roam_since_s)
             ue.roam_since_s = None
-        ue.cluster = target
-
-    def _warm_ahead(self, n: int, ue: _Ue, t: float, d: Decision) -> None:
-        pool = self.pool
-        assert pool is not None
-        path, _ = zone_path(d.state.recent)
-        offer = pool.consider(
-            t,
-            self.bundle,
-            f"ue-{n}",
-            STUDY_APP,
-            ue.cluster,
-            self.model.predict(path, t),
-            t - d.state.zone_since_s,
-        )
-        self._audit([offer])
-        if offer.verdict is Verdict.PREWARM:
-            self._audit(pool.admit(offer))
-            ue.warm_ready_s = t + self.timing.deploy_s + self.timing.ready_s
+        ue.cluster = d.target
 
     def step(self, t: float, kind: int, n: int, zone: str | None) -> None:
         """Handle one report (kind 1) or recheck (kind 0) of UE ``n`` at ``t``."""
-        if self.pool is not None:
-            self._audit(self.pool.expire(t))
+        warming, key = self.warming, f"ue-{n}"
+        if warming is not None:
+            self._audit(warming.expire(t))
         if kind == 0:
             ue = self.ues.get(n)
             if ue is None or ue.state is None or ue.recheck_at_s != t:
@@ -228,18 +200,20 @@ class _Study:
             if found is None:
                 return
             ue, d = found
-        if self.pool is not None:
-            warm = self.pool.warm(f"ue-{n}", STUDY_APP)
-            d = relax(d, self.bundle, warm.cluster if warm is not None else None)
+        if warming is not None:
+            d = warming.relax(d, self.bundle, key)
         ue.state = d.state
         if d.action is Action.RELOCATE and d.target is not None:
-            self._relocate(n, ue, t, d.target)
+            self._relocate(ue, d, key)
         elif d.action is Action.DEFER and d.recheck_at_s is not None and d.recheck_at_s > t:
             ue.recheck_at_s = d.recheck_at_s
             self.seq += 1
             heapq.heappush(self.queue, (d.recheck_at_s, 0, self.seq, n, None))
-        if self.pool is not None and (d.action is Action.RELOCATE or d.reason is Reason.CURRENT_OK):
-            self._warm_ahead(n, ue, t, d)
+        if warming is not None:
+            records = warming.ahead(d, self.bundle, key)
+            self._audit(records)
+            if records and records[-1].verdict is Verdict.PREWARM:
+                ue.warm_ready_s = t + self.timing.deploy_s + self.timing.ready_s
 
 
 def study(
@@ -266,8 +240,8 @@ def study(
     while run.queue:
         t, kind, _, n, zone = heapq.heappop(run.queue)
         run.step(t, kind, n, zone)
-    if run.pool is not None:
-        run._audit(run.pool.drain(moves[-1].t_s if moves else 0.0))
+    if run.warming is not None:
+        run._audit(run.warming.pool.drain(moves[-1].t_s if moves else 0.0))
     return run.result
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from subscriber.decide.bundle import Bundle
-from subscriber.decide.policy import Action, Reason, Running
+from subscriber.decide.policy import Action, Decision, Reason, Running, decide
 from subscriber.decide.predict import Prediction
-from subscriber.decide.prewarm import QUIET, Verdict, WarmPool, relax
+from subscriber.decide.prewarm import QUIET, Prewarm, Prewarming, Verdict, WarmPool, relax
 from subscriber.decide.rules import PrewarmDoc
-from tests.support.policy import build, example_doc, run_trace, set_cluster
+from tests.support.policy import at, build, example_doc, run_trace, set_cluster
 
 VA = "video-analytics"  # stateful, 10 ms: only the tower's own edge serves it
 ON = {"prewarm": {"enabled": True, "max_per_cluster": 2, "max_per_app": 3, "ttl_s": 60}}
@@ -222,3 +222,61 @@ def test_bad_prewarm_settings_are_refused() -> None:
     with pytest.raises(PolicyUnavailable, match=r"prewarm\.ttl_s"):
         build(policy={"prewarm": {"ttl_s": 0}})
     assert PrewarmDoc().enabled is False
+
+
+def _commute(
+    warming: Prewarming, bundle: Bundle, ue: str, t0: float, places: list[str]
+) -> list[tuple[Decision, list[Prewarm], Prewarm | None]]:
+    """One UE's reports at ``places``, 200 s apart (past the cooldown), through pre-warming."""
+    state, cluster, out = None, "edge-3", []
+    for i, place in enumerate(places):
+        t = t0 + 200.0 * i
+        d = decide(t, bundle, Running(VA, cluster), state, at(place, t, ue=f"imsi-{ue}"))
+        warming.observed(state, d.state, t)
+        d = warming.relax(d, bundle, ue)
+        used = warming.moved(d, ue)
+        out.append((d, warming.ahead(d, bundle, ue), used))
+        state = d.state
+        if d.action is Action.RELOCATE and d.target is not None:
+            cluster = d.target
+    return out
+
+
+def test_prewarming_learns_warms_and_uses(bundle: Bundle) -> None:
+    """After commuters went tower 3, 1, 2, the next one is warmed on edge-2 and moves at once."""
+    warming = Prewarming(PrewarmDoc(enabled=True, min_evidence=3, half_life_s=86400, ttl_s=1000))
+    route = ["tower-3", "tower-1", "tower-1", "tower-2", "tower-2"]
+    for k in range(6):
+        _commute(warming, bundle, f"20893000000000{k}", 1000.0 * k, route)
+    steps = _commute(warming, bundle, "208930000000009", 10_000.0, route)
+    (d1, ahead1, _), (d2, ahead2, _), (d3, _, used) = steps[1], steps[2], steps[3]
+    assert (d1.action, d1.reason) == (Action.DEFER, Reason.DWELL_NOT_REACHED)
+    assert ahead1 == []  # the app does not serve from tower 1 yet
+    assert d2.action is Action.RELOCATE
+    (offer,) = ahead2
+    assert (offer.verdict, offer.target, offer.zone) == (
+        Verdict.PREWARM,
+        "edge-2",
+        "zone-tower-2",
+    )
+    assert offer.to_dict()["explain"].startswith("after zone-tower-3 -> zone-tower-1: 100% of")
+    assert (d3.action, d3.reason, d3.target) == (
+        Action.RELOCATE,
+        Reason.RELOCATE_PREWARMED,
+        "edge-2",
+    )
+    assert used is not None
+    assert (used.verdict, used.warm_s) == (Verdict.USED, 200.0)
+    assert "imsi" not in str(offer.to_dict())  # the pool only ever sees the pseudonym
+
+
+def test_prewarming_expires_unused(bundle: Bundle) -> None:
+    """A warm instance whose UE never comes expires after the TTL, as waste."""
+    warming = Prewarming(PrewarmDoc(enabled=True, min_evidence=3, ttl_s=500, half_life_s=86400))
+    route = ["tower-3", "tower-1", "tower-1", "tower-2", "tower-2"]
+    for k in range(6):
+        _commute(warming, bundle, f"20893000000000{k}", 1000.0 * k, route)
+    _commute(warming, bundle, "208930000000009", 10_000.0, route[:3])
+    (gone,) = warming.expire(20_000.0)
+    assert (gone.verdict, gone.warm_s) == (Verdict.EXPIRED, 500.0)
+    assert warming.pool.stats.wasted_s == 500.0
