@@ -22,6 +22,7 @@ import random
 from collections import deque
 from collections.abc import Iterator, Mapping
 
+from subscriber.errors import SubscriberError
 from subscriber.sre.simulate import Mobility, Move, RadioCell, RadioMap
 
 
@@ -62,7 +63,7 @@ def routes(
     """``count`` routes: shortest hop paths between random zone pairs, at least ``min_zones`` long.
 
     Raises:
-        ValueError: the graph has no pair of zones that far apart.
+        SubscriberError: the graph has no pair of zones that far apart.
     """
     rng = random.Random(seed)  # noqa: S311 -- reproducible simulation, not security
     zones = sorted(graph)
@@ -74,7 +75,7 @@ def routes(
                 if path is not None and len(path) >= min_zones:
                     candidates.append(path)
     if not candidates:
-        raise ValueError(f"no two zones are {min_zones} zones apart: no route to commute on")
+        raise SubscriberError(f"no two zones are {min_zones} zones apart: no route to commute on")
     picked = rng.sample(candidates, min(count, len(candidates)))
     return [p if rng.random() < 0.5 else p[::-1] for p in picked]
 

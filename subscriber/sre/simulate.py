@@ -18,6 +18,8 @@ The model:
 * **Border oscillation**: a handover, with probability ``oscillation_p``, is followed by 1 to 3
   flips back and forth between the two cells a few seconds apart, then the UE settles in the
   new cell: what tempts a policy into ping-pong.
+* **Models with structure** (``model``: ``commute``, ``walk``): zone to zone instead, see
+  :mod:`subscriber.sre.mobility`.
 * **Periodic reports** (``report_interval_s`` > 0): between changes, the UE also reports its
   cell every interval, as an AMF does for a periodic LOCATION_REPORT subscription. They draw no
   random numbers, so the changes are the same with or without them.
@@ -408,6 +410,8 @@ def params_from(options: SimulateOptions) -> Mobility:
         oscillation_p=options.oscillation,
         first_imsi=options.first_imsi,
         report_interval_s=options.report_interval,
+        model=options.model,
+        routes=options.routes,
     )
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from subscriber.decide.topology import parse_topology
+from subscriber.errors import SubscriberError
 from subscriber.sre.mobility import routes, zone_graph
 from subscriber.sre.prewarm import grid_topology
 from subscriber.sre.simulate import Mobility, Move, radio_map, simulate
@@ -80,5 +82,29 @@ def test_periodic_reports_fill_the_stays() -> None:
 def test_no_route_on_a_tiny_network() -> None:
     """Routes longer than the network is wide are refused with a message, not an endless loop."""
     tiny = zone_graph(radio_map(parse_topology(grid_topology(2, 1))))[0]
-    with pytest.raises(ValueError, match="no two zones are 4 zones apart"):
+    with pytest.raises(SubscriberError, match="no two zones are 4 zones apart"):
         routes(tiny, 3, 4, 0)
+
+
+def test_the_command_simulates_commuters_on_a_grid(tmp_path: Path) -> None:
+    """``simulate --model commute`` over a grid topology writes a recording of zone moves."""
+    from subscriber.cli import main
+    from subscriber.sre.recording import read_items
+
+    topology = tmp_path / "grid.yaml"
+    topology.write_text(grid_topology(5, 5))
+    out = tmp_path / "c.jsonl.gz"
+    argv = ["simulate", "--model", "commute", "--routes", "2", "--topology", str(topology)]
+    assert main([*argv, "--ues", "4", "--duration", "3600", "-o", str(out)]) == 0
+    header, items = read_items(out)
+    assert header.count == len(items) > 4
+
+
+def test_the_command_says_when_no_route_fits(capsys: pytest.CaptureFixture[str]) -> None:
+    """The example topology is too small for routes: one line and exit 1, no traceback."""
+    from subscriber.cli import main
+
+    assert main(["simulate", "--model", "commute", "--ues", "2", "-o", "unused.jsonl.gz"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "subscriber: no two zones are 4 zones apart: no route to commute on"
+    ]
