@@ -122,20 +122,20 @@ def test_a_late_event_does_not_blow_up_evidence() -> None:
     assert p.confidence == 1.0
 
 
-def test_millions_of_cells_stay_bounded() -> None:
+def test_a_flood_of_cells_stays_bounded() -> None:
     """A flood of distinct cell ids keeps at most max_contexts contexts and bounded memory."""
     model = Transitions(max_contexts=1000, max_successors=4)
     tracemalloc.start()
     try:
-        for i in range(100_000):
+        for i in range(30_000):
             model.learn((f"cell-{i}", f"cell-{i + 1}", f"cell-{i + 2}"), float(i))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert len(model) == 1000
-    assert peak < 3_000_000  # a thousand small contexts, not a hundred thousand
+    assert peak < 3_000_000  # a thousand small contexts, not sixty thousand
     assert model.predict(["cell-0"], 0.0) is None  # the oldest were evicted
-    assert model.predict(["cell-99999", "cell-100000"], 1e5) is not None
+    assert model.predict(["cell-29999", "cell-30000"], 3e4) is not None
 
 
 def test_a_hub_with_many_successors_keeps_the_heaviest() -> None:
@@ -200,3 +200,18 @@ def test_stay_is_learned_per_context() -> None:
     again = model.predict(["A", "B"], 5e4)
     assert again is not None
     assert again.stay_s == pytest.approx(60.0)
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_non_finite_times_neither_crash_nor_amplify(bad: float) -> None:
+    """An infinite or NaN time (a corrupt record) leaves weights finite and confidences <= 1."""
+    model = Transitions(half_life_s=60)
+    t = _route(model, ["A", "B", "C"], 0.0)
+    model.learn(["A", "B", "C"], bad, stayed_s=bad)
+    t = _route(model, ["A", "B", "C"], t)
+    p = model.predict(["A", "B"], t)
+    assert p is not None
+    assert p.location == "C"
+    assert 0.0 <= p.confidence <= 1.0
+    assert math.isfinite(p.evidence)
+    assert p.stay_s is None or math.isfinite(p.stay_s)
