@@ -12,7 +12,7 @@ recent event ids that make redelivery a no-op.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +22,7 @@ import orjson
 from subscriber.decide.bundle import Bundle
 from subscriber.decide.instances import InstanceDoc
 from subscriber.decide.policy import Action, Decision, Running, decide_all, recheck
+from subscriber.decide.prewarm import QUIET, Prewarm, Prewarming
 from subscriber.decide.state import UeState, decode_state, encode_state
 from subscriber.errors import UndecodableEvent
 from subscriber.events import LocationEvent
@@ -105,11 +106,16 @@ class Audited:
 
 @dataclass(frozen=True, slots=True)
 class Handled:
-    """The outcome of one event."""
+    """The outcome of one event.
+
+    ``prewarms`` are pre-warming's records for the audit topic (warm instances started, used,
+    dropped), empty without pre-warming.
+    """
 
     duplicate: bool
     audited: tuple[Audited, ...]
     record: UeRecord
+    prewarms: tuple[Prewarm, ...] = ()
 
     @property
     def requests(self) -> list[RelocationRequest]:
@@ -139,6 +145,7 @@ def handle_event(
     ue_alias: str,
     app_port: int,
     dedup_window: int,
+    warming: Prewarming | None = None,
 ) -> Handled:
     """Decide for every instance of the event's UE.
 
@@ -150,6 +157,7 @@ def handle_event(
         ue_alias: a pseudonym of the UE, the only UE name that leaves this function.
         app_port: the port clients reach an instance at.
         dedup_window: how many recent event ids to remember.
+        warming: pre-warming's running state, when the policy has it on.
     """
     record = record or UeRecord()
     if event.event_id in record.seen:
@@ -158,9 +166,9 @@ def handle_event(
         Running(inst.app, record.placement_of(instance_key(inst)) or inst.cluster)
         for inst in instances
     ]
-    decisions, state = decide_all(
-        event.event_time.timestamp(), bundle, placements, record.state, event
-    )
+    at_s, before = event.event_time.timestamp(), record.state
+    adjust = None if warming is None else _relaxer(warming, bundle, ue_alias)
+    decisions, state = decide_all(at_s, bundle, placements, before, event, adjust)
     audited, record = _requests(
         instances, decisions, record, bundle, event.event_id, ue_alias=ue_alias, app_port=app_port
     )
@@ -169,7 +177,34 @@ def handle_event(
         duplicate=False,
         audited=audited,
         record=replace(record, state=state, seen=seen, recheck_at_s=_recheck_at(audited)),
+        prewarms=_warm(warming, bundle, ue_alias, before, state, decisions, at_s),
     )
+
+
+def _relaxer(warming: Prewarming, bundle: Bundle, ue: str) -> Callable[[Decision], Decision]:
+    return lambda decision: warming.relax(decision, bundle, ue)
+
+
+def _warm(
+    warming: Prewarming | None,
+    bundle: Bundle,
+    ue: str,
+    before: UeState | None,
+    after: UeState | None,
+    decisions: Sequence[Decision],
+    at_s: float,
+) -> tuple[Prewarm, ...]:
+    if warming is None:
+        return ()
+    if after is not None:
+        warming.observed(before, after, at_s)
+    out = []
+    for decision in decisions:
+        ended = warming.moved(decision, ue)
+        if ended is not None:
+            out.append(ended)
+        out += [r for r in warming.ahead(decision, bundle, ue) if r.verdict not in QUIET]
+    return tuple(out)
 
 
 def handle_recheck(
@@ -180,6 +215,7 @@ def handle_recheck(
     *,
     ue_alias: str,
     app_port: int,
+    warming: Prewarming | None = None,
 ) -> Handled:
     """Look again at deferred moves at ``at_s`` (the record's ``recheck_at_s``), with no new event.
 
@@ -193,6 +229,8 @@ def handle_recheck(
     for inst in instances:
         placement = Running(inst.app, record.placement_of(instance_key(inst)) or inst.cluster)
         decision = recheck(at_s, bundle, placement, state)
+        if warming is not None:
+            decision = warming.relax(decision, bundle, ue_alias)
         decisions.append(decision)
         state = decision.state
     cause = f"{record.seen[-1]}.recheck-{int(at_s * 1000)}"
@@ -203,6 +241,7 @@ def handle_recheck(
         duplicate=False,
         audited=audited,
         record=replace(record, state=state, recheck_at_s=_recheck_at(audited)),
+        prewarms=_warm(warming, bundle, ue_alias, state, state, decisions, at_s),
     )
 
 
