@@ -7,8 +7,9 @@ Three pure pieces, used by whoever decides (the consumer, ``shadow``, the pre-wa
   thresholds; UEs from the same context were seen to stay at most ``ttl_s`` on average and this
   UE has not stayed longer than they do yet (otherwise the moment it leaves is anybody's guess
   and a warm instance would mostly expire); the predicted zone is served best by another cluster
-  than the current one; that cluster accepts the app (capacity included); and the budgets per
-  cluster and per app have room. Otherwise a quiet verdict that says which test failed.
+  than the current one; that cluster accepts the app, with the capacity the pool's warm instances
+  already take counted; and the budgets per cluster and per app have room. Otherwise a quiet
+  verdict that says which test failed.
 * :meth:`WarmPool.admit`, :meth:`WarmPool.arrive` and :meth:`WarmPool.expire` keep the warm
   instances: a move to a warm target is a hit (the instance is used), a move elsewhere a miss
   (the warm one is removed at once), an instance unused for ``ttl_s`` expires. Each end says how
@@ -32,6 +33,7 @@ from subscriber.decide.bundle import Bundle
 from subscriber.decide.policy import Action, Decision, Reason, _gate
 from subscriber.decide.predict import Prediction, Transitions, zone_path
 from subscriber.decide.rules import Gates, PrewarmDoc
+from subscriber.decide.scoring import Extra, score_cluster
 from subscriber.decide.state import UeState, record
 
 
@@ -51,8 +53,10 @@ class Verdict(StrEnum):
     ALREADY_WARM = "ALREADY_WARM"
     CLUSTER_BUDGET = "CLUSTER_BUDGET"
     APP_BUDGET = "APP_BUDGET"
+    NO_CAPACITY = "NO_CAPACITY"
 
 
+_NONE = Extra()
 QUIET = frozenset(Verdict) - {Verdict.PREWARM, Verdict.USED, Verdict.MISSED, Verdict.EXPIRED}
 
 
@@ -141,6 +145,9 @@ class WarmPool:
         self._per_cluster: dict[str, int] = {}
         self._per_app: dict[str, int] = {}
         self._expiry: list[tuple[float, str, str, float]] = []
+        # What warm instances take on each cluster, on top of its load, and each app's needs.
+        self._load: dict[str, Extra] = {}
+        self._needs: dict[str, Extra] = {}
 
     def __len__(self) -> int:
         return len(self._warm)
@@ -218,7 +225,20 @@ class WarmPool:
             return self._quiet(Verdict.CLUSTER_BUDGET, target=target, **base)
         if self._per_app.get(app, 0) >= rules.max_per_app and held is None:
             return self._quiet(Verdict.APP_BUDGET, target=target, **base)
+        if not self._fits(bundle, app, target, prediction.location):
+            return self._quiet(Verdict.NO_CAPACITY, target=target, **base)
         return Prewarm(Verdict.PREWARM, target=target, expires_at_s=now_s + rules.ttl_s, **base)
+
+    def _fits(self, bundle: Bundle, app: str, target: str, zone: str) -> bool:
+        """Whether ``target`` still takes ``app`` with the warm instances it holds counted."""
+        spec, cluster = bundle.topology.apps[app], bundle.topology.clusters[target]
+        self._needs[app] = Extra(spec.cpu, spec.memory_mib, 1)
+        warm_load = self._load.get(target)
+        if warm_load is None:
+            return True  # the ranking already checked the cluster as it is
+        latency = bundle.topology.latency_ms.get(zone, {}).get(target)
+        fits = score_cluster(cluster, spec, latency, bundle.rules, current=False, extra=warm_load)
+        return fits.rejected is None
 
     def admit(self, decision: Prewarm) -> list[Prewarm]:
         """Count a ``PREWARM`` as warm from its time on.
@@ -245,12 +265,33 @@ class WarmPool:
         self._warm[(warm.ue, warm.app)] = warm
         self._per_cluster[warm.cluster] = self._per_cluster.get(warm.cluster, 0) + 1
         self._per_app[warm.app] = self._per_app.get(warm.app, 0) + 1
+        self._count_load(warm, 1)
         heapq.heappush(self._expiry, (warm.expires_at_s, warm.ue, warm.app, warm.since_s))
         self.stats.prewarmed += 1
         return ended
 
+    def _count_load(self, warm: Warm, sign: int) -> None:
+        needs = self._needs.get(warm.app)
+        if needs is None:
+            return
+        was = self._load.get(warm.cluster, _NONE)
+        now = Extra(
+            was.cpu + sign * needs.cpu,
+            was.memory_mib + sign * needs.memory_mib,
+            was.apps + sign * needs.apps,
+        )
+        if now.apps <= 0:
+            self._load.pop(warm.cluster, None)
+        else:
+            self._load[warm.cluster] = now
+
+    def warm_load(self, cluster: str) -> Extra:
+        """What the warm instances on ``cluster`` take (CPU, memory, app slots)."""
+        return self._load.get(cluster, _NONE)
+
     def _end(self, warm: Warm, verdict: Verdict, now_s: float, source: str) -> Prewarm:
         del self._warm[(warm.ue, warm.app)]
+        self._count_load(warm, -1)
         self._per_cluster[warm.cluster] -= 1
         if not self._per_cluster[warm.cluster]:
             del self._per_cluster[warm.cluster]

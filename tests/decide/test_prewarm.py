@@ -280,3 +280,20 @@ def test_prewarming_expires_unused(bundle: Bundle) -> None:
     (gone,) = warming.expire(20_000.0)
     assert (gone.verdict, gone.warm_s) == (Verdict.EXPIRED, 500.0)
     assert warming.pool.stats.wasted_s == 500.0
+
+
+def test_warm_instances_count_against_capacity() -> None:
+    """edge-2 with room for two more apps: two warm instances fill it, the third is refused."""
+    doc = set_cluster(example_doc(), "edge-2", load={"cpu": 6, "memory_mib": 12288, "apps": 10})
+    bundle = build(doc, policy={"prewarm": {"enabled": True, "max_per_cluster": 10}})
+    pool = _pool(bundle)
+    for ue in ("u1", "u2"):
+        pool.admit(pool.consider(0.0, bundle, ue, VA, "edge-1", _to("zone-tower-2")))
+    assert pool.warm_load("edge-2").apps == 2
+    assert pool.warm_load("edge-2").cpu == 4.0
+    third = pool.consider(0.0, bundle, "u3", VA, "edge-1", _to("zone-tower-2"))
+    assert (third.verdict, third.target) == (Verdict.NO_CAPACITY, "edge-2")
+    pool.arrive(5.0, "u1", VA, "edge-1", "edge-2")
+    assert pool.warm_load("edge-2").apps == 1
+    again = pool.consider(6.0, bundle, "u3", VA, "edge-1", _to("zone-tower-2"))
+    assert again.verdict is Verdict.PREWARM
