@@ -34,6 +34,7 @@ from typing import Any
 from subscriber.decide.bundle import Bundle
 from subscriber.decide.instances import InstanceDoc, Instances
 from subscriber.decide.policy import Action, Reason
+from subscriber.decide.prewarm import Prewarming, WarmStats
 from subscriber.decide.step import Audited, UeRecord, handle_event, handle_recheck, instance_key
 from subscriber.events import LocationEvent
 
@@ -81,6 +82,7 @@ class Outcome:
     out_of_budget_by_ue: dict[str, float] = field(default_factory=dict)
     moves_by_ue: dict[str, list[Relocation]] = field(default_factory=dict)
     start_by_ue: dict[str, dict[str, str]] = field(default_factory=dict)
+    prewarm: WarmStats | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready totals."""
@@ -100,7 +102,20 @@ class Outcome:
             "instances": len(out),
             "instances_out_of_budget": sum(1 for v in out.values() if v > 0),
             "out_of_budget_s_total": round(sum(out.values()), 3),
+            **({"prewarm": _prewarm_summary(self.prewarm)} if self.prewarm else {}),
         }
+
+
+def _prewarm_summary(stats: WarmStats) -> dict[str, Any]:
+    return {
+        "prewarmed": stats.prewarmed,
+        "hits": stats.hits,
+        "misses": stats.misses,
+        "expired": stats.expired,
+        "warm_used_s": round(stats.used_s, 3),
+        "warm_wasted_s": round(stats.wasted_s, 3),
+        "quiet": dict(sorted(stats.quiet.items())),
+    }
 
 
 InstancesFor = Callable[[str, str | None], tuple[InstanceDoc, ...] | None]
@@ -200,6 +215,10 @@ class ShadowEngine:
         self._reasons: dict[Reason, int] = {}
         self._actions: dict[Action, int] = {}
         self.ues: dict[str, _Ue] = {}
+        # The policy's pre-warming, run as the consumer would (moves take effect at once).
+        rules = bundle.rules.prewarm
+        self._warming = Prewarming(rules) if rules is not None else None
+        self.outcome.prewarm = self._warming.pool.stats if self._warming else None
 
     def _advance(self, ue: _Ue, t: float) -> None:
         """Count the time since the UE's last change as out of budget where it was."""
@@ -258,6 +277,7 @@ class ShadowEngine:
                 self.bundle,
                 ue_alias=ue.alias,
                 app_port=self._app_port,
+                warming=self._warming,
             )
             self.outcome.rechecks += 1
             if ue.instances:
@@ -289,6 +309,8 @@ class ShadowEngine:
             record = ue.record
         if ue.instances is None:
             self._start(key, ue, self._zone_of(event))
+        if self._warming is not None:
+            self._warming.expire(t)
         handled = handle_event(
             event,
             record,
@@ -297,6 +319,7 @@ class ShadowEngine:
             ue_alias=ue.alias,
             app_port=self._app_port,
             dedup_window=self._dedup,
+            warming=self._warming,
         )
         self.outcome.events += 1
         if handled.duplicate:
@@ -413,5 +436,8 @@ def merge_outcomes(parts: Sequence[Outcome]) -> Outcome:
         merged.out_of_budget_by_ue.update(part.out_of_budget_by_ue)
         merged.moves_by_ue.update(part.moves_by_ue)
         merged.start_by_ue.update(part.start_by_ue)
+        if part.prewarm is not None:
+            merged.prewarm = merged.prewarm or WarmStats()
+            merged.prewarm.add(part.prewarm)
     merged.relocation_times.sort()
     return merged

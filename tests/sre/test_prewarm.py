@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pytest
 import yaml
@@ -78,3 +79,36 @@ def test_prewarm_needs_the_policy_section() -> None:
     with pytest.raises(ValueError, match=r"prewarm\.enabled: false"):
         study(off, [], prewarm=True)
     assert study(off, [], prewarm=False).summary()["roams"] == 0
+
+
+def test_shadow_runs_prewarming_as_the_consumer_would(tmp_path: Path) -> None:
+    """``shadow`` with a pre-warming policy reports its hits and relaxed moves; without, none."""
+    from subscriber.sre.shadow import auto_instances, run_policy
+    from subscriber.sre.simulate import DEFAULT_START, Mobility, to_recording
+    from subscriber.sre.whatif import recorded_events
+
+    bundle, moves = study_inputs("commute", 60, 2 * 3600.0, 2)
+    path = tmp_path / "commute.jsonl.gz"
+    params = Mobility(ues=60, duration_s=2 * 3600.0)
+    to_recording(
+        path,
+        moves,
+        params,
+        start=DEFAULT_START,
+        correlation_id="sim-1",
+        callbacks=False,
+        source={"type": "simulate"},
+    )
+    _, events = recorded_events(path)
+    end_s = events[-1].event_time.timestamp()
+    off = load_bundle(grid_topology(8, 8), yaml.safe_dump({"cooldown": {"cooldown_s": 10}}))
+    outcomes = [
+        run_policy(events, b, auto_instances(b, ["video"]), label=name, end_s=end_s).summary()
+        for name, b in (("off", off), ("on", bundle))
+    ]
+    without, with_ = outcomes
+    assert "prewarm" not in without
+    assert "RELOCATE_PREWARMED" not in without["decisions_by_reason"]
+    assert with_["prewarm"]["hits"] > 0
+    assert with_["decisions_by_reason"]["RELOCATE_PREWARMED"] >= with_["prewarm"]["hits"] // 2
+    assert with_["prewarm"]["warm_used_s"] > with_["prewarm"]["warm_wasted_s"]
