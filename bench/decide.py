@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import random
 import time
 import tracemalloc
@@ -125,7 +126,8 @@ def synthetic_topology(towers: int, *, seed: int = 7) -> dict[str, object]:
 
 
 def _event(ue: str, tac: str, cell: str, t: float) -> LocationEvent:
-    return polled_report(ue, tac, cell, datetime.fromtimestamp(t, UTC), f"{ue}-{t}")
+    event_id = hashlib.blake2b(f"{ue}-{t}".encode(), digest_size=16).hexdigest()
+    return polled_report(ue, tac, cell, datetime.fromtimestamp(t, UTC), event_id)
 
 
 def workload(

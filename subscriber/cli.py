@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     emco.add_argument("--host", default="127.0.0.1", help="Address to bind.")
     emco.add_argument("--port", type=port, default=9015, help="Port.")
     emco.add_argument("--app", default="demo", help="App placed at start.")
+    emco.add_argument("--instance", default="demo-1", help="Its instance.")
     emco.add_argument("--cluster", default="edge1", help="Cluster it is placed on.")
 
     policy = sub.add_parser("policy", help="Topology and relocation policy files: check.")

@@ -43,11 +43,11 @@ import subscriber
 from subscriber.act.dns import PowerDns, record_name
 from subscriber.act.signals import connect
 from subscriber.ams.service import BASE_PATH
-from subscriber.app.consumer import load_instances, open_consumer
+from subscriber.app.consumer import open_consumer
 from subscriber.app.lifecycle import running
 from subscriber.app.tracker import open_tracker
 from subscriber.app.worker import open_worker
-from subscriber.decide.engine import PolicyHolder
+from subscriber.decide.engine import InstancesHolder, PolicyHolder
 from subscriber.errors import SubscriberError
 from subscriber.events import LocationEvent
 from subscriber.fakes.core import FakeCoreServer
@@ -100,6 +100,7 @@ def demo_settings(base: Settings, work: Path, run: str, nrf_url: str, port: int)
                     "decisions_topic": f"demo-{run}.decisions",
                     "dead_letter_topic": f"demo-{run}.dead-letter",
                     "state_topic": f"demo-{run}.ue-state",
+                    "outcomes_topic": f"demo-{run}.outcomes",
                     "consumer_group": f"demo-{run}",
                 }
             ),
@@ -295,7 +296,10 @@ async def deployed_scenario(settings: Settings, timeline: Timeline, timeout_s: f
     async with AsyncExitStack() as stack:
         policy = await stack.enter_async_context(PolicyHolder(settings.policy))
         path = settings.act.instances_file
-        instances = load_instances(path, policy)
+        registry = InstancesHolder(
+            path, policy=policy, interval_s=settings.policy.reload_interval_s
+        )
+        instances = (await stack.enter_async_context(registry)).current
         first = next((i for docs in instances.by_ue.values() for i in docs), None)
         if first is None or first.cluster != "edge-1":
             raise SubscriberError(f"{path}: its first instance must start on edge-1")

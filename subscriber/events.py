@@ -24,6 +24,8 @@ from subscriber.errors import UndecodableEvent
 
 SCHEMA_VERSION: Literal[1] = 1
 SCHEMA_FILE = f"location-event.v{SCHEMA_VERSION}.json"
+EVENT_ID_MAX = 48
+"""Longest event id: a request id (at most 200) is the id, a recheck suffix and two labels."""
 
 
 class NfType(StrEnum):
@@ -108,7 +110,12 @@ class LocationEvent(_Frozen):
     """One UE location or user-plane change, normalized across cores and delivery modes."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    event_id: str = Field(description="Deterministic: a hash of the event's content.")
+    event_id: str = Field(
+        min_length=1,
+        max_length=EVENT_ID_MAX,
+        description="Deterministic: a hash of the event's content (32 hex digits from our "
+        "ingress). It becomes part of relocation request ids, which have a bounded length.",
+    )
     ue: UeIdentity
     source: EventSource
     location: Cell | None = None
@@ -139,9 +146,11 @@ def decode_event(data: bytes) -> LocationEvent:
     try:
         return LocationEvent.model_validate_json(data)
     except ValidationError as exc:
-        raise UndecodableEvent(
-            f"not a LocationEvent v{SCHEMA_VERSION}: {exc.error_count()} errors"
-        ) from exc
+        # Where and what, never the offending value: it may be an identity.
+        where = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise UndecodableEvent(f"not a LocationEvent v{SCHEMA_VERSION}: {where}") from exc
 
 
 def event_json_schema() -> dict[str, Any]:

@@ -48,6 +48,7 @@ class EmcoFakeOptions:
     host: str
     port: int
     app: str
+    instance: str
     cluster: str
 
 

@@ -2,8 +2,10 @@
 
 The decide side (:mod:`subscriber.decide.step`) builds a :class:`RelocationRequest`; the act side
 signals it to the workflow of the application instance (:func:`workflow_id`), which answers its
-queries with :class:`RelocationState` and :class:`MoveOutcome`. These models travel over Temporal
-with the pydantic data converter, unchanged. This module imports no workflow engine and no I/O
+queries with :class:`RelocationState` and :class:`MoveOutcome`, and reports each request's outcome
+back on the outcomes topic as an :class:`OutcomeReport` (:func:`encode_report`,
+:func:`decode_report`), which the consumer reads as input. These models travel over Temporal with
+the pydantic data converter, unchanged. This module imports no workflow engine and no I/O
 library, so a module that needs a decision never has to import Temporal to get one.
 """
 
@@ -15,7 +17,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from subscriber.errors import UndecodableEvent
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -132,6 +136,12 @@ class RelocationRequest(_Model):
     decided_at: datetime
     policy_version: str = ""
     reasons: tuple[str, ...] = ()
+    partition: int | None = Field(
+        None,
+        ge=0,
+        description="The UE's partition of the events topic: its outcome is reported on the "
+        "same partition of the outcomes topic, where the consumer that owns the UE reads it.",
+    )
     context_policy: ContextPolicy | None = Field(
         None, description="The app's context-transfer policy; the defaults when None."
     )
@@ -195,3 +205,50 @@ class RelocationState(_Model):
     step: Step | None
     moves_completed: int
     run: int
+
+
+class OutcomeReport(_Model):
+    """One request's outcome, reported by its workflow on the outcomes topic.
+
+    The record key is ``ue_key`` (the UE's pseudonym); the partition is the request's
+    ``partition``, the UE's own. A report is a pure function of the workflow's history, so a
+    retried report activity or a replayed workflow writes the same bytes again, and the consumer
+    applies a report it has already applied as a no-op.
+
+    Attributes:
+        app: the application.
+        instance: the instance (with ``app``, the workflow).
+        ue_key: the UE's pseudonym, copied from the request.
+        partition: the request's partition.
+        decided_at: the request's decision time.
+        placement: the cluster the instance runs on once this outcome is in (None: never placed).
+        settled: no request is pending or in flight after this one: ``placement`` is final
+            until the next request.
+        outcome: what became of the request (status, the step that failed, compensation).
+    """
+
+    app: Label
+    instance: Label
+    ue_key: str = ""
+    partition: int | None = None
+    decided_at: datetime
+    placement: str | None
+    settled: bool
+    outcome: MoveOutcome
+
+
+def encode_report(report: OutcomeReport) -> bytes:
+    """The outcomes-topic value of a report."""
+    return report.model_dump_json(exclude_defaults=True).encode()
+
+
+def decode_report(data: bytes) -> OutcomeReport:
+    """Parse an outcomes-topic value.
+
+    Raises:
+        UndecodableEvent: not an outcome report.
+    """
+    try:
+        return OutcomeReport.model_validate_json(data)
+    except ValidationError as exc:
+        raise UndecodableEvent(f"not an outcome report: {exc.error_count()} errors") from exc

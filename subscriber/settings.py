@@ -104,6 +104,11 @@ class KafkaSettings(_Group):
         "subscriber.ue-state.v1",
         description="Compacted changelog of per-UE consumer state, co-partitioned with events.",
     )
+    outcomes_topic: str = Field(
+        "subscriber.outcomes.v1",
+        description="What became of each relocation request, written by the workflow, keyed by UE "
+        "and co-partitioned with events; the consumer reads it.",
+    )
     consumer_group: str = "subscriber-act"
     """Consumer group of 'subscriber consume'."""
     linger_ms: Millis0 = 2
@@ -297,12 +302,15 @@ class RelocationSettings(_Group):
     """EMCO orchestrator API base URL."""
     emco_project: str = "proj1"
     """EMCO project."""
-    emco_composite_app: str = "edge-apps"
-    """EMCO composite app."""
-    emco_composite_app_version: str = "v1"
-    """EMCO composite app version."""
-    emco_deployment_intent_group: str = "edge-dig"
-    """EMCO deployment intent group."""
+    emco_composite_app_version: str = Field(
+        "v1",
+        description="Version of the EMCO composite apps: one per application, named like it, "
+        "each instance deployed by its own deployment intent group (docs/relocation.md).",
+    )
+    emco_composite_profile: str = "default"
+    """EMCO composite profile of those deployment intent groups."""
+    emco_logical_cloud: str = "default"
+    """EMCO logical cloud they deploy to."""
     emco_cluster_provider: str = "edge-provider"
     """EMCO cluster provider of the edge clusters."""
     emco_request_timeout_s: Seconds = 10.0
@@ -317,6 +325,9 @@ class RelocationSettings(_Group):
     metrics_port: Port | None = Field(
         None, description="Serve Prometheus metrics of 'subscriber worker' here (e.g. 9102)."
     )
+    probe_port: Port | None = Field(
+        None, description="Serve /healthz and /readyz of 'subscriber worker' here (e.g. 9103)."
+    )
 
 
 class ActSettings(_Group):
@@ -327,16 +338,34 @@ class ActSettings(_Group):
     )
     app_port: Port = Field(8080, description="Port clients reach an app instance at.")
     dedup_window: Count = Field(32, description="Recent event ids remembered per UE.")
-    max_batch: Count = 500
-    """Most records handled per batch."""
-    max_concurrent_ues: Count = Field(64, description="UEs of one batch handled at once.")
-    signal_retry_max_s: Seconds = 30.0
-    """How long a signal is retried before the consumer stops."""
-    confirm_after_s: Seconds = Field(
-        30.0, description="Ask a workflow where its instance runs once a move is this old."
+    max_batch: Count = Field(500, description="Most records fetched at once.")
+    max_concurrent_signals: Count = Field(
+        32, description="Relocation signals in flight to Temporal at once (all UEs)."
+    )
+    max_pending_records: Count = Field(
+        50_000,
+        description="Records decided but not yet done (signals or writes outstanding) before the "
+        "consumer stops fetching until some are.",
+    )
+    commit_interval_s: Seconds = Field(
+        0.5, description="How often the partitions' commit watermarks are committed."
+    )
+    max_event_time_skew_s: Seconds0 = Field(
+        60.0,
+        description="How far an event time may lie after its ingest time; a later one is not "
+        "believed and the event is decided at its ingest time (docs/policy.md).",
+    )
+    ue_ttl_s: float = Field(
+        86_400.0,
+        gt=0,
+        le=366 * _DAY_S,
+        description="A UE with no event for this long is forgotten: its record leaves memory and "
+        "a tombstone replaces it in the changelog (where its instances run is kept).",
     )
     metrics_port: Port | None = Field(
-        None, description="Serve Prometheus metrics of 'subscriber consume' here (e.g. 9101)."
+        None,
+        description="Serve /metrics, /healthz and /readyz of 'subscriber consume' here (e.g. "
+        "9101).",
     )
 
 

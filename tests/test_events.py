@@ -6,11 +6,13 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import jsonschema
 import pytest
 from pydantic import ValidationError
 
 from subscriber.errors import UndecodableEvent
 from subscriber.events import (
+    EVENT_ID_MAX,
     SCHEMA_FILE,
     SCHEMA_VERSION,
     Cell,
@@ -54,6 +56,20 @@ def test_checked_in_schema_matches_the_model() -> None:
     """schemas/location-event.v1.json is what `python schemas/generate.py` writes today."""
     checked_in = (SCHEMAS / SCHEMA_FILE).read_text(encoding="utf-8")
     assert checked_in == render_json_schema(), "run: .venv/bin/python schemas/generate.py"
+
+
+@pytest.mark.parametrize("length", [1, EVENT_ID_MAX, EVENT_ID_MAX + 1, 250])
+def test_schema_and_decoder_agree_on_the_event_id_length(length: int) -> None:
+    """The published schema accepts exactly the event ids the consumer decodes: a record valid
+    against the schema is never dead-lettered for its id, and one it refuses never decodes."""
+    record = json.loads(encode_event(make_event().model_copy(update={"event_id": "e" * length})))
+    schema_ok = jsonschema.Draft202012Validator(event_json_schema()).is_valid(record)
+    assert schema_ok == (length <= EVENT_ID_MAX)
+    if schema_ok:
+        decode_event(json.dumps(record).encode())
+    else:
+        with pytest.raises(UndecodableEvent, match="event_id"):
+            decode_event(json.dumps(record).encode())
 
 
 def test_schema_names_its_version_and_required_fields() -> None:

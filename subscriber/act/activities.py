@@ -1,7 +1,8 @@
-"""The side effects of the relocation workflow: orchestrator calls, readiness, DNS.
+"""The side effects of the relocation workflow: orchestrator calls, readiness, DNS, outcome reports.
 
 Every activity is idempotent (deploy reuses a running instance, remove succeeds when it is gone,
-a DNS REPLACE sets the same record again), heartbeats while it waits, and turns a permanent
+a DNS REPLACE sets the same record again, a report written twice is the same report, which the
+consumer applies once), heartbeats while it waits, and turns a permanent
 failure into a non-retryable :class:`ApplicationError` whose ``type`` names it. Readiness and the
 DNS confirmation poll until their own deadline and then fail: nothing passes silently.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn, Protocol, TypeVar
 
 import structlog
@@ -21,13 +22,21 @@ from subscriber.act.dns import DnsError, record_name
 from subscriber.act.orchestrator import Orchestrator, OrchestratorError
 from subscriber.act.workflows import Act, DeployInput, DnsChange, RemoveInput
 from subscriber.logs import pseudonym
-from subscriber.relocation import Endpoint, Readiness
+from subscriber.relocation import Endpoint, OutcomeReport, Readiness
 from subscriber.settings import RelocationSettings
 
 log = structlog.get_logger()
 T = TypeVar("T")
 
 _HEARTBEAT_EVERY_S = 1.0
+
+
+class OutcomesPort(Protocol):
+    """Where outcome reports go (:class:`subscriber.act.outcomes.OutcomeWriter`)."""
+
+    async def publish(self, reports: Sequence[OutcomeReport]) -> None:
+        """Write ``reports`` durably, in order."""
+        ...
 
 
 class DnsPort(Protocol):
@@ -82,6 +91,7 @@ class RelocationActivities:
         orchestrator: deploys, checks and removes instances.
         dns: the authoritative DNS server's API and listener.
         settings: deadlines, poll interval and drain period.
+        outcomes: where outcome reports go; None drops them (a worker built without Kafka).
         clock: monotonic seconds; tests may pass their own.
     """
 
@@ -91,10 +101,12 @@ class RelocationActivities:
         orchestrator: Orchestrator,
         dns: DnsPort,
         settings: RelocationSettings,
+        outcomes: OutcomesPort | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._orch = orchestrator
         self._dns = dns
+        self._outcomes = outcomes
         self._settings = settings
         self._clock = clock
 
@@ -107,6 +119,7 @@ class RelocationActivities:
             self.set_dns,
             self.confirm_dns,
             self.remove,
+            self.report,
         ]
 
     @activity.defn(name=Act.DEPLOY)
@@ -204,3 +217,16 @@ class RelocationActivities:
         except OrchestratorError as exc:
             _orchestrator_failure(exc)
         log.info("relocation.removed", app=inp.app, cluster=inp.placement.cluster)
+
+    @activity.defn(name=Act.REPORT)
+    async def report(self, reports: list[OutcomeReport]) -> None:
+        """Write the outcomes to the outcomes topic, where the consumer reads them."""
+        if self._outcomes is None:
+            log.warning("relocation.outcomes_dropped", count=len(reports))
+            return
+        await self._outcomes.publish(reports)
+        log.info(
+            "relocation.reported",
+            request_ids=[r.outcome.request_id for r in reports],
+            statuses=[r.outcome.status.value for r in reports],
+        )

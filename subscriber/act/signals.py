@@ -1,7 +1,7 @@
 """Signalling: hand a relocation request to the workflow of its application instance.
 
 One workflow per application instance, id ``relocation.{app}.{instance}``
-(:func:`subscriber.act.workflows.workflow_id`). :func:`request_relocation` signals-with-start:
+(:func:`subscriber.relocation.workflow_id`). :func:`request_relocation` signals-with-start:
 it starts the workflow when none runs and otherwise only signals the running one
 (``WorkflowIDConflictPolicy.USE_EXISTING``), in one atomic call. The request id travels in the
 payload; the workflow drops ids it has seen, so a redelivered event changes nothing.
@@ -46,7 +46,9 @@ class SignalReceipt:
     run_id: str | None
 
 
-async def connect(settings: TemporalSettings, *, runtime: Runtime | None = None) -> Client:
+async def connect(
+    settings: TemporalSettings, *, runtime: Runtime | None = None, lazy: bool = False
+) -> Client:
     """A Temporal client with the pydantic data converter, as the worker uses.
 
     It carries the OpenTelemetry interceptor (:mod:`subscriber.tracing`): a signal sent inside a
@@ -56,6 +58,8 @@ async def connect(settings: TemporalSettings, *, runtime: Runtime | None = None)
     Args:
         settings: address and namespace.
         runtime: a Temporal runtime of its own (the worker's, to export its metrics).
+        lazy: connect on the first call instead of now (the consumer: Temporal away at start
+            must delay only the signals, not the decisions).
 
     Raises:
         SignalFailed: the server cannot be reached (retryable).
@@ -67,6 +71,7 @@ async def connect(settings: TemporalSettings, *, runtime: Runtime | None = None)
             data_converter=pydantic_data_converter,
             interceptors=temporal_interceptors(),
             runtime=runtime,
+            lazy=lazy,
         )
     except RuntimeError as exc:
         raise SignalFailed(f"cannot connect to Temporal: {exc}", retryable=True) from exc

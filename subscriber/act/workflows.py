@@ -7,6 +7,12 @@ step compensates in reverse, so the app keeps serving from where it was. Request
 by ``request_id``; a request superseded before its move started is coalesced away. The workflow
 continues-as-new after ``max_moves_per_run`` moves or when Temporal suggests it, carrying its state.
 
+Every request's outcome is reported back on the outcomes topic
+(:class:`~subscriber.relocation.OutcomeReport`, the ``report`` activity), in order, by a
+reporter that runs beside the moves: the consumer learns where instances really run from there,
+never by asking the workflow. A report is built from the workflow's own state, so a retried
+activity or a replayed history writes the same report again.
+
 Deterministic code only: time is ``workflow.now()``, every side effect is an activity (named in
 :class:`Act`, implemented in :mod:`subscriber.act.activities`). The payloads it accepts and
 answers with live in :mod:`subscriber.relocation`. See docs/relocation.md.
@@ -15,6 +21,8 @@ answers with live in :mod:`subscriber.relocation`. See docs/relocation.md.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -31,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         Endpoint,
         Label,
         MoveOutcome,
+        OutcomeReport,
         Placement,
         Readiness,
         RelocationRequest,
@@ -55,6 +64,11 @@ class Act:
     SET_DNS = "relocation.set_dns"
     CONFIRM_DNS = "relocation.confirm_dns"
     REMOVE = "relocation.remove"
+    REPORT = "relocation.report"
+
+
+OUTCOMES_PATCH = "outcomes-topic"
+"""Workflows started before outcomes were reported replay without reporting."""
 
 
 class _Model(BaseModel):
@@ -73,6 +87,7 @@ class RelocationInput(_Model):
     seen_request_ids: tuple[str, ...] = ()
     last_decided_at: datetime | None = None
     history: tuple[MoveOutcome, ...] = ()
+    unreported: tuple[OutcomeReport, ...] = ()
     moves_completed: int = 0
     run: int = 0
     max_moves_per_run: int = Field(100, ge=1)
@@ -115,6 +130,13 @@ _RETRY = RetryPolicy(
 # only covers a lost worker (heartbeat timeout), not "not ready yet".
 _RETRY_POLL = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 _HEARTBEAT = timedelta(seconds=10)
+# Kafka away for hours must not lose an outcome: reports are retried until they are written.
+_RETRY_REPORT = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=0,
+)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -122,6 +144,35 @@ def _error_text(exc: BaseException) -> str:
     if isinstance(cause, ApplicationError) and cause.type:
         return f"{cause.type}: {cause.message}"
     return str(cause) or type(cause).__name__
+
+
+@dataclass
+class _Move:
+    """One move in hand: what it is, and how far it got (what compensation must undo)."""
+
+    request: RelocationRequest
+    source: Placement | None
+    target: Placement
+    reached: Placement
+    endpoint: Endpoint | None = None
+    deployed: bool = False
+    transfer: ContextTransfer | None = None
+    context: str | None = None
+    dns_changed: bool = False
+    dns_set: bool = False
+    dns_switched_at: datetime | None = None
+
+
+_StepPlan = tuple[Step, Callable[[_Move], Awaitable[None]], Callable[[_Move], bool] | None]
+
+
+def _has_source(move: _Move) -> bool:
+    return move.source is not None
+
+
+def _transfers_context(move: _Move) -> bool:
+    # Asked after readiness, where the histories recorded since the step exists have its marker.
+    return move.source is not None and workflow.patched(CONTEXT_PATCH)
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -143,10 +194,13 @@ class RelocationWorkflow:
         self._in_flight: RelocationRequest | None = None
         self._step: Step | None = None
         self._marks: list[tuple[Step, datetime]] = []
+        self._unreported = list(inp.unreported)
+        self._reporting = False
 
     @workflow.run
     async def run(self, inp: RelocationInput) -> None:
         """Apply requests as they come; continue-as-new when the run has done enough."""
+        reporter = asyncio.create_task(self._report_outcomes())
         while True:
             await workflow.wait_condition(
                 lambda: self._pending is not None or self._should_continue_as_new()
@@ -158,7 +212,27 @@ class RelocationWorkflow:
             if self._should_continue_as_new():
                 break
         await workflow.wait_condition(workflow.all_handlers_finished)
+        # A report being written finishes first; the rest travels with the new run.
+        await workflow.wait_condition(lambda: not self._reporting)
+        reporter.cancel()
         workflow.continue_as_new(self._snapshot())
+
+    async def _report_outcomes(self) -> None:
+        """Write the outcomes to the outcomes topic, oldest first, one batch at a time."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self._unreported))
+            batch = list(self._unreported)
+            self._reporting = True
+            try:
+                await workflow.execute_activity(
+                    Act.REPORT,
+                    batch,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=_RETRY_REPORT,
+                )
+            finally:
+                self._reporting = False
+            del self._unreported[: len(batch)]
 
     def _should_continue_as_new(self) -> bool:
         return (
@@ -175,6 +249,7 @@ class RelocationWorkflow:
                 "seen_request_ids": tuple(self._seen),
                 "last_decided_at": self._last_decided_at,
                 "history": tuple(self._history),
+                "unreported": tuple(self._unreported),
                 "moves_completed": self._moves_completed,
                 "run": self._inp.run + 1,
             }
@@ -190,15 +265,23 @@ class RelocationWorkflow:
         if len(self._seen) > self._inp.seen_limit:
             self._seen_set.discard(self._seen.pop(0))
         now = workflow.now()
+        idle = self._pending is None and self._in_flight is None
         if (request.app, request.instance) != (self._inp.app, self._inp.instance):
-            self._record(request, Status.REJECTED, received_at=now, error="wrong workflow")
+            self._record(
+                request, Status.REJECTED, received_at=now, settled=False, error="wrong workflow"
+            )
             return
         if self._last_decided_at is not None and request.decided_at < self._last_decided_at:
-            self._record(request, Status.STALE, received_at=now)
+            self._record(request, Status.STALE, received_at=now, settled=idle)
             return
         self._last_decided_at = request.decided_at
         if self._pending is not None:
-            self._record(self._pending, Status.SUPERSEDED, received_at=self._pending_received_at)
+            self._record(
+                self._pending,
+                Status.SUPERSEDED,
+                received_at=self._pending_received_at,
+                settled=False,
+            )
         self._pending, self._pending_received_at = request, now
 
     @workflow.query(name="state")
@@ -226,6 +309,7 @@ class RelocationWorkflow:
         status: Status,
         *,
         received_at: datetime | None,
+        settled: bool,
         source: Placement | None = None,
         **fields: object,
     ) -> None:
@@ -242,6 +326,21 @@ class RelocationWorkflow:
         )
         self._history.append(outcome)
         del self._history[: -self._inp.history_limit]
+        if workflow.patched(OUTCOMES_PATCH):
+            ours = (request.app, request.instance) == (self._inp.app, self._inp.instance)
+            where = self._placement or source
+            self._unreported.append(
+                OutcomeReport(
+                    app=request.app,
+                    instance=request.instance,
+                    ue_key=request.ue_key,
+                    partition=request.partition,
+                    decided_at=request.decided_at,
+                    placement=where.cluster if ours and where is not None else None,
+                    settled=settled,
+                    outcome=outcome,
+                )
+            )
         # Temporal's workflow meter records nothing while replaying, so each outcome counts once.
         workflow.metric_meter().create_counter(
             OUTCOMES_METRIC, "Relocation requests by outcome"
@@ -263,115 +362,81 @@ class RelocationWorkflow:
             "relocation outcome %s", status.value, extra={"request_id": request.request_id}
         )
 
+    def _plan(self, move: _Move) -> list[_StepPlan]:
+        """The steps of ``move``, in order (:class:`Step` lists them all), each with, when it
+        does not always apply, what says whether it does.
+
+        A new step is a :class:`Step` member, a method here and, when a failure after it must
+        undo what it did, a flag on :class:`_Move` and a line in :meth:`_compensate`. Its
+        outcome's ``failed_step`` and ``step_ms`` then name it without more work. A step added to
+        a running deployment asks :func:`workflow.patched` in its predicate, so the histories
+        recorded before it still replay.
+        """
+        return [
+            (Step.DEPLOY, self._deploy, None),
+            (Step.READINESS, self._wait_ready, None),
+            (Step.CONTEXT_TRANSFER, self._transfer_context, _transfers_context),
+            (Step.DNS, self._set_dns, None),
+            (Step.DNS_CONFIRM, self._confirm_dns, None),
+            (Step.REMOVE_SOURCE, self._remove_source, _has_source),
+        ]
+
     async def _move(self, request: RelocationRequest, received_at: datetime | None) -> None:
         source = self._placement or request.source
         target = request.target
         if source is not None and source.cluster == target.cluster:
             self._placement = source
-            self._record(request, Status.NOOP, received_at=received_at, source=source)
+            self._record(
+                request,
+                Status.NOOP,
+                received_at=received_at,
+                settled=self._pending is None,
+                source=source,
+            )
             return
         self._in_flight = request
         self._marks = []
-        deployed = dns_changed = dns_set = False
-        transfer: ContextTransfer | None = None
-        context: str | None = None
-        reached = target
-        dns_switched_at: datetime | None = None
-        app, instance = self._inp.app, self._inp.instance
+        move = _Move(request, source, target, target)
         try:
-            self._enter(Step.DEPLOY)
-            deployed = True
-            endpoint = await workflow.execute_activity(
-                Act.DEPLOY,
-                DeployInput(app=app, instance=instance, placement=target),
-                result_type=Endpoint,
-                start_to_close_timeout=timedelta(minutes=5),
-                heartbeat_timeout=_HEARTBEAT,
-                retry_policy=_RETRY,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
-            # Where the instance really answers (a Kubernetes node port or load balancer address
-            # may differ from the topology's): a later DNS restore must point there.
-            if workflow.patched("placement-from-endpoint"):
-                reached = endpoint.placement
-            self._enter(Step.READINESS)
-            await workflow.execute_activity(
-                Act.WAIT_READY,
-                endpoint,
-                start_to_close_timeout=timedelta(minutes=15),
-                heartbeat_timeout=_HEARTBEAT,
-                retry_policy=_RETRY_POLL,
-            )
-            if source is not None and workflow.patched(CONTEXT_PATCH):
-                self._enter(Step.CONTEXT_TRANSFER)
-                transfer = ContextTransfer(request, source, endpoint.placement)
-                context = await transfer.run()
-            self._enter(Step.DNS)
-            change = DnsChange(app=app, instance=instance, addresses=(endpoint.placement.address,))
-            dns_changed = True
-            await workflow.execute_activity(
-                Act.SET_DNS,
-                change,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=_RETRY,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
-            dns_set = True
-            self._enter(Step.DNS_CONFIRM)
-            await workflow.execute_activity(
-                Act.CONFIRM_DNS,
-                change,
-                start_to_close_timeout=timedelta(minutes=2),
-                heartbeat_timeout=_HEARTBEAT,
-                retry_policy=_RETRY_POLL,
-            )
-            dns_switched_at = workflow.now()
-            if transfer is not None:
-                await transfer.completed()
-            if source is not None:
-                self._enter(Step.REMOVE_SOURCE)
-                await workflow.execute_activity(
-                    Act.REMOVE,
-                    RemoveInput(app=app, instance=instance, placement=source),
-                    start_to_close_timeout=timedelta(minutes=5),
-                    heartbeat_timeout=_HEARTBEAT,
-                    retry_policy=_RETRY,
-                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                )
-                if transfer is not None:
-                    await transfer.forget(source.cluster)
+            for step, run, applies in self._plan(move):
+                # Whether a step applies is asked when its turn comes, not before: a patch
+                # check must stay where it was in the histories recorded so far.
+                if applies is not None and not applies(move):
+                    continue
+                self._enter(step)
+                await run(move)
         except (ActivityError, asyncio.CancelledError) as exc:
             cancelled = is_cancelled_exception(exc)
             failed_step = self._step
             step_ms = self._step_ms()
+            transfer = move.transfer
             if transfer is not None and transfer.started:
                 await transfer.failed()
-            done, errors, kept_target = await self._compensate(
-                source, target, deployed=deployed, dns_changed=dns_changed, dns_set=dns_set
-            )
+            done, errors, kept_target = await self._compensate(move)
             if transfer is not None and transfer.started and source is not None:
                 await transfer.forget(source.cluster if kept_target else target.cluster)
             if kept_target:
-                self._placement = reached
+                self._placement = move.reached
             self._record(
                 request,
                 Status.CANCELLED if cancelled else Status.FAILED,
                 received_at=received_at,
+                settled=self._pending is None,
                 source=source,
                 failed_step=failed_step,
                 error=_error_text(exc),
                 compensated=tuple(done),
                 compensation_errors=tuple(errors),
-                dns_switched_at=dns_switched_at,
+                dns_switched_at=move.dns_switched_at,
                 step_ms=step_ms,
-                context=context,
+                context=move.context,
             )
             self._in_flight, self._step = None, None
             if cancelled:
                 raise
             return
         step_ms = self._step_ms()
-        self._placement = reached
+        self._placement = move.reached
         self._moves_completed += 1
         self._moves_this_run += 1
         self._in_flight, self._step = None, None
@@ -379,11 +444,87 @@ class RelocationWorkflow:
             request,
             Status.COMPLETED,
             received_at=received_at,
+            settled=self._pending is None,
             source=source,
-            dns_switched_at=dns_switched_at,
+            dns_switched_at=move.dns_switched_at,
             step_ms=step_ms,
-            context=context,
+            context=move.context,
         )
+
+    async def _deploy(self, move: _Move) -> None:
+        move.deployed = True
+        move.endpoint = await workflow.execute_activity(
+            Act.DEPLOY,
+            DeployInput(app=self._inp.app, instance=self._inp.instance, placement=move.target),
+            result_type=Endpoint,
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=_HEARTBEAT,
+            retry_policy=_RETRY,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        # Where the instance really answers (a Kubernetes node port or load balancer address
+        # may differ from the topology's): a later DNS restore must point there.
+        if workflow.patched("placement-from-endpoint"):
+            move.reached = move.endpoint.placement
+
+    async def _wait_ready(self, move: _Move) -> None:
+        await workflow.execute_activity(
+            Act.WAIT_READY,
+            move.endpoint,
+            start_to_close_timeout=timedelta(minutes=15),
+            heartbeat_timeout=_HEARTBEAT,
+            retry_policy=_RETRY_POLL,
+        )
+
+    def _dns_change(self, move: _Move) -> DnsChange:
+        assert move.endpoint is not None
+        return DnsChange(
+            app=self._inp.app,
+            instance=self._inp.instance,
+            addresses=(move.endpoint.placement.address,),
+        )
+
+    async def _transfer_context(self, move: _Move) -> None:
+        assert move.source is not None
+        assert move.endpoint is not None
+        move.transfer = ContextTransfer(move.request, move.source, move.endpoint.placement)
+        move.context = await move.transfer.run()
+
+    async def _set_dns(self, move: _Move) -> None:
+        move.dns_changed = True
+        await workflow.execute_activity(
+            Act.SET_DNS,
+            self._dns_change(move),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_RETRY,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        move.dns_set = True
+
+    async def _confirm_dns(self, move: _Move) -> None:
+        await workflow.execute_activity(
+            Act.CONFIRM_DNS,
+            self._dns_change(move),
+            start_to_close_timeout=timedelta(minutes=2),
+            heartbeat_timeout=_HEARTBEAT,
+            retry_policy=_RETRY_POLL,
+        )
+        move.dns_switched_at = workflow.now()
+        if move.transfer is not None:
+            await move.transfer.completed()
+
+    async def _remove_source(self, move: _Move) -> None:
+        assert move.source is not None
+        await workflow.execute_activity(
+            Act.REMOVE,
+            RemoveInput(app=self._inp.app, instance=self._inp.instance, placement=move.source),
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=_HEARTBEAT,
+            retry_policy=_RETRY,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        if move.transfer is not None:
+            await move.transfer.forget(move.source.cluster)
 
     def _enter(self, step: Step) -> None:
         self._step = step
@@ -396,17 +537,11 @@ class RelocationWorkflow:
             for (step, start), end in zip(self._marks, ends, strict=True)
         }
 
-    async def _compensate(
-        self,
-        source: Placement | None,
-        target: Placement,
-        *,
-        deployed: bool,
-        dns_changed: bool,
-        dns_set: bool = True,
-    ) -> tuple[list[str], list[str], bool]:
+    async def _compensate(self, move: _Move) -> tuple[list[str], list[str], bool]:
         """Undo a failed move in reverse; return what was undone, what failed, and whether the
         target had to be kept because the source no longer serves."""
+        source, target = move.source, move.target
+        deployed, dns_changed, dns_set = move.deployed, move.dns_changed, move.dns_set
         app, instance = self._inp.app, self._inp.instance
         done: list[str] = []
         errors: list[str] = []

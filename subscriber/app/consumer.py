@@ -4,31 +4,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 
 import structlog
 from aiokafka.errors import KafkaError
-from prometheus_client import start_http_server
 from temporalio.client import Client
 
 from subscriber.act.capacity import CapacityFeed
 from subscriber.act.consumer import EventConsumer, Signaller
 from subscriber.act.signals import connect, request_relocation
 from subscriber.app.lifecycle import run_until_stopped, traced
-from subscriber.decide.engine import PolicyHolder
-from subscriber.decide.instances import Instances, parse_instances
+from subscriber.app.probes import ProbeServer, Readiness
+from subscriber.decide.engine import InstancesHolder, PolicyHolder
 from subscriber.errors import SubscriberError
 from subscriber.logs import require_pseudonym_key
 from subscriber.settings import Settings
 
 log = structlog.get_logger()
-
-
-def load_instances(path: Path | None, holder: PolicyHolder) -> Instances:
-    """The instances file (``act.instances_file``), checked against the running topology."""
-    if path is None:
-        return Instances({})
-    return parse_instances(path.read_bytes(), source=str(path), topology=holder.bundle.topology)
 
 
 @asynccontextmanager
@@ -38,11 +29,12 @@ async def open_consumer(
     temporal: Client | None = None,
     signal: Signaller = request_relocation,
 ) -> AsyncIterator[EventConsumer]:
-    """The policy holder, the Temporal client and the consumer group member, in that order.
+    """The policy and instances holders, the Temporal client and the consumer group member.
 
     Args:
         settings: the whole settings.
-        temporal: a connected client; one is connected from ``settings.temporal`` when None.
+        temporal: a client; one connecting lazily to ``settings.temporal`` when None (Temporal
+            away at start delays the signals, not the decisions).
         signal: how a request reaches its workflow (tests inject failures here).
     """
     async with AsyncExitStack() as stack:
@@ -56,9 +48,15 @@ async def open_consumer(
                     timeout_s=settings.relocation.kubernetes_request_timeout_s,
                 )
             )
-        instances = load_instances(settings.act.instances_file, holder)
+        instances = await stack.enter_async_context(
+            InstancesHolder(
+                settings.act.instances_file,
+                policy=holder,
+                interval_s=settings.policy.reload_interval_s,
+            )
+        )
         if temporal is None:
-            temporal = await connect(settings.temporal)
+            temporal = await connect(settings.temporal, lazy=True)
         try:
             consumer = await stack.enter_async_context(
                 EventConsumer(
@@ -70,23 +68,37 @@ async def open_consumer(
                 f"Kafka at {settings.kafka.bootstrap_servers} cannot be reached "
                 f"({type(exc).__name__})"
             ) from exc
+        port = settings.act.metrics_port
+        if port is not None:
+            # Decisions by reason, lag, records by outcome (subscriber.act.consumer); readiness.
+            await stack.enter_async_context(
+                ProbeServer(host="0.0.0.0", port=port, ready=_readiness(consumer))  # noqa: S104
+            )
         log.info(
             "consumer.started",
             topic=settings.kafka.events_topic,
             group=settings.kafka.consumer_group,
-            instances=len(instances),
+            instances=len(instances.current),
             policy_version=holder.bundle.version,
         )
         yield consumer
     log.info("consumer.stopped")
 
 
+def _readiness(consumer: EventConsumer) -> Readiness:
+    async def ready() -> str | None:
+        if consumer.ready:
+            return None
+        return (
+            "the consumer group has not yet assigned this member its partitions and restored them"
+        )
+
+    return ready
+
+
 async def main(settings: Settings) -> int:
-    """The CLI entry: SIGTERM or SIGINT finishes the batch in hand, commits, and exits."""
+    """The CLI entry: SIGTERM or SIGINT finishes the records in hand, commits, and exits."""
     require_pseudonym_key(settings.log)
-    if settings.act.metrics_port is not None:
-        # Decisions by reason, consumer lag and records by outcome (subscriber.act.consumer).
-        start_http_server(settings.act.metrics_port)
     with traced(settings, "subscriber-consumer"):
         await run_until_stopped(open_consumer(settings))
     return 0

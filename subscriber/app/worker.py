@@ -18,16 +18,18 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from subscriber.act.activities import DnsPort, RelocationActivities
+from subscriber.act.activities import DnsPort, OutcomesPort, RelocationActivities
 from subscriber.act.context_activities import ContextActivities
 from subscriber.act.dns import PowerDns
 from subscriber.act.orchestrator import Orchestrator
+from subscriber.act.outcomes import OutcomeWriter
 from subscriber.act.routing import RoutedOrchestrator
 from subscriber.act.signals import connect
 from subscriber.act.workflows import RelocationWorkflow
 from subscriber.ams.server import serving_ams
 from subscriber.ams.service import Ams
 from subscriber.app.lifecycle import run_until_stopped, traced
+from subscriber.app.probes import ProbeServer, Readiness
 from subscriber.settings import Settings
 
 log = structlog.get_logger()
@@ -92,10 +94,11 @@ def build_worker(
     orchestrator: Orchestrator,
     dns: DnsPort,
     ams: Ams,
+    outcomes: OutcomesPort | None = None,
 ) -> Worker:
     """A worker for the relocation workflow and its activities (not started)."""
     activities = RelocationActivities(
-        orchestrator=orchestrator, dns=dns, settings=settings.relocation
+        orchestrator=orchestrator, dns=dns, settings=settings.relocation, outcomes=outcomes
     )
     context = ContextActivities(ams=ams, orchestrator=orchestrator)
     return Worker(
@@ -127,6 +130,21 @@ class RelocationWorker:
             log.info("worker.stopping", grace_s=self._s.shutdown_grace_s)
 
 
+def temporal_readiness(client: Client) -> Readiness:
+    """The worker's readiness: Temporal answers its gRPC health check within 2 s."""
+
+    async def ready() -> str | None:
+        try:
+            async with asyncio.timeout(2):
+                if await client.service_client.check_health():
+                    return None
+        except Exception as exc:  # any failure to answer is "not ready", said in words
+            return f"Temporal does not answer its health check: {type(exc).__name__}"
+        return "Temporal reports itself not serving"
+
+    return ready
+
+
 @asynccontextmanager
 async def open_worker(
     settings: Settings,
@@ -135,7 +153,8 @@ async def open_worker(
     orchestrator: Orchestrator | None = None,
     dns: DnsPort | None = None,
 ) -> AsyncIterator[RelocationWorker]:
-    """The Temporal client, the AMS, the orchestrator and PowerDNS, then the worker over them.
+    """The Temporal client, the AMS, the orchestrator, PowerDNS and the outcomes writer, then the
+    worker over them.
 
     The AMS (ETSI GS MEC 021) lives here because the workflow drives every procedure it runs:
     the activities that notify applications and wait for their context read the same store
@@ -159,8 +178,21 @@ async def open_worker(
             powerdns = await stack.enter_async_context(PowerDns(settings.powerdns))
             await powerdns.ensure_zone()
             dns = powerdns
+        outcomes = await stack.enter_async_context(OutcomeWriter(settings.kafka))
+        if settings.relocation.probe_port is not None:
+            await stack.enter_async_context(
+                ProbeServer(
+                    host="0.0.0.0",  # noqa: S104 - probed from outside the container
+                    port=settings.relocation.probe_port,
+                    ready=temporal_readiness(client),
+                    metrics=False,  # the Temporal runtime serves them (relocation.metrics_port)
+                )
+            )
         yield RelocationWorker(
-            build_worker(client, settings, orchestrator=orchestrator, dns=dns, ams=ams), settings
+            build_worker(
+                client, settings, orchestrator=orchestrator, dns=dns, ams=ams, outcomes=outcomes
+            ),
+            settings,
         )
     log.info("worker.stopped")
 

@@ -1,10 +1,12 @@
-"""Keeps the running topology and policy, and reloads them when their files change.
+"""Keeps the running topology and policy, and the instances registry, and reloads them when their
+files change.
 
 The I/O half of loading: :func:`read_bundle` reads the files and hands the bytes to the pure
 :func:`~subscriber.decide.bundle.load_bundle`. :class:`PolicyHolder` checks the files every
 ``settings.policy.reload_interval_s``; a change that parses replaces the running bundle in one
 assignment, so every decision sees one whole version; a change that does not parse is logged with
-every problem and the running version stays.
+every problem and the running version stays. :class:`InstancesHolder` does the same for the
+instances file (``act.instances_file``), checked against the running topology.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from types import TracebackType
 import structlog
 
 from subscriber.decide.bundle import Bundle, load_bundle, make_bundle
+from subscriber.decide.instances import Instances, parse_instances
 from subscriber.decide.topology import ClusterReading, with_readings
 from subscriber.errors import PolicyUnavailable
 from subscriber.settings import PolicySettings
@@ -69,7 +72,45 @@ def _stat(path: Path | None) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-class PolicyHolder:
+class _Reloading:
+    """Reloads what a holder keeps every ``interval_s`` while entered; a failed reload keeps the
+    running version (a bug in a reload must not end the reloads)."""
+
+    _what = "policy"
+    _task: asyncio.Task[None] | None = None
+
+    def _interval_s(self) -> float:
+        raise NotImplementedError
+
+    async def reload(self) -> bool:
+        """Load what changed; True when the running version was replaced."""
+        raise NotImplementedError
+
+    def _start_watching(self) -> None:
+        self._task = asyncio.create_task(self._watch(), name=f"{self._what}-reload")
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s())
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("reload failed, keeping the running version", what=self._what)
+
+
+class PolicyHolder(_Reloading):
     """The running bundle, reloaded from its files while the daemon runs.
 
     Use as an async context manager: entering loads the files (and fails if they are invalid),
@@ -90,7 +131,6 @@ class PolicyHolder:
         self._readings: Mapping[str, ClusterReading] = {}
         self._stats: tuple[object, object] | None = None
         self._digest: str | None = None
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def bundle(self) -> Bundle:
@@ -107,28 +147,11 @@ class PolicyHolder:
         if self._settings.topology_file is None:
             raise PolicyUnavailable("settings.policy.topology_file is not set")
         await self.reload()
-        self._task = asyncio.create_task(self._watch(), name="policy-reload")
+        self._start_watching()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.reload_interval_s)
-            try:
-                await self.reload()
-            except Exception:  # the running version stays valid; a reload bug must not end reloads
-                log.exception("policy reload failed, keeping the running version")
+    def _interval_s(self) -> float:
+        return self._settings.reload_interval_s
 
     async def reload(self) -> bool:
         """Load the files if they changed; returns whether the running bundle was replaced.
@@ -202,4 +225,66 @@ class PolicyHolder:
         )
         if self._on_change is not None:
             self._on_change(old, bundle)
+        return True
+
+
+class InstancesHolder(_Reloading):
+    """The running instances registry, reloaded from its file while the daemon runs.
+
+    Entering loads the file (and fails if it is invalid); it is then checked every
+    ``interval_s``. A change that parses (against the running topology) replaces
+    :attr:`current` in one assignment; one that does not is logged once and the running registry
+    stays. Without a file the registry is empty.
+
+    Args:
+        path: the instances file (``act.instances_file``), or None.
+        policy: the running topology, which every instance must name.
+        interval_s: how often the file is checked.
+    """
+
+    def __init__(self, path: Path | None, *, policy: PolicyHolder, interval_s: float) -> None:
+        self._path = path
+        self._policy = policy
+        self._interval = interval_s
+        self._stat: tuple[int, int] | None = None
+        self.current = Instances({})
+
+    _what = "instances"
+
+    async def __aenter__(self) -> InstancesHolder:
+        if self._path is not None:
+            await self.reload()
+            self._start_watching()
+        return self
+
+    def _interval_s(self) -> float:
+        return self._interval
+
+    async def reload(self) -> bool:
+        """Load the file if it changed; returns whether the registry was replaced.
+
+        Raises:
+            PolicyUnavailable: only on the first load, when the file is unreadable or invalid.
+        """
+        assert self._path is not None
+        stat = _stat(self._path)
+        if self._task is not None and stat == self._stat:
+            return False
+        first = self._task is None
+        try:
+            registry = parse_instances(
+                _read(self._path), source=str(self._path), topology=self._policy.bundle.topology
+            )
+        except PolicyUnavailable as exc:
+            if first:
+                raise
+            self._stat = stat
+            log.warning(
+                "instances reload rejected, keeping the running registry",
+                problems=str(exc).splitlines(),
+            )
+            return False
+        self._stat = stat
+        self.current = registry
+        log.info("instances loaded", instances=len(registry), first=first)
         return True

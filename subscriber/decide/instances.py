@@ -12,7 +12,7 @@ the unit that moves, serves one UE, and owns one DNS name (``{instance}.{app}.{z
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -41,13 +41,18 @@ class _InstancesDoc(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Instances:
-    """The registry, indexed by UE key."""
+    """The registry, indexed by UE key, and by instance (``app/instance``) to find its UE."""
 
     by_ue: Mapping[str, tuple[InstanceDoc, ...]]
+    owners: Mapping[str, str] = field(default_factory=dict)
 
     def of(self, ue: str) -> tuple[InstanceDoc, ...]:
         """The instances serving ``ue`` (none for most UEs)."""
         return self.by_ue.get(ue, ())
+
+    def owner(self, app: str, instance: str) -> str | None:
+        """The UE an instance serves, None when the registry does not list it."""
+        return self.owners.get(f"{app}/{instance}")
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_ue.values())
@@ -78,4 +83,5 @@ def parse_instances(text: str | bytes, *, source: str, topology: Topology) -> In
         by_ue.setdefault(inst.ue, []).append(inst)
     if problems:
         raise PolicyUnavailable("; ".join(problems))
-    return Instances({ue: tuple(v) for ue, v in by_ue.items()})
+    owners = {f"{i.app}/{i.instance}": ue for ue, v in by_ue.items() for i in v}
+    return Instances({ue: tuple(v) for ue, v in by_ue.items()}, owners)

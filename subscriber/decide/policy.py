@@ -26,8 +26,9 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from subscriber.decide.bundle import Bundle
+from subscriber.decide.ledger import Ledger
 from subscriber.decide.rules import Gates
-from subscriber.decide.scoring import Candidate, Evaluation, Extra, evaluate
+from subscriber.decide.scoring import Candidate, Evaluation, evaluate
 from subscriber.decide.state import AppTrack, UeState, observe, record
 from subscriber.decide.topology import ClusterState
 from subscriber.events import LocationEvent
@@ -399,18 +400,19 @@ def _reference_zone(bundle: Bundle, item: Tracked) -> str | None:
 
 
 def evacuate(
-    now_s: float, bundle: Bundle, tracked: Iterable[Tracked]
+    now_s: float, bundle: Bundle, tracked: Iterable[Tracked], ledger: Ledger | None = None
 ) -> list[tuple[str, Decision]]:
     """Move apps off clusters that are gone, in maintenance or draining, whatever their UEs do.
 
     Call it when a new topology arrives. Each app is placed from its UE's last known zone (else
     from the zone of the cluster it runs on), in the order given, and the capacity each move
-    takes is counted before the next, so a drain does not overfill one target.
+    takes is counted before the next (in ``ledger``, the caller's if given, so the moves also
+    count for the decisions that follow), so a drain does not overfill one target.
 
     Returns:
         ``(ue, decision)`` for every app that had to be evacuated (relocate or ``NO_CANDIDATE``).
     """
-    extra: dict[str, Extra] = {}
+    ledger = ledger if ledger is not None else Ledger()
     out: list[tuple[str, Decision]] = []
     topology = bundle.topology
     for item in tracked:
@@ -423,16 +425,13 @@ def evacuate(
         state = item.state or UeState(zone, now_s, 0, now_s)
         plan = _Plan(_STAY, Reason.NO_CANDIDATE, None, (), None, None)
         if zone is not None:
-            ev = evaluate(topology, bundle.rules, zone, app, placement.cluster, extra)
+            ev = evaluate(topology, bundle.rules, zone, app, placement.cluster, ledger.extra)
             target = ev.best_other.cluster if ev.best_other is not None else None
             if target is None:
                 plan = _Plan(_STAY, Reason.NO_CANDIDATE, ev.current, ev.ranked, None, None)
             else:
                 plan = _Plan(_RELOCATE, reason, ev.current, ev.ranked, target, None)
-                was = extra.get(target, Extra())
-                extra[target] = Extra(
-                    was.cpu + app.cpu, was.memory_mib + app.memory_mib, was.apps + 1
-                )
+                ledger.reserve(bundle, target, app.name)
         assert plan.action is not None
         decision = _done(
             plan.action, plan.reason, now_s, bundle, placement, state, zone, plan, plan.target

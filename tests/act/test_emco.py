@@ -41,9 +41,10 @@ def clock() -> Clock:
 
 @pytest.fixture
 def state(clock: Clock) -> FakeEmcoState:
-    """A DIG placing app 'shop' on edge1, instantiated and ready."""
+    """Two instances of app 'shop' on edge1 (two UEs), each in its DIG, instantiated and ready."""
     fake = FakeEmcoState(ready_delay_s=5.0, clock=clock)
-    fake.place("shop", ["edge1"])
+    fake.place("shop", "eu1", ["edge1"])
+    fake.place("shop", "eu2", ["edge1"])
     return fake
 
 
@@ -58,9 +59,9 @@ async def emco(state: FakeEmcoState) -> AsyncIterator[EmcoOrchestrator]:
     orch = EmcoOrchestrator(
         base_url=f"http://127.0.0.1:{port}",
         project=state.project,
-        composite_app=state.composite_app,
         version=state.version,
-        dig=state.dig,
+        composite_profile="default",
+        logical_cloud="default",
         cluster_provider=state.provider,
     )
     async with orch:
@@ -71,10 +72,15 @@ async def emco(state: FakeEmcoState) -> AsyncIterator[EmcoOrchestrator]:
 async def test_deploy_adds_target_keeps_source_and_updates(
     emco: EmcoOrchestrator, state: FakeEmcoState
 ) -> None:
-    """Deploy places the app on both clusters (service continuity) and issues one DIG update."""
+    """Deploy places the instance on both clusters (service continuity) and issues one update
+    of its DIG."""
     endpoint = await emco.deploy("shop", "eu1", EDGE2)
     assert endpoint == Endpoint(app="shop", instance="eu1", placement=EDGE2)
-    assert state.placed() == {("shop", "edge1"), ("shop", "edge2")}
+    assert state.placed() == {
+        ("shop", "eu1", "edge1"),
+        ("shop", "eu1", "edge2"),
+        ("shop", "eu2", "edge1"),
+    }
     await emco.deploy("shop", "eu1", EDGE2)  # a retried activity
     updates = [r for r in state.requests if r.startswith("POST") and r.endswith("/update")]
     assert len(updates) == 1
@@ -88,7 +94,10 @@ async def test_readiness_follows_the_status_query(
     assert await emco.readiness(endpoint) is Readiness.NOT_READY
     clock.now += 5.0
     assert await emco.readiness(endpoint) is Readiness.READY
-    assert any("status=ready&app=shop&cluster=edge-provider%2Bedge2" in r for r in state.requests)
+    assert any(
+        "eu1/status?status=ready&app=shop&cluster=edge-provider%2Bedge2" in r
+        for r in state.requests
+    )
 
 
 async def test_update_failed_is_a_readiness_failure(
@@ -107,12 +116,51 @@ async def test_remove_drops_the_cluster_and_is_idempotent(
     await emco.deploy("shop", "eu1", EDGE2)
     await emco.remove("shop", "eu1", EDGE1)
     await emco.remove("shop", "eu1", EDGE1)
-    assert state.placed() == {("shop", "edge2")}
-    assert set(state.deployed) == {("shop", "edge2")}
+    assert ("shop", "eu1", "edge1") not in state.running()
+    assert ("shop", "eu1", "edge2") in state.running()
+
+
+async def test_moving_one_ues_instance_leaves_the_others_where_they_are(
+    emco: EmcoOrchestrator, state: FakeEmcoState, clock: Clock
+) -> None:
+    """Moving eu1's instance to edge2 removes it from edge1, and only it: eu2's instance of
+    the same app keeps running and ready on edge1."""
+    moved = await emco.deploy("shop", "eu1", EDGE2)
+    clock.now += 5.0
+    assert await emco.readiness(moved) is Readiness.READY
+    await emco.remove("shop", "eu1", EDGE1)
+    other = Endpoint(app="shop", instance="eu2", placement=EDGE1)
+    assert await emco.readiness(other) is Readiness.READY
+    assert await emco.readiness(Endpoint(app="shop", instance="eu1", placement=EDGE1)) is (
+        Readiness.NOT_READY
+    )
+
+
+async def test_a_new_instance_gets_its_own_deployment_intent_group(
+    emco: EmcoOrchestrator, state: FakeEmcoState, clock: Clock
+) -> None:
+    """The first deploy of an instance creates its DIG (placement intent, app intent, intents),
+    approves and instantiates it; a retry changes nothing; removing its only cluster terminates
+    it, and a later deploy instantiates it again on the new cluster alone."""
+    first = await emco.deploy("shop", "eu3", EDGE2)
+    await emco.deploy("shop", "eu3", EDGE2)
+    clock.now += 5.0
+    assert await emco.readiness(first) is Readiness.READY
+    dig = state.digs[("shop", "eu3")]
+    assert [a["state"] for a in dig.actions] == ["Created", "Approved", "Instantiated"]
+    assert dig.spec["version"] == "eu3", "the instance is its own Helm release"
+    await emco.remove("shop", "eu3", EDGE2)
+    await emco.remove("shop", "eu3", EDGE2)
+    assert dig.state == "Terminated"
+    assert not any(i == "eu3" for _, i, _ in state.running())
+    again = await emco.deploy("shop", "eu3", EDGE1)
+    clock.now += 5.0
+    assert await emco.readiness(again) is Readiness.READY
+    assert {c for _, i, c in state.running() if i == "eu3"} == {"edge1"}
 
 
 async def test_unknown_app_is_a_permanent_error(emco: EmcoOrchestrator) -> None:
-    """An app no intent places cannot be deployed: not worth retrying."""
+    """An app EMCO never onboarded cannot be deployed: not worth retrying."""
     with pytest.raises(OrchestratorError) as info:
         await emco.deploy("nothere", "eu1", EDGE2)
     assert info.value.permanent
@@ -129,16 +177,19 @@ async def test_workflow_relocates_through_emco(
     unique: str,
     tmp_path: Path,
 ) -> None:
-    """The workflow moves the app through EMCO and steers DNS once EMCO reports it ready."""
+    """The workflow moves the instance through EMCO and steers DNS once EMCO reports it ready;
+    the other UE's instance stays on edge1."""
     req = make_request(unique, EDGE1, EDGE2)
+    state.place(req.app, req.instance, ["edge1"])
     async with running_worker(client, act_settings, emco, pdns):
         await request_relocation(client, act_settings.temporal.task_queue, req)
         # Wait for the update, not only the intent: the update starts the 5 s warm-up, so a
         # clock moved between the two would leave the target not ready for good.
-        await until(lambda: ("shop", "edge2") in state.deployed)
+        await until(lambda: ("shop", req.instance, "edge2") in state.running())
         clock.now += 5.0
         history = await wait_history(client, req, 1)
     assert history[0].status is Status.COMPLETED, history[0]
-    assert state.placed() == {("shop", "edge2")}
+    assert {c for _, i, c in state.placed() if i == req.instance} == {"edge2"}
+    assert ("shop", "eu1", "edge1") in state.running()
     name = f"{req.instance}.{req.app}.{pdns.zone}"
     assert await pdns.query_a(name) == [EDGE2.address]

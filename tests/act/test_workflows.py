@@ -13,9 +13,10 @@ from subscriber.act.dns import PowerDns
 from subscriber.act.signals import request_relocation
 from subscriber.act.workflows import RelocationInput, RelocationWorkflow
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
-from subscriber.relocation import Placement, Status, Step, workflow_id
+from subscriber.relocation import Placement, Status, Step, decode_report, workflow_id
 from subscriber.settings import Settings
 from subscriber.stack import restart_service
+from tests.support.kafka import create_topic, read_all
 from tests.support.relocation import (
     Faulty,
     FaultyDns,
@@ -107,6 +108,41 @@ async def test_duplicated_requests_make_one_relocation(
     assert state.placement == b
     assert state.pending is None
     assert await pdns.query_a(name) == [b.address]
+
+
+async def test_each_outcome_is_reported_on_the_ues_partition(
+    act_settings: Settings,
+    client: Client,
+    pdns: PowerDns,
+    local: LocalOrchestrator,
+    clusters: dict[str, Placement],
+    unique: str,
+) -> None:
+    """Every request's outcome goes to the outcomes topic, keyed by the UE's pseudonym, on the
+    partition the request names, in order; the history replays to the same reports."""
+    a, b = clusters["edge1"], clusters["edge2"]
+    kafka = act_settings.kafka
+    await create_topic(kafka.bootstrap_servers, kafka.outcomes_topic, partitions=3)
+    req = make_request(unique, a, b).model_copy(update={"partition": 2})
+    stale = make_request(unique, b, a, 0).model_copy(update={"partition": 2})
+    await serve_from(local, pdns, req, a)
+    queue = act_settings.temporal.task_queue
+    async with running_worker(client, act_settings, local, pdns):
+        await request_relocation(client, queue, req)
+        await wait_history(client, req, 1)
+        await request_relocation(client, queue, stale)
+        records = await read_all(kafka.bootstrap_servers, kafka.outcomes_topic, 2)
+        handle = client.get_workflow_handle(workflow_id(req.app, req.instance))
+    await assert_replays(handle)
+    assert [(m.partition, m.key) for m in records] == [(2, b"~0123456789ab")] * 2
+    done, refused = (decode_report(m.value) for m in records)
+    assert (done.outcome.request_id, done.outcome.status) == (req.request_id, Status.COMPLETED)
+    assert (done.placement, done.settled, done.outcome.source_cluster) == ("edge2", True, "edge1")
+    assert (refused.outcome.status, refused.placement, refused.settled) == (
+        Status.STALE,
+        "edge2",
+        True,
+    )
 
 
 FAILURES = {

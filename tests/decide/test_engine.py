@@ -1,4 +1,4 @@
-"""PolicyHolder: loads the files, swaps in valid changes, keeps the running version otherwise."""
+"""The holders: load the files, swap in valid changes, keep the running version otherwise."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from subscriber.decide.bundle import Bundle
-from subscriber.decide.engine import PolicyHolder, read_bundle
+from subscriber.decide.engine import InstancesHolder, PolicyHolder, read_bundle
 from subscriber.errors import PolicyUnavailable
 from subscriber.settings import PolicySettings
 from tests.support.policy import EXAMPLE_POLICY, EXAMPLE_TOPOLOGY
@@ -128,3 +128,25 @@ async def test_background_reload_picks_up_a_change(files: tuple[Path, Path]) -> 
                 break
             await asyncio.sleep(0.01)
         assert holder.bundle.rules.stateless.ping_pong_s == 300
+
+
+async def test_the_instances_file_is_reloaded_and_a_bad_one_refused(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A valid change to the instances file replaces the registry; one naming an unknown cluster
+    is refused, and the running registry stays."""
+    path = tmp_path / "instances.yaml"
+    _write(path, "instances:\n  - {ue: imsi-1, app: ar-guide, instance: a, cluster: edge-1}\n")
+    async with (
+        PolicyHolder(_settings(files)) as policy,
+        InstancesHolder(path, policy=policy, interval_s=3600) as registry,
+    ):
+        assert [i.instance for i in registry.current.of("imsi-1")] == ["a"]
+        _write(path, "instances:\n  - {ue: imsi-2, app: ar-guide, instance: b, cluster: edge-2}\n")
+        assert await registry.reload()
+        assert registry.current.owner("ar-guide", "b") == "imsi-2"
+        _write(path, "instances:\n  - {ue: imsi-3, app: ar-guide, instance: c, cluster: nope}\n")
+        with capture_logs() as logs:
+            assert not await registry.reload()
+        assert registry.current.owner("ar-guide", "b") == "imsi-2"
+        assert any("rejected" in entry["event"] for entry in logs)

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
+from subscriber.decide.bundle import load_bundle
 from subscriber.decide.engine import read_bundle
 from subscriber.decide.instances import InstanceDoc, parse_instances
-from subscriber.decide.policy import Action
+from subscriber.decide.ledger import Ledger
+from subscriber.decide.policy import Action, Reason
 from subscriber.decide.step import (
     UeRecord,
+    apply_outcome,
     confirm,
     decode_record,
     encode_record,
+    handle_evacuation,
     handle_event,
     handle_recheck,
     instance_key,
+    quiet_remainder,
+    release,
+    reserve,
 )
 from subscriber.errors import PolicyUnavailable, UndecodableEvent
+from subscriber.events import EVENT_ID_MAX, LocationEvent
+from subscriber.relocation import MoveOutcome, OutcomeReport, Status
 from tests.support.events import POLICY, TOPOLOGY, crossing, location_event
 
 BUNDLE = read_bundle(TOPOLOGY, POLICY)
@@ -157,6 +168,247 @@ def test_recheck_before_the_dwell_defers_again() -> None:
     )
     assert early.requests == []
     assert early.record.recheck_at_s == record.recheck_at_s
+
+
+def _at(event: LocationEvent, event_time: datetime) -> LocationEvent:
+    """``event`` reported with another event time (its ingest time unchanged)."""
+    return event.model_copy(update={"event_time": event_time})
+
+
+def test_a_far_future_event_is_decided_at_its_ingest_time() -> None:
+    """A report dated 2099 does not freeze the UE: it is decided at its ingest time, and every
+    later real report is decided as usual, not STALE_EVENT."""
+    future = _at(location_event(0, 1), datetime(2099, 1, 1, tzinfo=UTC))
+    handled, record = _run([future, *[location_event(n, 1) for n in range(1, 4)]])
+    assert handled[0].clamped
+    assert handled[0].audited[0].decision.decided_at_s == future.ingest_time.timestamp()
+    assert all(h.audited[0].decision.reason is Reason.CURRENT_OK for h in handled)
+    assert record.state is not None
+    assert record.state.last_seen_s == location_event(3, 1).event_time.timestamp()
+
+
+def test_a_state_poisoned_by_the_future_is_dropped() -> None:
+    """A stored state whose last report lies beyond the skew (written before the rule, or after
+    a restart) is dropped instead of making every report stale."""
+    _, record = _run([location_event(0, 1)])
+    assert record.state is not None
+    poisoned = UeRecord(
+        state=record.state._replace(last_seen_s=datetime(2099, 1, 1, tzinfo=UTC).timestamp()),
+        seen=record.seen,
+    )
+    restored = decode_record(encode_record(poisoned))
+    (handled,), record = _run([location_event(5, 1)], restored)
+    assert handled.audited[0].decision.reason is Reason.CURRENT_OK
+    assert record.state is not None
+    assert record.state.last_seen_s == location_event(5, 1).event_time.timestamp()
+
+
+def test_an_event_time_within_the_skew_is_believed() -> None:
+    """A clock a little ahead (within act.max_event_time_skew_s) is not clamped."""
+    event = location_event(0, 1)
+    ahead = _at(event, event.ingest_time + timedelta(seconds=30))
+    (handled,), _ = _run([ahead])
+    assert not handled.clamped
+    assert handled.audited[0].decision.decided_at_s == ahead.event_time.timestamp()
+
+
+def test_a_late_report_keeps_a_deferred_move_due() -> None:
+    """A deferral's recheck survives a report older than the UE's latest (STALE_EVENT)."""
+    handled, record = _run([location_event(0, 1), location_event(10, 2)])
+    assert handled[1].audited[0].decision.reason is Reason.DWELL_NOT_REACHED
+    due = record.recheck_at_s
+    assert due is not None
+    (late,), after = _run([location_event(5, 1)], record)
+    assert late.audited[0].decision.reason is Reason.STALE_EVENT
+    assert after.recheck_at_s == due
+    again = handle_recheck(due, after, [INSTANCE], BUNDLE, ue_alias="~a", app_port=8080)
+    assert [r.target.cluster for r in again.requests] == ["edge-2"]
+
+
+def test_an_id_too_long_for_a_request_raises_our_error() -> None:
+    """An event whose id cannot make a request id (250 characters) raises UndecodableEvent,
+    so the consumer dead-letters it; the event model itself refuses such an id at decode."""
+    events = crossing()
+    handled, _ = _run(events)
+    moving = next(i for i, h in enumerate(handled) if h.requests)
+    _, record = _run(events[:moving])
+    long = events[moving].model_copy(update={"event_id": "x" * 250})
+    with pytest.raises(UndecodableEvent, match="request_id"):
+        handle_event(long, record, [INSTANCE], BUNDLE, ue_alias="~a", app_port=8080, dedup_window=8)
+
+
+def test_the_longest_valid_event_id_makes_a_request_for_the_longest_instance() -> None:
+    """An event id at the contract's limit (EVENT_ID_MAX), for an instance name at the DNS
+    label limit, still makes a request: no event the published schema accepts is dead-lettered
+    for the length of its id."""
+    events = crossing()
+    longest = InstanceDoc(ue=INSTANCE.ue, app=INSTANCE.app, instance="i" * 63, cluster="edge-1")
+    record = None
+    requests = []
+    for n, event in enumerate(events):
+        event = event.model_copy(update={"event_id": f"{n:0{EVENT_ID_MAX}d}"})
+        h = handle_event(
+            event, record, [longest], BUNDLE, ue_alias="~a", app_port=8080, dedup_window=8
+        )
+        record = h.record
+        requests += h.requests
+    (request,) = requests
+    assert len(request.event_id) == EVENT_ID_MAX
+    assert len(request.request_id) > EVENT_ID_MAX + 63
+
+
+def _move(record: UeRecord) -> tuple[str, float, str]:
+    (awaited,) = record.unconfirmed
+    return awaited
+
+
+def _report(
+    record: UeRecord, status: Status, placement: str, *, settled: bool = True, **fields: object
+) -> OutcomeReport:
+    key, at_s, request_id = _move(record)
+    app, _, instance = key.partition("/")
+    return OutcomeReport(
+        app=app,
+        instance=instance,
+        ue_key="~alias",
+        partition=0,
+        decided_at=datetime.fromtimestamp(at_s, UTC),
+        placement=placement,
+        settled=settled,
+        outcome=MoveOutcome.model_validate(
+            {"request_id": request_id, "status": status, "target_cluster": "edge-2", **fields}
+        ),
+    )
+
+
+def test_a_completed_move_is_confirmed_and_its_source_given_back() -> None:
+    """The workflow's outcome confirms the placement and frees the source's capacity, once."""
+    _, record = _run(crossing())
+    report = _report(record, Status.COMPLETED, "edge-2", source_cluster="edge-1")
+    applied = apply_outcome(record, report)
+    assert applied is not None
+    assert applied.record.unconfirmed == ()
+    assert applied.record.placement_of(instance_key(INSTANCE)) == "edge-2"
+    assert applied.release == (("edge-1", "video-analytics"),)
+    assert apply_outcome(applied.record, report) is None, "applied twice: a no-op"
+
+
+def test_a_failed_move_reverts_the_belief_and_frees_the_target() -> None:
+    """A move that failed and was compensated leaves the instance where it was."""
+    _, record = _run(crossing())
+    report = _report(record, Status.FAILED, "edge-1", source_cluster="edge-1")
+    applied = apply_outcome(record, report)
+    assert applied is not None
+    assert applied.record.placement_of(instance_key(INSTANCE)) == "edge-1"
+    assert applied.release == (("edge-2", "video-analytics"),)
+
+
+def test_an_unsettled_or_older_outcome_changes_nothing() -> None:
+    """A report with more to come, or for a request older than the awaited one, is ignored."""
+    _, record = _run(crossing())
+    assert (
+        apply_outcome(record, _report(record, Status.SUPERSEDED, "edge-1", settled=False)) is None
+    )
+    older = _report(record, Status.COMPLETED, "edge-1")
+    older = older.model_copy(
+        update={
+            "decided_at": older.decided_at - timedelta(seconds=1),
+            "outcome": older.outcome.model_copy(update={"request_id": "earlier"}),
+        }
+    )
+    assert apply_outcome(record, older) is None
+
+
+def test_placements_count_against_capacity_at_once() -> None:
+    """Ten UEs crossing to tower 2, whose edge has room for three video-analytics instances by
+    CPU: three go there, the rest elsewhere or nowhere."""
+    ledger = Ledger()
+    targets = []
+    for n in range(10):
+        supi = f"imsi-20893000000{n:04d}"
+        inst = InstanceDoc(ue=supi, app="video-analytics", instance=f"c{n}", cluster="edge-1")
+        record = None
+        for event in crossing(supi):
+            handled = handle_event(
+                event,
+                record,
+                [inst],
+                ledger.applied(BUNDLE),
+                ue_alias="~a",
+                app_port=8080,
+                dedup_window=8,
+            )
+            reserve(ledger, BUNDLE, record, handled)
+            record = handled.record
+            targets += [r.target.cluster for r in handled.requests]
+    assert targets.count("edge-2") == 3
+    assert len(targets) == 10, "the others still move, to the next best cluster"
+
+
+def test_an_outcome_gives_capacity_back() -> None:
+    """A move's reservation counts at once; its failed outcome gives the target back."""
+    ledger = Ledger()
+    record = None
+    for event in crossing():
+        handled = handle_event(
+            event, record, [INSTANCE], BUNDLE, ue_alias="~", app_port=1, dedup_window=8
+        )
+        reserve(ledger, BUNDLE, record, handled)
+        record = handled.record
+    assert record is not None
+    assert ledger.extra["edge-2"].apps == 1
+    applied = apply_outcome(record, _report(record, Status.FAILED, "edge-1"))
+    assert applied is not None
+    release(ledger, BUNDLE, applied)
+    assert ledger.extra["edge-2"].apps == 0
+
+
+def test_evacuation_moves_instances_off_a_cluster_in_maintenance() -> None:
+    """A topology that puts edge-1 into maintenance moves its instances at once, within the
+    targets' capacity, with request ids that the same topology gives again."""
+    topology = TOPOLOGY.read_text().replace(
+        "    zone: zone-tower-1\n", "    zone: zone-tower-1\n    state: maintenance\n", 1
+    )
+    bundle = load_bundle(topology, POLICY.read_text())
+    ues = []
+    for n in range(6):
+        supi = f"imsi-20893000000{n:04d}"
+        inst = InstanceDoc(ue=supi, app="video-analytics", instance=f"v{n}", cluster="edge-1")
+        ues.append((supi, None, [inst]))
+    ledger = Ledger()
+    moves = handle_evacuation(1000.0, bundle, ledger, ues, alias=lambda ue: "~a", app_port=1)
+    assert len(moves) == 6
+    decisions = [a.decision for _, h in moves for a in h.audited]
+    assert {d.reason for d in decisions} <= {Reason.CLUSTER_MAINTENANCE, Reason.NO_CANDIDATE}
+    targets = [r.target.cluster for _, h in moves for r in h.requests]
+    assert "edge-1" not in targets
+    assert targets.count("edge-2") <= 3, "capacity counted across the evacuation"
+    again = handle_evacuation(1001.0, bundle, Ledger(), ues, alias=lambda ue: "~a", app_port=1)
+    assert [r.request_id for _, h in again for r in h.requests] == [
+        r.request_id for _, h in moves for r in h.requests
+    ]
+    for _, handled in moves:
+        for request in handled.requests:
+            assert handled.record.placement_of(f"{request.app}/{request.instance}") == (
+                request.target.cluster
+            )
+
+
+def test_a_quiet_ue_leaves_only_what_cannot_be_found_again() -> None:
+    """Expiry keeps where an instance runs when the registry says otherwise, and nothing else."""
+    _, record = _run(crossing())
+    assert quiet_remainder(UeRecord(seen=("a",)), [INSTANCE]) is None
+    _, stayed = _run([location_event(0, 1)])
+    assert quiet_remainder(stayed, [INSTANCE]) is None
+    remainder = quiet_remainder(record, [INSTANCE])
+    assert remainder is not None
+    assert remainder.state is None
+    assert remainder.seen == ()
+    assert remainder.placement_of(instance_key(INSTANCE)) == "edge-2"
+    confirmed = confirm(record, instance_key(INSTANCE), "edge-2")
+    kept = quiet_remainder(confirmed, [INSTANCE])
+    assert kept is not None
+    assert kept.unconfirmed == ()
 
 
 def test_prewarming_through_the_step() -> None:

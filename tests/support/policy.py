@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,18 +59,23 @@ def set_cluster(doc: dict[str, Any], cluster: str, **changes: Any) -> dict[str, 
     raise KeyError(cluster)
 
 
+def _event_id(*parts: object) -> str:
+    """A content hash as the ingress makes one (32 hex digits), whatever the parts' length."""
+    return hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=16).hexdigest()
+
+
 def at(place: str, t: float, ue: str = UE) -> LocationEvent:
     """A normalized AMF location event for a UE at a named place at time ``t``."""
     rat, tac, cell = PLACES[place]
     when = datetime.fromtimestamp(t, UTC)
-    return polled_report(ue, tac, cell, when, f"{ue}-{place}-{t}", rat=rat)
+    return polled_report(ue, tac, cell, when, _event_id(ue, place, t), rat=rat)
 
 
 def up_path(dnai: str, t: float, ue: str = UE) -> LocationEvent:
     """A normalized SMF UP_PATH_CH event moving the UE's user plane to ``dnai``."""
     when = datetime.fromtimestamp(t, UTC)
     return LocationEvent(
-        event_id=f"{ue}-{dnai}-{t}",
+        event_id=_event_id(ue, dnai, t),
         ue=UeIdentity(supi=ue),
         source=EventSource(nf_type=NfType.SMF, delivery=Delivery.NOTIFIED, event_type="UP_PATH_CH"),
         dnai_change=DnaiChange(change_type="EARLY", target_dnai=dnai),

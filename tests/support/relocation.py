@@ -19,7 +19,7 @@ from temporalio.worker import Replayer
 from subscriber.act.activities import DnsPort
 from subscriber.act.dns import DnsError, PowerDns, record_name
 from subscriber.act.orchestrator import Orchestrator, OrchestratorError
-from subscriber.act.signals import connect
+from subscriber.act.signals import SignalReceipt, connect, request_relocation
 from subscriber.act.workflows import RelocationWorkflow
 from subscriber.app.lifecycle import running
 from subscriber.app.worker import RelocationWorker, open_worker
@@ -48,6 +48,19 @@ async def relocation_clients(
             yield client, pdns, local
         finally:
             local.remove_all()
+
+
+class Recorder:
+    """The real signal-with-start, remembering every request Temporal accepted."""
+
+    def __init__(self) -> None:
+        self.accepted: list[RelocationRequest] = []
+
+    async def __call__(self, client: Client, queue: str, req: RelocationRequest) -> SignalReceipt:
+        """Signal; remember the request once Temporal accepted it."""
+        receipt = await request_relocation(client, queue, req)
+        self.accepted.append(req)
+        return receipt
 
 
 def running_worker(

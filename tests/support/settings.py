@@ -21,6 +21,7 @@ def isolate(settings: Settings, unique: str, tmp_path: Path) -> Settings:
                     "dead_letter_topic": f"dead-letter-{unique}",
                     "decisions_topic": f"decisions-{unique}",
                     "state_topic": f"ue-state-{unique}",
+                    "outcomes_topic": f"outcomes-{unique}",
                     "consumer_group": f"group-{unique}",
                 }
             ),
