@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Start nothing: run against the deployment the settings name (compose's worker).",
     )
+    demo.add_argument(
+        "--steering",
+        choices=["dns", "traffic_influence"],
+        default="dns",
+        help="How the client's traffic follows the move: its DNS name, or AF traffic influence "
+        "through the fake core's NEF and user plane (docs/relocation.md).",
+    )
     _command(sub, "consume", "subscriber.app.consumer:main", "Decide on events and signal moves.")
     _command(sub, "track", "subscriber.app.tracker:main", "Subscribe to and poll the 5G core.")
     serve = _command(

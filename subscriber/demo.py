@@ -36,6 +36,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import yaml
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -45,15 +46,18 @@ from subscriber.act.signals import connect
 from subscriber.ams.service import BASE_PATH
 from subscriber.app.consumer import open_consumer
 from subscriber.app.lifecycle import running
+from subscriber.app.receiver import serving_receiver
 from subscriber.app.tracker import open_tracker
 from subscriber.app.worker import open_worker
 from subscriber.decide.engine import InstancesHolder, PolicyHolder
 from subscriber.errors import SubscriberError
 from subscriber.events import LocationEvent
 from subscriber.fakes.core import FakeCoreServer
+from subscriber.fakes.core.upf import FakeUserPlane
 from subscriber.fakes.edge_user import EdgeUser, Resolve
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.ingress.publisher import Publisher
+from subscriber.ingress.subscriptions import registry_for
 from subscriber.logs import configure_logging, pseudonym, require_pseudonym_key
 from subscriber.options import DemoOptions
 from subscriber.relocation import MoveOutcome, Placement, Readiness, RelocationState, workflow_id
@@ -68,6 +72,10 @@ TOWERS = {"tower-1": ("000001", "000000010"), "tower-2": ("000002", "000000020")
 EDGE = {"edge-1": "127.0.10.1", "edge-2": "127.0.10.2"}
 UE_ADDRESS = "127.0.77.1"
 """The UE's address: the demo app keys the user's state by it (MEC 012 AssociateId type 1)."""
+DATA_NETWORK = "127.0.30.1"
+"""Where the client reaches the app under traffic influence: the fake user plane, which sends
+each connection on to the instance at the DNAI the UE's path is on."""
+DNAIS = {"mec-tower-1": EDGE["edge-1"], "mec-tower-2": EDGE["edge-2"]}
 
 
 class Timeline:
@@ -85,12 +93,24 @@ class Timeline:
         print(f"[{now:6.2f}s] {what}", flush=True)
 
 
-def demo_settings(base: Settings, work: Path, run: str, nrf_url: str, port: int) -> Settings:
-    """Settings for one demo run: its own topics, group, task queue and directories."""
+def demo_settings(
+    base: Settings, work: Path, run: str, nrf_url: str, port: int, steering: str = "dns"
+) -> Settings:
+    """Settings for one demo run: its own topics, group, task queue and directories; with
+    ``steering`` traffic_influence, a topology that steers the app so."""
     instances = work / "instances.yaml"
     instances.write_text(
-        f"instances:\n  - {{ue: {UE}, app: {APP}, instance: ue-{run}, cluster: edge-1}}\n"
+        f"instances:\n  - {{ue: {UE}, app: {APP}, instance: ue-{run}, cluster: edge-1, "
+        f"ue_ipv4: {UE_ADDRESS}}}\n"
     )
+    topology = DATA / "topology.example.yaml"
+    if steering != "dns":
+        doc = yaml.safe_load(topology.read_text())
+        for app in doc["applications"]:
+            if app["name"] == APP:
+                app["steering"] = {"via": steering}
+        topology = work / "topology.yaml"
+        topology.write_text(yaml.safe_dump(doc))
     k, r, c = base.kafka, base.relocation, base.core
     return base.model_copy(
         update={
@@ -106,7 +126,7 @@ def demo_settings(base: Settings, work: Path, run: str, nrf_url: str, port: int)
             ),
             "temporal": base.temporal.model_copy(update={"task_queue": f"demo-{run}"}),
             "policy": PolicySettings(
-                topology_file=DATA / "topology.example.yaml",
+                topology_file=topology,
                 policy_file=DATA / "policy.example.yaml",
             ),
             "act": base.act.model_copy(update={"instances_file": instances, "app_port": port}),
@@ -243,16 +263,40 @@ async def _wait(predicate: object, timeout_s: float) -> bool:
     return False
 
 
-async def scenario(base: Settings, work: Path, timeline: Timeline, timeout_s: float) -> bool:
+async def scenario(
+    base: Settings, work: Path, timeline: Timeline, timeout_s: float, steering: str = "dns"
+) -> bool:
     """Run the scenario on a running stack; True when the client reached the new instance."""
     run = uuid.uuid4().hex[:6]
     # The instance keeps its port when it moves between the edge addresses.
-    port = port_free_on(*EDGE.values())
+    port = port_free_on(*EDGE.values(), DATA_NETWORK)
+    planes = []
+    if steering != "dns":
+        planes.append(
+            FakeUserPlane(
+                af_app_id=APP, host=DATA_NETWORK, port=port, dnais=DNAIS, default=EDGE["edge-1"]
+            )
+        )
     async with AsyncExitStack() as stack:
-        fake = await stack.enter_async_context(FakeCoreServer(oauth=True))
+        fake = await stack.enter_async_context(FakeCoreServer(oauth=True, user_planes=planes))
         timeline.say(f"core: fake free5GC (NRF + OAuth2, AMF) at {fake.url}")
-        s = demo_settings(base, work, run, fake.url, port)
+        s = demo_settings(base, work, run, fake.url, port, steering)
         await _create_topics(s)
+        resolve: Resolve | None = None
+        if steering != "dns":
+            fake.core.establish_session(UE, UE_ADDRESS)
+            served = await stack.enter_async_context(
+                serving_receiver(
+                    s.model_copy(update={"receiver": s.receiver.model_copy(update={"port": 0})}),
+                    registry=registry_for(s),
+                )
+            )
+            s = served.settings
+            resolve = _fixed(DATA_NETWORK, port)
+            timeline.say(
+                f"core: NEF traffic influence, SMF and user plane ({DATA_NETWORK}:{port}, the UE "
+                f"on the default route to edge-1); receiver for UP_PATH_CH at {served.url}"
+            )
 
         client = await connect(s.temporal)
         local = await stack.enter_async_context(
@@ -275,7 +319,7 @@ async def scenario(base: Settings, work: Path, timeline: Timeline, timeout_s: fl
         )
         timeline.say("daemon: poller registered with the NRF, polling the AMF every 0.5 s")
         move = Move(ue=UE, app=APP, instance=f"ue-{run}", port=port, core_url=fake.url)
-        return await _follow(move, s, client, local, dns, timeline, timeout_s)
+        return await _follow(move, s, client, local, dns, timeline, timeout_s, resolve)
 
 
 async def deployed_scenario(settings: Settings, timeline: Timeline, timeout_s: float) -> bool:
@@ -353,8 +397,12 @@ async def _follow(
     dns: PowerDns,
     timeline: Timeline,
     timeout_s: float,
+    resolve: Resolve | None = None,
 ) -> bool:
-    """Serve the app on edge-1, run the client, roam the UE to tower 2, watch the move."""
+    """Serve the app on edge-1, run the client, roam the UE to tower 2, watch the move.
+
+    The client finds the app through its DNS name, or at ``resolve`` (the user plane).
+    """
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(aiohttp.ClientSession())
         await move.place(http, "tower-1", roam=False)
@@ -370,7 +418,7 @@ async def _follow(
         )
         seen: set[str] = set()
         stop = asyncio.Event()
-        user = EdgeUser(UE_ADDRESS, _resolver(dns, name, move.port))
+        user = EdgeUser(UE_ADDRESS, resolve or _resolver(dns, name, move.port))
         stack.callback(stop.set)
         await stack.enter_async_context(
             _background(
@@ -399,6 +447,13 @@ async def _follow(
         timeline.say(f"old instance on edge-1 {'gone' if gone else 'STILL RUNNING'}")
         target = Placement(cluster="edge-2", address=EDGE["edge-2"], port=move.port)
         return gone and await _prove_continuity(user, target, timeline)
+
+
+def _fixed(address: str, port: int) -> Resolve:
+    async def resolve() -> tuple[str, int]:
+        return address, port
+
+    return resolve
 
 
 def _resolver(dns: PowerDns, name: str, port: int) -> Resolve:
@@ -518,7 +573,7 @@ async def run(settings: Settings, options: DemoOptions) -> int:
         timeline.say("stack: " + ", ".join(f"{k} {v}" for k, v in report.items()))
         base = settings_for(settings, state.info())
         with tempfile.TemporaryDirectory(prefix="subscriber-demo-") as work:
-            ok = await scenario(base, Path(work), timeline, options.timeout_s)
+            ok = await scenario(base, Path(work), timeline, options.timeout_s, options.steering)
     _summary(timeline)
     print(
         "\nresult: "

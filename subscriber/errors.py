@@ -83,6 +83,20 @@ class CoreUnavailable(SubscriberError):
         self.status = status
 
 
+class InfluenceRefused(SubscriberError):
+    """Raised when the NEF refuses a traffic-influence request for good (asking again as it is
+    cannot succeed): a 4xx, or a 5xx whose cause says so (free5GC's PCF answers 500
+    PDU_SESSION_NOT_AVAILABLE for a UE without a PDU session).
+
+    ``status`` and ``cause`` are the NEF's answer.
+    """
+
+    def __init__(self, detail: str, *, status: int, cause: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.cause = cause
+
+
 class StackError(SubscriberError):
     """Raised when the local stack cannot be installed, started or reached.
 

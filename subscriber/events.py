@@ -104,6 +104,12 @@ class DnaiChange(_Frozen):
     change_type: str = Field(description="EARLY, LATE or EARLY_LATE (unknown values kept).")
     source_dnai: str | None = None
     target_dnai: str | None = None
+    app: str | None = Field(
+        None,
+        description="The application whose traffic-influence subscription reported the change "
+        "(absent for a plain SMF notification).",
+    )
+    instance: str | None = Field(None, description="That application's instance.")
 
 
 class LocationEvent(_Frozen):

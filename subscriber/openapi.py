@@ -23,6 +23,7 @@ from subscriber.sbi.amf import AmfEventNotification
 from subscriber.sbi.common import ProblemDetails
 from subscriber.sbi.nef import MonitoringNotification
 from subscriber.sbi.smf import NsmfEventExposureNotification
+from subscriber.sbi.traffic_influence import TrafficInfluenceNotification
 from subscriber.settings import ReceiverSettings
 
 OPENAPI_VERSION = "3.0.3"
@@ -47,6 +48,14 @@ CALLBACKS: dict[str, tuple[type[BaseModel], str, str]] = {
         "NEF monitoring event notification (TS 29.122 MonitoringEvent API)",
         "The subscription's secret callback key; the body's subscription link must name "
         "that subscription.",
+    ),
+    "ti": (
+        TrafficInfluenceNotification,
+        "UP_PATH_CHANGE notification on a traffic-influence subscription (TS 29.522), as the "
+        "specification's EventNotification or as free5GC's NEF forwards the SMF's (TS 29.508)",
+        "The traffic-influence subscription's secret callback key (docs/relocation.md); "
+        "free5GC's notifId must be the first one seen on the key, the specification's "
+        "afTransId ours. The events carry the UE and application the key is bound to.",
     ),
 }
 """Callback kind -> (body model, summary, meaning of the path key)."""

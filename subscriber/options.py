@@ -54,10 +54,12 @@ class EmcoFakeOptions:
 
 @dataclass(frozen=True)
 class DemoOptions:
-    """``subscriber demo``: ``deployed`` runs against the deployment the settings name."""
+    """``subscriber demo``: ``deployed`` runs against the deployment the settings name;
+    ``steering`` is how traffic follows the move (``dns`` or ``traffic_influence``)."""
 
     timeout_s: float
     deployed: bool
+    steering: str = "dns"
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,48 @@ class ContextPolicy(_Model):
     )
 
 
+class Steering(StrEnum):
+    """How traffic follows a moved application instance."""
+
+    DNS = "dns"
+    """The app's DNS record is switched to the new instance; clients follow on their next lookup."""
+    TRAFFIC_INFLUENCE = "traffic_influence"
+    """AF traffic influence through the NEF (TS 29.522): the UE's user plane is routed to the
+    target cluster's DNAI, confirmed by the SMF's LATE UP_PATH_CH notification."""
+    BOTH = "both"
+    """Traffic influence, then DNS."""
+
+    @property
+    def uses_dns(self) -> bool:
+        """Whether the move switches the DNS record."""
+        return self is not Steering.TRAFFIC_INFLUENCE
+
+    @property
+    def uses_traffic_influence(self) -> bool:
+        """Whether the move steers the user plane through the NEF."""
+        return self is not Steering.DNS
+
+
+class SteeringPolicy(_Model):
+    """How a move steers traffic to the new instance; the topology sets it per application
+    (``applications[].steering``)."""
+
+    via: Steering = Steering.DNS
+    confirm_deadline_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Traffic influence: how long the SMF has to confirm the new path (its LATE "
+        "UP_PATH_CH notification) before the move is undone.",
+    )
+    source_dnai: str | None = Field(
+        None, description="Set by the decision: the DNAI of the cluster the move leaves."
+    )
+    target_dnai: str | None = Field(
+        None, description="Set by the decision: the DNAI of the cluster the move goes to."
+    )
+
+
 class RelocationRequest(_Model):
     """One decision to move an application instance; the payload of the ``relocate`` signal.
 
@@ -145,6 +187,9 @@ class RelocationRequest(_Model):
     context_policy: ContextPolicy | None = Field(
         None, description="The app's context-transfer policy; the defaults when None."
     )
+    steering: SteeringPolicy | None = Field(
+        None, description="How traffic is steered to the target; DNS when None."
+    )
 
 
 class Step(StrEnum):
@@ -153,6 +198,8 @@ class Step(StrEnum):
     DEPLOY = "deploy"
     READINESS = "readiness"
     CONTEXT_TRANSFER = "context_transfer"
+    TRAFFIC_INFLUENCE = "traffic_influence"
+    TRAFFIC_CONFIRM = "traffic_confirm"
     DNS = "dns"
     DNS_CONFIRM = "dns_confirm"
     REMOVE_SOURCE = "remove_source"

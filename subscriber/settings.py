@@ -249,12 +249,52 @@ class CoreSettings(_Group):
     )
     tls_key: Path | None = None
     """PEM private key of core.tls_cert."""
-    nef_af_id: str = Field("subscriber", description="The afId in NEF monitoring-event paths.")
+    nef_af_id: str = Field(
+        "subscriber",
+        description="The afId in NEF paths (monitoring events and traffic influence).",
+    )
     nef_targets: list[str] = Field(
         default_factory=list,
         description="UEs to follow through NEF monitoring events: msisdn-<digits> GPSIs or "
         "external group ids. Empty: no NEF subscription.",
     )
+
+
+class TrafficInfluenceSettings(_Group):
+    """How moves steered by AF traffic influence (TS 29.522) ask the NEF; docs/relocation.md.
+
+    The NEF is the core's (``core.nef_url``, else found through the NRF); its token, when the
+    NRF grants one, has scope ``3gpp-traffic-influence``. Notifications come to the receiver.
+    """
+
+    dnn: str = "internet"
+    """The data network of the UE's PDU session (free5GC's default)."""
+    snssai_sst: int = Field(1, ge=0, le=255, description="Slice/service type of the session.")
+    snssai_sd: str | None = Field(
+        "010203", pattern=r"^[A-Fa-f0-9]{6}$", description="Slice differentiator; none if unset."
+    )
+    dnai_change_type: Literal["EARLY", "LATE", "EARLY_LATE"] = Field(
+        "EARLY_LATE",
+        description="Which UP_PATH_CH notifications to ask for; a move waits for LATE.",
+    )
+    modify_with: Literal["put", "patch"] = Field(
+        "put",
+        description="How a subscription is re-routed: put replaces it (works with free5GC); "
+        "patch sends a merge patch, which free5GC's NEF and PCF refuse or apply without "
+        "notifying (docs/free5gc.md).",
+    )
+    af_ack: bool = Field(
+        False,
+        description="Ask the SMF to wait for our acknowledgement of each path change (afAckInd; "
+        "free5GC ignores it).",
+    )
+    supported_features: str = Field(
+        "1",
+        pattern=r"^[A-Fa-f0-9]*$",
+        description="suppFeat of the request; free5GC's PCF only routes traffic when feature "
+        "1 (InfluenceOnTrafficRouting) is set.",
+    )
+    request_timeout_s: float = Field(5.0, gt=0, description="Timeout of one request to the NEF.")
 
 
 class PolicySettings(_Group):
@@ -443,6 +483,7 @@ class Settings(BaseSettings):
     relocation: RelocationSettings = RelocationSettings()
     act: ActSettings = ActSettings()
     ams: AmsSettings = AmsSettings()
+    traffic_influence: TrafficInfluenceSettings = TrafficInfluenceSettings()
     stack: StackSettings = StackSettings()
     shutdown_grace_s: Seconds0 = Field(
         10.0, description="On SIGTERM, how long in-flight work may take to finish."

@@ -32,3 +32,21 @@ def test_demo_moves_the_app_and_the_client_follows(
     assert "proof: edge-2 holds exactly the user's state: yes" in out
     assert "old instance on edge-1 gone" in out
     assert "imsi-" not in out, "the demo shows pseudonyms, never a SUPI"
+
+
+def test_demo_with_traffic_influence_moves_the_users_path(
+    stack_base_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`subscriber demo --steering traffic_influence`: the client, at one address, reaches the
+    instance on edge-2 once the SMF moved its path; DNS plays no part."""
+    monkeypatch.setenv("SUBSCRIBER_STACK__DIR", str(stack_base_settings.stack.dir))
+    code = main(["demo", "--timeout", "60", "--steering", "traffic_influence"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert re.search(r"workflow: completed edge-1 -> edge-2: .*traffic_confirm \d+ ms", out), out
+    assert not re.search(r"workflow: completed .*\bdns \d+ ms", out), out
+    assert "proof: no request failed: yes" in out
+    assert "old instance on edge-1 gone" in out
+    assert "imsi-" not in out, "the demo shows pseudonyms, never a SUPI"

@@ -61,7 +61,8 @@ from temporalio.client import Client
 
 from subscriber import tracing
 from subscriber.act.lanes import Job, LaneKey, Lanes, Marks, Outbox, StateWriter, Work
-from subscriber.act.signals import SignalReceipt, request_relocation
+from subscriber.act.signals import SignalReceipt, report_path_change, request_relocation
+from subscriber.act.steering import PathChange
 from subscriber.decide.bundle import Bundle
 from subscriber.decide.engine import InstancesHolder, PolicyHolder
 from subscriber.decide.instances import Instances
@@ -81,8 +82,8 @@ from subscriber.decide.step import (
     reserve,
     reserved,
 )
-from subscriber.errors import UndecodableEvent
-from subscriber.events import decode_event
+from subscriber.errors import SignalFailed, UndecodableEvent
+from subscriber.events import LocationEvent, decode_event
 from subscriber.logs import pseudonym
 from subscriber.relocation import RelocationRequest, decode_report
 from subscriber.settings import Settings
@@ -522,6 +523,7 @@ class EventConsumer:
             except Exception as exc:  # no record may stop the consumer
                 await self._dead_letter(tp, msg, _why(exc), work.part())
                 return
+            await self._report_path(event)
             _annotate(event.event_id, alias, handled)
             if handled.duplicate:
                 CONSUMED.labels("duplicate").inc()
@@ -630,6 +632,35 @@ class EventConsumer:
         if kept:
             kept.pop(ue, None)
         self._arm(partition, ue, record)
+
+    async def _report_path(self, event: LocationEvent) -> None:
+        """A path change on one of our traffic-influence subscriptions goes to the workflow of
+        its instance, which may be waiting for it (:mod:`subscriber.act.steering`). Not
+        delivered after a few tries, it is dropped with a warning: the move's confirmation
+        deadline then undoes the move, which is the safe side."""
+        change = event.dnai_change
+        if change is None or not change.app or not change.instance:
+            return
+        path = PathChange(
+            app=change.app,
+            instance=change.instance,
+            change_type=change.change_type,
+            target_dnai=change.target_dnai,
+            event_id=event.event_id,
+        )
+        delay = 0.2
+        for attempt in range(5):
+            try:
+                delivered = await report_path_change(self._temporal, path)
+            except SignalFailed as exc:
+                if not exc.retryable or attempt == 4:
+                    log.warning("consumer.path_change_lost", workflow=path.instance, error=str(exc))
+                    return
+                await asyncio.sleep(delay)
+                delay *= 2
+                continue
+            log.info("consumer.path_change", workflow=path.instance, delivered=delivered)
+            return
 
     async def _signal(self, request: RelocationRequest) -> None:
         receipt = await self._signaller(self._temporal, self._s.temporal.task_queue, request)

@@ -18,6 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
+from subscriber.act.steering import PATH_SIGNAL, PathChange
 from subscriber.act.workflows import SIGNAL_NAME, RelocationInput, RelocationWorkflow
 from subscriber.errors import SignalFailed
 from subscriber.relocation import RelocationRequest, workflow_id
@@ -112,3 +113,31 @@ async def request_relocation(
     except RuntimeError as exc:  # the client's connection itself failed
         raise SignalFailed(f"signal-with-start {wf_id}: {exc}", retryable=True) from exc
     return SignalReceipt(workflow_id=wf_id, run_id=handle.run_id)
+
+
+async def report_path_change(
+    client: Client, change: PathChange, *, rpc_timeout_s: float = 10.0
+) -> bool:
+    """Signal a UP_PATH_CH notification to the workflow of its application instance.
+
+    Returns:
+        False when no such workflow runs (nothing waits for the change), True once recorded.
+
+    Raises:
+        SignalFailed: with ``retryable`` as for :func:`request_relocation`.
+    """
+    wf_id = workflow_id(change.app, change.instance)
+    try:
+        await client.get_workflow_handle(wf_id).signal(
+            PATH_SIGNAL, change, rpc_timeout=timedelta(seconds=rpc_timeout_s)
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise SignalFailed(
+            f"signal {wf_id}: {exc.status.name}: {exc.message}",
+            retryable=exc.status in _RETRYABLE,
+        ) from exc
+    except RuntimeError as exc:
+        raise SignalFailed(f"signal {wf_id}: {exc}", retryable=True) from exc
+    return True

@@ -35,6 +35,14 @@ with workflow.unsafe.imports_passed_through():
 
     from subscriber.act.context import PATCH as CONTEXT_PATCH
     from subscriber.act.context import ContextTransfer
+    from subscriber.act.steering import PATCH as STEERING_PATCH
+    from subscriber.act.steering import (
+        PATH_SIGNAL,
+        PathChange,
+        PathChanges,
+        SteeringFailed,
+        TrafficSteering,
+    )
     from subscriber.relocation import (
         Endpoint,
         Label,
@@ -45,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         RelocationRequest,
         RelocationState,
         Status,
+        SteeringPolicy,
         Step,
     )
 
@@ -161,6 +170,7 @@ class _Move:
     dns_changed: bool = False
     dns_set: bool = False
     dns_switched_at: datetime | None = None
+    steer: TrafficSteering | None = None
 
 
 _StepPlan = tuple[Step, Callable[[_Move], Awaitable[None]], Callable[[_Move], bool] | None]
@@ -168,6 +178,20 @@ _StepPlan = tuple[Step, Callable[[_Move], Awaitable[None]], Callable[[_Move], bo
 
 def _has_source(move: _Move) -> bool:
     return move.source is not None
+
+
+def _influences_traffic(move: _Move) -> bool:
+    return (move.request.steering or SteeringPolicy()).via.uses_traffic_influence and (
+        workflow.patched(STEERING_PATCH)
+    )
+
+
+def _steered(move: _Move) -> bool:
+    return move.steer is not None
+
+
+def _uses_dns(move: _Move) -> bool:
+    return move.steer is None or move.steer.with_dns
 
 
 def _transfers_context(move: _Move) -> bool:
@@ -196,6 +220,7 @@ class RelocationWorkflow:
         self._marks: list[tuple[Step, datetime]] = []
         self._unreported = list(inp.unreported)
         self._reporting = False
+        self._paths = PathChanges()
 
     @workflow.run
     async def run(self, inp: RelocationInput) -> None:
@@ -283,6 +308,12 @@ class RelocationWorkflow:
                 settled=False,
             )
         self._pending, self._pending_received_at = request, now
+
+    @workflow.signal(name=PATH_SIGNAL)
+    def path_changed(self, change: PathChange) -> None:
+        """Keep a UP_PATH_CH notification for this instance (the traffic-influence step)."""
+        if (change.app, change.instance) == (self._inp.app, self._inp.instance):
+            self._paths.add(change)
 
     @workflow.query(name="state")
     def state(self) -> RelocationState:
@@ -376,8 +407,10 @@ class RelocationWorkflow:
             (Step.DEPLOY, self._deploy, None),
             (Step.READINESS, self._wait_ready, None),
             (Step.CONTEXT_TRANSFER, self._transfer_context, _transfers_context),
-            (Step.DNS, self._set_dns, None),
-            (Step.DNS_CONFIRM, self._confirm_dns, None),
+            (Step.TRAFFIC_INFLUENCE, self._route_traffic, _influences_traffic),
+            (Step.TRAFFIC_CONFIRM, self._confirm_path, _steered),
+            (Step.DNS, self._set_dns, _uses_dns),
+            (Step.DNS_CONFIRM, self._confirm_dns, _uses_dns),
             (Step.REMOVE_SOURCE, self._remove_source, _has_source),
         ]
 
@@ -405,7 +438,7 @@ class RelocationWorkflow:
                     continue
                 self._enter(step)
                 await run(move)
-        except (ActivityError, asyncio.CancelledError) as exc:
+        except (ActivityError, SteeringFailed, asyncio.CancelledError) as exc:
             cancelled = is_cancelled_exception(exc)
             failed_step = self._step
             step_ms = self._step_ms()
@@ -489,6 +522,16 @@ class RelocationWorkflow:
         assert move.endpoint is not None
         move.transfer = ContextTransfer(move.request, move.source, move.endpoint.placement)
         move.context = await move.transfer.run()
+
+    async def _route_traffic(self, move: _Move) -> None:
+        move.steer = TrafficSteering(move.request, self._paths)
+        await move.steer.route()
+
+    async def _confirm_path(self, move: _Move) -> None:
+        assert move.steer is not None
+        await move.steer.confirmed()
+        if move.transfer is not None and not move.steer.with_dns:
+            await move.transfer.completed()
 
     async def _set_dns(self, move: _Move) -> None:
         move.dns_changed = True
@@ -575,6 +618,14 @@ class RelocationWorkflow:
             else:
                 keep_target = True
                 done.append("kept_target_source_not_serving")
+        if move.steer is not None and move.steer.started and not keep_target:
+            try:
+                done.append(await move.steer.undo())
+            except ActivityError as exc:
+                errors.append(f"traffic_restore: {_error_text(exc)}")
+                # The user plane may already lead to the target: removing it could leave the
+                # UE with nothing to reach.
+                keep_target = True
         if deployed and not keep_target:
             try:
                 await workflow.execute_activity(

@@ -25,6 +25,7 @@ from subscriber.act.orchestrator import Orchestrator
 from subscriber.act.outcomes import OutcomeWriter
 from subscriber.act.routing import RoutedOrchestrator
 from subscriber.act.signals import connect
+from subscriber.act.steering_activities import SteeringActivities
 from subscriber.act.workflows import RelocationWorkflow
 from subscriber.ams.server import serving_ams
 from subscriber.ams.service import Ams
@@ -69,6 +70,32 @@ async def _open_default(
     )
 
 
+async def open_steering(settings: Settings, stack: AsyncExitStack) -> SteeringActivities:
+    """The traffic-influence activities: the NEF reached as an AF of its own (its NF instance
+    id kept apart from the tracker's, so neither deregisters the other), its records in
+    ``core.state_dir`` beside the receiver's."""
+    import aiohttp
+
+    from subscriber.act.nef import TrafficInfluenceClient
+    from subscriber.app.tracker import callback_base
+    from subscriber.influence import InfluenceStore
+    from subscriber.ingress.nrf import NrfClient
+
+    core = settings.core
+    http = await stack.enter_async_context(aiohttp.ClientSession())
+    nrf_settings = core.model_copy(update={"state_dir": core.state_dir / "steering-af"})
+    nrf = await stack.enter_async_context(NrfClient(settings=nrf_settings, session=http))
+    client = TrafficInfluenceClient(
+        nrf=nrf, session=http, settings=settings.traffic_influence, af_id=core.nef_af_id
+    )
+    return SteeringActivities(
+        client=client,
+        store=InfluenceStore(core.state_dir),
+        instances_file=settings.act.instances_file,
+        callback_base=callback_base(settings),
+    )
+
+
 def metrics_runtime(settings: Settings) -> Runtime | None:
     """A Temporal runtime serving Prometheus metrics on ``relocation.metrics_port``, if set.
 
@@ -94,6 +121,7 @@ def build_worker(
     orchestrator: Orchestrator,
     dns: DnsPort,
     ams: Ams,
+    steering: SteeringActivities | None = None,
     outcomes: OutcomesPort | None = None,
 ) -> Worker:
     """A worker for the relocation workflow and its activities (not started)."""
@@ -105,7 +133,7 @@ def build_worker(
         client,
         task_queue=settings.temporal.task_queue,
         workflows=[RelocationWorkflow],
-        activities=[*activities.all(), *context.all()],
+        activities=[*activities.all(), *context.all(), *(steering.all() if steering else [])],
         graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_s),
     )
 
@@ -188,12 +216,17 @@ async def open_worker(
                     metrics=False,  # the Temporal runtime serves them (relocation.metrics_port)
                 )
             )
-        yield RelocationWorker(
-            build_worker(
-                client, settings, orchestrator=orchestrator, dns=dns, ams=ams, outcomes=outcomes
-            ),
+        steering = await open_steering(settings, stack)
+        worker = build_worker(
+            client,
             settings,
+            orchestrator=orchestrator,
+            dns=dns,
+            ams=ams,
+            outcomes=outcomes,
+            steering=steering,
         )
+        yield RelocationWorker(worker, settings)
     log.info("worker.stopped")
 
 

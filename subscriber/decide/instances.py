@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from subscriber.decide.topology import Topology
 from subscriber.errors import PolicyUnavailable
-from subscriber.relocation import Label
+from subscriber.relocation import IPv4, Label
 
 
 class InstanceDoc(BaseModel):
@@ -31,6 +31,9 @@ class InstanceDoc(BaseModel):
     app: Label
     instance: Label
     cluster: str
+    ue_ipv4: IPv4 | None = None
+    """The address of the UE's PDU session: traffic influence names the UE by it (free5GC's NEF
+    finds the session by address), or else by ``ue`` when that is a GPSI."""
 
 
 class _InstancesDoc(BaseModel):
@@ -56,6 +59,19 @@ class Instances:
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_ue.values())
+
+
+def find_instance(text: str | bytes, app: str, instance: str) -> InstanceDoc | None:
+    """One instance of a registry, read without a topology (the worker has none).
+
+    Raises:
+        PolicyUnavailable: malformed YAML.
+    """
+    try:
+        doc = _InstancesDoc.model_validate(yaml.safe_load(text) or {})
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise PolicyUnavailable(f"instances: {exc}") from exc
+    return next((i for i in doc.instances if (i.app, i.instance) == (app, instance)), None)
 
 
 def parse_instances(text: str | bytes, *, source: str, topology: Topology) -> Instances:

@@ -49,7 +49,13 @@ from subscriber.decide.prewarm import QUIET, Prewarm, Prewarming
 from subscriber.decide.state import UeState, decode_state, encode_state
 from subscriber.errors import UndecodableEvent
 from subscriber.events import LocationEvent
-from subscriber.relocation import ContextPolicy, OutcomeReport, Placement, RelocationRequest
+from subscriber.relocation import (
+    ContextPolicy,
+    OutcomeReport,
+    Placement,
+    RelocationRequest,
+    SteeringPolicy,
+)
 
 RECORD_FORMAT = 1
 DEFAULT_MAX_SKEW_S = 60.0
@@ -370,6 +376,7 @@ def _requests(
                     reasons=(decision.reason.value,),
                     partition=partition,
                     context_policy=_context_policy(bundle, inst.app),
+                    steering=_steering(bundle, inst.app, decision.source, decision.target),
                 )
             except ValidationError as exc:
                 raise UndecodableEvent(
@@ -546,6 +553,27 @@ def quiet_remainder(record: UeRecord, instances: Sequence[InstanceDoc]) -> UeRec
 def _context_policy(bundle: Bundle, app: str) -> ContextPolicy | None:
     spec = bundle.topology.apps.get(app)
     return spec.context if spec is not None else None
+
+
+def _steering(
+    bundle: Bundle, app: str, source: str | None, target: str | None
+) -> SteeringPolicy | None:
+    spec = bundle.topology.apps.get(app)
+    if spec is None or spec.steering is None:
+        return None
+    if not spec.steering.via.uses_traffic_influence:
+        return spec.steering
+    return spec.steering.model_copy(
+        update={
+            "source_dnai": _first_dnai(bundle, source),
+            "target_dnai": _first_dnai(bundle, target),
+        }
+    )
+
+
+def _first_dnai(bundle: Bundle, cluster: str | None) -> str | None:
+    found = bundle.topology.clusters.get(cluster) if cluster else None
+    return found.dnais[0] if found is not None and found.dnais else None
 
 
 def confirm(record: UeRecord, key: str, actual_cluster: str | None) -> UeRecord:

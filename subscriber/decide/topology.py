@@ -36,7 +36,7 @@ from pydantic import (
 
 from subscriber.errors import PolicyUnavailable
 from subscriber.events import Cell, LocationEvent
-from subscriber.relocation import ContextPolicy, OnTransferFailure
+from subscriber.relocation import ContextPolicy, OnTransferFailure, SteeringPolicy
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -79,6 +79,28 @@ def _identifier(value: str) -> str:
 
 
 Ident = Annotated[str, AfterValidator(_identifier)]
+
+_DNAI = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def _dnai(value: str) -> str:
+    # TS 29.571 leaves a DNAI free text; it travels in NEF requests and in log fields.
+    if not _DNAI.match(value):
+        raise ValueError(
+            f"{value!r} is not a DNAI: use 1-63 letters, digits, '-', '.', '_', starting with "
+            "a letter or digit"
+        )
+    return value
+
+
+Dnai = Annotated[str, AfterValidator(_dnai)]
+
+
+def _steering(value: Any) -> Any:
+    # ``steering: traffic_influence`` is short for ``steering: {via: traffic_influence}``.
+    return {"via": value} if isinstance(value, str) else value
+
+
 Tac = Annotated[str, BeforeValidator(_quoted("hex digits", (4, 6), _HEX))]
 CellId = Annotated[str, BeforeValidator(_quoted("hex digits", (7, 9), _HEX))]
 Mcc = Annotated[str, BeforeValidator(_quoted("digits", (3,), frozenset("0123456789")))]
@@ -228,6 +250,11 @@ class ClusterDoc(_Doc):
     kubernetes: KubernetesDoc | None = Field(
         None, description="Deploy on it through its Kubernetes API (docs/relocation.md)."
     )
+    dnais: list[Dnai] = Field(
+        [],
+        description="The DNAIs whose user-plane path reaches its instances (the local data "
+        "network it stands in); traffic influence routes a UE's traffic to the first one.",
+    )
 
 
 class LinkDoc(_Doc):
@@ -265,6 +292,12 @@ class AppDoc(_Doc):
         description="Template of its Deployment and Service, for clusters with a kubernetes "
         "section; relative to the topology file's folder.",
     )
+    steering: Annotated[SteeringPolicy | None, BeforeValidator(_steering)] = Field(
+        None,
+        description="How traffic follows a move: dns (the default), traffic_influence (the "
+        "NEF routes the UE's user plane to the target cluster's DNAI) or both; a mapping "
+        "also takes confirm_deadline_s (docs/relocation.md).",
+    )
 
 
 class TopologyDoc(_Doc):
@@ -295,6 +328,8 @@ class Cluster:
     apps_used: int
     labels: Mapping[str, str]
     address: str | None
+    dnais: tuple[str, ...] = ()
+    """The DNAIs that reach it; traffic influence steers to the first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +345,8 @@ class App:
     stateful: bool
     context: ContextPolicy = field(default_factory=ContextPolicy)
     """How a move treats the user context (the topology's, or the default for its kind)."""
+    steering: SteeringPolicy | None = None
+    """How traffic follows a move; None is DNS."""
 
     def allows(self, cluster: Cluster) -> bool:
         """Whether the app may run on ``cluster`` (allow-list and labels)."""
@@ -328,6 +365,7 @@ class Topology:
     cells: Mapping[tuple[str, str, str], str]
     tracking_areas: Mapping[tuple[str, str], str]
     dnais: Mapping[str, str]
+    """DNAI -> zone: the top-level map, and each cluster's DNAIs in the cluster's zone."""
     clusters: Mapping[str, Cluster]
     apps: Mapping[str, App]
     latency_ms: Mapping[str, Mapping[str, float]] = field(
@@ -493,6 +531,41 @@ def _check_refs(doc: TopologyDoc, zones: set[str], clusters: set[str], problems:
                 )
 
 
+def _check_dnais(doc: TopologyDoc, problems: list[str]) -> dict[str, str]:
+    """Each DNAI reaches one cluster, in the zone the top-level map gives it; DNAI -> zone."""
+    zones = dict(doc.dnais)
+    served: dict[str, str] = {}
+    for i, c in enumerate(doc.clusters):
+        for j, dnai in enumerate(c.dnais):
+            where = f"clusters[{i}].dnais[{j}]"
+            if dnai in served:
+                problems.append(
+                    f"{where}: DNAI '{dnai}' already reaches cluster '{served[dnai]}'; a DNAI "
+                    "must name one cluster"
+                )
+                continue
+            served[dnai] = c.id
+            if zones.setdefault(dnai, c.zone) != c.zone:
+                problems.append(
+                    f"{where}: dnais.{dnai} puts DNAI '{dnai}' in zone '{zones[dnai]}', but "
+                    f"cluster '{c.id}' stands in zone '{c.zone}'"
+                )
+    return zones
+
+
+def _check_steering(doc: TopologyDoc, clusters: Mapping[str, Cluster], problems: list[str]) -> None:
+    for i, a in enumerate(doc.applications):
+        if a.steering is None or not a.steering.via.uses_traffic_influence:
+            continue
+        app = _app(a)
+        lacking = [c.id for c in clusters.values() if app.allows(c) and not c.dnais]
+        if lacking:
+            problems.append(
+                f"applications[{i}].steering: {a.steering.via.value} needs a DNAI on every "
+                f"cluster the app may run on; cluster '{lacking[0]}' has none (give it dnais)"
+            )
+
+
 def _check_workloads(
     doc: TopologyDoc, clusters: Mapping[str, Cluster], problems: list[str]
 ) -> None:
@@ -556,6 +629,7 @@ def _cluster(c: ClusterDoc) -> Cluster:
         apps_used=c.load.apps,
         labels=MappingProxyType(dict(c.labels)),
         address=c.address,
+        dnais=tuple(c.dnais),
     )
 
 
@@ -574,6 +648,7 @@ def _app(a: AppDoc) -> App:
             if a.stateful
             else OnTransferFailure.MOVE_WITHOUT_CONTEXT
         ),
+        steering=a.steering,
     )
 
 
@@ -590,11 +665,13 @@ def compile_topology(doc: TopologyDoc, *, source: str = "topology") -> Topology:
     cells, areas = _map_cells(doc, zones, problems)
     _check_refs(doc, zones, cluster_ids, problems)
     _check_links(doc, zones | cluster_ids, problems)
+    dnais = _check_dnais(doc, problems)
     if problems:
         raise invalid(source, problems)
 
     clusters = {c.id: _cluster(c) for c in doc.clusters}
     _check_workloads(doc, clusters, problems)
+    _check_steering(doc, clusters, problems)
     if problems:
         raise invalid(source, problems)
 
@@ -613,7 +690,7 @@ def compile_topology(doc: TopologyDoc, *, source: str = "topology") -> Topology:
         # Plain dicts on the hot path: a mappingproxy lookup costs twice as much.
         cells=cells,
         tracking_areas=areas,
-        dnais=dict(doc.dnais),
+        dnais=dnais,
         clusters=MappingProxyType(clusters),
         apps=MappingProxyType({a.name: _app(a) for a in doc.applications}),
         latency_ms=MappingProxyType(latency),
@@ -629,6 +706,7 @@ def _warnings(
 ) -> list[str]:
     out = []
     mapped = set(cells.values()) | set(areas.values()) | set(doc.dnais.values())
+    mapped |= {c.zone for c in doc.clusters if c.dnais}
     for z in doc.zones:
         if z.id not in mapped:
             out.append(f"zone '{z.id}' has no cell, tracking area or DNAI mapped to it")

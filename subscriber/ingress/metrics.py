@@ -20,7 +20,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-KINDS = ("amf", "smf", "nef")
+KINDS = ("amf", "smf", "nef", "ti")
 REJECT_REASONS = (
     "unknown_subscription",
     "invalid_body",

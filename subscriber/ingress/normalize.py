@@ -67,6 +67,11 @@ from subscriber.sbi.smf import (
     SmfEvent,
     parse_smf_notification,
 )
+from subscriber.sbi.traffic_influence import (
+    InfluenceNotification,
+    UpPathChangeNotification,
+    parse_influence_notification,
+)
 
 # event_type of a Namf_Location answer, which is a pull, not a subscribed event.
 PROVIDE_LOC_INFO = "PROVIDE_LOC_INFO"
@@ -86,6 +91,15 @@ class Binding:
     """The AMF's ``notifyCorrelationId`` or the SMF's ``notifId`` a body must carry."""
     subscription_id: str | None = None
     """The producer's id of the subscription (AMF report ``subscriptionId``, NEF link)."""
+    ue: str | None = None
+    """Traffic influence: the UE (SUPI or GPSI) the subscription steers; its bodies name none."""
+    app: str | None = None
+    """Traffic influence: the application the subscription steers."""
+    instance: str | None = None
+    """Traffic influence: that application's instance."""
+    pin: str | None = None
+    """Traffic influence: the file pinning the notifId of free5GC's forwarded notifications
+    (:func:`subscriber.influence.pin_notif_id`); the receiver fills ``correlation_id`` from it."""
 
 
 def _same_subscription(named: str, subscription_id: str) -> bool:
@@ -146,6 +160,7 @@ class BodyKind(StrEnum):
     PROVIDE_LOC_INFO = "provide_loc_info"
     SMF_NOTIFICATION = "smf_notification"
     NEF_NOTIFICATION = "nef_notification"
+    INFLUENCE_NOTIFICATION = "influence_notification"
 
 
 class SkipReason(StrEnum):
@@ -587,6 +602,103 @@ def normalize_nef_notification(
     return Normalized(events, skipped)
 
 
+def _bound_ue(ue: str) -> UeIdentity:
+    if ue.startswith(("msisdn-", "extid-")):
+        return UeIdentity.model_construct(supi=None, gpsi=ue, session_ref=None)
+    return UeIdentity.model_construct(supi=ue, gpsi=None, session_ref=None)
+
+
+def check_influence_binding(notification: InfluenceNotification, binding: Binding) -> None:
+    """Refuse a traffic-influence notification naming another subscription than ``binding``.
+
+    The specification's shape must echo our afTransId (the binding's name); free5GC's forwarded
+    SMF body must carry the notifId pinned for the key (``binding.correlation_id``).
+
+    Raises:
+        ForeignCallback: the body names another subscription.
+    """
+    if isinstance(notification, NsmfEventExposureNotification):
+        check_smf_binding(notification, binding)
+    elif notification.af_trans_id is not None and notification.af_trans_id != binding.name:
+        raise _foreign("/afTransId")
+
+
+def normalize_influence_notification(
+    notification: InfluenceNotification, *, binding: Binding, ingest_time: datetime
+) -> Normalized:
+    """Events of a notification on one of our traffic-influence subscriptions.
+
+    The body names no UE (free5GC's never does); the binding does, so each event carries the UE
+    and, in its ``dnai_change``, the application instance the subscription steers.
+
+    Args:
+        notification: the parsed body, in either shape.
+        binding: the subscription of the callback URI, with ``ue``, ``app`` and ``instance``.
+        ingest_time: when we received it (timezone-aware).
+    """
+    _check_ingest_time(ingest_time)
+    if binding.ue is None:
+        raise ValueError("a traffic-influence binding names its UE")
+    ue = _bound_ue(binding.ue)
+    if isinstance(notification, NsmfEventExposureNotification):
+        plain = normalize_smf_notification(
+            notification, ingest_time=ingest_time, subscription_id=binding.subscription_id
+        )
+        items = [
+            (e.source, e.dnai_change, e.event_time_field, e.event_time)
+            for e in plain.events
+            if e.dnai_change is not None
+        ]
+        skipped = plain.skipped
+    else:
+        items, skipped = [], []
+        if not notification.dnai_chg_type:
+            skipped.append(Skipped(0, notification.subscribed_event, SkipReason.NO_CHANGE_TYPE))
+        else:
+            items.append(_influence_item(notification, binding))
+    events = []
+    for source, change, time_field, moment in items:
+        change = change.model_copy(update={"app": binding.app, "instance": binding.instance})
+        raw = moment if time_field != "ingest" else None
+        events.append(
+            LocationEvent.model_construct(
+                event_id=_event_id(source, ue, None, change, time_field, raw),
+                ue=ue,
+                source=source,
+                location=None,
+                dnai_change=change,
+                event_time=raw if raw is not None else ingest_time,
+                event_time_field=time_field,
+                ingest_time=ingest_time,
+            )
+        )
+    return Normalized(events, skipped)
+
+
+def _influence_item(
+    notification: UpPathChangeNotification, binding: Binding
+) -> tuple[EventSource, DnaiChange, str, datetime]:
+    source_route, target_route = (
+        notification.source_traffic_route,
+        notification.target_traffic_route,
+    )
+    change = DnaiChange.model_construct(
+        change_type=notification.dnai_chg_type,
+        source_dnai=_dnai(notification.source_dnai, source_route.dnai if source_route else None),
+        target_dnai=_dnai(notification.target_dnai, target_route.dnai if target_route else None),
+    )
+    source = EventSource.model_construct(
+        nf_type=NfType.NEF,
+        nf_instance_id=None,
+        subscription_id=binding.subscription_id,
+        correlation_id=notification.af_trans_id,
+        delivery=Delivery.NOTIFIED,
+        event_type=notification.subscribed_event,
+    )
+    # The specification's notification has no time of its own: the ingest time stands in.
+    return source, change, "ingest", datetime.min.replace(tzinfo=UTC)
+
+
 def normalize_body(
     kind: BodyKind,
     body: bytes | bytearray | str,
@@ -650,6 +762,12 @@ def normalize_body(
             nf_instance_id=nf_instance_id,
             subscription_id=subscription_id,
         )
+    if kind is BodyKind.INFLUENCE_NOTIFICATION:
+        if binding is None:
+            raise ValueError("INFLUENCE_NOTIFICATION needs its binding")
+        influence = parse_influence_notification(body)
+        check_influence_binding(influence, binding)
+        return normalize_influence_notification(influence, binding=binding, ingest_time=ingest_time)
     nef = parse_nef_notification(body)
     if binding is not None:
         check_nef_binding(nef, binding)

@@ -2,9 +2,10 @@
 
 Routes:
 
-* ``POST /callbacks/{amf|smf|nef}/{key}``: an AMF event notification, SMF event notification or
-  NEF monitoring notification; ``key`` is the subscription's secret callback key, which the
-  registry binds to the subscription the body must name (:class:`~.normalize.Binding`).
+* ``POST /callbacks/{amf|smf|nef|ti}/{key}``: an AMF event notification, SMF event notification,
+  NEF monitoring notification or traffic-influence UP_PATH_CHANGE notification; ``key`` is the
+  subscription's secret callback key, which the registry binds to the subscription the body must
+  name (:class:`~.normalize.Binding`).
 * ``GET /healthz`` (liveness), ``GET /readyz`` (callbacks can be accepted: Kafka reachable or
   spool room, and the registry readable), ``GET /metrics`` (Prometheus).
 
@@ -139,10 +140,13 @@ def default_normalizers() -> dict[str, Normalizer]:
 
         return run
 
+    from subscriber.influence import normalize_influence_callback
+
     return {
         "amf": normalizer(BodyKind.AMF_NOTIFICATION),
         "smf": normalizer(BodyKind.SMF_NOTIFICATION),
         "nef": normalizer(BodyKind.NEF_NOTIFICATION),
+        "ti": lambda c: normalize_influence_callback(c.body, c.binding, c.received_at),
     }
 
 

@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 import structlog
@@ -22,6 +22,8 @@ import structlog
 log = structlog.get_logger()
 
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -60,3 +62,56 @@ def load_or_set_aside(path: Path, parse: Callable[[Any], T], default: T) -> T:
             "state_file_set_aside", file=path.name, moved_to=aside.name, error=type(exc).__name__
         )
         return default
+
+
+class WatchedKeys(Generic[K, V]):
+    """Keys read from a state file another process writes, reread when its mtime changes.
+
+    A file that cannot be read or parsed keeps the keys known before and makes
+    :meth:`is_ready` false until the file is good again; a missing file means no keys.
+
+    Args:
+        path: the file.
+        parse: its bytes to the keys (raises ``ValueError``, ``TypeError`` or
+            ``AttributeError`` on a bad file).
+        unreadable_event: the error logged when the file cannot be read.
+    """
+
+    def __init__(
+        self, path: Path, parse: Callable[[bytes], dict[K, V]], *, unreadable_event: str
+    ) -> None:
+        self.path = path
+        self._parse = parse
+        self._event = unreadable_event
+        self._known: dict[K, V] = {}
+        self._mtime_ns = -1
+        self._ready = True
+
+    def get(self, key: K) -> V | None:
+        """The value of ``key``, from the file as it is now."""
+        self._refresh()
+        return self._known.get(key)
+
+    def is_ready(self) -> bool:
+        """False while the file cannot be read."""
+        self._refresh()
+        return self._ready
+
+    def _refresh(self) -> None:
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = 0
+        if mtime == self._mtime_ns:
+            return
+        self._mtime_ns = mtime
+        if not mtime:
+            self._known, self._ready = {}, True
+            return
+        try:
+            self._known = self._parse(self.path.read_bytes())
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            self._ready = False
+            log.error(self._event, file=self.path.name, error=type(exc).__name__)
+            return
+        self._ready = True

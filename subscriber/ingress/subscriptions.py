@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import orjson
 import structlog
@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict
 from subscriber.errors import CoreUnavailable
 from subscriber.ingress.normalize import Binding
 from subscriber.ingress.nrf import NrfClient, Producer, SbiResponse
-from subscriber.ingress.statefile import load_or_set_aside, write_atomic
+from subscriber.ingress.statefile import WatchedKeys, load_or_set_aside, write_atomic
 from subscriber.sbi.amf import (
     AmfCreateEventSubscription,
     AmfEvent,
@@ -61,6 +61,9 @@ from subscriber.sbi.amf import (
 from subscriber.sbi.nef import MonitoringEventSubscription
 from subscriber.sbi.smf import EventSubscription, NsmfEventExposure
 from subscriber.settings import CoreSettings, Settings
+
+if TYPE_CHECKING:
+    from subscriber.influence import CallbackRegistry
 
 log = structlog.get_logger()
 
@@ -159,7 +162,12 @@ def _parse_state(raw: Any) -> _StateFile:
     return _StateFile.model_validate(raw)
 
 
-class SubscriptionRegistry:
+def _bindings(data: bytes) -> dict[tuple[str, str], Binding]:
+    state = _parse_state(orjson.loads(data))
+    return {(r.kind, r.callback_key): r.binding() for r in state.records if r.callback_key}
+
+
+class SubscriptionRegistry(WatchedKeys[tuple[str, str], Binding]):
     """Which callback keys are ours, backed by the manager's state file.
 
     The receiver calls :meth:`binding` for every callback. In the daemon's own process the
@@ -172,39 +180,13 @@ class SubscriptionRegistry:
     """
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / STATE_FILE
-        self._known: dict[tuple[str, str], Binding] = {}
-        self._mtime_ns = -1
-        self._ready = True
+        super().__init__(
+            state_dir / STATE_FILE, _bindings, unreadable_event="subscriptions_unreadable"
+        )
 
     def binding(self, kind: str, key: str) -> Binding | None:
         """The subscription of ours ``/callbacks/{kind}/{key}`` belongs to, or None."""
-        self._refresh()
-        return self._known.get((kind, key))
-
-    def is_ready(self) -> bool:
-        """False while the state file cannot be read."""
-        self._refresh()
-        return self._ready
-
-    def _refresh(self) -> None:
-        try:
-            mtime = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            mtime = 0
-        if mtime == self._mtime_ns:
-            return
-        self._mtime_ns = mtime
-        if not mtime:
-            self._known, self._ready = {}, True
-            return
-        try:
-            state = _parse_state(orjson.loads(self.path.read_bytes()))
-        except (OSError, ValueError) as exc:
-            self._ready = False
-            log.error("subscriptions_unreadable", file=self.path.name, error=type(exc).__name__)
-            return
-        self.replace(state.records, mtime)
+        return self.get((kind, key))
 
     def replace(self, records: Iterable[SubscriptionRecord], mtime_ns: int) -> None:
         """Take the manager's records as the known set (same process)."""
@@ -213,12 +195,16 @@ class SubscriptionRegistry:
         self._ready = True
 
 
-def registry_for(settings: Settings) -> SubscriptionRegistry:
-    """The registry a receiver worker uses: the subscriptions kept in ``core.state_dir``.
+def registry_for(settings: Settings) -> CallbackRegistry:
+    """The registry a receiver worker uses: the event subscriptions and the traffic-influence
+    subscriptions kept in ``core.state_dir``.
 
     ``subscriber serve`` resolves this by name in each worker process.
     """
-    return SubscriptionRegistry(settings.core.state_dir)
+    from subscriber.influence import CallbackRegistry, InfluenceRegistry
+
+    state_dir = settings.core.state_dir
+    return CallbackRegistry(SubscriptionRegistry(state_dir), InfluenceRegistry(state_dir))
 
 
 class SubscriptionManager:

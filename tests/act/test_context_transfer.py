@@ -25,6 +25,7 @@ from subscriber.relocation import (
 )
 from subscriber.settings import Settings
 from tests.support.relocation import (
+    DNS_MOVE_STEPS,
     assert_replays,
     make_request,
     running_worker,
@@ -107,7 +108,7 @@ async def test_state_moves_with_the_user_and_no_request_fails(
     assert user.continuous(), user.counts
     assert user.clusters() == ["edge1", "edge2"]
     assert target["counts"][UE] == user.counts[-1]
-    assert list(outcome.step_ms) == [s.value for s in Step]
+    assert list(outcome.step_ms) == DNS_MOVE_STEPS
 
 
 @pytest.mark.parametrize(

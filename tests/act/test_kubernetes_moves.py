@@ -22,7 +22,7 @@ from subscriber.settings import Settings
 from subscriber.stack.kubernetes.cluster import KubeCluster
 from tests.conftest import KUBE_NODE_ADDRESSES
 from tests.support.kube import UNPULLABLE, admin, census, orchestrator, write_template
-from tests.support.relocation import make_request, running_worker, wait_history
+from tests.support.relocation import DNS_MOVE_STEPS, make_request, running_worker, wait_history
 from tests.support.waiting import until
 
 pytestmark = [pytest.mark.kube, pytest.mark.stack]
@@ -85,7 +85,7 @@ async def test_move_creates_on_b_waits_ready_steers_dns_and_deletes_from_a(
         history = await wait_history(client, request, 1)
     outcome = history[0]
     assert outcome.status is Status.COMPLETED, outcome
-    assert list(outcome.step_ms) == [s.value for s in Step]
+    assert list(outcome.step_ms) == DNS_MOVE_STEPS
     print(f"\nKubernetes move A->B, steps (ms, workflow time): {outcome.step_ms}")
     assert await pdns.query_a(name) == [KUBE_NODE_ADDRESSES["b"]]
     on_a, on_b = admin(kube_clusters["a"], kube_ns), admin(kube_clusters["b"], kube_ns)

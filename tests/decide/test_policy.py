@@ -306,7 +306,7 @@ def test_decision_explains_itself(example: Bundle) -> None:
 def test_ties_break_on_cluster_id() -> None:
     """Two identical clusters score the same; the smaller id wins."""
     doc = example_doc()
-    twin = dict(next(c for c in doc["clusters"] if c["id"] == "edge-2"), id="edge-0")
+    twin = dict(next(c for c in doc["clusters"] if c["id"] == "edge-2"), id="edge-0", dnais=[])
     doc["clusters"].append(twin)
     doc["links"].append({"a": "zone-tower-2", "b": "edge-0", "latency_ms": 2})
     bundle = build(doc, {"dwell": {"enabled": False}})

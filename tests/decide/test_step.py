@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 
-from subscriber.decide.bundle import load_bundle
+from subscriber.decide.bundle import Bundle, load_bundle
 from subscriber.decide.engine import read_bundle
 from subscriber.decide.instances import InstanceDoc, parse_instances
 from subscriber.decide.ledger import Ledger
@@ -25,9 +26,10 @@ from subscriber.decide.step import (
     release,
     reserve,
 )
+from subscriber.decide.topology import parse_topology
 from subscriber.errors import PolicyUnavailable, UndecodableEvent
 from subscriber.events import EVENT_ID_MAX, LocationEvent
-from subscriber.relocation import MoveOutcome, OutcomeReport, Status
+from subscriber.relocation import MoveOutcome, OutcomeReport, Status, Steering
 from tests.support.events import POLICY, TOPOLOGY, crossing, location_event
 
 BUNDLE = read_bundle(TOPOLOGY, POLICY)
@@ -65,6 +67,33 @@ def test_crossing_gives_exactly_one_request_to_the_new_edge() -> None:
     assert first_move > 2, "the dwell rule must hold the move back"
     assert all(
         a.decision.action is not Action.RELOCATE for h in handled[:first_move] for a in h.audited
+    )
+
+
+def test_the_request_carries_the_app_steering() -> None:
+    """An app steered by traffic influence says so in its request, with the DNAIs of the
+    clusters it leaves and goes to; DNS apps leave it unset."""
+    (request,) = [r for h in _run(crossing())[0] for r in h.requests]
+    assert request.steering is None
+    doc = yaml.safe_load(TOPOLOGY.read_text())
+    doc["applications"][0]["steering"] = {"via": "traffic_influence", "confirm_deadline_s": 4}
+    bundle = Bundle(parse_topology(yaml.safe_dump(doc)), BUNDLE.rules, BUNDLE.version)
+    record = None
+    requests = []
+    for event in crossing():
+        h = handle_event(
+            event, record, [INSTANCE], bundle, ue_alias="~a", app_port=8080, dedup_window=8
+        )
+        record, requests = h.record, requests + h.requests
+    (request,) = requests
+    assert request.steering is not None
+    assert (request.steering.via, request.steering.confirm_deadline_s) == (
+        Steering.TRAFFIC_INFLUENCE,
+        4.0,
+    )
+    assert (request.steering.source_dnai, request.steering.target_dnai) == (
+        "mec-tower-1",
+        "mec-tower-2",
     )
 
 

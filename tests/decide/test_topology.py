@@ -57,6 +57,31 @@ def test_zone_of_event() -> None:
     assert topo.zone_of(up_path("unknown-dnai", 0.0)) is None
 
 
+def test_cluster_dnais_map_to_the_cluster_zone() -> None:
+    """A cluster's DNAIs are kept in order and locate an UP_PATH_CH event in its zone."""
+    topo = parse_topology(EXAMPLE_TOPOLOGY.read_bytes())
+    assert topo.clusters["edge-2"].dnais == ("mec-tower-2",)
+    assert topo.clusters["central-1"].dnais == ()
+    assert topo.dnais["mec-tower-2"] == "zone-tower-2"
+    assert topo.zone_of(up_path("mec-tower-2", 0.0)) == "zone-tower-2"
+
+
+def test_steering_is_dns_unless_the_app_says_otherwise() -> None:
+    """No steering means DNS; the short form names the way, the long one adds a deadline."""
+    doc = example_doc()
+    doc["applications"][0]["steering"] = "traffic_influence"
+    doc["applications"][2]["steering"] = {"via": "both", "confirm_deadline_s": 3}
+    doc["applications"][2]["required_labels"] = {"gpu": "true"}
+    topo = parse_topology(yaml.safe_dump(doc))
+    va, sink = topo.apps["video-analytics"].steering, topo.apps["telemetry-sink"].steering
+    assert va is not None
+    assert va.via.value == "traffic_influence"
+    assert va.confirm_deadline_s == 10.0
+    assert sink is not None
+    assert (sink.via.value, sink.confirm_deadline_s) == ("both", 3.0)
+    assert topo.apps["ar-guide"].steering is None
+
+
 def test_latency_is_the_shortest_path() -> None:
     """Cluster latency from a zone is the shortest path over the link graph."""
     latency = parse_topology(EXAMPLE_TOPOLOGY.read_bytes()).latency_ms
@@ -158,6 +183,36 @@ INVALID = [
     (_edit(["clusters", 0, "colour"], "red"), "clusters[0].colour: Extra inputs are not permitted"),
     (_edit(["clusters"], []), "clusters: List should have at least 1 item"),
     (_edit(["applications", 0, "latency_budget_ms"], 0), "applications[0].latency_budget_ms:"),
+    (
+        _edit(["clusters", 1, "dnais"], ["mec-tower-1"]),
+        "clusters[1].dnais[0]: DNAI 'mec-tower-1' already reaches cluster 'edge-1'",
+    ),
+    (
+        _edit(["clusters", 0, "dnais"], ["mec-tower-1", "mec-tower-1"]),
+        "clusters[0].dnais[1]: DNAI 'mec-tower-1' already reaches cluster 'edge-1'",
+    ),
+    (
+        _edit(["clusters", 0, "dnais"], ["mec-metro"]),
+        "clusters[0].dnais[0]: dnais.mec-metro puts DNAI 'mec-metro' in zone 'zone-suburb', "
+        "but cluster 'edge-1' stands in zone 'zone-tower-1'",
+    ),
+    (_edit(["clusters", 0, "dnais"], ["mec tower"]), "clusters[0].dnais[0]: 'mec tower' is not"),
+    (_edit(["clusters", 0, "dnais"], ["-mec"]), "clusters[0].dnais[0]: '-mec' is not a DNAI"),
+    (_edit(["clusters", 0, "dnais"], ["m" * 64]), "clusters[0].dnais[0]: 'mmmm"),
+    (
+        _edit(["applications", 1, "steering"], "traffic_influence"),
+        "applications[1].steering: traffic_influence needs a DNAI on every cluster the app may "
+        "run on; cluster 'edge-3' has none (give it dnais)",
+    ),
+    (
+        _edit(["applications", 0, "steering"], {"via": "both", "confirm_deadline_s": 5}),
+        None,  # every gpu cluster it may run on has a DNAI
+    ),
+    (_edit(["applications", 0, "steering"], "carrier-pigeon"), "applications[0].steering.via:"),
+    (
+        _edit(["applications", 0, "steering"], {"via": "dns", "confirm_deadline_s": 0}),
+        "applications[0].steering.confirm_deadline_s: Input should be greater than 0",
+    ),
 ]
 
 

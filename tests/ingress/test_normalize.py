@@ -23,6 +23,7 @@ from subscriber.events import (
 )
 from subscriber.ingress.normalize import (
     PROVIDE_LOC_INFO,
+    Binding,
     BodyKind,
     Normalized,
     SkipReason,
@@ -702,6 +703,10 @@ _JSON = st.recursive(
 )
 
 
+# Checks nothing but names a UE and an app, as a traffic-influence key's binding does.
+_ANY_BINDING = Binding("ti.a.i", ue="imsi-1", app="a", instance="i")
+
+
 @settings(
     max_examples=300,
     deadline=None,
@@ -714,7 +719,9 @@ def test_arbitrary_json_raises_only_invalid_callback(kind: BodyKind, document: o
     """Whatever JSON arrives, normalize_body returns a result or raises InvalidCallback."""
     body = json.dumps(document).encode()
     try:
-        result = normalize_body(kind, body, ingest_time=INGEST, ue_context_id="imsi-1")
+        result = normalize_body(
+            kind, body, ingest_time=INGEST, ue_context_id="imsi-1", binding=_ANY_BINDING
+        )
     except InvalidCallback:
         return
     for event in result.events:
@@ -726,7 +733,7 @@ def test_arbitrary_json_raises_only_invalid_callback(kind: BodyKind, document: o
 def test_arbitrary_bytes_raise_only_invalid_callback(kind: BodyKind, body: bytes) -> None:
     """Bytes that are not JSON at all are an InvalidCallback too, never another exception."""
     with contextlib.suppress(InvalidCallback):
-        normalize_body(kind, body, ingest_time=INGEST, ue_context_id="imsi-1")
+        normalize_body(kind, body, ingest_time=INGEST, ue_context_id="imsi-1", binding=_ANY_BINDING)
 
 
 _VECTOR_KINDS = [
@@ -734,6 +741,7 @@ _VECTOR_KINDS = [
     (BodyKind.AMF_CREATED_SUBSCRIPTION, "d2-amf-created-anyue-rm-cm.json"),
     (BodyKind.AMF_NOTIFICATION, "d1-amf-notification-location.json"),
     (BodyKind.SMF_NOTIFICATION, "d3-smf-up-path-ch-early.json"),
+    (BodyKind.INFLUENCE_NOTIFICATION, "d3-smf-up-path-ch-late.json"),
     (BodyKind.PROVIDE_LOC_INFO, "v5-provide-loc-info-nr-mixed-case.json"),
 ]
 
@@ -774,7 +782,9 @@ def test_mutated_vectors_raise_only_invalid_callback(case: tuple[BodyKind, bytes
     """A vector with any one member replaced by arbitrary JSON normalizes or is InvalidCallback."""
     kind, body = case
     try:
-        result = normalize_body(kind, body, ingest_time=INGEST, ue_context_id="imsi-1")
+        result = normalize_body(
+            kind, body, ingest_time=INGEST, ue_context_id="imsi-1", binding=_ANY_BINDING
+        )
     except InvalidCallback as exc:
         params = exc.invalid_params
     else:

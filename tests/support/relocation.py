@@ -24,9 +24,19 @@ from subscriber.act.workflows import RelocationWorkflow
 from subscriber.app.lifecycle import running
 from subscriber.app.worker import RelocationWorker, open_worker
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
-from subscriber.relocation import Endpoint, MoveOutcome, Placement, Readiness, RelocationRequest
+from subscriber.relocation import (
+    Endpoint,
+    MoveOutcome,
+    Placement,
+    Readiness,
+    RelocationRequest,
+    Step,
+)
 from subscriber.settings import Settings
 from tests.support.waiting import until
+
+DNS_MOVE_STEPS = [s.value for s in Step if s not in (Step.TRAFFIC_INFLUENCE, Step.TRAFFIC_CONFIRM)]
+"""Every step a DNS-steered move runs, in order."""
 
 
 @asynccontextmanager

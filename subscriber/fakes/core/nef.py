@@ -1,9 +1,10 @@
-"""The fake NEF: the TS 29.522 Monitoring Event API's subscription lifecycle.
+"""The fake NEF: the Monitoring Event API's subscription lifecycle, and traffic influence.
 
 The newer free5GC NEF adds this API (free5gc.md §8: ``internal/sbi/processor/monitoring.go``): it
 requires ``maximumNumberOfReports`` or ``monitorExpireTime`` and rejects IP-only UE targeting. Its
-northbound ``3gpp-*`` APIs take no OAuth token (free5gc/free5gc#859). It forwards only what the AMF
-sends, and a free5GC AMF sends nothing, so the fake NEF never notifies either.
+monitoring API takes no OAuth token (free5gc/free5gc#859). It forwards only what the AMF sends, and
+a free5GC AMF sends nothing, so the fake NEF never notifies monitoring events either. Traffic
+influence is :mod:`.nef_ti`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from subscriber.fakes.core.nef_ti import FakeTrafficInfluence
 from subscriber.fakes.core.wire import SERVICE_NAMES, json_response, problem, read_json
 
 _PREFIX = "/3gpp-monitoring-event/v1/{af_id}/subscriptions"
@@ -22,18 +24,22 @@ _TARGETS = ("externalId", "msisdn", "externalGroupId")
 class FakeNef:
     """Monitoring-event subscriptions held in memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, traffic_influence: FakeTrafficInfluence | None = None) -> None:
         self.instance_id = str(uuid.uuid4())
+        self.traffic_influence = traffic_influence
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self._next_id = 0
 
     def routes(self) -> list[web.RouteDef]:
         """The NEF's HTTP routes."""
-        return [
+        routes = [
             web.post(_PREFIX, self._create),
             web.put(_PREFIX + "/{sub_id}", self._replace),
             web.delete(_PREFIX + "/{sub_id}", self._delete),
         ]
+        if self.traffic_influence is not None:
+            routes += self.traffic_influence.routes()
+        return routes
 
     def profile(self, api_prefix: str, port: int) -> dict[str, Any]:
         """The NFProfile the NEF registers; it has no event-exposure service name (§8)."""
@@ -61,6 +67,8 @@ class FakeNef:
         self.subscriptions.clear()
         self._next_id = 0
         self.instance_id = str(uuid.uuid4())
+        if self.traffic_influence is not None:
+            self.traffic_influence.restart()
 
     @staticmethod
     def _invalid(body: Any) -> web.Response | None:

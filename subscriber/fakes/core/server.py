@@ -12,6 +12,14 @@ the simulator:
 * ``POST /fake/smf/up-path-change`` ``{"notificationUri": ..., "notifId": "1", "targetDnai":
   "mec", "sourceDnai": "", "targetIpv4": "10.60.0.1", "dnaiChgType": "EARLY_LATE"}``; without
   ``notificationUri`` it notifies every spec subscription (notify mode)
+* ``PUT /fake/sessions/{supi}`` ``{"ipv4": "10.60.0.1", "dnn": "internet", "snssai": {"sst": 1,
+  "sd": "010203"}}``: the UE's PDU session comes up (the newest one binds first, see
+  :mod:`.pcf`); ``DELETE`` releases it
+* ``PUT /fake/smf/faults`` ``{"dropLate": 1, "rerouteTo": "mec-x"}``: drop the next LATE
+  notifications, send the next path change elsewhere
+* ``PUT /fake/nef`` ``{"tokens": true, "callbackTokens": false, "down": false}``: how the NEF
+  checks tokens (free5GC >= v4.2.2) and whether it fails every traffic-influence request
+* ``GET /fake/user-plane``: where each UE's application traffic goes
 * ``GET /fake/status``
 
 The server speaks HTTP/1.1, which free5GC's server accepts too (free5gc.md §3.2); the fake's own
@@ -24,6 +32,7 @@ import asyncio
 import secrets
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -35,8 +44,11 @@ from aiohttp import web
 
 from subscriber.fakes.core.amf import AmfMode, FakeAmf
 from subscriber.fakes.core.nef import FakeNef
+from subscriber.fakes.core.nef_ti import CALLBACK, FakeTrafficInfluence
 from subscriber.fakes.core.nrf import FakeNrf
+from subscriber.fakes.core.pcf import FakePcf, PduSession
 from subscriber.fakes.core.smf import FakeSmf
+from subscriber.fakes.core.upf import FakeUserPlane
 from subscriber.fakes.core.wire import (
     ClockNs,
     NrfTokenVerifier,
@@ -70,13 +82,14 @@ class ExternalNrf:
 
 
 class FakeCore:
-    """The fake core's state: one NRF, one AMF and one SMF sharing a token signer.
+    """The fake core's state: NRF, AMF, SMF, PCF and NEF sharing a token signer.
 
     Args:
         mode: ``free5gc`` (faithful, never notifies) or ``notify`` (spec-conformant).
         oauth: whether the NRF issues tokens and the AMF and discovery require them.
         clock_ns: wall clock in nanoseconds.
         http: the h2c client notifications go out on; none means no notification is sent.
+        http1: the HTTP/1.1 client the NEF forwards notifications to the AF on.
         nrf: a real NRF to use instead of the fake one: the AMF, SMF and NEF register there
             and the AMF accepts only tokens that NRF signed (OAuth on).
     """
@@ -88,11 +101,13 @@ class FakeCore:
         oauth: bool = True,
         clock_ns: ClockNs = time.time_ns,
         http: httpx.AsyncClient | None = None,
+        http1: httpx.AsyncClient | None = None,
         nrf: ExternalNrf | None = None,
     ) -> None:
         self.url = ""
         self.port = 0
         self._http = http
+        self._http1 = http1
         self.external_nrf = nrf
         signer = TokenSigner(secrets.token_bytes(32))
         verifier: TokenVerifier = signer if nrf is None else NrfTokenVerifier(nrf.certificate)
@@ -104,8 +119,19 @@ class FakeCore:
             clock_ns=clock_ns,
             post_json=post,
         )
-        self.smf = FakeSmf(mode=mode, post_json=post)
-        self.nef = FakeNef()
+        self.user_planes: list[FakeUserPlane] = []
+        self.forward_h2c = False
+        """The NEF forwards notifications over h2c prior knowledge instead of HTTP/1.1."""
+        self.smf = FakeSmf(mode=mode, post_json=post, user_plane=self._route)
+        self.pcf = FakePcf(self.smf)
+        self.traffic_influence = FakeTrafficInfluence(
+            pcf=self.pcf,
+            base_url=lambda: self.url,
+            signer=signer,
+            forward=self._forward_json if http1 is not None else None,
+            oauth=oauth,
+        )
+        self.nef = FakeNef(self.traffic_influence)
         self.nrf = FakeNrf(
             signer=signer, oauth=oauth, clock_ns=clock_ns, core_profiles=self._core_profiles
         )
@@ -116,9 +142,42 @@ class FakeCore:
         return [nf.profile(self.url, self.port) for nf in (self.amf, self.smf, self.nef)]
 
     async def _post_json(self, uri: str, body: bytes) -> int:
+        if self.url and uri == self.url + CALLBACK:
+            # The SMF notifying its own core's NEF: in process (the fake serves HTTP/1.1 only).
+            status, _ = await self.traffic_influence.smf_notification(body, None)
+            return status
         assert self._http is not None
         response = await self._http.post(uri, content=body, headers=_NOTIFY_HEADERS)
         return response.status_code
+
+    async def _forward_json(self, uri: str, body: bytes, headers: dict[str, str]) -> int:
+        # The NEF's afCallbackHTTPClient is Go's default http.Client: HTTP/1.1 for http://.
+        # ``forward_h2c`` stands for a NEF whose client speaks h2c, as the SMF's does.
+        client = self._http if self.forward_h2c else self._http1
+        assert client is not None
+        response = await client.post(uri, content=body, headers=headers)
+        return response.status_code
+
+    def _route(self, ue_ipv4: str, af_app_id: str, dnai: str) -> None:
+        for plane in self.user_planes:
+            plane.route(ue_ipv4, af_app_id, dnai)
+
+    def establish_session(
+        self, supi: str, ipv4: str, *, dnn: str = "internet", snssai: dict[str, Any] | None = None
+    ) -> None:
+        """The UE's PDU session comes up, its traffic on the default route."""
+        session = PduSession(supi=supi, ipv4=ipv4, dnn=dnn)
+        if snssai is not None:
+            session.snssai = snssai
+        self.pcf.establish(session)
+        self._route(ipv4, "", "")
+        for plane in self.user_planes:
+            plane.route(ipv4, plane.af_app_id, "")
+
+    async def drain(self) -> None:
+        """Wait until every notification and path change in flight is done."""
+        await self.pcf.drain()
+        await self.amf.drain()
 
     async def register(self) -> None:
         """Register the AMF, SMF and NEF profiles, at the real NRF when there is one."""
@@ -182,6 +241,11 @@ class FakeCore:
                 web.post("/fake/amf/restart", self._restart_amf),
                 web.post("/fake/nrf/restart", self._restart_nrf),
                 web.post("/fake/smf/up-path-change", self._up_path_change),
+                web.put("/fake/sessions/{supi}", self._put_session),
+                web.delete("/fake/sessions/{supi}", self._delete_session),
+                web.put("/fake/smf/faults", self._put_faults),
+                web.put("/fake/nef", self._put_nef),
+                web.get("/fake/user-plane", self._user_plane),
                 web.get("/fake/status", self._status),
             ]
         )
@@ -266,6 +330,61 @@ class FakeCore:
             )
         return json_response({"statuses": statuses})
 
+    async def _put_session(self, request: web.Request) -> web.Response:
+        body, error = await read_json(request)
+        if error is not None:
+            return error
+        body = body if isinstance(body, dict) else {}
+        ipv4 = body.get("ipv4")
+        if not isinstance(ipv4, str) or not ipv4:
+            return problem(400, "INVALID_PARAMETER", "ipv4")
+        snssai = body.get("snssai")
+        self.establish_session(
+            request.match_info["supi"],
+            ipv4,
+            dnn=str(body.get("dnn", "internet")),
+            snssai=snssai if isinstance(snssai, dict) else None,
+        )
+        return web.Response(status=204)
+
+    async def _delete_session(self, request: web.Request) -> web.Response:
+        if not self.pcf.release(request.match_info["supi"]):
+            return problem(404, "CONTEXT_NOT_FOUND")
+        return web.Response(status=204)
+
+    async def _put_faults(self, request: web.Request) -> web.Response:
+        body, error = await read_json(request)
+        if error is not None:
+            return error
+        body = body if isinstance(body, dict) else {}
+        faults = self.smf.faults
+        faults.drop_late = int(body.get("dropLate", faults.drop_late))
+        reroute = body.get("rerouteTo", faults.reroute_to)
+        faults.reroute_to = str(reroute) if reroute is not None else None
+        return web.Response(status=204)
+
+    async def _put_nef(self, request: web.Request) -> web.Response:
+        body, error = await read_json(request)
+        if error is not None:
+            return error
+        body = body if isinstance(body, dict) else {}
+        ti = self.traffic_influence
+        ti.tokens = bool(body.get("tokens", ti.tokens))
+        ti.callback_tokens = bool(body.get("callbackTokens", ti.callback_tokens))
+        ti.down = bool(body.get("down", ti.down))
+        return web.Response(status=204)
+
+    async def _user_plane(self, request: web.Request) -> web.Response:
+        return json_response(
+            {
+                plane.af_app_id: {
+                    "routes": plane.routes,
+                    "connections": plane.connections,
+                }
+                for plane in self.user_planes
+            }
+        )
+
     async def _status(self, request: web.Request) -> web.Response:
         return json_response(
             {
@@ -294,6 +413,7 @@ class FakeCoreServer:
         mode: ``free5gc`` or ``notify``.
         oauth: whether tokens are required.
         clock_ns: wall clock in nanoseconds.
+        user_planes: applications whose traffic the fake user plane carries (:mod:`.upf`).
         ssl_context: serve https with it (``scheme: https`` in free5GC's configs; with
             ``verify_mode = CERT_REQUIRED``, clients need a certificate: mutual TLS).
         nrf: a real NRF to register with and take tokens from (:class:`ExternalNrf`).
@@ -308,6 +428,7 @@ class FakeCoreServer:
         mode: AmfMode = "free5gc",
         oauth: bool = True,
         clock_ns: ClockNs = time.time_ns,
+        user_planes: Sequence[FakeUserPlane] = (),
         ssl_context: ssl.SSLContext | None = None,
         nrf: ExternalNrf | None = None,
     ) -> None:
@@ -318,7 +439,13 @@ class FakeCoreServer:
         # h2c prior knowledge for http:// URIs, like free5GC's innerHTTP2CleartextClient (§3.1);
         # its 10 s whole-request timeout too.
         self._http = httpx.AsyncClient(http2=True, http1=False, timeout=10.0)
-        self.core = FakeCore(mode=mode, oauth=oauth, clock_ns=clock_ns, http=self._http, nrf=nrf)
+        # Go's default client, which the NEF forwards with: no timeout at all; 10 s here so a
+        # test never hangs on a receiver that does not answer.
+        self._http1 = httpx.AsyncClient(timeout=10.0)
+        self.core = FakeCore(
+            mode=mode, oauth=oauth, clock_ns=clock_ns, http=self._http, http1=self._http1, nrf=nrf
+        )
+        self.core.user_planes.extend(user_planes)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -343,6 +470,8 @@ class FakeCoreServer:
         await self.core.register()
         if self._ues:
             self.core.amf.add_ues(self._ues)
+        for plane in self.core.user_planes:
+            await plane.__aenter__()
         return self
 
     async def __aexit__(
@@ -351,10 +480,13 @@ class FakeCoreServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.core.amf.drain()
+        await self.core.drain()
+        for plane in self.core.user_planes:
+            await plane.__aexit__(None, None, None)
         if self._runner is not None:
             await self._runner.cleanup()
         await self._http.aclose()
+        await self._http1.aclose()
 
 
 async def run(settings: Settings, options: FakeCoreOptions) -> int:

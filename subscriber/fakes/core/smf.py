@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 from aiohttp import web
@@ -17,7 +19,52 @@ from aiohttp import web
 from subscriber.fakes.core.amf import AmfMode, PostJson
 from subscriber.fakes.core.wire import SERVICE_NAMES, json_response, problem, read_json
 
+if TYPE_CHECKING:
+    from subscriber.fakes.core.pcf import PduSession, TrafficControl
+
 ChangeType = Literal["EARLY", "LATE", "EARLY_LATE"]
+
+
+def _go_route(route: dict[str, Any]) -> dict[str, Any]:
+    """A RouteToLocation as Go's encoding/json writes it (openapi model_route_to_location.go):
+    ``dnai`` always, ``routeInfo`` and ``routeProfId`` only when set, and in the routeInfo
+    ``portNumber`` always (no omitempty) after the addresses."""
+    out: dict[str, Any] = {"dnai": str(route.get("dnai") or "")}
+    info = route.get("routeInfo")
+    if isinstance(info, dict):
+        go_info = {k: info[k] for k in ("ipv4Addr", "ipv6Addr") if info.get(k)}
+        go_info["portNumber"] = int(info.get("portNumber") or 0)
+        out["routeInfo"] = go_info
+    if route.get("routeProfId"):
+        out["routeProfId"] = route["routeProfId"]
+    return out
+
+
+def path_change_body(
+    notif_id: str,
+    change_type: Literal["EARLY", "LATE"],
+    source: dict[str, Any],
+    target: dict[str, Any],
+) -> bytes:
+    """One UP_PATH_CH notification exactly as free5GC serializes it (free5gc.md §6.2 D3).
+
+    ``timeStamp`` is never set, so it is ``null``; no ``supi``; ``sourceDnai``/``targetDnai``
+    only when they differ and are not the default route ``""`` (omitempty); the routes in
+    full, the default one as ``{"dnai": ""}`` (smf v1.4.4 internal/context/sm_context.go
+    BuildUpPathChgEventExposureNotification; openapi model_smf_event_exposure_event_notification.go
+    for the field order).
+    """
+    src, tgt = _go_route(source), _go_route(target)
+    event: dict[str, Any] = {"event": "UP_PATH_CH", "timeStamp": None}
+    if src["dnai"] != tgt["dnai"]:
+        if src["dnai"]:
+            event["sourceDnai"] = src["dnai"]
+        if tgt["dnai"]:
+            event["targetDnai"] = tgt["dnai"]
+    event["dnaiChgType"] = change_type
+    event["sourceTraRouting"] = src
+    event["targetTraRouting"] = tgt
+    return orjson.dumps({"notifId": notif_id, "eventNotifs": [event]})
 
 
 def up_path_change_body(
@@ -28,25 +75,25 @@ def up_path_change_body(
     target_dnai: str,
     target_ipv4: str,
 ) -> bytes:
-    """One UP_PATH_CH notification exactly as free5GC serializes it (free5gc.md §6.2 D3).
-
-    ``timeStamp`` is never set, so it is ``null``; no ``supi``; ``sourceDnai``/``targetDnai``
-    only when they differ and are not the default route ``""``; ``RouteToLocation.dnai`` has no
-    omitempty (smf internal/context/sm_context.go BuildUpPathChgEventExposureNotification).
-    """
-    event: dict[str, Any] = {"event": "UP_PATH_CH", "timeStamp": None}
-    if source_dnai != target_dnai:
-        if source_dnai:
-            event["sourceDnai"] = source_dnai
-        if target_dnai:
-            event["targetDnai"] = target_dnai
-    event["dnaiChgType"] = change_type
-    event["sourceTraRouting"] = {"dnai": source_dnai}
+    """:func:`path_change_body` between two DNAIs, the target's route given by an address."""
     target: dict[str, Any] = {"dnai": target_dnai}
     if target_ipv4:
         target["routeInfo"] = {"ipv4Addr": target_ipv4, "portNumber": 0}
-    event["targetTraRouting"] = target
-    return orjson.dumps({"notifId": notif_id, "eventNotifs": [event]})
+    return path_change_body(notif_id, change_type, {"dnai": source_dnai}, target)
+
+
+@dataclass
+class PathFaults:
+    """What the fake SMF does wrong on purpose, for tests (one-shot counters)."""
+
+    drop_late: int = 0
+    """The next this-many LATE notifications are never sent."""
+    reroute_to: str | None = None
+    """The next path change goes to this DNAI instead of the requested one."""
+
+
+UserPlane = Callable[[str, str, str], None]
+"""Tells the user plane: (UE IPv4, afAppId, DNAI) now routes there (``""``: the default route)."""
 
 
 class FakeSmf:
@@ -57,9 +104,14 @@ class FakeSmf:
         post_json: sends notifications over h2c prior knowledge, without Authorization.
     """
 
-    def __init__(self, *, mode: AmfMode, post_json: PostJson | None) -> None:
+    def __init__(
+        self, *, mode: AmfMode, post_json: PostJson | None, user_plane: UserPlane | None = None
+    ) -> None:
         self.mode: AmfMode = mode
         self._post_json = post_json
+        self._user_plane = user_plane
+        self.faults = PathFaults()
+        self.path_changes: list[tuple[str, str, str]] = []
         self.instance_id = str(uuid.uuid4())
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self._next_id = 0
@@ -194,6 +246,51 @@ class FakeSmf:
             status = 0
         self.sent.append((uri, status))
         return status
+
+    async def change_path(
+        self,
+        session: PduSession,
+        af_app_id: str,
+        old: TrafficControl | None,
+        new: TrafficControl | None,
+    ) -> None:
+        """Apply a PCC rule change to the user plane, with EARLY and LATE around it.
+
+        As free5GC does it (smf v1.4.4 internal/context/sm_context_policy.go
+        checkUpPathChangeEvt, internal/sbi/processor/notifier.go HandleSMPolicyUpdateNotify):
+        the first route of each side, the default route ``{"dnai": ""}`` for a side without
+        traffic-control data; the target's ``upPathChgSub`` (the source's when the rule goes);
+        nothing to notify when the routes are equal or there is no notification URI; EARLY, the
+        user-plane update, then LATE, each notification fire-and-forget so they may arrive in
+        either order.
+        """
+        src = old.routes[0] if old is not None and old.routes else {"dnai": ""}
+        tgt = new.routes[0] if new is not None and new.routes else {"dnai": ""}
+        if self.faults.reroute_to is not None:
+            tgt, self.faults.reroute_to = {"dnai": self.faults.reroute_to}, None
+        sub = new.up_path_chg_sub if new is not None else (old.up_path_chg_sub if old else None)
+        kinds: list[Literal["EARLY", "LATE"]] = []
+        uri = str((sub or {}).get("notificationUri") or "")
+        if _go_route(src) != _go_route(tgt) and uri:
+            change = str((sub or {}).get("dnaiChgType") or "")
+            kinds = [k for k in ("EARLY", "LATE") if k in change]
+        notif_id = str((sub or {}).get("notifCorreId") or "")
+        pending = []
+        if "EARLY" in kinds:
+            pending.append(self._fire(uri, path_change_body(notif_id, "EARLY", src, tgt)))
+        self.path_changes.append((session.ipv4, af_app_id, str(tgt.get("dnai") or "")))
+        if self._user_plane is not None:
+            self._user_plane(session.ipv4, af_app_id, str(tgt.get("dnai") or ""))
+        if "LATE" in kinds:
+            if self.faults.drop_late > 0:
+                self.faults.drop_late -= 1
+            else:
+                pending.append(self._fire(uri, path_change_body(notif_id, "LATE", src, tgt)))
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def _fire(self, uri: str, body: bytes) -> asyncio.Task[int]:
+        # ``go notifCb(...)``: one goroutine per notification, no retry.
+        return asyncio.get_running_loop().create_task(self._post(uri, body))
 
     def spec_targets(self) -> list[tuple[str, str]]:
         """(notifUri, notifId) of every spec subscription to UP_PATH_CH (notify mode)."""

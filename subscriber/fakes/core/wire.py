@@ -27,7 +27,9 @@ SERVICE_NAMES: dict[str, tuple[str, ...]] = {
     "NRF": ("nnrf-nfm", "nnrf-disc", "nnrf-oauth2"),
     "AMF": ("namf-comm", "namf-evts", "namf-mt", "namf-loc", "namf-oam"),
     "SMF": ("nsmf-pdusession", "nsmf-event-exposure", "nsmf-oam"),
-    "NEF": ("nnef-pfdmanagement", "nnef-oam", "nnef-callback"),
+    # The NEF's list names 3gpp-traffic-influence as free5GC >= v4.2.2 needs it for the API to
+    # be mounted at all (nef internal/sbi/server.go), and for the NRF to grant its scope.
+    "NEF": ("nnef-pfdmanagement", "nnef-oam", "nnef-callback", "3gpp-traffic-influence"),
 }
 
 NF_TYPES = frozenset(
