@@ -49,6 +49,7 @@ def plan(quick: bool) -> list[tuple[str, list[str]]]:
         ("shadow-1k", ["bench.shadow", "--ues", "1000"]),
         ("shadow-5k", ["bench.shadow", "--ues", "5000"]),
         ("replay", ["bench.replay"]),
+        ("h2client", ["bench.h2client", "--null"]),
         ("e2e", ["bench.e2e", "--rates", "100", "300", "1000", "--seconds", "10"]),
         ("ingest", ["bench.ingest"]),
     ]

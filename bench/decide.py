@@ -64,6 +64,7 @@ def synthetic_topology(towers: int, *, seed: int = 7) -> dict[str, object]:
             "capacity": {"cpu": 16, "memory_mib": 32768, "app_slots": 16},
             "load": {"cpu": rng.randint(2, 12), "memory_mib": rng.randint(4, 24) * 1024, "apps": 4},
             "labels": {"tier": "edge", "gpu": "true" if i % 2 == 0 else "false"},
+            "address": f"10.1.{i // 250}.{i % 250 + 1}",
         }
         for i in range(towers)
     ]
@@ -81,6 +82,7 @@ def synthetic_topology(towers: int, *, seed: int = 7) -> dict[str, object]:
                 "capacity": {"cpu": 256, "memory_mib": 524288, "app_slots": 400},
                 "load": {"cpu": 100, "memory_mib": 200000, "apps": 120},
                 "labels": {"tier": "regional", "gpu": "true"},
+                "address": f"10.2.0.{r + 1}",
             }
         )
         for i in range(r, towers, regionals):
@@ -94,6 +96,7 @@ def synthetic_topology(towers: int, *, seed: int = 7) -> dict[str, object]:
             "capacity": {"cpu": 4096, "memory_mib": 8388608, "app_slots": 10000},
             "load": {"cpu": 1000, "memory_mib": 2000000, "apps": 3000},
             "labels": {"tier": "central"},
+            "address": "10.3.0.1",
         }
     )
     links.append({"a": "zone-core", "b": "central-0", "latency_ms": 20})

@@ -28,7 +28,7 @@ from subscriber.decide.engine import read_bundle
 from subscriber.events import LocationEvent
 from subscriber.sre.shadow import auto_instances, run_policy
 from subscriber.sre.simulate import Mobility, simulate, to_recording
-from subscriber.sre.whatif import Job, recorded_events, recording_span, run_sharded
+from subscriber.sre.whatif import Job, recorded_events, recording_span, run_policies
 
 DATA = Path(subscriber.__file__).parent / "data"
 TOPOLOGY = DATA / "topology.example.yaml"
@@ -106,7 +106,7 @@ def main() -> None:
         )
         for workers in (1, 2):
             started = time.perf_counter()
-            run_sharded(job, workers)
+            run_policies(job, workers)
             whole = time.perf_counter() - started
             print(
                 f"shadow command's work, {workers} process(es) (read, decode, 2 policies x "

@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
         "file", type=Path, nargs="?", help="Topology YAML (default: policy.topology_file)."
     )
     check.add_argument("--policy", type=Path, help="Policy YAML (default: policy.policy_file).")
+    check.add_argument(
+        "--instances", type=Path, help="Instances YAML (default: act.instances_file)."
+    )
 
     rec = _command(
         sub,
@@ -209,7 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--end", help="ISO time, or +S seconds after the recording's start.")
     rep.add_argument("--ue", action="append", help="Only this UE key (repeatable).")
     rep.add_argument("--loop", type=int, default=1, help="Play the recording N times.")
-    rep.add_argument("--concurrency", type=int, default=32, help="UEs sent at once (receiver).")
+    rep.add_argument(
+        "--concurrency", type=int, default=256, help="Requests (so UEs) in flight (receiver)."
+    )
+    rep.add_argument("--connections", type=int, default=4, help="h2c connections (receiver).")
     rep.add_argument("--json", type=Path, help="Also write the summary as JSON here.")
     rep.add_argument("--no-progress", action="store_true", help="No progress bar.")
 
@@ -260,12 +266,16 @@ def build_parser() -> argparse.ArgumentParser:
     sha.add_argument("recording", type=Path, help="Recording or receiver capture file.")
     sha.add_argument("--policy", type=Path, required=True, help="Policy A.")
     sha.add_argument("--policy-b", type=Path, help="Policy B, compared with A.")
-    sha.add_argument("--topology", type=Path, help="Topology (default: policy.topology_file).")
+    sha.add_argument(
+        "--topology", type=Path, help="Topology (default: policy.topology_file, else an error)."
+    )
     sha.add_argument("--instances", type=Path, help="Instances file (default: act.instances_file).")
     sha.add_argument("--app", action="append", help="Without instances: apps each UE runs.")
     sha.add_argument("--html", type=Path, help="Write the HTML report here.")
     sha.add_argument("--json", type=Path, help="Write the JSON summary here (default: stdout).")
-    sha.add_argument("--ue", help="UE key to plot (default: the first that differs).")
+    sha.add_argument(
+        "--ue", action="append", help="UE key to follow in detail (repeatable; default: one)."
+    )
     sha.add_argument("--flip-window", type=float, default=600.0, help="A-B-A within S seconds.")
     sha.add_argument("--clear-ids", action="store_true", help="Show UE keys, not pseudonyms.")
     sha.add_argument("--workers", type=int, help="Processes sharing the UEs (default: cores, <=4).")

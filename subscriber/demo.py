@@ -411,7 +411,7 @@ async def _follow(
         endpoint = await local.deploy(move.app, move.instance, source)
         await _wait_ready(local, endpoint)
         name = record_name(move.app, move.instance, dns.zone)
-        await dns.replace_a(name, [source.address])
+        await dns.replace_a(name, [EDGE["edge-1"]])
         timeline.say(
             f"app: {move.app}/{move.instance} serving on edge-1 "
             f"({source.address}:{move.port}); DNS {name}"

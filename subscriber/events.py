@@ -153,10 +153,12 @@ def decode_event(data: bytes) -> LocationEvent:
         return LocationEvent.model_validate_json(data)
     except ValidationError as exc:
         # Where and what, never the offending value: it may be an identity.
+        errors = exc.errors(include_url=False)
         where = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()[:5]
+            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in errors[:5]
         )
-        raise UndecodableEvent(f"not a LocationEvent v{SCHEMA_VERSION}: {where}") from exc
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise UndecodableEvent(f"not a LocationEvent v{SCHEMA_VERSION}: {where}{more}") from exc
 
 
 def event_json_schema() -> dict[str, Any]:

@@ -91,6 +91,7 @@ class PolicyCheckOptions:
 
     file: Path | None
     policy: Path | None
+    instances: Path | None
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class ReplayOptions:
     ue: Sequence[str] | None
     loop: int
     concurrency: int
+    connections: int
     json: Path | None
     no_progress: bool
 
@@ -163,7 +165,7 @@ class ShadowOptions:
     app: Sequence[str] | None
     html: Path | None
     json: Path | None
-    ue: str | None
+    ue: Sequence[str] | None
     flip_window: float
     clear_ids: bool
     workers: int | None

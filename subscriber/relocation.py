@@ -21,11 +21,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from subscriber.errors import UndecodableEvent
 
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+"""RFC 1123 label, lowercase: what an app, instance or cluster name must be."""
 
 
 def _dns_label(value: str) -> str:
-    if not _LABEL.match(value):
+    if not DNS_LABEL.match(value):
         raise ValueError("must be a lowercase DNS label: a-z, 0-9 and inner '-', 1-63 characters")
     return value
 
@@ -45,13 +46,15 @@ class Placement(BaseModel):
     """Where an application instance runs (or should run): a cluster and its service address.
 
     ``address`` and ``port`` are what clients reach the instance at on that cluster; the DNS record
-    of the application points at ``address``.
+    of the application points at ``address``. A Kubernetes cluster whose topology entry has no
+    ``address`` is a target with ``address`` None: its API reports the address at deploy (the
+    :class:`Endpoint` a deploy returns has one).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cluster: Label
-    address: IPv4
+    address: IPv4 | None
     port: int = Field(8080, ge=1, le=65535)
 
 

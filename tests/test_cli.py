@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 import subprocess
@@ -12,6 +13,7 @@ import orjson
 import pytest
 
 from subscriber.cli import main
+from tests.support.h2sink import serving
 
 
 def test_stack_status_on_an_empty_directory_reports_stopped(
@@ -141,14 +143,16 @@ def test_bad_replay_arguments_are_one_line(
     assert says in _one_line(capsys)
 
 
-def test_a_truncated_recording_is_reported_not_a_traceback(
+async def test_a_truncated_recording_is_reported_not_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A recording cut in the middle of its gzip stream ends replay with one line and exit 1."""
     data = gzip.compress(_capture_lines(2000))
     recording = tmp_path / "capture.jsonl.gz"
     recording.write_bytes(data[: len(data) // 2])
-    assert main(["replay", str(recording), "--url", "http://127.0.0.1:9", "--speed", "max"]) == 1
+    async with serving() as sink:  # replay connects before it reads: a target must answer
+        argv = ["replay", str(recording), "--url", sink.url, "--speed", "max", "--no-progress"]
+        assert await asyncio.to_thread(main, argv) == 1
     assert "truncated" in _one_line(capsys)
 
 

@@ -107,6 +107,8 @@ class ContextActivities:
 
     async def _begin(self, inp: TransferInput) -> TransferResult:
         source_id, target_id = _ids(inp)
+        # The target is where the deploy answered (an Endpoint's placement): it has an address.
+        assert inp.target.address is not None
         await self._ams.learn_instance(
             target_id, inp.app, inp.target.cluster, inp.target.address, inp.target.port
         )

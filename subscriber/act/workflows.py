@@ -62,6 +62,9 @@ SIGNAL_NAME = "relocate"
 OUTCOMES_METRIC = "subscriber_relocations"
 """Counter of request outcomes by status, failed step and compensation; exported by the
 worker's Temporal runtime (``relocation.metrics_port``) with a ``_total`` suffix."""
+STEPS_METRIC = "subscriber_relocation_step_seconds"
+"""Histogram of each step's duration in workflow time, by step and the move's status."""
+STEP_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 class Act:
@@ -389,6 +392,11 @@ class RelocationWorkflow:
                 ),
             },
         )
+        steps = workflow.metric_meter().create_histogram_float(
+            STEPS_METRIC, "Relocation step durations", "s"
+        )
+        for step, ms in outcome.step_ms.items():
+            steps.record(ms / 1000, {"step": step, "status": status.value})
         workflow.logger.info(
             "relocation outcome %s", status.value, extra={"request_id": request.request_id}
         )
@@ -589,7 +597,14 @@ class RelocationWorkflow:
         done: list[str] = []
         errors: list[str] = []
         keep_target = False
-        if dns_changed:
+        if dns_changed and source is not None and source.address is None:
+            # A Kubernetes source known by its cluster only (no topology address, not deployed by
+            # this workflow): DNS cannot be pointed back at it. A change the API accepted may
+            # have DNS on the target, which then stays; one never accepted left DNS on the source.
+            keep_target = dns_set
+            if keep_target:
+                done.append("kept_target_source_address_unknown")
+        elif dns_changed:
             serving = source is not None and await self._serving(source)
             if source is None or serving:
                 addresses = (source.address,) if source is not None else ()

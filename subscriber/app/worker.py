@@ -26,7 +26,7 @@ from subscriber.act.outcomes import OutcomeWriter
 from subscriber.act.routing import RoutedOrchestrator
 from subscriber.act.signals import connect
 from subscriber.act.steering_activities import SteeringActivities
-from subscriber.act.workflows import RelocationWorkflow
+from subscriber.act.workflows import STEP_BUCKETS_S, STEPS_METRIC, RelocationWorkflow
 from subscriber.ams.server import serving_ams
 from subscriber.ams.service import Ams
 from subscriber.app.lifecycle import run_until_stopped, traced
@@ -99,7 +99,8 @@ async def open_steering(settings: Settings, stack: AsyncExitStack) -> SteeringAc
 def metrics_runtime(settings: Settings) -> Runtime | None:
     """A Temporal runtime serving Prometheus metrics on ``relocation.metrics_port``, if set.
 
-    It exports the SDK's own worker metrics and the workflow's ``subscriber_relocations_total``.
+    It exports the SDK's own worker metrics, the workflow's ``subscriber_relocations_total`` and
+    its step durations (``subscriber_relocation_step_seconds``).
     """
     port = settings.relocation.metrics_port
     if port is None:
@@ -109,6 +110,7 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
             metrics=PrometheusConfig(
                 bind_address=f"0.0.0.0:{port}",
                 counters_total_suffix=True,
+                histogram_bucket_overrides={STEPS_METRIC: STEP_BUCKETS_S},
             )
         )
     )

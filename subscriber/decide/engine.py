@@ -31,7 +31,12 @@ log = structlog.get_logger()
 ChangeListener = Callable[[Bundle | None, Bundle], None]
 
 
-def _read(path: Path) -> bytes:
+def read_file(path: Path) -> bytes:
+    """The bytes of a topology, policy or instances file.
+
+    Raises:
+        PolicyUnavailable: it cannot be read (missing, a directory, no permission).
+    """
     try:
         return path.read_bytes()
     except OSError as exc:
@@ -44,7 +49,7 @@ def read_files(topology_file: Path, policy_file: Path | None) -> tuple[bytes, by
     Raises:
         PolicyUnavailable: a file cannot be read.
     """
-    return _read(topology_file), _read(policy_file) if policy_file is not None else None
+    return read_file(topology_file), read_file(policy_file) if policy_file is not None else None
 
 
 def read_bundle(topology_file: Path, policy_file: Path | None = None) -> Bundle:
@@ -273,7 +278,7 @@ class InstancesHolder(_Reloading):
         first = self._task is None
         try:
             registry = parse_instances(
-                _read(self._path), source=str(self._path), topology=self._policy.bundle.topology
+                read_file(self._path), source=str(self._path), topology=self._policy.bundle.topology
             )
         except PolicyUnavailable as exc:
             if first:

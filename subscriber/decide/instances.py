@@ -11,15 +11,29 @@ the unit that moves, serves one UE, and owns one DNS name (``{instance}.{app}.{z
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Annotated
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from subscriber.decide.topology import Topology
-from subscriber.errors import PolicyUnavailable
+from subscriber.decide.yamldoc import Path, invalid, read_yaml, validation_problems
 from subscriber.relocation import IPv4, Label
+
+_UE_KEY = re.compile(r"^(imsi-[0-9]{5,15}|nai-.+|gci-.+|gli-.+|msisdn-[0-9]{5,15}|extid-.+@.+)$")
+
+
+def _check_ue(value: str) -> str:
+    # The key events carry (LocationEvent.ue.key()): a SUPI or GPSI with its type prefix
+    # (TS 29.571 §5.3.2, §5.3.3). Any other form would match no event, silently.
+    if not _UE_KEY.match(value):
+        raise ValueError(
+            f"{value[:40]!r} is not a SUPI or GPSI as events name UEs: write e.g. "
+            "imsi-208930000000001 or msisdn-33600000001"
+        )
+    return value
 
 
 class InstanceDoc(BaseModel):
@@ -27,7 +41,7 @@ class InstanceDoc(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    ue: str
+    ue: Annotated[str, AfterValidator(_check_ue)]
     app: Label
     instance: Label
     cluster: str
@@ -65,39 +79,51 @@ def find_instance(text: str | bytes, app: str, instance: str) -> InstanceDoc | N
     """One instance of a registry, read without a topology (the worker has none).
 
     Raises:
-        PolicyUnavailable: malformed YAML.
+        PolicyUnavailable: malformed YAML or a field of the wrong form.
     """
+    data, where = read_yaml(text, source="instances")
     try:
-        doc = _InstancesDoc.model_validate(yaml.safe_load(text) or {})
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise PolicyUnavailable(f"instances: {exc}") from exc
+        doc = _InstancesDoc.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        raise invalid(where, validation_problems(exc, _InstancesDoc)) from exc
     return next((i for i in doc.instances if (i.app, i.instance) == (app, instance)), None)
 
 
-def parse_instances(text: str | bytes, *, source: str, topology: Topology) -> Instances:
-    """Parse and check a registry against the topology.
+def parse_instances(text: str | bytes, *, source: str, topology: Topology | None) -> Instances:
+    """Parse and check a registry against the topology; every problem at once, each with its
+    file, line and YAML path.
 
     Raises:
-        PolicyUnavailable: malformed YAML, unknown app or cluster, or an instance listed twice.
+        PolicyUnavailable: malformed YAML, a field of the wrong form, unknown app or cluster, or
+            an instance listed twice.
     """
+    data, where = read_yaml(text, source=source)
     try:
-        doc = _InstancesDoc.model_validate(yaml.safe_load(text) or {})
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise PolicyUnavailable(f"{source}: {exc}") from exc
-    problems = []
-    seen: set[tuple[str, str]] = set()
+        doc = _InstancesDoc.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        raise invalid(where, validation_problems(exc, _InstancesDoc)) from exc
+    problems: list[tuple[Path, str]] = []
+    seen: dict[tuple[str, str], int] = {}
     by_ue: dict[str, list[InstanceDoc]] = {}
     for i, inst in enumerate(doc.instances):
-        where = f"{source}: instances[{i}]"
+        if topology is None:  # an invalid topology: check the file's own form only
+            by_ue.setdefault(inst.ue, []).append(inst)
+            continue
         if inst.app not in topology.apps:
-            problems.append(f"{where}.app: unknown application {inst.app!r}")
+            known = ", ".join(topology.apps) or "none"
+            problems.append((("instances", i, "app"), f"unknown application {inst.app!r} "
+                             f"(the topology has: {known})"))  # fmt: skip
         if inst.cluster not in topology.clusters:
-            problems.append(f"{where}.cluster: unknown cluster {inst.cluster!r}")
-        if (inst.app, inst.instance) in seen:
-            problems.append(f"{where}: {inst.app}/{inst.instance} is listed twice")
-        seen.add((inst.app, inst.instance))
+            known = ", ".join(topology.clusters)
+            problems.append((("instances", i, "cluster"), f"unknown cluster {inst.cluster!r} "
+                             f"(the topology has: {known})"))  # fmt: skip
+        first = seen.setdefault((inst.app, inst.instance), i)
+        if first != i:
+            problems.append(
+                (("instances", i), f"{inst.app}/{inst.instance} is already instances[{first}]")
+            )
         by_ue.setdefault(inst.ue, []).append(inst)
     if problems:
-        raise PolicyUnavailable("; ".join(problems))
+        raise invalid(where, problems)
     owners = {f"{i.app}/{i.instance}": ue for ue, v in by_ue.items() for i in v}
     return Instances({ue: tuple(v) for ue, v in by_ue.items()}, owners)

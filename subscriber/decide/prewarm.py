@@ -133,17 +133,6 @@ class WarmStats:
     wasted_s: float = 0.0
     quiet: dict[str, int] = field(default_factory=dict)
 
-    def add(self, other: WarmStats) -> None:
-        """Add ``other``'s counts (of another shard) to these."""
-        self.prewarmed += other.prewarmed
-        self.hits += other.hits
-        self.misses += other.misses
-        self.expired += other.expired
-        self.used_s += other.used_s
-        self.wasted_s += other.wasted_s
-        for verdict, n in other.quiet.items():
-            self.quiet[verdict] = self.quiet.get(verdict, 0) + n
-
 
 class WarmPool:
     """The warm instances of every UE, at most one per (UE, app), within the budgets."""

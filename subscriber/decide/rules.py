@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from subscriber.decide.topology import invalid, read_yaml, validation_problems
+from subscriber.decide.yamldoc import Source, invalid, read_yaml, validation_problems
 
 
 class _Doc(BaseModel):
@@ -212,9 +212,9 @@ def parse_rules(text: str | bytes | None, *, source: str = "policy") -> Rules:
     Raises:
         PolicyUnavailable: the file is invalid; the message lists every problem with its path.
     """
-    data = read_yaml(text, source=source) if text is not None else None
+    data, where = read_yaml(text, source=source) if text is not None else (None, Source(source))
     try:
         doc = RulesDoc.model_validate(data if data is not None else {})
     except ValidationError as exc:
-        raise invalid(source, validation_problems(exc)) from exc
+        raise invalid(where, validation_problems(exc, RulesDoc)) from exc
     return compile_rules(doc)

@@ -173,13 +173,15 @@ class Handled:
 
 def _where(bundle: Bundle, cluster: str, port: int) -> Placement | None:
     found = bundle.topology.clusters.get(cluster)
-    if found is None or found.address is None:
+    if found is None:
         return None
+    # No address: a Kubernetes cluster (the topology requires one of the two), whose API tells
+    # the address at deploy; the move goes ahead all the same.
     return _placement(cluster, found.address, port)
 
 
 @functools.lru_cache(maxsize=4096)
-def _placement(cluster: str, address: str, port: int) -> Placement:
+def _placement(cluster: str, address: str | None, port: int) -> Placement:
     # Validating a Placement costs more than the decision itself: share the frozen instances.
     return Placement(cluster=cluster, address=address, port=port)
 
@@ -254,6 +256,10 @@ def handle_event(
     seen = (*record.seen, event.event_id)[-dedup_window:]
     # A late report changes nothing the policy knows: a move it deferred stays due.
     recheck_at_s = record.recheck_at_s if stale else _recheck_at(audited)
+    if audited and all(a.decision.zone is None for a in audited):
+        # An unmapped report says nothing about where the UE is: a move deferred before it
+        # stays deferred, to be looked at when it was due (docs/policy.md).
+        recheck_at_s = record.recheck_at_s
     return Handled(
         duplicate=False,
         audited=audited,

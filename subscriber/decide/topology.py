@@ -21,7 +21,6 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -34,9 +33,10 @@ from pydantic import (
     model_validator,
 )
 
+from subscriber.decide.yamldoc import Source, invalid, read_yaml, validation_problems
 from subscriber.errors import PolicyUnavailable
 from subscriber.events import Cell, LocationEvent
-from subscriber.relocation import ContextPolicy, OnTransferFailure, SteeringPolicy
+from subscriber.relocation import DNS_LABEL, ContextPolicy, OnTransferFailure, SteeringPolicy
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -68,13 +68,24 @@ def _quoted(kind: str, lengths: tuple[int, ...], alphabet: frozenset[str]) -> Ca
 
 
 def _identifier(value: str) -> str:
-    # Ids end up in workflow ids, DNS names and log fields: keep them boring.
-    ok = value and len(value) <= 63 and value[0].isalnum() and value[-1].isalnum()
-    if not ok or not all(c.isalnum() or c in "-._" for c in value) or value != value.lower():
+    # Cluster and app ids become parts of workflow ids, Kubernetes names and DNS names, and zone
+    # ids share the cluster ids' namespace: one rule for all, the act layer's.
+    if not DNS_LABEL.match(value):
         raise ValueError(
-            f"{value!r} is not an id: use 1-63 lowercase letters, digits, '-', '.', '_', "
-            "starting and ending with a letter or digit"
+            f"{value!r} is not an id: use a DNS label, 1-63 lowercase letters, digits and "
+            "inner '-' (ids end up in workflow ids and DNS names)"
         )
+    return value
+
+
+def _ipv4(value: str) -> str:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IPv4 address (a hostname is not accepted: the app's DNS "
+            "record points at this address)"
+        ) from None
     return value
 
 
@@ -172,20 +183,12 @@ class Load(_Doc):
     apps: int = Field(0, ge=0)
 
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DNS_LABEL = DNS_LABEL
 
 
 def _namespace(value: str) -> str:
     if not _DNS_LABEL.match(value):
         raise ValueError(f"{value!r} is not a namespace name: 1-63 of a-z, 0-9 and inner '-'")
-    return value
-
-
-def _ipv4(value: str) -> str:
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 address") from None
     return value
 
 
@@ -246,7 +249,11 @@ class ClusterDoc(_Doc):
     capacity: Capacity
     load: Load = Load()
     labels: dict[str, str] = {}
-    address: str | None = Field(None, description="Where its instances answer, for the demo.")
+    address: Annotated[str, AfterValidator(_ipv4)] | None = Field(
+        None,
+        description="IPv4 address the cluster's instances answer at; the app's DNS record "
+        "points there. Required, but for a Kubernetes cluster, which reports it at deploy time.",
+    )
     kubernetes: KubernetesDoc | None = Field(
         None, description="Deploy on it through its Kubernetes API (docs/relocation.md)."
     )
@@ -396,46 +403,6 @@ class Topology:
         return None
 
 
-def yaml_path(loc: Sequence[int | str]) -> str:
-    """A pydantic location as a YAML path: ``('clusters', 2, 'zone')`` -> ``clusters[2].zone``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def validation_problems(exc: ValidationError) -> list[str]:
-    """One ``path: message`` line per pydantic error."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        lines.append(f"{yaml_path(err['loc'])}: {msg}")
-    return lines
-
-
-def read_yaml(text: str | bytes, *, source: str) -> Any:
-    """Parse YAML text.
-
-    Raises:
-        PolicyUnavailable: the text is not YAML; the message names the line and column.
-    """
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PolicyUnavailable(f"{source}: {where}not valid YAML: {problem}") from exc
-
-
-def invalid(source: str, problems: Sequence[str]) -> PolicyUnavailable:
-    """The error for a file with problems: one line per problem, each prefixed by the file."""
-    return PolicyUnavailable("\n".join(f"{source}: {p}" for p in problems))
-
-
 def parse_topology(text: str | bytes, *, source: str = "topology") -> Topology:
     """Parse, validate and compile a topology file.
 
@@ -446,12 +413,12 @@ def parse_topology(text: str | bytes, *, source: str = "topology") -> Topology:
     Raises:
         PolicyUnavailable: the file is invalid; the message lists every problem with its YAML path.
     """
-    data = read_yaml(text, source=source)
+    data, where = read_yaml(text, source=source)
     try:
         doc = TopologyDoc.model_validate(data if data is not None else {})
     except ValidationError as exc:
-        raise invalid(source, validation_problems(exc)) from exc
-    return compile_topology(doc, source=source)
+        raise invalid(where, validation_problems(exc, TopologyDoc)) from exc
+    return compile_topology(doc, source=where)
 
 
 def _unique_ids(doc: TopologyDoc, problems: list[str]) -> None:
@@ -566,6 +533,17 @@ def _check_steering(doc: TopologyDoc, clusters: Mapping[str, Cluster], problems:
             )
 
 
+def _check_actionable(doc: TopologyDoc, problems: list[str]) -> None:
+    """What the act layer needs to move an app to a cluster: where its instances answer (a
+    Kubernetes cluster learns it from its API at deploy time)."""
+    for i, c in enumerate(doc.clusters):
+        if c.address is None and c.kubernetes is None:
+            problems.append(
+                f"clusters[{i}].address: required: the IPv4 address '{c.id}' serves its "
+                "instances at (a relocation to it could not be carried out)"
+            )
+
+
 def _check_workloads(
     doc: TopologyDoc, clusters: Mapping[str, Cluster], problems: list[str]
 ) -> None:
@@ -652,7 +630,7 @@ def _app(a: AppDoc) -> App:
     )
 
 
-def compile_topology(doc: TopologyDoc, *, source: str = "topology") -> Topology:
+def compile_topology(doc: TopologyDoc, *, source: Source | str = "topology") -> Topology:
     """Check the references between entries and build the lookups.
 
     Raises:
@@ -666,14 +644,15 @@ def compile_topology(doc: TopologyDoc, *, source: str = "topology") -> Topology:
     _check_refs(doc, zones, cluster_ids, problems)
     _check_links(doc, zones | cluster_ids, problems)
     dnais = _check_dnais(doc, problems)
+    _check_actionable(doc, problems)
     if problems:
-        raise invalid(source, problems)
+        raise invalid(source if isinstance(source, Source) else Source(source), problems)
 
     clusters = {c.id: _cluster(c) for c in doc.clusters}
     _check_workloads(doc, clusters, problems)
     _check_steering(doc, clusters, problems)
     if problems:
-        raise invalid(source, problems)
+        raise invalid(source if isinstance(source, Source) else Source(source), problems)
 
     edges = [(link.a, link.b, link.latency_ms) for link in doc.links]
     zone_ids = tuple(z.id for z in doc.zones)

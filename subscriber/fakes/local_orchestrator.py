@@ -87,6 +87,11 @@ class LocalOrchestrator:
 
     async def deploy(self, app: str, instance: str, placement: Placement) -> Endpoint:
         """Start the service at ``placement`` unless the same one already runs there."""
+        if placement.address is None:
+            raise OrchestratorError(
+                f"cluster {placement.cluster!r} has no address to start a local service at",
+                permanent=True,
+            )
         path = self._record_path(app, instance, placement.cluster)
         record = self._read(path)
         endpoint = Endpoint(app=app, instance=instance, placement=placement)

@@ -32,6 +32,7 @@ concatenated members as one stream, and nothing is compressed twice.
 from __future__ import annotations
 
 import base64
+import binascii
 import gzip
 import io
 import os
@@ -196,11 +197,30 @@ def parse_item(line: bytes) -> Item:
     """
     try:
         doc = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise BadRecording(f"not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise BadRecording("not an item: expected a JSON object with t, ue and event or callback")
+    try:
         if "event" in doc:
             return Item(float(doc["t"]), str(doc["ue"]), event=orjson.dumps(doc["event"]))
         return Item(float(doc["t"]), str(doc["ue"]), callback=_callback(doc["callback"]))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise BadRecording(f"not a recording line: {exc}") from exc
+    except KeyError as exc:
+        name = str(exc.args[0])
+        field = name if name in ("t", "ue", "event", "callback") else f"callback.{name}"
+        raise BadRecording(f"{field}: missing (an item has t, ue, and event or callback)") from exc
+    except (TypeError, ValueError, binascii.Error) as exc:
+        raise BadRecording(f"not an item: {exc}") from exc
+
+
+def _capture_line(line: bytes) -> Item:
+    try:
+        doc = orjson.loads(line)
+        return capture_item(doc)
+    except orjson.JSONDecodeError as exc:
+        raise BadRecording(f"not JSON: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
+        raise BadRecording(f"not a captured callback: {exc!r}") from exc
 
 
 def capture_item(doc: dict[str, Any]) -> Item:
@@ -232,6 +252,7 @@ class Recording:
         self.path = path
         self._file = _open_text(path)
         first = self._file.readline()
+        self.line = 1
         try:
             doc = orjson.loads(first) if first.strip() else {}
         except orjson.JSONDecodeError as exc:
@@ -262,27 +283,35 @@ class Recording:
             raise BadRecording(f"{path}: neither a recording nor a receiver capture file")
 
     def __iter__(self) -> Iterator[Item]:
-        count = 0
+        """Items in file order; :attr:`line` is the line of the one last yielded.
+
+        Raises:
+            BadRecording: a line is not an item (the message names the file and the line), or
+                the file ends or breaks midway.
+        """
+        if self._first is not None:
+            first, self._first = self._first, None
+            try:
+                item = capture_item(first)
+            except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
+                raise BadRecording(f"{self.path}:1: not a captured callback: {exc!r}") from exc
+            yield item
+            parse = _capture_line
+        else:
+            parse = parse_item
         try:
-            if self._first is not None:
-                yield capture_item(self._first)
-                count += 1
-                self._first = None
-                for line in self._file:
-                    if line.strip():
-                        yield capture_item(orjson.loads(line))
-                        count += 1
-                return
-            for line in self._file:
-                if line.strip():
-                    yield parse_item(line)
-                    count += 1
+            for text in self._file:
+                self.line += 1
+                if text.strip():
+                    try:
+                        item = parse(text)
+                    except BadRecording as exc:
+                        raise BadRecording(f"{self.path}:{self.line}: {exc}") from exc
+                    yield item
         except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
             raise BadRecording(
-                f"{self.path}: the file ends or breaks after {count} items (truncated?)"
+                f"{self.path}: the file ends or breaks after line {self.line} (truncated?)"
             ) from exc
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise BadRecording(f"{self.path}: item {count + 1} is not a recording line") from exc
 
     def close(self) -> None:
         """Close the file."""

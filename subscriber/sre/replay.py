@@ -3,9 +3,10 @@
 Pacing follows each item's ``t``: at speed 1 the gaps are the recorded ones, at speed N they are
 N times shorter, at speed 0 (``max``) there is no wait. Order is kept per UE at any speed:
 
-* to a receiver, items are spread over ``concurrency`` workers by a hash of their UE key, each
-  worker sending its items one after the other, waiting for each answer; different UEs go out
-  concurrently, one UE's callbacks never overtake each other;
+* to a receiver, each UE has at most one request in flight: its next callback goes out only
+  once the previous one is answered, while up to ``concurrency`` UEs are in flight at once,
+  multiplexed over a few h2c connections (:mod:`subscriber.sre.client`); one UE's callbacks
+  never overtake each other;
 * to Kafka, items are handed to one idempotent producer (``acks=all``) in file order, keyed by
   UE, so each UE's records land in one partition in order; acknowledgements are awaited in bulk.
 
@@ -17,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import time
-import zlib
-from collections import Counter
+import urllib.parse
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +34,7 @@ import structlog
 from subscriber.errors import SubscriberError
 from subscriber.options import ReplayOptions
 from subscriber.settings import Settings
+from subscriber.sre.client import Pool
 from subscriber.sre.recording import Header, Item, open_recording
 
 log = structlog.get_logger()
@@ -151,13 +154,144 @@ class Pace:
 Progress = Callable[[int], None]
 
 
+class _Sender:
+    """Keeps each UE's callbacks in order over a pool: one request in flight per UE.
+
+    Items wait in their UE's queue; a UE with a queued item and no request in flight waits in
+    ``ready`` for room on a connection. Answers arrive as callbacks (no task per request), and
+    each answer sends the next ready UE's item at once.
+    """
+
+    def __init__(
+        self,
+        base_path: bytes,
+        summary: Summary,
+        *,
+        max_in_flight: int,
+        progress: Progress | None,
+    ) -> None:
+        self.pool: Pool | None = None
+        self._base_path = base_path
+        self._summary = summary
+        self._max_in_flight = max(1, max_in_flight)
+        self._progress = progress
+        self._queues: dict[str, deque[Item]] = {}
+        self._busy: set[str] = set()
+        self._ready: deque[str] = deque()
+        self.buffered = 0
+        self.in_flight = 0
+        self.drained = asyncio.Event()
+        self.drained.set()
+        self.space = asyncio.Event()
+        self.space.set()
+        self.high_water = max(4096, 8 * self._max_in_flight)
+
+    def put(self, item: Item) -> None:
+        """Queue one item behind its UE's earlier ones and send what can be sent."""
+        ue = item.ue
+        queue = self._queues.get(ue)
+        if queue is None:
+            queue = self._queues[ue] = deque()
+        queue.append(item)
+        self.buffered += 1
+        self.drained.clear()
+        if self.buffered >= self.high_water:
+            self.space.clear()
+        if len(queue) == 1 and ue not in self._busy:
+            self._ready.append(ue)
+        self.pump()
+
+    def pump(self) -> None:
+        """Send the next item of each ready UE while there is room."""
+        ready, pool = self._ready, self.pool
+        assert pool is not None
+        while ready and self.in_flight < self._max_in_flight:
+            conn = pool.pick()
+            if conn is None:
+                return
+            ue = ready.popleft()
+            item = self._queues[ue].popleft()
+            self._busy.add(ue)
+            self.in_flight += 1
+            callback = item.callback
+            assert callback is not None
+            headers = _HEADERS
+            if callback.content_type != "application/json":
+                headers = _headers(callback.content_type)
+            conn.request(
+                callback.method.encode(),
+                self._base_path + callback.path.encode(),
+                headers,
+                callback.body,
+                functools.partial(self._answered, ue),
+                functools.partial(self._again, ue, item),
+            )
+
+    def _done_with(self, ue: str) -> None:
+        self._busy.discard(ue)
+        self.in_flight -= 1
+        if self._queues[ue]:
+            self._ready.append(ue)
+        else:
+            del self._queues[ue]
+
+    def _count(self, status: str) -> None:
+        summary = self._summary
+        summary.statuses[status] += 1
+        if len(status) == 3 and status[0] == "2":
+            summary.accepted += 1
+        else:
+            summary.rejected += 1
+        if self._progress is not None:
+            self._progress(1)
+        self.buffered -= 1
+        if self.buffered < self.high_water // 2:
+            self.space.set()
+        if not self.buffered:
+            self.drained.set()
+
+    def _answered(self, ue: str, status: str) -> None:
+        self._count(status)
+        self._done_with(ue)
+        self.pump()
+
+    def _again(self, ue: str, item: Item) -> None:
+        """The server never processed it (GOAWAY, REFUSED_STREAM): first in line again."""
+        self._queues[ue].appendleft(item)
+        self._busy.discard(ue)
+        self.in_flight -= 1
+        self._ready.appendleft(ue)
+        asyncio.get_running_loop().call_soon(self.pump)
+
+    def unreachable(self, why: str) -> None:
+        """No connection can be opened: answer ``why`` for every item waiting for one."""
+        while self._ready:
+            for _ in self._queues.pop(self._ready.popleft()):
+                self._count(why)
+
+
+def _headers(content_type: str | None) -> tuple[tuple[bytes, bytes], ...]:
+    out = [(k.lower().encode(), v.encode()) for k, v in FREE5GC_HEADERS.items()]
+    if content_type is None:
+        return tuple(h for h in out if h[0] != b"content-type")
+    return tuple((k, content_type.encode() if k == b"content-type" else v) for k, v in out)
+
+
+_HEADERS = _headers("application/json")
+
+MAX_HTTP11_CONNECTIONS = 64
+"""HTTP/1.1 needs a connection per request in flight; servers cap connections (granian serves
+128 per worker by default and leaves the rest waiting), so replay stays well under that."""
+
+
 async def to_receiver(
     base_url: str,
     plan: Iterable[tuple[float, Item]],
     *,
     speed: float,
     http2: bool = True,
-    concurrency: int = 32,
+    concurrency: int = 256,
+    connections: int | None = None,
     timeout_s: float = 10.0,
     progress: Progress | None = None,
 ) -> Summary:
@@ -168,72 +302,62 @@ async def to_receiver(
         plan: the scheduled items (:func:`schedule`).
         speed: the speed factor (0: as fast as possible).
         http2: h2c prior knowledge (free5GC's client) or HTTP/1.1.
-        concurrency: UEs served at once.
+        concurrency: at most this many requests (so UEs) in flight at once.
+        connections: h2c connections to spread the streams over (default 4); HTTP/1.1 opens
+            one per request in flight, at most :data:`MAX_HTTP11_CONNECTIONS`.
         timeout_s: per request.
         progress: called with the number of items just answered.
+
+    Raises:
+        SubscriberError: the URL is not ``http://host:port``, or nothing answers there.
     """
-    import httpx
-
+    url = urllib.parse.urlsplit(base_url)
+    if url.scheme != "http" or not url.hostname:
+        raise SubscriberError(f"--url {base_url!r}: give http://host:port (h2c has no TLS)")
     summary = Summary(target=f"{base_url} ({'h2c' if http2 else 'HTTP/1.1'})")
-    queues: list[asyncio.Queue[Item | None]] = [
-        asyncio.Queue(maxsize=256) for _ in range(max(1, concurrency))
-    ]
-    base = base_url.rstrip("/")
-    # One connection per client: HTTP/1.1 gets one per worker; h2c multiplexes up to 16
-    # workers' streams on each. httpx's shared pool slows down as connections grow.
-    per_client = 16 if http2 else 1
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-
-    async def worker(queue: asyncio.Queue[Item | None], http: httpx.AsyncClient) -> None:
-        while (item := await queue.get()) is not None:
-            callback = item.callback
-            assert callback is not None
-            headers = dict(FREE5GC_HEADERS)
-            if callback.content_type is not None:
-                headers["Content-Type"] = callback.content_type
-            else:
-                del headers["Content-Type"]
-            try:
-                response = await http.request(
-                    callback.method, base + callback.path, content=callback.body, headers=headers
-                )
-                status = str(response.status_code)
-                ok = response.status_code // 100 == 2
-            except httpx.HTTPError as exc:
-                status, ok = type(exc).__name__, False
-            summary.statuses[status] += 1
-            if ok:
-                summary.accepted += 1
-            else:
-                summary.rejected += 1
-            if progress is not None:
-                progress(1)
-
+    sender = _Sender(
+        url.path.rstrip("/").encode(), summary, max_in_flight=concurrency, progress=progress
+    )
+    pool = Pool(
+        url.hostname,
+        url.port or 80,
+        http2=http2,
+        connections=(connections or 4) if http2 else min(concurrency, MAX_HTTP11_CONNECTIONS),
+        on_room=sender.pump,
+        on_unreachable=sender.unreachable,
+    )
+    sender.pool = pool
     started = time.monotonic()
-    async with contextlib.AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(http2=http2, http1=not http2, timeout=timeout_s, limits=limits)
-            )
-            for _ in range(-(-len(queues) // per_client))
-        ]
-        workers = [
-            asyncio.create_task(worker(q, clients[i // per_client])) for i, q in enumerate(queues)
-        ]
-        try:
-            pace = Pace(speed)
-            for offset, item in plan:
-                if item.callback is None:
-                    raise SubscriberError("an events recording can only be replayed to Kafka")
-                await pace.until(offset)
-                await queues[zlib.crc32(item.ue.encode()) % len(queues)].put(item)
-                summary.sent += 1
-        finally:
-            for q in queues:
-                await q.put(None)
-            await asyncio.gather(*workers, return_exceptions=True)
+    try:
+        await pool.__aenter__()
+    except OSError as exc:
+        raise SubscriberError(f"{base_url}: cannot connect: {exc.strerror or exc}") from exc
+    sweeper = asyncio.create_task(_sweep(pool, timeout_s))
+    try:
+        pace = Pace(speed)
+        for offset, item in plan:
+            if item.callback is None:
+                raise SubscriberError("an events recording can only be replayed to Kafka")
+            if not sender.space.is_set():
+                await sender.space.wait()
+            await pace.until(offset)
+            sender.put(item)
+            summary.sent += 1
+        await sender.drained.wait()
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await pool.__aexit__()
     summary.elapsed_s = time.monotonic() - started
     return summary
+
+
+async def _sweep(pool: Pool, timeout_s: float) -> None:
+    """Answer ``Timeout`` for requests unanswered after ``timeout_s``."""
+    while True:
+        await asyncio.sleep(min(1.0, timeout_s / 4))
+        pool.expire(time.monotonic() - timeout_s)
 
 
 async def to_kafka(
@@ -388,7 +512,8 @@ async def replay_file(
     http2: bool = True,
     bootstrap: str = "",
     topic: str = "",
-    concurrency: int = 32,
+    concurrency: int = 256,
+    connections: int | None = None,
     compression: str | None = None,
     show_progress: bool = False,
 ) -> Summary:
@@ -426,7 +551,13 @@ async def replay_file(
         if to == "receiver":
             assert url is not None
             summary = await to_receiver(
-                url, plan(), speed=speed, http2=http2, concurrency=concurrency, progress=bar.advance
+                url,
+                plan(),
+                speed=speed,
+                http2=http2,
+                concurrency=concurrency,
+                connections=connections,
+                progress=bar.advance,
             )
         else:
             summary = await to_kafka(
@@ -463,6 +594,7 @@ async def run(settings: Settings, options: ReplayOptions) -> int:
         bootstrap=settings.kafka.bootstrap_servers,
         topic=options.topic or settings.kafka.events_topic,
         concurrency=options.concurrency,
+        connections=options.connections,
         compression=None if settings.kafka.compression == "none" else settings.kafka.compression,
         show_progress=not options.no_progress and sys.stderr.isatty(),
     )

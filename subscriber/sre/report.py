@@ -205,34 +205,202 @@ def histogram(values: Sequence[float]) -> list[int]:
     return counts
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 _STYLE = (
-    "body{font-family:sans-serif;margin:2em;color:#222;max-width:900px}"
-    "table{border-collapse:collapse;margin:1em 0}"
-    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    "body{font-family:sans-serif;margin:2em;color:#222;max-width:1100px}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:90%}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;vertical-align:top}"
     "th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}"
+    "td.l,th.l{text-align:left}td.n{white-space:nowrap}"
     "h2{margin-top:2em}.note{color:#666;font-size:90%}"
+    ".warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.5em 1em}"
+    ".ok{color:#2a7d2a}.no{color:#b22}"
 )
+ROWS_SHOWN = 200
+"""Rows of a long table shown in the HTML; the JSON report has them all."""
 
 
-def render_html(summary: Mapping[str, Any], plots: Mapping[str, str]) -> str:
-    """The whole report.
+def _rows(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, left: int = 1) -> str:
+    """A table whose first ``left`` columns (and any HTML-safe cell) read left-aligned."""
+    head = "".join(
+        f"<th{' class=l' if i < left else ''}>{_esc(h)}</th>" for i, h in enumerate(headers)
+    )
+    body = []
+    for row in rows[:ROWS_SHOWN]:
+        cells = "".join(
+            f"<td class='l'>{c.html}</td>" if isinstance(c, _Html) else
+            f"<td{' class=l' if i < left else ''}>{_esc(c)}</td>"
+            for i, c in enumerate(row)
+        )  # fmt: skip
+        body.append(f"<tr>{cells}</tr>")
+    more = (
+        f"<p class='note'>First {ROWS_SHOWN} of {len(rows)}; the JSON report has all.</p>"
+        if len(rows) > ROWS_SHOWN
+        else ""
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+
+
+class _Html(str):
+    """Text already escaped, to put in a cell as it is."""
+
+    @property
+    def html(self) -> str:
+        return str(self)
+
+
+def _candidates(candidates: Sequence[Mapping[str, Any]], shown: int = 3) -> _Html:
+    parts = []
+    for c in candidates[:shown]:
+        if c["rejected"] is None:
+            parts.append(
+                f"<span class='ok'>{_esc(c['cluster'])} {c['score']:.3f}</span> "
+                f"({_esc(c['latency_ms'])} ms, load {c['utilisation']:.0%})"
+            )
+        else:
+            parts.append(f"<span class='no'>{_esc(c['cluster'])} {_esc(c['rejected'])}</span>")
+    return _Html("; ".join(parts))
+
+
+def _inputs(doc: Mapping[str, Any]) -> str:
+    inputs = doc["inputs"]
+    rec, topo = inputs["recording"], inputs["topology"]
+    rows: list[list[Any]] = [
+        ["recording", f"{rec['path']} ({rec['kind']}, {rec['start']} to {rec['end']})"],
+        ["topology", f"{topo['path']} (PLMN {topo['plmn']}, sha256 {topo['sha256']})"],
+    ]
+    for p in inputs["policies"]:
+        where = f"{p['path']} (sha256 {p['sha256']})" if p["path"] else "the defaults (no file)"
+        rows.append([f"policy {p['label']}", f"{where}, version {p['version']}"])
+    rows.append(["instances", inputs["instances"]])
+    return _rows(["input", "used"], rows, left=2)
+
+
+def _cannot_act(doc: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+    parts = ["<h2 id='cannot-act'>Decisions that could not be carried out</h2>"]
+    if not any(doc["cannot_act"][n]["total"] for n in names):
+        return [*parts, "<p>None: every decision could be acted on.</p>"]
+    parts.append(
+        "<p class='note'>NO_CANDIDATE leaves an app where the policy found it wanting, as no "
+        "cluster qualifies; a relocation to a cluster the act layer cannot address produces "
+        "no move.</p>"
+    )
+    for n in names:
+        found = doc["cannot_act"][n]
+        parts.append(f"<h3>{_esc(n)}: {found['total']}</h3>")
+        parts.append(_rows(["what", "decisions"], list(found["by_kind"].items())))
+        parts.append(
+            _rows(
+                ["time", "UE", "instance", "on", "zone", "why", "candidates (examples)"],
+                [
+                    [
+                        e["time"][11:23],
+                        e["ue"],
+                        e["instance"],
+                        e["source"],
+                        e["zone"],
+                        e["why"],
+                        _candidates(e["candidates"]),
+                    ]
+                    for e in found["examples"]
+                ],
+                left=7,
+            )
+        )
+    return parts
+
+
+def _moves(doc: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+    parts = ["<h2 id='moves'>Moves</h2>"]
+    for n in names:
+        moves = doc["moves"][n]
+        parts.append(f"<h3>{_esc(n)}: {len(moves)}</h3>")
+        parts.append(
+            _rows(
+                ["time", "UE", "instance", "from → to", "reason", "trigger", "zone", "candidates"],
+                [
+                    [
+                        m["time"][11:23],
+                        m["ue"],
+                        m["instance"],
+                        f"{m['source']} → {m['target']}",
+                        m["reason"],
+                        m["trigger"],
+                        m["zone"],
+                        _candidates(m["candidates"]),
+                    ]
+                    for m in moves
+                ],
+                left=8,
+            )
+        )
+    return parts
+
+
+def _timelines(doc: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
+    parts = []
+    for i, timeline in enumerate(doc["timelines"]):
+        parts += [
+            f"<h2 id='timeline-{i}'>Timeline of UE {_esc(timeline['ue'])}</h2>",
+            "<p class='note'>Its cell (zone), and the cluster serving its busiest instance under "
+            "each policy; then every change of cell and every decision that was not a plain "
+            "stay.</p>",
+            plots.get(f"ue_timeline_{i}", ""),
+        ]
+        for label, trail in timeline["trail"].items():
+            rows = [
+                [e["time"][11:23], f"in {e['where']} ({e['zone']})", "", "", ""]
+                if "where" in e
+                else [e["time"][11:23], f"{e['instance']}: {e['action']} {e['reason']}",
+                      f"{e['from']} → {e['to'] or '·'}", e["trigger"], e.get("cannot_act", "")]
+                for e in trail
+            ]  # fmt: skip
+            parts.append(f"<h3>{_esc(label)}</h3>")
+            parts.append(_rows(["time", "what", "cluster", "trigger", "cannot act"], rows, left=5))
+    return parts
+
+
+def _comparison(doc: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+    if "comparison" not in doc:
+        return []
+    comp = doc["comparison"]
+    return [
+        f"<h2>UEs whose outcome differs ({comp['differing_ues']})</h2>",
+        _rows(
+            [
+                "UE",
+                f"relocations {names[0]}",
+                f"relocations {names[1]}",
+                f"out of budget {names[0]} (s)",
+                f"out of budget {names[1]} (s)",
+            ],
+            [
+                [
+                    r["ue"],
+                    r["relocations_a"],
+                    r["relocations_b"],
+                    r["out_of_budget_s_a"],
+                    r["out_of_budget_s_b"],
+                ]
+                for r in comp["ues"]
+            ],
+        ),
+    ]
+
+
+def render_html(doc: Mapping[str, Any], plots: Mapping[str, str]) -> str:
+    """The whole report, from the JSON document (:func:`subscriber.sre.findings.summarize`).
 
     Args:
-        summary: the JSON summary (recording, policies, comparison).
-        plots: SVG text by key: ``ue_timeline``, ``relocations``, ``budget``.
+        doc: the JSON document.
+        plots: SVG text by key: ``ue_timeline_<n>``, ``relocations``, ``budget``.
     """
-    policies: list[Mapping[str, Any]] = list(summary["policies"])
+    policies: list[Mapping[str, Any]] = list(doc["policies"])
     names = [p["label"] for p in policies]
-    rec = summary["recording"]
     totals = [
         ("events", "events"),
+        ("events in a zone of the topology", "events_in_a_zone"),
         ("relocations", "relocations"),
+        ("decisions that could not be carried out", "unactionable"),
         ("ping-pong refusals (PING_PONG_SUPPRESSED)", "ping_pong_suppressed"),
         ("ping-pong episodes refused", "ping_pong_episodes"),
         ("A→B→A flips that happened", "flips"),
@@ -241,57 +409,27 @@ def render_html(summary: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         ("instances ever out of budget", "instances_out_of_budget"),
         ("time out of budget, total (s)", "out_of_budget_s_total"),
     ]
-    total_rows = [[label, *(p[key] for p in policies)] for label, key in totals]
     reasons = sorted({r for p in policies for r in p["decisions_by_reason"]})
-    reason_rows = [[r, *(p["decisions_by_reason"].get(r, 0) for p in policies)] for r in reasons]
+    title = f"Shadow report: {_esc(' vs '.join(names))}"
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>Shadow report: {_esc(' vs '.join(names))}</title>",
-        f"<style>{_STYLE}</style></head><body>",
-        f"<h1>Shadow report: {_esc(' vs '.join(names))}</h1>",
-        "<p class='note'>",
-        f"Recording {_esc(rec['path'])} ({_esc(rec['kind'])}, {rec['events']} events, "
-        f"{_esc(rec['start'])} to {_esc(rec['end'])}). Instances: {_esc(summary['instances'])}. "
-        "Relocations are assumed to take effect at once; no workflow ran.</p>",
+        f"<title>{title}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{title}</h1>",
+        _inputs(doc),
+        *(f"<p class='warn'>Warning: {_esc(w)}</p>" for w in doc["warnings"]),
+        "<p class='note'>Relocations are assumed to take effect at once (no workflow ran); each "
+        "uses capacity on its target and frees it on its source.</p>",
         "<h2>Totals</h2>",
-        _table(["", *names], total_rows),
+        _rows(["", *names], [[label, *(p[key] for p in policies)] for label, key in totals]),
         "<h2>Decisions by reason</h2>",
-        _table(["reason", *names], reason_rows),
-    ]
-    if "comparison" in summary:
-        comp = summary["comparison"]
-        parts += [
-            f"<h2>UEs whose outcome differs ({comp['differing_ues']})</h2>",
-            _table(
-                [
-                    "UE",
-                    f"relocations {names[0]}",
-                    f"relocations {names[1]}",
-                    f"out of budget {names[0]} (s)",
-                    f"out of budget {names[1]} (s)",
-                ],
-                [
-                    [
-                        r["ue"],
-                        r["relocations_a"],
-                        r["relocations_b"],
-                        r["out_of_budget_s_a"],
-                        r["out_of_budget_s_b"],
-                    ]
-                    for r in comp["ues"][:200]
-                ],
-            ),
-        ]
-        if comp["differing_ues"] > 200:
-            parts.append(f"<p class='note'>First 200 of {comp['differing_ues']}.</p>")
-    if "ue_timeline" in plots:
-        parts += [
-            f"<h2>One UE over time: {_esc(summary.get('watched_ue', ''))}</h2>",
-            "<p class='note'>Its cell (zone), and the cluster serving its first instance under "
-            "each policy.</p>",
-            plots["ue_timeline"],
-        ]
-    parts += [
+        _rows(
+            ["reason", *names],
+            [[r, *(p["decisions_by_reason"].get(r, 0) for p in policies)] for r in reasons],
+        ),
+        *_comparison(doc, names),
+        *_moves(doc, names),
+        *_timelines(doc, plots),
+        *_cannot_act(doc, names),
         "<h2>Relocations over time (cumulative)</h2>",
         plots.get("relocations", ""),
         "<h2>Time spent out of the latency budget, per instance</h2>",

@@ -20,12 +20,23 @@ What is measured per policy (:class:`Outcome`):
   relocation, within ``flip_window_s`` of it (A→B→A);
 * latency-budget violations: for each instance, the time its UE spent in a zone from which the
   serving cluster's path latency (topology latency graph) exceeds the app's budget, up to the end
-  of the recording; time in an unmapped zone is not counted.
+  of the recording; time in an unmapped zone is not counted;
+* each move in detail (:class:`Relocation`): when, which UE and instance, from and to, why,
+  what triggered it, and how the candidates scored or why they were rejected;
+* decisions that cannot be carried out: ``NO_CANDIDATE`` (the app stays where the policy found
+  it wanting, nowhere qualifies) and a relocation the consumer would not signal;
+* a per-UE trail: where the UE was, and each decision that was not a plain stay.
+
+Capacity: the topology's load is the starting point; each move then takes the app's needs on its
+target and gives them back on its source, through the same :class:`~subscriber.decide.ledger.
+Ledger` the consumer and ``evacuate`` use, so later decisions see clusters filling up. The
+instances serving the UEs at the start are taken to be in the topology's load already (as a
+production instances file is).
 """
 
 from __future__ import annotations
 
-import hashlib
+import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,16 +44,50 @@ from typing import Any
 
 from subscriber.decide.bundle import Bundle
 from subscriber.decide.instances import InstanceDoc, Instances
-from subscriber.decide.policy import Action, Reason
+from subscriber.decide.ledger import Ledger
+from subscriber.decide.policy import Action, Decision, Reason
 from subscriber.decide.prewarm import Prewarming, WarmStats
+from subscriber.decide.scoring import Candidate
 from subscriber.decide.step import Audited, UeRecord, handle_event, handle_recheck, instance_key
 from subscriber.events import LocationEvent
 
 _PING_PONG = Reason.PING_PONG_SUPPRESSED
+_NO_CANDIDATE = Reason.NO_CANDIDATE
+_STAY = Action.STAY
+CANDIDATES_KEPT = 4
+"""Candidates kept per move and per un-actionable decision: the best, then the nearest misses."""
+EXAMPLES_KEPT = 3
+"""Un-actionable decisions kept in full per kind (reason, app, zone); all are counted."""
 
 
 class Relocation(dict[str, Any]):
-    """One move: ``t``, ``instance``, ``source``, ``target``, ``reason`` (a dict, for JSON)."""
+    """One move (a dict, for JSON): ``t``, ``ue``, ``instance`` (``app/name``), ``app``,
+    ``source``, ``target``, ``reason``, ``trigger`` (``event`` or ``recheck``), ``zone`` and
+    ``candidates`` (each: ``cluster``, ``score``, ``latency_ms``, ``utilisation``,
+    ``rejected``)."""
+
+
+def candidates_of(candidates: Sequence[Candidate], kept: int = CANDIDATES_KEPT) -> list[Any]:
+    """The first ``kept`` candidates of a decision, compact: accepted by score, then rejected."""
+    return [
+        {
+            "cluster": c.cluster,
+            "score": round(c.score, 4) if c.score is not None else None,
+            "latency_ms": c.latency_ms,
+            "utilisation": round(c.utilisation, 3),
+            "rejected": c.rejected.value if c.rejected is not None else None,
+        }
+        for c in candidates[:kept]
+    ]
+
+
+def why_not_actionable(decision: Decision, requested: bool) -> str | None:
+    """Why the consumer could not carry out ``decision``, or None when it can."""
+    if decision.reason is _NO_CANDIDATE:
+        return "no cluster qualifies" if decision.candidates else "the topology has no cluster"
+    if decision.action is Action.RELOCATE and not requested:
+        return f"cluster {decision.target!r} cannot be acted on: the topology has no such cluster"
+    return None
 
 
 @dataclass(slots=True)
@@ -54,12 +99,15 @@ class _Ue:
     instances: tuple[InstanceDoc, ...] | None = None
     record: UeRecord | None = None
     zone: str | None = None
+    cell: str | None = None
     keys: tuple[str, ...] = ()
     apps: tuple[str, ...] = ()
     serving: list[str] = field(default_factory=list)
     out_s: list[float] = field(default_factory=list)
     last_reason: list[Reason | None] = field(default_factory=list)
+    last_told: list[tuple[Action, Reason, str | None] | None] = field(default_factory=list)
     moves: list[Relocation] = field(default_factory=list)
+    trail: list[list[Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -82,6 +130,10 @@ class Outcome:
     out_of_budget_by_ue: dict[str, float] = field(default_factory=dict)
     moves_by_ue: dict[str, list[Relocation]] = field(default_factory=dict)
     start_by_ue: dict[str, dict[str, str]] = field(default_factory=dict)
+    mapped_events: int = 0
+    unactionable: Counter[str] = field(default_factory=Counter)
+    unactionable_examples: list[dict[str, Any]] = field(default_factory=list)
+    trails: dict[str, list[list[Any]]] = field(default_factory=dict)
     prewarm: WarmStats | None = None
 
     def summary(self) -> dict[str, Any]:
@@ -102,6 +154,8 @@ class Outcome:
             "instances": len(out),
             "instances_out_of_budget": sum(1 for v in out.values() if v > 0),
             "out_of_budget_s_total": round(sum(out.values()), 3),
+            "events_in_a_zone": self.mapped_events,
+            "unactionable": sum(self.unactionable.values()),
             **({"prewarm": _prewarm_summary(self.prewarm)} if self.prewarm else {}),
         }
 
@@ -131,17 +185,16 @@ def registry_instances(instances: Instances) -> InstancesFor:
     return of
 
 
-def _label(ue: str) -> str:
-    return "u" + hashlib.blake2b(ue.encode(), digest_size=6).hexdigest()
-
-
 def auto_instances(bundle: Bundle, apps: Sequence[str]) -> InstancesFor:
     """One instance of each app per UE, on the cluster ``bundle`` ranks best at its first zone.
 
-    Apps with no candidate from that zone are left out for that UE. The instance name is a
-    short hash of the UE key (a DNS label, and no identity in clear).
+    Apps with no candidate from that zone are left out for that UE. The instance name is
+    ``ue<n>``, the UE's rank in order of first appearance: a DNS label that carries nothing of
+    the identity (a hash of a SUPI could be reversed by trying every SUPI), the same in every
+    process that reads the same recording.
     """
     best: dict[tuple[str, str], str | None] = {}
+    labels: dict[str, str] = {}
 
     def of(ue: str, zone: str | None) -> tuple[InstanceDoc, ...] | None:
         if zone is None:
@@ -154,7 +207,8 @@ def auto_instances(bundle: Bundle, apps: Sequence[str]) -> InstancesFor:
                 best[key] = found.cluster if found is not None else None
             cluster = best[key]
             if cluster is not None:
-                out.append(InstanceDoc(ue=ue, app=app, instance=_label(ue), cluster=cluster))
+                label = labels.setdefault(ue, f"ue{len(labels) + 1}")
+                out.append(InstanceDoc(ue=ue, app=app, instance=label, cluster=cluster))
         return tuple(out)
 
     return of
@@ -203,6 +257,7 @@ class ShadowEngine:
         app_port: int = 8080,
     ) -> None:
         self.bundle = bundle
+        self.ledger = Ledger()
         self._app_port = app_port
         self.outcome = Outcome(label=label, version=bundle.version)
         self._instances_for = instances_for
@@ -215,6 +270,7 @@ class ShadowEngine:
         self._reasons: dict[Reason, int] = {}
         self._actions: dict[Action, int] = {}
         self.ues: dict[str, _Ue] = {}
+        self._due: list[tuple[float, str]] = []
         # The policy's pre-warming, run as the consumer would (moves take effect at once).
         rules = bundle.rules.prewarm
         self._warming = Prewarming(rules) if rules is not None else None
@@ -234,7 +290,9 @@ class ShadowEngine:
                     ue.out_s[i] += t - since
         ue.since_s = t
 
-    def _account(self, ue: _Ue, audited: Sequence[Audited], t: float) -> None:
+    def _account(
+        self, key: str, ue: _Ue, audited: Sequence[Audited], t: float, trigger: str
+    ) -> None:
         reasons, actions = self._reasons, self._actions
         last_reason = ue.last_reason
         for i, item in enumerate(audited):
@@ -247,42 +305,114 @@ class ShadowEngine:
                 if last_reason[i] is not reason:
                     self.outcome.ping_pong_episodes += 1
             last_reason[i] = reason
+            if decision.action is not _STAY or reason is _NO_CANDIDATE:
+                self._noted(key, ue, i, item, t, trigger)
             if item.request is not None:
-                self._moved(ue, i, item.request.target.cluster, reason, t)
+                self._moved(key, ue, i, decision, t, trigger)
 
-    def _moved(self, ue: _Ue, i: int, target: str, reason: Reason, t: float) -> None:
+    def _noted(self, key: str, ue: _Ue, i: int, item: Audited, t: float, trigger: str) -> None:
+        """A decision other than a plain stay: on the UE's trail (once per change), and
+        counted if it cannot be carried out."""
+        decision = item.decision
+        told = (decision.action, decision.reason, decision.target)
+        why = why_not_actionable(decision, item.request is not None)
+        if ue.last_told[i] != told:
+            ue.last_told[i] = told
+            ue.trail.append(
+                [
+                    t,
+                    "decision",
+                    ue.keys[i],
+                    decision.action.value,
+                    decision.reason.value,
+                    decision.source,
+                    decision.target,
+                    trigger,
+                    why,
+                ]
+            )
+        if why is None:
+            return
         outcome = self.outcome
-        key = ue.keys[i]
+        kind = f"{decision.reason.value} {ue.apps[i]} in {decision.zone}"
+        outcome.unactionable[kind] += 1
+        if outcome.unactionable[kind] <= EXAMPLES_KEPT:
+            outcome.unactionable_examples.append(
+                {
+                    "t": t,
+                    "ue": key,
+                    "instance": ue.keys[i],
+                    "action": decision.action.value,
+                    "reason": decision.reason.value,
+                    "zone": decision.zone,
+                    "source": decision.source,
+                    "target": decision.target,
+                    "why": why,
+                    "candidates": candidates_of(decision.candidates),
+                }
+            )
+
+    def _moved(self, key: str, ue: _Ue, i: int, decision: Decision, t: float, trigger: str) -> None:
+        outcome = self.outcome
+        instance = ue.keys[i]
+        target = decision.target
+        assert target is not None  # a request always has a target
         for prev in reversed(ue.moves):
-            if prev["instance"] == key:
+            if prev["instance"] == instance:
                 if prev["source"] == target and t - prev["t"] <= self._flip_window_s:
                     outcome.flips += 1
                 break
+        source = ue.serving[i]
         ue.moves.append(
-            Relocation(t=t, instance=key, source=ue.serving[i], target=target, reason=reason.value)
+            Relocation(
+                t=t,
+                ue=key,
+                instance=instance,
+                app=ue.apps[i],
+                source=source,
+                target=target,
+                reason=decision.reason.value,
+                trigger=trigger,
+                zone=decision.zone,
+                candidates=candidates_of(decision.candidates),
+            )
         )
         ue.serving[i] = target
+        # The move takes effect at once: its target fills up, its source frees up.
+        self.ledger.moved(self.bundle, ue.apps[i], source, target)
         outcome.relocations += 1
         outcome.relocation_times.append(t)
 
-    def _rechecks_until(self, ue: _Ue, t: float) -> None:
-        record = ue.record
-        while record is not None and record.recheck_at_s is not None and record.recheck_at_s <= t:
-            at = record.recheck_at_s
+    def _run_due(self, t: float) -> None:
+        """Run every UE's rechecks due by ``t``, in time order, as the consumer's timers would:
+        with capacity shared, a recheck must see exactly the moves made before it."""
+        due = self._due
+        while due and due[0][0] <= t:
+            at, key = heapq.heappop(due)
+            ue = self.ues[key]
+            record = ue.record
+            if record is None or record.recheck_at_s != at:
+                continue  # superseded by a later event of the UE
             self._advance(ue, at)
             handled = handle_recheck(
                 at,
                 record,
                 ue.instances or (),
-                self.bundle,
+                self.ledger.applied(self.bundle),
                 ue_alias=ue.alias,
                 app_port=self._app_port,
                 warming=self._warming,
             )
             self.outcome.rechecks += 1
             if ue.instances:
-                self._account(ue, handled.audited, at)
-            record = ue.record = handled.record
+                self._account(key, ue, handled.audited, at, "recheck")
+            ue.record = handled.record
+            self._schedule(key, handled.record, after=at)
+
+    def _schedule(self, key: str, record: UeRecord, *, after: float) -> None:
+        at = record.recheck_at_s
+        if at is not None and at > after:
+            heapq.heappush(self._due, (at, key))
 
     def _start(self, key: str, ue: _Ue, zone: str | None) -> None:
         found = self._instances_for(key, zone)
@@ -294,6 +424,7 @@ class ShadowEngine:
         ue.serving = [i.cluster for i in found]
         ue.out_s = [0.0] * len(found)
         ue.last_reason = [None] * len(found)
+        ue.last_told = [None] * len(found)
         self.outcome.start_by_ue[key] = dict(zip(ue.keys, ue.serving, strict=True))
 
     def feed(self, event: LocationEvent) -> None:
@@ -303,10 +434,10 @@ class ShadowEngine:
         ue = self.ues.get(key)
         if ue is None:
             ue = self.ues[key] = _Ue(alias=self._alias(key), since_s=t)
+        due = self._due
+        if due and due[0][0] <= t:
+            self._run_due(t)
         record = ue.record
-        if record is not None and record.recheck_at_s is not None and record.recheck_at_s <= t:
-            self._rechecks_until(ue, t)
-            record = ue.record
         if ue.instances is None:
             self._start(key, ue, self._zone_of(event))
         if self._warming is not None:
@@ -315,7 +446,7 @@ class ShadowEngine:
             event,
             record,
             ue.instances or (),
-            self.bundle,
+            self.ledger.applied(self.bundle),
             ue_alias=ue.alias,
             app_port=self._app_port,
             dedup_window=self._dedup,
@@ -333,15 +464,29 @@ class ShadowEngine:
                 ue.since_s = t
             # Each decision carries the zone the policy placed the event in.
             ue.zone = audited[0].decision.zone if audited else self._zone_of(event)
+            self._where(ue, event, t)
+        if ue.zone is not None:
+            self.outcome.mapped_events += 1
         if audited:
-            self._account(ue, audited, t)
+            self._account(key, ue, audited, t, "event")
         ue.record = handled.record
+        self._schedule(key, handled.record, after=t - 1e-9)
+
+    def _where(self, ue: _Ue, event: LocationEvent, t: float) -> None:
+        """Put a change of cell on the UE's trail."""
+        cell = event.location
+        name = (cell.cell_id or f"TAC {cell.tac}") if cell is not None else "no cell"
+        if event.dnai_change is not None and event.dnai_change.target_dnai is not None:
+            name = f"DNAI {event.dnai_change.target_dnai}"
+        if name != ue.cell:
+            ue.cell = name
+            ue.trail.append([t, "where", name, ue.zone])
 
     def finish(self, end_s: float) -> Outcome:
         """Run the rechecks due by ``end_s``, count budget time up to it, return the outcome."""
         outcome = self.outcome
+        self._run_due(end_s)
         for key, ue in self.ues.items():
-            self._rechecks_until(ue, end_s)
             self._advance(ue, end_s)
             for inst, out_s in zip(ue.keys, ue.out_s, strict=True):
                 outcome.out_of_budget_s[f"{key}|{inst}"] = out_s
@@ -349,7 +494,7 @@ class ShadowEngine:
                 outcome.out_of_budget_by_ue[key] = sum(ue.out_s)
             if ue.moves:
                 outcome.moves_by_ue[key] = ue.moves
-        # Rechecks run when their UE is next seen, so their moves arrive late: put them in order.
+            outcome.trails[key] = ue.trail
         outcome.relocation_times.sort()
         outcome.reasons = Counter({r.value: n for r, n in self._reasons.items()})
         outcome.actions = Counter({a.value: n for a, n in self._actions.items()})
@@ -415,29 +560,3 @@ def compare(a: Outcome, b: Outcome, names: Mapping[str, str] | None = None) -> d
             }
         )
     return {"differing_ues": len(rows), "ues": rows}
-
-
-def merge_outcomes(parts: Sequence[Outcome]) -> Outcome:
-    """One outcome from runs of one policy over disjoint sets of UEs (shards)."""
-    first = parts[0]
-    merged = Outcome(label=first.label, version=first.version)
-    for part in parts:
-        merged.events += part.events
-        merged.duplicates += part.duplicates
-        merged.rechecks += part.rechecks
-        merged.relocations += part.relocations
-        merged.relocation_times += part.relocation_times
-        merged.reasons.update(part.reasons)
-        merged.actions.update(part.actions)
-        merged.ping_pong_suppressed += part.ping_pong_suppressed
-        merged.ping_pong_episodes += part.ping_pong_episodes
-        merged.flips += part.flips
-        merged.out_of_budget_s.update(part.out_of_budget_s)
-        merged.out_of_budget_by_ue.update(part.out_of_budget_by_ue)
-        merged.moves_by_ue.update(part.moves_by_ue)
-        merged.start_by_ue.update(part.start_by_ue)
-        if part.prewarm is not None:
-            merged.prewarm = merged.prewarm or WarmStats()
-            merged.prewarm.add(part.prewarm)
-    merged.relocation_times.sort()
-    return merged

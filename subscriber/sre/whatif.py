@@ -1,9 +1,8 @@
 """``subscriber shadow``: reads a recording, runs the policies (:mod:`.shadow`), writes reports.
 
-UEs are independent in the policy, so the work splits by UE: with ``--workers N`` each of N
-processes reads the recording, decodes only the events of its share of UEs (a CRC32 of the UE
-key), runs every policy over them and returns its outcomes, which are merged. The result is the
-same for any N; decoding, the costliest step, is split too.
+UEs share the clusters' capacity (every move uses some up, :mod:`subscriber.decide.ledger`), so
+one policy's run sees every UE in time order, in one process. Two policies are independent:
+with ``--workers 2`` each runs in its own process. The result is the same for any ``--workers``.
 
 The end of the recording (where rechecks stop and latency-budget time is counted up to) is the
 latest item time: the header's ``end``, or the last ``t`` of a capture file.
@@ -11,10 +10,11 @@ latest item time: the header's ``end``, or the last ``t`` of a capture file.
 
 from __future__ import annotations
 
+import hashlib
 import os
-import zlib
+import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -26,20 +26,18 @@ import orjson
 from subscriber.decide.bundle import Bundle
 from subscriber.decide.engine import read_bundle
 from subscriber.decide.instances import parse_instances
-from subscriber.errors import InvalidCallback, PolicyUnavailable
+from subscriber.errors import InvalidCallback, PolicyUnavailable, UndecodableEvent
 from subscriber.events import LocationEvent, decode_event
 from subscriber.options import ShadowOptions
 from subscriber.settings import Settings
 from subscriber.sre import report
-from subscriber.sre.recording import Header, Item, open_recording
+from subscriber.sre.findings import Inputs, summarize
+from subscriber.sre.recording import BadRecording, Header, Item, open_recording
 from subscriber.sre.shadow import (
     InstancesFor,
     Outcome,
     ShadowEngine,
     auto_instances,
-    compare,
-    differing_ues,
-    merge_outcomes,
     registry_instances,
 )
 
@@ -70,38 +68,27 @@ def _events_of(item: Item) -> Sequence[LocationEvent]:
         return ()
 
 
-def _shard_of(key: str, shards: int) -> int:
-    return zlib.crc32(key.encode()) % shards
-
-
-def iter_events(
-    path: Path, *, shard: int = 0, shards: int = 1, ue: str | None = None
-) -> Iterator[LocationEvent]:
+def iter_events(path: Path, *, ue: str | None = None) -> Iterator[LocationEvent]:
     """The events of a recording, in order; a callbacks recording goes through the normalizer.
 
     Callbacks the receiver would refuse (bad body, unknown kind) are left out, as it would.
 
     Args:
         path: the recording or capture file.
-        shard: keep the UEs whose key hashes to this shard...
-        shards: ...out of this many.
         ue: keep this UE only.
     """
     with open_recording(path) as rec:
         for item in rec:
-            # Events are keyed by UE in the file: skip other shards before decoding.
-            if item.event is not None and (
-                (ue is not None and item.ue != ue)
-                or (shards > 1 and _shard_of(item.ue, shards) != shard)
-            ):
+            # Events are keyed by UE in the file: skip other UEs before decoding.
+            if item.event is not None and ue is not None and item.ue != ue:
                 continue
-            for event in _events_of(item):
-                key = event.ue.key()
-                if ue is not None and key != ue:
-                    continue
-                if shards > 1 and _shard_of(key, shards) != shard:
-                    continue
-                yield event
+            try:
+                events = _events_of(item)
+            except UndecodableEvent as exc:
+                raise BadRecording(f"{path}:{rec.line}: event: {exc}") from exc
+            for event in events:
+                if ue is None or event.ue.key() == ue:
+                    yield event
 
 
 def recorded_events(path: Path) -> tuple[Header, list[LocationEvent]]:
@@ -132,8 +119,6 @@ class Job:
     apps: tuple[str, ...]
     flip_window_s: float
     end_s: float
-    shard: int = 0
-    shards: int = 1
 
 
 def bundles_of(job: Job) -> list[Bundle]:
@@ -154,7 +139,7 @@ def instances_of(job: Job, bundles: Sequence[Bundle]) -> InstancesFor:
 
 
 def run_job(job: Job) -> list[Outcome]:
-    """Run every policy of the job over its shard of UEs (in a worker process, or here).
+    """Run every policy of the job over the recording (in a worker process, or here).
 
     The policies advance in lockstep over one pass of the file, so no event is kept.
     """
@@ -165,119 +150,68 @@ def run_job(job: Job) -> list[Outcome]:
         for bundle, (label, _) in zip(bundles, job.policies, strict=True)
     ]
     feeds = [engine.feed for engine in engines]
-    for event in iter_events(job.recording, shard=job.shard, shards=job.shards):
+    for event in iter_events(job.recording):
         for feed in feeds:
             feed(event)
     return [engine.finish(job.end_s) for engine in engines]
 
 
-def run_sharded(job: Job, workers: int) -> list[Outcome]:
-    """Run ``job`` split over ``workers`` processes (1: in this process) and merge."""
-    if workers <= 1:
+def run_policies(job: Job, workers: int) -> list[Outcome]:
+    """Run ``job``: with ``workers`` > 1 and two policies, each in its own process."""
+    if workers <= 1 or len(job.policies) < 2:
         return run_job(job)
     import multiprocessing
 
-    jobs = [replace(job, shard=i, shards=workers) for i in range(workers)]
-
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = list(pool.map(run_job, jobs))
-    return [merge_outcomes([p[i] for p in parts]) for i in range(len(job.policies))]
+    jobs = [replace(job, policies=(policy,)) for policy in job.policies]
+    with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return [outcomes[0] for outcomes in pool.map(run_job, jobs)]
 
 
-def _timeline(
-    events: Sequence[LocationEvent], ue: str, outcomes: Sequence[Outcome], bundle: Bundle
-) -> list[tuple[str, list[tuple[float, str]]]]:
-    cells: list[tuple[float, str]] = []
-    for ev in events:
-        if ev.location is not None:
-            zone = bundle.topology.zone_of(ev) or "unmapped"
-            label = f"{ev.location.cell_id or ev.location.tac} ({zone})"
-            if not cells or cells[-1][1] != label:
-                cells.append((ev.event_time.timestamp(), label))
-    series = [("cell", cells)]
-    # Plot the instance that moved most under any policy (the first one when none moved).
-    moved: Counter[str] = Counter()
-    for outcome in outcomes:
-        moved.update(m["instance"] for m in outcome.moves_by_ue.get(ue, []))
-    for outcome in outcomes:
-        start = outcome.start_by_ue.get(ue)
+def _serving(doc: Mapping[str, Any], timeline: Mapping[str, Any]) -> list[Series]:
+    """The watched UE's cell, and the cluster of its busiest instance under each policy."""
+    cells: Series = ("cell", [])
+    for label, trail in timeline["trail"].items():
+        if not cells[1]:
+            cells[1].extend((e["t"], f"{e['where']} ({e['zone']})") for e in trail if "where" in e)
+        del label
+    series = [cells]
+    moves = {
+        label: [m for m in doc["moves"][label] if m["ue"] == timeline["ue"]]
+        for label in timeline["start"]
+    }
+    busiest = Counter(m["instance"] for ms in moves.values() for m in ms)
+    t0 = cells[1][0][0] if cells[1] else 0.0
+    for label, start in timeline["start"].items():
         if not start:
             continue
-        first = max(sorted(start), key=lambda k: moved[k])
-        t0 = cells[0][0] if cells else 0.0
-        points = [(t0, f"{first.partition('/')[0]} on {start[first]}")]
-        for move in outcome.moves_by_ue.get(ue, []):
-            if move["instance"] == first:
-                points.append((move["t"], f"{first.partition('/')[0]} on {move['target']}"))
-        series.append((f"serving cluster, {outcome.label}", points))
+        first = max(sorted(start), key=lambda k: busiest[k])
+        app = first.partition("/")[0]
+        points = [(t0, f"{app} on {start[first]}")]
+        points += [
+            (m["t"], f"{app} on {m['target']}") for m in moves[label] if m["instance"] == first
+        ]
+        series.append((f"serving cluster, {label}", points))
     return series
 
 
-def _watched(outcomes: Sequence[Outcome], differing: Sequence[str]) -> str | None:
-    if differing:
-        return max(differing, key=lambda ue: sum(len(o.moves_by_ue.get(ue, [])) for o in outcomes))
-    best: tuple[int, str] | None = None
-    for ue, moves in outcomes[0].moves_by_ue.items():
-        if best is None or (len(moves), ue) > best:
-            best = (len(moves), ue)
-    if best is not None:
-        return best[1]
-    return next(iter(outcomes[0].start_by_ue), None)
+Series = tuple[str, list[tuple[float, str]]]
 
 
-def build_report(
-    path: Path,
-    header: Header,
-    span: tuple[float, float],
-    outcomes: Sequence[Outcome],
-    bundle: Bundle,
-    *,
-    instances_note: str,
-    watch: str | None,
-    name: Callable[[str], str],
-) -> tuple[dict[str, Any], str]:
-    """The JSON summary and the HTML report of one or two runs over a recording.
-
-    Args:
-        path: the recording (read again for the watched UE's cells).
-        header: its header.
-        span: its first and last item times.
-        outcomes: one per policy.
-        bundle: policy A's bundle (for the zones of cells).
-        instances_note: how instances were chosen, for the reader.
-        watch: the UE to plot; by default the differing UE that moved most.
-        name: how to show a UE key (a pseudonym unless asked otherwise).
-    """
+def plots_of(
+    doc: Mapping[str, Any], outcomes: Sequence[Outcome], span: tuple[float, float]
+) -> dict[str, str]:
+    """The report's SVG plots: each watched UE over time, moves over time, time out of budget."""
     t0, t1 = span
-    summary: dict[str, Any] = {
-        "recording": {
-            "path": str(path),
-            "kind": header.kind,
-            "source": header.source,
-            "events": outcomes[0].events,
-            "start": datetime.fromtimestamp(t0, UTC).isoformat(),
-            "end": datetime.fromtimestamp(t1, UTC).isoformat(),
-        },
-        "instances": instances_note,
-        "policies": [o.summary() for o in outcomes],
-    }
-    differing: list[str] = []
-    if len(outcomes) == 2:
-        differing = differing_ues(outcomes[0], outcomes[1])
-        summary["comparison"] = compare(
-            outcomes[0], outcomes[1], {ue: name(ue) for ue in differing}
-        )
-    watched = watch or _watched(outcomes, differing)
-    plots: dict[str, str] = {}
-    if watched is not None:
-        summary["watched_ue"] = name(watched)
-        plots["ue_timeline"] = report.step_chart(
-            _timeline(list(iter_events(path, ue=watched)), watched, outcomes, bundle),
+    plots = {
+        f"ue_timeline_{i}": report.step_chart(
+            _serving(doc, timeline),
             t0,
             t1,
             title="cell and cluster",
             colors=("#999999", *report.COLORS),
         )
+        for i, timeline in enumerate(doc["timelines"])
+    }
     plots["relocations"] = report.line_chart(
         [
             (
@@ -299,14 +233,64 @@ def build_report(
         [(o.label, report.histogram(list(o.out_of_budget_s.values()))) for o in outcomes],
         title="time out of budget per instance",
     )
-    return summary, report.render_html(summary, plots)
+    return plots
+
+
+def _topology_file(settings: Settings, given: Path | None) -> Path:
+    """``--topology``, else the daemon's ``policy.topology_file`` (said on stderr); never the
+    example in silence: a recording of another network would just map to no zone."""
+    if given is not None:
+        return given
+    configured = settings.policy.topology_file
+    if configured is None:
+        raise PolicyUnavailable(
+            "shadow needs the topology of the recording's network: give --topology FILE "
+            "(or set policy.topology_file); the example is subscriber/data/topology.example.yaml"
+        )
+    print(f"subscriber: shadow: topology {configured} (policy.topology_file)", file=sys.stderr)
+    return configured
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def inputs_of(
+    job: Job, bundles: Sequence[Bundle], header: Header, span: tuple[float, float], note: str
+) -> Inputs:
+    """The files of a run, for the top of the reports."""
+    topology = bundles[0].topology
+    return Inputs(
+        recording={
+            "path": str(job.recording),
+            "kind": header.kind,
+            "source": header.source,
+            "start": datetime.fromtimestamp(span[0], UTC).isoformat(),
+            "end": datetime.fromtimestamp(span[1], UTC).isoformat(),
+        },
+        topology={
+            "path": str(job.topology),
+            "sha256": _digest(job.topology),
+            "plmn": f"{topology.plmn[:3]}/{topology.plmn[3:]}",
+        },
+        policies=[
+            {
+                "label": label,
+                "path": str(path) if path is not None else None,
+                "sha256": _digest(path) if path is not None else None,
+                "version": bundle.version,
+            }
+            for (label, path), bundle in zip(job.policies, bundles, strict=True)
+        ],
+        instances=note,
+    )
 
 
 def run(settings: Settings, options: ShadowOptions) -> int:
     """``subscriber shadow``: evaluate one or two policies over a recording, write the reports."""
     from subscriber.logs import pseudonym
 
-    topology: Path = options.topology or settings.policy.topology_file or _example_topology()
+    topology = _topology_file(settings, options.topology)
     policies: list[tuple[str, Path | None]] = [(options.policy.stem, options.policy)]
     if options.policy_b is not None:
         label_b = options.policy_b.stem if options.policy_b.stem != options.policy.stem else "B"
@@ -323,36 +307,28 @@ def run(settings: Settings, options: ShadowOptions) -> int:
         end_s=t1,
     )
     bundles = bundles_of(job)  # parsed here first, so a bad file fails before any work
+    instances_of(job, bundles)
     unknown = sorted(set(job.apps) - set(bundles[0].topology.apps))
     if unknown:
         raise PolicyUnavailable(f"{topology}: no application named {', '.join(unknown)}")
-    outcomes = run_sharded(job, options.workers or min(4, os.cpu_count() or 1))
+    outcomes = run_policies(job, options.workers or min(2, os.cpu_count() or 1))
     if instances_file is not None:
-        note = f"from {instances_file}"
+        note = f"from {instances_file} (sha256 {_digest(instances_file)})"
     else:
         apps = ", ".join(job.apps or tuple(bundles[0].topology.apps))
-        note = f"one instance per UE of {apps}, started on the best cluster (policy A)"
-    summary, page = build_report(
-        options.recording,
-        header,
-        (t0, t1),
-        outcomes,
-        bundles[0],
-        instances_note=note,
-        watch=options.ue,
-        name=str if options.clear_ids else pseudonym,
-    )
+        note = f"made up: one instance per UE of {apps}, started on the best cluster (policy A)"
+    inputs = inputs_of(job, bundles, header, (t0, t1), note)
+    name = str if options.clear_ids else pseudonym
+    watch = list(options.ue or ())
+    doc = summarize(outcomes, inputs, name=name, watch=watch)
+    for warning in doc["warnings"]:
+        print(f"subscriber: shadow: warning: {warning}", file=sys.stderr)
     if options.html is not None:
+        page = report.render_html(doc, plots_of(doc, outcomes, (t0, t1)))
         options.html.write_text(page, encoding="utf-8")
-    text = orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()
+    text = orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
     if options.json is not None:
         options.json.write_text(text + "\n", encoding="utf-8")
     else:
         print(text)
     return 0
-
-
-def _example_topology() -> Path:
-    import subscriber
-
-    return Path(subscriber.__file__).parent / "data" / "topology.example.yaml"

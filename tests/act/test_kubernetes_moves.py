@@ -46,8 +46,9 @@ async def kube(
 
 
 def policy_target(cluster: str) -> Placement:
-    """The target as the policy names it (topology address; the orchestrator reports its own)."""
-    return Placement(cluster=cluster, address=KUBE_NODE_ADDRESSES[cluster], port=8080)
+    """The target as the policy names it: a Kubernetes cluster with no topology address (its
+    API tells the address at deploy; the worked example of docs/relocation.md has none)."""
+    return Placement(cluster=cluster, address=None, port=8080)
 
 
 async def serve_from_a(

@@ -32,7 +32,7 @@ async def test_kubernetes_clusters_of_the_topology_go_to_their_api(tmp_path: Pat
     doc = yaml.safe_load(topology.read_text())
     doc["clusters"].append(
         {"id": "plain", "site": "s", "zone": "zone-north",
-         "capacity": {"cpu": 1, "memory_mib": 1, "app_slots": 1}}
+         "capacity": {"cpu": 1, "memory_mib": 1, "app_slots": 1}, "address": "127.0.10.9"}
     )  # fmt: skip
     topology.write_text(yaml.safe_dump(doc))
     async with AsyncExitStack() as stack:

@@ -206,6 +206,43 @@ async def test_failure_at_each_step_keeps_serving_from_source(
     assert state.in_flight is None
 
 
+@pytest.mark.parametrize(
+    ("case", "compensated", "dns_on", "running"),
+    [
+        ("dns_api_error", ["target_removed"], "edge1", ["edge1"]),
+        ("removal_error", ["kept_target_source_address_unknown"], "edge2", ["edge1", "edge2"]),
+    ],
+)
+async def test_a_failed_move_from_a_source_known_by_its_cluster_only(
+    act_settings: Settings,
+    client: Client,
+    pdns: PowerDns,
+    local: LocalOrchestrator,
+    clusters: dict[str, Placement],
+    unique: str,
+    case: str,
+    compensated: list[str],
+    dns_on: str,
+    running: list[str],
+) -> None:
+    """A source with no address (a Kubernetes cluster whose topology entry leaves it out): a
+    DNS change never accepted removes the target and leaves DNS on the source; once DNS is on
+    the target (the source's removal failed) the target stays, as DNS cannot go back."""
+    a, b = clusters["edge1"], clusters["edge2"]
+    req = make_request(unique, Placement(cluster=a.cluster, address=None, port=a.port), b)
+    name = await serve_from(local, pdns, req, a)
+    faulty = case == "dns_api_error"
+    orchestrator = Faulty(local) if faulty else Faulty(local, remove="edge1")
+    dns = FaultyDns(pdns, b.address or "") if faulty else pdns
+    async with running_worker(client, act_settings, orchestrator, dns):
+        await request_relocation(client, act_settings.temporal.task_queue, req)
+        (outcome,) = await wait_history(client, req, 1)
+    assert outcome.status is Status.FAILED, outcome
+    assert list(outcome.compensated) == compensated
+    assert await pdns.query_a(name) == [clusters[dns_on].address]
+    assert local.running() == [(req.app, req.instance, c) for c in running]
+
+
 async def test_superseded_pending_move_is_coalesced(
     act_settings: Settings,
     client: Client,

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from tests.compose import engine
+from tests.support.dashboard import dashboard, expressions, metric_names
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -34,7 +35,10 @@ FILES = (
     Path(__file__).parent / "deployment.override.yml",
 )
 PROBE = (Path(__file__).parent / "probe.py").read_text()
-SERVICES = ("kafka", "temporal", "powerdns", "fakecore", "receiver", "consumer", "worker")
+SERVICES = (
+    *("kafka", "temporal", "powerdns", "fakecore", "receiver", "consumer", "worker"),
+    "prometheus",
+)
 UES = ["imsi-208930000000002", "imsi-208930000000003"]
 PROJECT_PREFIX = "subscriber-test-"
 ROUNDS = 40
@@ -140,7 +144,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         built = time.monotonic()
         # One subscriber service builds the image the other three share (compose would build and
         # tag it four times); images a rebuild replaced are dropped, the build cache stays.
-        d.run("build", "kafka", "temporal", "powerdns", "receiver", timeout_s=1500)
+        d.run("build", "kafka", "temporal", "powerdns", "prometheus", "receiver", timeout_s=1500)
         d.figures["build_s"] = round(time.monotonic() - built, 1)
         engine.run(
             [engine.DOCKER, "image", "prune", "-f", "--filter", f"label={engine.IMAGE_LABEL}"]
@@ -167,7 +171,15 @@ def test_every_service_is_healthy_and_runs_unprivileged(deployment: Deployment) 
         state = deployment.state(service)
         assert state["Status"] == "running", service
         assert (state.get("Health") or {}).get("Status") == "healthy", service  # type: ignore[union-attr]
-    for service in ("kafka", "powerdns", "fakecore", "receiver", "consumer", "worker"):
+    for service in (
+        "kafka",
+        "powerdns",
+        "fakecore",
+        "receiver",
+        "consumer",
+        "worker",
+        "prometheus",
+    ):
         uid = deployment.run("exec", "-T", service, "id", "-u").strip()
         assert uid != "0", f"{service} runs as root"
 
@@ -229,6 +241,33 @@ def test_relocation_scenario_runs_inside_the_containers(deployment: Deployment) 
     assert "the user's context: transferred" in out, out
     assert "proof: no request failed: yes" in out, out
     assert "imsi-" not in out, "the demo shows pseudonyms, never a SUPI"
+
+
+def test_prometheus_scrapes_every_process_and_answers_every_dashboard_query(
+    deployment: Deployment,
+) -> None:
+    """After a relocation, every scrape target is up, every dashboard expression is valid
+    PromQL on the real Prometheus, and every metric it names has series."""
+    exprs = expressions(dashboard())
+    wanted = set().union(*(metric_names(e) for e in exprs))
+    deadline = time.monotonic() + 120
+    with httpx.Client(base_url="http://127.0.0.1:9090/api/v1", timeout=10) as prom:
+        while True:
+            targets = prom.get("/targets").json()["data"]["activeTargets"]
+            health = {t["labels"]["job"]: t["health"] for t in targets}
+            names = set(prom.get("/label/__name__/values").json()["data"])
+            if (set(health.values()) == {"up"} and wanted <= names) or time.monotonic() > deadline:
+                break
+            time.sleep(3)
+        assert health == dict.fromkeys(
+            ("receiver", "consumer", "worker", "temporal", "prometheus"), "up"
+        ), health
+        assert wanted <= names, sorted(wanted - names)
+        for expr in exprs:
+            query = expr.replace("$__rate_interval", "1m")
+            answer = prom.get("/query", params={"query": query})
+            assert answer.status_code == 200, (expr, answer.text)
+            assert answer.json()["status"] == "success", expr
 
 
 def _moves_with(deployment: Deployment, service: str, first: int, during: object) -> None:

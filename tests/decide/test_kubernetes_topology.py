@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,10 @@ def test_worked_example_is_valid() -> None:
         ({"kubeconfig": "k", "namespace": "n" * 64}, "not a namespace name"),
         ({"kubeconfig": "k", "endpoint": "ingress"}, "endpoint"),
         ({"kubeconfig": "k", "node_address": "edge-a.example"}, "not an IPv4 address"),
-        ({"kubeconfig": "k", "token": "s3cret"}, "token: Extra inputs are not permitted"),
+        (
+            {"kubeconfig": "k", "token": "s3cret"},
+            "token: unknown key 'token'; expected one of: kubeconfig",
+        ),
     ],
 )
 def test_bad_kubernetes_sections_name_their_path(kubernetes: dict[str, Any], problem: str) -> None:
@@ -69,7 +73,7 @@ def test_bad_kubernetes_sections_name_their_path(kubernetes: dict[str, Any], pro
     doc = example()
     doc["clusters"][0]["kubernetes"] = kubernetes
     text = problems_of(doc)
-    assert "t.yaml: clusters[0].kubernetes" in text
+    assert re.search(r"t\.yaml:\d+: clusters\[0\]\.kubernetes", text), text
     assert problem in text
 
 
@@ -85,6 +89,7 @@ def test_app_that_may_run_on_kubernetes_needs_a_workload() -> None:
             "site": "s",
             "zone": "zone-north",
             "capacity": {"cpu": 1, "memory_mib": 1, "app_slots": 1},
+            "address": "127.0.10.9",
         }
     )
     doc["applications"][0]["allowed_clusters"] = ["plain"]

@@ -206,6 +206,24 @@ CASES = [
         clusters={"edge-2": {"load": {"cpu": 13, "memory_mib": 8192, "apps": 4}}},
     ),
     Case(
+        "exactly at the capacity cap qualifies (at most, not under: docs/policy.md)",
+        [(0, "tower-1"), (1, "tower-2"), (11, "tower-2")],
+        (Action.RELOCATE, Reason.RELOCATE_BEST_CANDIDATE, "edge-2"),
+        clusters={"edge-2": {"load": {"cpu": 10.8, "memory_mib": 8192, "apps": 4}}},
+    ),
+    Case(
+        "just over the capacity cap does not",
+        [(0, "tower-1"), (1, "tower-2"), (11, "tower-2")],
+        (Action.RELOCATE, Reason.RELOCATE_BEST_CANDIDATE, "regional-1"),
+        clusters={"edge-2": {"load": {"cpu": 10.81, "memory_mib": 8192, "apps": 4}}},
+    ),
+    Case(
+        "the stateful factor multiplies min_reports too: 5 of 6 reports still wait",
+        [(0, "tower-1")] + [(1 + i * 0.5, "tower-2") for i in range(5)],
+        (Action.DEFER, Reason.DWELL_NOT_REACHED, "edge-2"),
+        recheck_at_s=11.0,
+    ),
+    Case(
         "no free application slot counts as full",
         [(0, "tower-1"), (1, "tower-2"), (11, "tower-2")],
         (Action.RELOCATE, Reason.RELOCATE_BEST_CANDIDATE, "regional-1"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import yaml
@@ -30,9 +32,10 @@ from subscriber.decide.topology import parse_topology
 from subscriber.errors import PolicyUnavailable, UndecodableEvent
 from subscriber.events import EVENT_ID_MAX, LocationEvent
 from subscriber.relocation import MoveOutcome, OutcomeReport, Status, Steering
-from tests.support.events import POLICY, TOPOLOGY, crossing, location_event
+from tests.support.events import POLICY, T0, TOPOLOGY, crossing, location_event, polled_report
 
 BUNDLE = read_bundle(TOPOLOGY, POLICY)
+KUBERNETES_EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "kubernetes" / "topology.yaml"
 INSTANCE = InstanceDoc(
     ue="imsi-208930000000001", app="video-analytics", instance="ue1", cluster="edge-1"
 )
@@ -147,23 +150,23 @@ def test_instances_registry_is_checked_against_topology() -> None:
     """Unknown apps or clusters and duplicates are reported with their place in the file."""
     text = (
         "instances:\n"
-        "  - {ue: imsi-1, app: video-analytics, instance: a, cluster: edge-9}\n"
-        "  - {ue: imsi-1, app: nope, instance: a, cluster: edge-1}\n"
-        "  - {ue: imsi-2, app: video-analytics, instance: a, cluster: edge-1}\n"
+        "  - {ue: imsi-208930000000001, app: video-analytics, instance: a, cluster: edge-9}\n"
+        "  - {ue: imsi-208930000000001, app: nope, instance: a, cluster: edge-1}\n"
+        "  - {ue: imsi-208930000000002, app: video-analytics, instance: a, cluster: edge-1}\n"
     )
     with pytest.raises(PolicyUnavailable) as err:
         parse_instances(text, source="i.yaml", topology=BUNDLE.topology)
     message = str(err.value)
-    assert "i.yaml: instances[0].cluster: unknown cluster 'edge-9'" in message
-    assert "instances[1].app: unknown application 'nope'" in message
-    assert "instances[2]: video-analytics/a is listed twice" in message
+    assert "i.yaml:2: instances[0].cluster: unknown cluster 'edge-9' (the topology has: " in message
+    assert "i.yaml:3: instances[1].app: unknown application 'nope'" in message
+    assert "i.yaml:4: instances[2]: video-analytics/a is already instances[0]" in message
     ok = parse_instances(
-        "instances:\n  - {ue: imsi-1, app: ar-guide, instance: b, cluster: edge-2}\n",
+        "instances:\n  - {ue: imsi-208930000000001, app: ar-guide, instance: b, cluster: edge-2}\n",
         source="i.yaml",
         topology=BUNDLE.topology,
     )
-    assert [i.instance for i in ok.of("imsi-1")] == ["b"]
-    assert ok.of("imsi-2") == ()
+    assert [i.instance for i in ok.of("imsi-208930000000001")] == ["b"]
+    assert ok.of("imsi-208930000000002") == ()
 
 
 def test_a_single_move_report_is_rechecked_after_the_dwell() -> None:
@@ -197,6 +200,50 @@ def test_recheck_before_the_dwell_defers_again() -> None:
     )
     assert early.requests == []
     assert early.record.recheck_at_s == record.recheck_at_s
+
+
+def test_an_unmapped_report_keeps_a_deferred_move() -> None:
+    """A UE deferred under tower 2 then reports from a cell the topology does not map: the
+    deferral stands, and the recheck at its time moves the app (docs/policy.md)."""
+    _, record = _run([location_event(0, 1), location_event(1, 2)])
+    due = record.recheck_at_s
+    assert due is not None
+    unmapped = polled_report(
+        "imsi-208930000000001", "00ffff", "00ffff001", T0 + timedelta(seconds=3), "ev-x"
+    )
+    handled, record = _run([unmapped], record)
+    (stay,) = handled[0].audited
+    assert stay.decision.reason is Reason.UNKNOWN_CELL
+    assert record.recheck_at_s == due
+    moved = handle_recheck(due, record, [INSTANCE], BUNDLE, ue_alias="~a", app_port=8080)
+    assert [r.target.cluster for r in moved.requests] == ["edge-2"]
+
+
+def test_a_kubernetes_cluster_without_address_is_moved_to(tmp_path: Path) -> None:
+    """A move to a Kubernetes cluster whose address its API reports at deploy is signalled
+    (not dropped while the policy counts a cooldown for it), its target's address left open."""
+    for name in ("topology.yaml", "web.yaml"):
+        shutil.copy(KUBERNETES_EXAMPLE.parent / name, tmp_path)
+    doc = yaml.safe_load((tmp_path / "topology.yaml").read_text())
+    doc["applications"][0]["latency_budget_ms"] = 5  # edge-a is 8 ms from zone-south
+    (tmp_path / "topology.yaml").write_text(yaml.safe_dump(doc))
+    bundle = read_bundle(tmp_path / "topology.yaml", POLICY)
+    inst = InstanceDoc(ue="imsi-208930000000001", app="ar-guide", instance="ue1", cluster="edge-a")
+    record, relocations, requests = None, 0, []
+    for event in crossing():
+        handled = handle_event(
+            event, record, [inst], bundle, ue_alias="~alias", app_port=8080, dedup_window=8
+        )
+        record = handled.record
+        relocations += sum(a.decision.action is Action.RELOCATE for a in handled.audited)
+        requests += handled.requests
+    assert relocations == 1
+    (request,) = requests
+    assert (request.target.cluster, request.target.address) == ("edge-b", None)
+    assert request.source is not None
+    assert (request.source.cluster, request.source.address) == ("edge-a", None)
+    assert record is not None
+    assert record.placement_of(instance_key(inst)) == "edge-b"
 
 
 def _at(event: LocationEvent, event_time: datetime) -> LocationEvent:

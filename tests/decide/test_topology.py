@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -13,8 +14,8 @@ from subscriber.decide.topology import (
     parse_topology,
     shortest_paths,
     with_cluster,
-    yaml_path,
 )
+from subscriber.decide.yamldoc import yaml_path
 from subscriber.errors import PolicyUnavailable
 from subscriber.events import Cell
 from tests.support.policy import EXAMPLE_TOPOLOGY, at, example_doc, up_path
@@ -180,7 +181,20 @@ INVALID = [
     (_edit(["plmn", "mnc"], 93), "plmn.mnc: must be a quoted string of 2 or 3 digits"),
     (_edit(["clusters", 0, "state"], "broken"), "clusters[0].state: Input should be 'active'"),
     (_edit(["clusters", 0, "capacity", "cpu"], 0), "clusters[0].capacity.cpu: Input should be"),
-    (_edit(["clusters", 0, "colour"], "red"), "clusters[0].colour: Extra inputs are not permitted"),
+    (
+        _edit(["clusters", 0, "colour"], "red"),
+        "clusters[0].colour: unknown key 'colour'; expected one of: id, site, zone, state,",
+    ),
+    (_edit(["clusters", 1, "id"], "edge_2"), "clusters[1].id: 'edge_2' is not an id: use a DNS"),
+    (_edit(["applications", 0, "name"], "video.analytics"), "applications[0].name: 'video.an"),
+    (_edit(["clusters", 2, "address"], "edge-3.example.net"), "clusters[2].address: 'edge-3.e"),
+    (_edit(["clusters", 2, "address"], "::1"), "clusters[2].address: '::1' is not an IPv4"),
+    (
+        lambda doc: doc["clusters"][3].pop("address"),
+        "clusters[3].address: required: the IPv4 address 'regional-1' serves its instances at",
+    ),
+    (_edit(["clusters"], {"edge-1": {}}), "clusters: expected a list ('- item' lines), got a map"),
+    (_edit(["zones", 0], "zone-x"), "zones[0]: expected a mapping (key: value lines), got the te"),
     (_edit(["clusters"], []), "clusters: List should have at least 1 item"),
     (_edit(["applications", 0, "latency_budget_ms"], 0), "applications[0].latency_budget_ms:"),
     (
@@ -230,7 +244,8 @@ def test_validation_errors_name_the_yaml_path(
     with pytest.raises(PolicyUnavailable) as caught:
         parse_topology(text, source="topo.yaml")
     lines = str(caught.value).splitlines()
-    assert any(line.startswith(f"topo.yaml: {message}") for line in lines), lines
+    # file:line: path: message, the line being where the value (or its section) is written
+    assert any(re.match(r"topo\.yaml:\d+: " + re.escape(message), line) for line in lines), lines
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -239,10 +254,14 @@ def test_every_problem_is_reported_at_once() -> None:
     doc["clusters"][0]["zone"] = "z1"
     doc["clusters"][1]["zone"] = "z2"
     with pytest.raises(PolicyUnavailable) as caught:
-        parse_topology(yaml.safe_dump(doc))
+        parse_topology(yaml.safe_dump(doc, sort_keys=False))
+    text = yaml.safe_dump(doc, sort_keys=False).splitlines()
+    first, second = (
+        i + 1 for i, line in enumerate(text) if line.strip() in ("zone: z1", "zone: z2")
+    )
     assert str(caught.value).splitlines() == [
-        "topology: clusters[0].zone: unknown zone 'z1'",
-        "topology: clusters[1].zone: unknown zone 'z2'",
+        f"topology:{first}: clusters[0].zone: unknown zone 'z1'",
+        f"topology:{second}: clusters[1].zone: unknown zone 'z2'",
     ]
 
 
@@ -255,7 +274,7 @@ def test_unquoted_tac_in_yaml_text_is_explained() -> None:
 
 def test_yaml_syntax_error_names_line_and_column() -> None:
     """Broken YAML is reported with its line and column."""
-    with pytest.raises(PolicyUnavailable, match=r"t\.yaml: line 2, column \d+: not valid YAML"):
+    with pytest.raises(PolicyUnavailable, match=r"t\.yaml:2:\d+: not valid YAML"):
         parse_topology("plmn: {mcc: '208'\nzones: [", source="t.yaml")
 
 
@@ -265,7 +284,7 @@ def test_empty_file_lists_the_missing_sections() -> None:
         parse_topology("")
     text = str(caught.value)
     for section in ("plmn", "zones", "clusters"):
-        assert f"topology: {section}: Field required" in text
+        assert f"topology: {section}: required, and missing" in text
 
 
 def test_warnings_flag_unreachable_clusters_and_uncovered_zones() -> None:

@@ -137,3 +137,55 @@ def test_other_files_are_refused(tmp_path: Path) -> None:
         open_recording(newer)
     with pytest.raises(BadRecording, match="cannot read"):
         open_recording(tmp_path / "missing.jsonl.gz")
+
+
+def _write_lines(path: Path, lines: list[bytes]) -> None:
+    import gzip
+
+    header = b'{"format": "subscriber-recording", "version": 1, "kind": "events", "count": 2}'
+    path.write_bytes(gzip.compress(b"\n".join([header, *lines]) + b"\n"))
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b"{not json", r"rec\.jsonl\.gz:3: not JSON"),
+        (b"[1, 2]", r"rec\.jsonl\.gz:3: not an item: expected a JSON object"),
+        (b'{"t": 1, "ue": "u"}', r"rec\.jsonl\.gz:3: callback: missing"),
+        (b'{"ue": "u", "event": {}}', r"rec\.jsonl\.gz:3: t: missing"),
+    ],
+)
+def test_a_broken_line_is_named_by_file_and_line(tmp_path: Path, line: bytes, message: str) -> None:
+    """Each way a line can be broken gives one message with the file, the line and the field."""
+    path = tmp_path / "rec.jsonl.gz"
+    good = b'{"t": 1, "ue": "u", "event": {}}'
+    _write_lines(path, [good, line])
+    with pytest.raises(BadRecording, match=message):
+        read_items(path)
+
+
+def test_shadow_names_the_line_and_field_of_an_event_that_does_not_decode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An event with a broken field stops shadow with one line naming file:line and the field."""
+    from subscriber.cli import main
+    from tests.support.scenario import write_files
+
+    files = write_files(tmp_path)
+    path = tmp_path / "rec.jsonl.gz"
+    _write_lines(path, [b'{"t": 1, "ue": "u", "event": {"event_id": "x"}}'])
+    argv = ["shadow", str(path), "--policy", str(files["guarded"]), "--topology"]
+    assert main([*argv, str(files["topology"]), "--workers", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert f"{path}:2: event: not a LocationEvent v1: " in err[0]
+    assert "ue: Field required" in err[0]
+
+
+def test_a_truncated_recording_says_so(tmp_path: Path) -> None:
+    """A gzip cut short is reported as truncated after the last whole line, not a traceback."""
+    path = tmp_path / "rec.jsonl.gz"
+    _write_lines(path, [b'{"t": 1, "ue": "u", "event": {}}'] * 200)
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(BadRecording, match="ends or breaks after line"):
+        read_items(path)

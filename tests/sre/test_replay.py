@@ -256,3 +256,10 @@ async def test_simulated_notifications_reach_a_real_receiver(
     records = await read_all(bootstrap, stack_settings.kafka.events_topic, len(moves))
     cells = [decode_event(r.value).location for r in records]
     assert [c.cell_id for c in cells if c] == [m.cell.cell_id for m in moves]
+
+
+@pytest.mark.parametrize("speed", ["abc", "-1", "inf", "nan"])
+def test_a_bad_speed_is_one_clear_error(speed: str) -> None:
+    """Anything but 0/max or a positive finite factor is refused with the value named."""
+    with pytest.raises(SubscriberError, match="--speed"):
+        parse_speed(speed)

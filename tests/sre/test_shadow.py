@@ -17,7 +17,8 @@ from subscriber.sre.shadow import (
     run_policy,
 )
 from subscriber.sre.whatif import recorded_events
-from tests.support.scenario import T0, UE1, UE2, script_events, write_files
+from tests.support.scenario import T0, UE1, UE2, event, script_events, write_files
+from tests.support.scenario import TOPOLOGY as TOPOLOGY_TEXT
 
 END_S = T0.timestamp() + 60
 
@@ -164,39 +165,57 @@ def test_a_callbacks_recording_is_normalized_first(tmp_path: Path) -> None:
     ]
 
 
-def test_splitting_the_ues_into_shards_gives_the_same_outcome(tmp_path: Path) -> None:
-    """Runs over disjoint shards of UEs, merged, equal one run over all UEs."""
-    from dataclasses import replace
-
-    from subscriber.sre.shadow import merge_outcomes
-    from subscriber.sre.simulate import Mobility, simulate, to_recording
-    from subscriber.sre.whatif import Job, recording_span, run_job
-    from tests.support.events import TOPOLOGY
-
-    params = Mobility(ues=40, duration_s=900, oscillation_p=0.5)
-    moves = simulate(read_bundle(TOPOLOGY).topology, params, 13)
-    path = tmp_path / "sim.jsonl.gz"
-    to_recording(path, moves, params, start=T0, correlation_id="c", callbacks=False, source={})
-    eager = tmp_path / "eager.yaml"
-    eager.write_text("dwell: {enabled: false}\nping_pong: {enabled: false}\n")
-    _, _, end_s = recording_span(path)
-    job = Job(
-        recording=path,
-        topology=TOPOLOGY,
-        policies=(("example", None), ("eager", eager)),
-        instances_file=None,
-        apps=(),
-        flip_window_s=600.0,
-        end_s=end_s,
+def test_moves_use_up_capacity_so_later_ues_find_the_cluster_full(tmp_path: Path) -> None:
+    """With room for one more app on cb, the first UE to need cb gets it; the second finds cb
+    full (NO_SLOTS), gets NO_CANDIDATE, and that is reported as un-actionable. Without the
+    ledger both would have moved there."""
+    topology = tmp_path / "full.yaml"
+    topology.write_text(
+        TOPOLOGY_TEXT.replace("address: 127.0.10.2}", "address: 127.0.10.2, load: {apps: 99}}")
     )
-    whole = run_job(job)
-    parts = [run_job(replace(job, shard=i, shards=3)) for i in range(3)]
-    for n, outcome in enumerate(whole):
-        merged = merge_outcomes([p[n] for p in parts])
-        assert merged.summary() == outcome.summary()
-        assert merged.moves_by_ue == outcome.moves_by_ue
-        assert merged.relocation_times == outcome.relocation_times
-        assert outcome.relocations > 0
+    bundle = read_bundle(topology, None)
+    eager = read_bundle(topology, write_files(tmp_path)["eager"])
+    events = [
+        event(0, UE1, "za"),
+        event(0, UE2, "za"),
+        event(10, UE1, "zb"),
+        event(11, UE2, "zb"),
+    ]
+    out = run_policy(events, eager, auto_instances(bundle, ["game"]), label="e", end_s=END_S)
+    assert [m["target"] for m in out.moves_by_ue[UE1]] == ["cb"]
+    assert UE2 not in out.moves_by_ue
+    assert out.reasons["NO_CANDIDATE"] == 1
+    (example,) = out.unactionable_examples
+    assert example["ue"] == UE2
+    assert example["why"] == "no cluster qualifies"
+    assert [c["rejected"] for c in example["candidates"]] == ["NO_SLOTS", "OVER_BUDGET"]
+
+
+def test_a_move_records_who_what_where_when_why_and_the_candidates(
+    files: dict[str, Path],
+) -> None:
+    """Each move says its UE, instance, source, target, time, reason, trigger and zone, and
+    lists the candidates with scores and rejection codes; the trail shows where the UE was."""
+    out = _run(files, "guarded")
+    (move,) = out.moves_by_ue[UE1]
+    assert {k: move[k] for k in ("ue", "app", "source", "target", "reason", "trigger", "zone")} == {
+        "ue": UE1,
+        "app": "game",
+        "source": "ca",
+        "target": "cb",
+        "reason": "RELOCATE_BEST_CANDIDATE",
+        "trigger": "recheck",
+        "zone": "zb",
+    }
+    assert move["t"] == T0.timestamp() + 19
+    best, miss = move["candidates"]
+    assert (best["cluster"], best["rejected"], best["latency_ms"]) == ("cb", None, 1.0)
+    assert (miss["cluster"], miss["rejected"]) == ("ca", "OVER_BUDGET")
+    trail = out.trails[UE1]
+    assert [e[2] for e in trail if e[1] == "where"][:3] == ["000000010", "000000020", "000000010"]
+    decisions = [(e[3], e[4], e[7]) for e in trail if e[1] == "decision"]
+    assert ("relocate", "RELOCATE_BEST_CANDIDATE", "recheck") in decisions
+    assert ("defer", "PING_PONG_SUPPRESSED", "recheck") in decisions
 
 
 def test_the_command_with_two_worker_processes_matches_one(
@@ -219,3 +238,86 @@ def test_an_unknown_app_is_refused_with_exit_1(files: dict[str, Path]) -> None:
     argv = ["shadow", str(files["recording"]), "--policy", str(files["guarded"])]
     argv += ["--topology", str(files["topology"]), "--app", "nope", "--workers", "1"]
     assert main(argv) == 1
+
+
+def _shadow(files: dict[str, Path], tmp_path: Path, *extra: str) -> tuple[int, dict, str]:  # type: ignore[type-arg]
+    html, summary = tmp_path / "report.html", tmp_path / "summary.json"
+    argv = ["shadow", str(files["recording"]), "--policy", str(files["guarded"])]
+    argv += ["--html", str(html), "--json", str(summary), *extra]
+    code = main(argv)
+    if code:
+        return code, {}, ""
+    return code, orjson.loads(summary.read_bytes()), html.read_text()
+
+
+def test_every_report_starts_with_the_files_it_used(files: dict[str, Path], tmp_path: Path) -> None:
+    """The JSON's first key and the HTML's first table name the recording, the topology, each
+    policy (path, digest, version) and where the instances came from."""
+    code, doc, page = _shadow(files, tmp_path, "--topology", str(files["topology"]))
+    assert code == 0
+    assert next(iter(doc)) == "inputs"
+    inputs = doc["inputs"]
+    assert inputs["topology"]["path"] == str(files["topology"])
+    assert inputs["topology"]["plmn"] == "208/93"
+    (policy,) = inputs["policies"]
+    assert policy["path"] == str(files["guarded"])
+    assert policy["version"] == read_bundle(files["topology"], files["guarded"]).version
+    assert inputs["instances"].startswith("made up")
+    first_table = page[page.index("<table") : page.index("</table>")]
+    for wanted in (str(files["topology"]), str(files["guarded"]), policy["version"]):
+        assert wanted in first_table
+
+
+def test_the_html_shows_each_move_its_candidates_and_the_ues_timeline(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """The moves table has from → to, reason, trigger and the scored and rejected candidates;
+    the timeline of the UE that moved lists its cells and decisions; no SUPI anywhere."""
+    code, doc, page = _shadow(files, tmp_path, "--topology", str(files["topology"]))
+    assert code == 0
+    (move,) = doc["moves"]["guarded"]
+    assert move["ue"].startswith("~")
+    assert "ca → cb" in page
+    assert "cb 0.0" in page  # the winner's score
+    assert "ca OVER_BUDGET" in page
+    (timeline,) = doc["timelines"]
+    assert timeline["ue"] == move["ue"]
+    assert "in 000000020 (zb)" in page
+    assert "PING_PONG_SUPPRESSED" in page
+    assert UE1 not in page
+    assert UE1 not in orjson.dumps(doc).decode()
+
+
+def test_without_topology_shadow_says_which_it_uses_or_refuses(
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """No --topology and none configured: one line saying what to give, exit 1. Configured:
+    it is used, and stderr says so."""
+    monkeypatch.delenv("SUBSCRIBER_POLICY__TOPOLOGY_FILE", raising=False)
+    code, _, _ = _shadow(files, tmp_path)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "give --topology FILE" in err
+    assert len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("SUBSCRIBER_POLICY__TOPOLOGY_FILE", str(files["topology"]))
+    code, doc, _ = _shadow(files, tmp_path)
+    assert code == 0
+    assert f"topology {files['topology']} (policy.topology_file)" in capsys.readouterr().err
+    assert doc["inputs"]["topology"]["path"] == str(files["topology"])
+
+
+def test_a_topology_of_another_network_is_called_out(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recording none of whose cells the topology maps gets a warning, in both reports."""
+    other = tmp_path / "other.yaml"
+    other.write_text(TOPOLOGY_TEXT.replace('mnc: "93"', 'mnc: "01"'))
+    code, doc, page = _shadow(files, tmp_path, "--topology", str(other))
+    assert code == 0
+    warning, no_instances = doc["warnings"]
+    assert "none of the 10 events falls in a zone" in warning
+    assert "no UE of the recording has an instance" in no_instances
+    assert "208/01" in warning
+    assert "Warning: none of the 10 events" in page
+    assert "warning: none of the 10 events" in capsys.readouterr().err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,3 +66,13 @@ class H2cSink:
             pass
         finally:
             writer.close()
+
+
+@asynccontextmanager
+async def serving(sink: H2cSink | None = None) -> AsyncIterator[H2cSink]:
+    """Serve ``sink`` (a new one by default) on a free loopback port; its ``url`` is set."""
+    sink = sink or H2cSink()
+    server = await asyncio.start_server(sink.handle, "127.0.0.1", 0)
+    sink.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server:
+        yield sink

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -10,7 +9,7 @@ import pytest
 
 from subscriber.fakes.core import FakeCoreServer
 from tests.support.fakecore import TokenFactory, register_af
-from tests.support.h2sink import H2cSink
+from tests.support.h2sink import H2cSink, serving
 
 
 @pytest.fixture
@@ -58,10 +57,5 @@ def token(http: aiohttp.ClientSession) -> TokenFactory:
 @pytest.fixture
 async def h2c_sink() -> AsyncIterator[H2cSink]:
     """An h2c prior-knowledge server on a free loopback port."""
-    sink = H2cSink()
-    server = await asyncio.start_server(sink.handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    sink.url = f"http://127.0.0.1:{port}"
-    yield sink
-    server.close()
-    await server.wait_closed()
+    async with serving() as sink:
+        yield sink
