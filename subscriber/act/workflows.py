@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         Readiness,
         RelocationRequest,
         RelocationState,
+        RequestKind,
         Status,
         SteeringPolicy,
         Step,
@@ -81,6 +82,8 @@ class Act:
 
 OUTCOMES_PATCH = "outcomes-topic"
 """Workflows started before outcomes were reported replay without reporting."""
+PREWARM_PATCH = "prewarm"
+"""Workflows started before pre-warming replay with every move deploying its target."""
 
 
 class _Model(BaseModel):
@@ -94,6 +97,7 @@ class RelocationInput(_Model):
     app: Label
     instance: Label
     placement: Placement | None = None
+    warm: Endpoint | None = None
     pending: RelocationRequest | None = None
     pending_received_at: datetime | None = None
     seen_request_ids: tuple[str, ...] = ()
@@ -167,6 +171,7 @@ class _Move:
     target: Placement
     reached: Placement
     endpoint: Endpoint | None = None
+    warm: bool = False
     deployed: bool = False
     transfer: ContextTransfer | None = None
     context: str | None = None
@@ -177,6 +182,10 @@ class _Move:
 
 
 _StepPlan = tuple[Step, Callable[[_Move], Awaitable[None]], Callable[[_Move], bool] | None]
+
+
+def _not_warm(move: _Move) -> bool:
+    return not move.warm
 
 
 def _has_source(move: _Move) -> bool:
@@ -210,6 +219,7 @@ class RelocationWorkflow:
     def __init__(self, inp: RelocationInput) -> None:
         self._inp = inp
         self._placement = inp.placement
+        self._warm = inp.warm
         self._pending = inp.pending
         self._pending_received_at = inp.pending_received_at
         self._seen = list(inp.seen_request_ids)
@@ -272,6 +282,7 @@ class RelocationWorkflow:
         return self._inp.model_copy(
             update={
                 "placement": self._placement,
+                "warm": self._warm,
                 "pending": self._pending,
                 "pending_received_at": self._pending_received_at,
                 "seen_request_ids": tuple(self._seen),
@@ -303,6 +314,14 @@ class RelocationWorkflow:
             self._record(request, Status.STALE, received_at=now, settled=idle)
             return
         self._last_decided_at = request.decided_at
+        if (
+            request.kind is not RequestKind.MOVE
+            and self._pending is not None
+            and self._pending.kind is RequestKind.MOVE
+        ):
+            # A pending move is what the UE needs; a warm instance can wait for the next hint.
+            self._record(request, Status.SUPERSEDED, received_at=now, settled=False)
+            return
         if self._pending is not None:
             self._record(
                 self._pending,
@@ -330,6 +349,7 @@ class RelocationWorkflow:
             step=self._step,
             moves_completed=self._moves_completed,
             run=self._inp.run,
+            warm=self._warm.placement if self._warm is not None else None,
         )
 
     @workflow.query(name="history")
@@ -412,8 +432,8 @@ class RelocationWorkflow:
         recorded before it still replay.
         """
         return [
-            (Step.DEPLOY, self._deploy, None),
-            (Step.READINESS, self._wait_ready, None),
+            (Step.DEPLOY, self._deploy, _not_warm),
+            (Step.READINESS, self._wait_ready, _not_warm),
             (Step.CONTEXT_TRANSFER, self._transfer_context, _transfers_context),
             (Step.TRAFFIC_INFLUENCE, self._route_traffic, _influences_traffic),
             (Step.TRAFFIC_CONFIRM, self._confirm_path, _steered),
@@ -423,6 +443,12 @@ class RelocationWorkflow:
         ]
 
     async def _move(self, request: RelocationRequest, received_at: datetime | None) -> None:
+        if request.kind is RequestKind.PREWARM:
+            await self._prewarm(request, received_at)
+            return
+        if request.kind is RequestKind.COOL:
+            await self._cool(request, received_at)
+            return
         source = self._placement or request.source
         target = request.target
         if source is not None and source.cluster == target.cluster:
@@ -438,6 +464,18 @@ class RelocationWorkflow:
         self._in_flight = request
         self._marks = []
         move = _Move(request, source, target, target)
+        # Asked only when a warm instance exists: histories from before pre-warming never had one.
+        warm = self._warm
+        if (
+            warm is not None
+            and warm.placement.cluster == target.cluster
+            and workflow.patched(PREWARM_PATCH)
+        ):
+            # Deployed and ready already: the move is only steer and remove. Should it fail,
+            # compensation removes the warm instance as it would a fresh target.
+            self._warm = None
+            move.warm, move.deployed, move.endpoint = True, True, warm
+            move.reached = warm.placement
         try:
             for step, run, applies in self._plan(move):
                 # Whether a step applies is asked when its turn comes, not before: a patch
@@ -490,6 +528,131 @@ class RelocationWorkflow:
             dns_switched_at=move.dns_switched_at,
             step_ms=step_ms,
             context=move.context,
+        )
+
+    async def _prewarm(self, request: RelocationRequest, received_at: datetime | None) -> None:
+        """Deploy on the request's target and wait until it is ready, steering nothing."""
+        workflow.patched(PREWARM_PATCH)
+        source = self._placement or request.source
+        target = request.target
+        warm = self._warm
+        if (source is not None and source.cluster == target.cluster) or (
+            warm is not None and warm.placement.cluster == target.cluster
+        ):
+            self._record(
+                request,
+                Status.NOOP,
+                received_at=received_at,
+                settled=self._pending is None,
+                source=source,
+            )
+            return
+        self._in_flight = request
+        self._marks = []
+        move = _Move(request, source, target, target)
+        try:
+            if warm is not None:
+                # One warm instance per app instance: a newer prediction replaces it.
+                self._enter(Step.REMOVE_WARM)
+                await self._remove(warm.placement, drain=False)
+                self._warm = None
+            self._enter(Step.DEPLOY)
+            await self._deploy(move)
+            self._enter(Step.READINESS)
+            await self._wait_ready(move)
+        except (ActivityError, asyncio.CancelledError) as exc:
+            await self._warm_failed(request, received_at, source, move, exc)
+            return
+        self._warm = move.endpoint
+        self._in_flight, self._step = None, None
+        self._record(
+            request,
+            Status.COMPLETED,
+            received_at=received_at,
+            settled=self._pending is None,
+            source=source,
+            step_ms=self._step_ms(),
+        )
+
+    async def _cool(self, request: RelocationRequest, received_at: datetime | None) -> None:
+        """Remove the warm instance on the request's target, if that is where one is."""
+        workflow.patched(PREWARM_PATCH)
+        source = self._placement or request.source
+        warm = self._warm
+        if warm is None or warm.placement.cluster != request.target.cluster:
+            self._record(
+                request,
+                Status.NOOP,
+                received_at=received_at,
+                settled=self._pending is None,
+                source=source,
+            )
+            return
+        self._in_flight = request
+        self._marks = []
+        move = _Move(request, source, request.target, request.target)
+        try:
+            self._enter(Step.REMOVE_WARM)
+            await self._remove(warm.placement, drain=False)
+        except (ActivityError, asyncio.CancelledError) as exc:
+            await self._warm_failed(request, received_at, source, move, exc)
+            return
+        self._warm = None
+        self._in_flight, self._step = None, None
+        self._record(
+            request,
+            Status.COMPLETED,
+            received_at=received_at,
+            settled=self._pending is None,
+            source=source,
+            step_ms=self._step_ms(),
+        )
+
+    async def _warm_failed(
+        self,
+        request: RelocationRequest,
+        received_at: datetime | None,
+        source: Placement | None,
+        move: _Move,
+        exc: BaseException,
+    ) -> None:
+        """Record a failed prewarm or cool; a half-deployed warm instance is removed."""
+        cancelled = is_cancelled_exception(exc)
+        failed_step, step_ms = self._step, self._step_ms()
+        done: list[str] = []
+        errors: list[str] = []
+        if move.deployed:
+            try:
+                await self._remove(move.target, drain=False)
+                done.append("target_removed")
+            except ActivityError as err:
+                errors.append(f"remove_target: {_error_text(err)}")
+        self._in_flight, self._step = None, None
+        self._record(
+            request,
+            Status.CANCELLED if cancelled else Status.FAILED,
+            received_at=received_at,
+            settled=self._pending is None,
+            source=source,
+            failed_step=failed_step,
+            error=_error_text(exc),
+            compensated=tuple(done),
+            compensation_errors=tuple(errors),
+            step_ms=step_ms,
+        )
+        if cancelled:
+            raise exc
+
+    async def _remove(self, placement: Placement, *, drain: bool) -> None:
+        await workflow.execute_activity(
+            Act.REMOVE,
+            RemoveInput(
+                app=self._inp.app, instance=self._inp.instance, placement=placement, drain=drain
+            ),
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=_HEARTBEAT,
+            retry_policy=_RETRY,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
 
     async def _deploy(self, move: _Move) -> None:
