@@ -440,7 +440,18 @@ class RelocationWorkflow:
             (Step.DNS, self._set_dns, _uses_dns),
             (Step.DNS_CONFIRM, self._confirm_dns, _uses_dns),
             (Step.REMOVE_SOURCE, self._remove_source, _has_source),
+            (Step.REMOVE_WARM, self._remove_missed, self._missed),
         ]
+
+    def _missed(self, move: _Move) -> bool:
+        # Asked only when a warm instance exists: histories from before pre-warming never had one.
+        return self._warm is not None and workflow.patched(PREWARM_PATCH)
+
+    async def _remove_missed(self, move: _Move) -> None:
+        """The move went elsewhere than the warm cluster: that instance will not be used."""
+        assert self._warm is not None
+        await self._remove(self._warm.placement, drain=False)
+        self._warm = None
 
     async def _move(self, request: RelocationRequest, received_at: datetime | None) -> None:
         if request.kind is RequestKind.PREWARM:

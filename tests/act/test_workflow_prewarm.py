@@ -81,8 +81,8 @@ async def test_cool_removes_the_warm_instance_and_a_move_elsewhere_deploys(
     clusters: dict[str, Placement],
     unique: str,
 ) -> None:
-    """A missed prediction: the move to another cluster deploys as usual, and the cool request
-    then removes the unused warm instance; a second cool is a no-op."""
+    """A missed prediction: the move to another cluster deploys as usual and removes the unused
+    warm instance; an expiry's cool removes a warm instance, and a second cool is a no-op."""
     a, b, c = clusters["edge1"], clusters["edge2"], clusters["edge3"]
     warm = make_request(unique, a, b, 1, kind=PREWARM)
     name = await serve_from(local, pdns, warm, a)
@@ -93,15 +93,19 @@ async def test_cool_removes_the_warm_instance_and_a_move_elsewhere_deploys(
         await wait_history(client, warm, 1)
         await request_relocation(client, queue, make_request(unique, a, c, 2))
         await wait_history(client, warm, 2)
+        assert local.running() == [(warm.app, warm.instance, "edge3")]
+        await request_relocation(client, queue, make_request(unique, c, b, 3, kind=PREWARM))
+        await wait_history(client, warm, 3)
         assert sorted(c for *_, c in local.running()) == ["edge2", "edge3"]
-        await request_relocation(client, queue, make_request(unique, c, b, 3, kind=COOL))
         await request_relocation(client, queue, make_request(unique, c, b, 4, kind=COOL))
-        history = await wait_history(client, warm, 4)
+        await request_relocation(client, queue, make_request(unique, c, b, 5, kind=COOL))
+        history = await wait_history(client, warm, 5)
         state = await handle.query(RelocationWorkflow.state)
         await assert_replays(handle)
-    assert [o.status for o in history] == [Status.COMPLETED] * 3 + [Status.NOOP]
+    assert [o.status for o in history] == [Status.COMPLETED] * 4 + [Status.NOOP]
     assert Step.DEPLOY.value in history[1].step_ms
-    assert list(history[2].step_ms) == [Step.REMOVE_WARM.value]
+    assert list(history[1].step_ms)[-1] == Step.REMOVE_WARM.value
+    assert list(history[3].step_ms) == [Step.REMOVE_WARM.value]
     assert local.running() == [(warm.app, warm.instance, "edge3")]
     assert await pdns.query_a(name) == [c.address]
     assert state.warm is None
