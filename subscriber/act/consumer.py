@@ -48,6 +48,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
+import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -67,6 +68,7 @@ from subscriber.decide.bundle import Bundle
 from subscriber.decide.engine import InstancesHolder, PolicyHolder
 from subscriber.decide.instances import Instances
 from subscriber.decide.ledger import Ledger
+from subscriber.decide.prewarm import Prewarm, Prewarming, Verdict
 from subscriber.decide.step import (
     Handled,
     UeRecord,
@@ -81,6 +83,7 @@ from subscriber.decide.step import (
     release,
     reserve,
     reserved,
+    warm_requests,
 )
 from subscriber.errors import SignalFailed, UndecodableEvent
 from subscriber.events import LocationEvent, decode_event
@@ -100,6 +103,16 @@ SIGNALS_WAITING = Gauge(
 )
 UES = Gauge("subscriber_ues_tracked", "UE records held in memory")
 EXPIRED = Counter("subscriber_ues_expired_total", "UEs forgotten after act.ue_ttl_s of quiet")
+PREWARMS = Counter(
+    "subscriber_prewarm_total",
+    "Pre-warming records: prewarm started, used (hit), missed, expired",
+    ["verdict"],
+)
+WARM_SECONDS = Counter(
+    "subscriber_warm_instance_seconds_total",
+    "Seconds warm instances were warm before they ended, by whether they were used",
+    ["use"],
+)
 
 Signaller = Callable[[Client, str, RelocationRequest], Awaitable[SignalReceipt]]
 
@@ -162,6 +175,9 @@ class EventConsumer:
         self._temporal = temporal
         self._signaller = signal
         self.ledger = Ledger()
+        self.warming: Prewarming | None = None
+        """Pre-warming's running state while the policy has it on."""
+        self._warm_owners: dict[tuple[str, str], tuple[int, str]] = {}
         self.records: dict[int, OrderedDict[str, UeRecord]] = {}
         """Per owned partition, the UEs' records, least recently active first."""
         self._kept: dict[int, dict[str, UeRecord]] = {}
@@ -434,6 +450,7 @@ class EventConsumer:
         """Handle one fetched batch, partition by partition, in offset order."""
         # Records can arrive before the assignment callback has restored their partition.
         await self.ensure_restored(sorted({tp.partition for tp in batch}))
+        self._sync_warming()
         outcomes = self._s.kafka.outcomes_topic
         generation = self._generation
         handled = 0
@@ -459,6 +476,17 @@ class EventConsumer:
                     structlog.contextvars.unbind_contextvars("topic", "partition", "offset")
                 work.finish()
 
+    def _sync_warming(self) -> None:
+        """Pre-warming as the running policy has it: started, restarted with new rules, stopped.
+
+        What an old pool held is cooled by its workflows' next move or prewarm.
+        """
+        rules = self._policy.bundle.rules.prewarm
+        if rules is None:
+            self.warming = None
+        elif self.warming is None or self.warming.pool.rules != rules:
+            self.warming = Prewarming(rules)
+
     async def _housekeeping(self) -> None:
         self._notice_reloads()
         await self._run_due_rechecks()
@@ -468,6 +496,7 @@ class EventConsumer:
         if now - self._last_expiry >= _EXPIRE_EVERY_S:
             self._last_expiry = now
             await self._expire()
+            await self._expire_warm()
         if now - self._last_commit >= self._s.act.commit_interval_s:
             self._last_commit = now
             self._commit()
@@ -519,6 +548,7 @@ class EventConsumer:
                     dedup_window=self._s.act.dedup_window,
                     max_skew_s=self._s.act.max_event_time_skew_s,
                     partition=p,
+                    warming=self.warming,
                 )
             except Exception as exc:  # no record may stop the consumer
                 await self._dead_letter(tp, msg, _why(exc), work.part())
@@ -589,12 +619,74 @@ class EventConsumer:
                 then=work.part() if work is not None else _nothing,
             )
         self._store(partition, ue, handled.record)
+        warm = await self._prewarms(partition, ue, handled.prewarms, cause, work)
         await self._lanes_submit(
             (partition, ue),
-            tuple(handled.requests),
+            (*handled.requests, *warm),
             handled.record,
             work.part() if work is not None else _nothing,
         )
+
+    async def _prewarms(
+        self,
+        partition: int,
+        ue: str,
+        prewarms: tuple[Prewarm, ...],
+        cause: str,
+        work: Work | None,
+    ) -> list[RelocationRequest]:
+        """Audit pre-warming's records, count them, hold the capacity warm instances take, and
+        return the workflow requests that start or cool them."""
+        assert self._outbox is not None
+        bundle = self._policy.bundle
+        for rec in prewarms:
+            PREWARMS.labels(rec.verdict.value.lower()).inc()
+            await self._outbox.send(
+                self._s.kafka.decisions_topic,
+                orjson.dumps({"cause": cause, **rec.to_dict()}),
+                key=rec.app.encode(),
+                then=work.part() if work is not None else _nothing,
+            )
+            if rec.target is None:
+                continue
+            if rec.verdict is Verdict.PREWARM:
+                self.ledger.reserve(bundle, rec.target, rec.app)
+                self._warm_owners[(rec.ue, rec.app)] = (partition, ue)
+            else:
+                self.ledger.release(bundle, rec.target, rec.app)
+                self._warm_owners.pop((rec.ue, rec.app), None)
+                WARM_SECONDS.labels("used" if rec.verdict is Verdict.USED else "wasted").inc(
+                    rec.warm_s or 0.0
+                )
+        if not prewarms:
+            return []
+        try:
+            return warm_requests(
+                prewarms,
+                self._instances.current.of(ue),
+                bundle,
+                cause,
+                app_port=self._s.act.app_port,
+                partition=partition,
+            )
+        except UndecodableEvent as exc:
+            log.warning("consumer.prewarm_failed", ue=pseudonym(ue), error=str(exc))
+            return []
+
+    async def _expire_warm(self) -> None:
+        """Cool the warm instances whose TTL passed: each goes to its UE's lane."""
+        if self.warming is None:
+            return
+        for rec in self.warming.expire(time.time()):
+            owner = self._warm_owners.get((rec.ue, rec.app))
+            if owner is None:
+                continue
+            partition, ue = owner
+            cause = f"expired-{int(rec.at_s * 1000)}"
+            cool = await self._prewarms(partition, ue, (rec,), cause, None)
+            # The record goes again as it is (None: the UE was forgotten, its tombstone again).
+            record = self._lookup(partition, ue)
+            await self._lanes_submit((partition, ue), tuple(cool), record, _nothing)
 
     async def _lanes_submit(
         self,
@@ -741,6 +833,7 @@ class EventConsumer:
                     ue_alias=alias,
                     app_port=self._s.act.app_port,
                     partition=partition,
+                    warming=self.warming,
                 )
             except UndecodableEvent as exc:
                 log.warning("consumer.recheck_failed", ue=alias, error=str(exc))

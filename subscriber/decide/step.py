@@ -45,7 +45,7 @@ from subscriber.decide.policy import (
     evacuate,
     recheck,
 )
-from subscriber.decide.prewarm import QUIET, Prewarm, Prewarming
+from subscriber.decide.prewarm import QUIET, Prewarm, Prewarming, Verdict
 from subscriber.decide.state import UeState, decode_state, encode_state
 from subscriber.errors import UndecodableEvent
 from subscriber.events import LocationEvent
@@ -54,6 +54,7 @@ from subscriber.relocation import (
     OutcomeReport,
     Placement,
     RelocationRequest,
+    RequestKind,
     SteeringPolicy,
 )
 
@@ -399,6 +400,58 @@ def _requests(
             )
         audited.append(Audited(inst, decision, request))
     return tuple(audited), record
+
+
+_WARM_KINDS = {Verdict.PREWARM: RequestKind.PREWARM, Verdict.EXPIRED: RequestKind.COOL}
+
+
+def warm_requests(
+    prewarms: Sequence[Prewarm],
+    instances: Sequence[InstanceDoc],
+    bundle: Bundle,
+    cause: str,
+    *,
+    app_port: int,
+    partition: int | None,
+) -> list[RelocationRequest]:
+    """The workflow requests of pre-warming's records: a ``PREWARM`` deploys its target without
+    steering, an ``EXPIRED`` cools it. A ``USED`` needs none (the move uses the warm instance),
+    nor a ``MISSED`` (the move elsewhere, or the warm instance replacing it, removes it).
+
+    Raises:
+        UndecodableEvent: a request cannot be built; nothing changed.
+    """
+    out = []
+    for rec in prewarms:
+        kind = _WARM_KINDS.get(rec.verdict)
+        target = _where(bundle, rec.target, app_port) if rec.target is not None else None
+        if kind is None or target is None:
+            continue
+        for inst in instances:
+            if inst.app != rec.app:
+                continue
+            try:
+                out.append(
+                    RelocationRequest(
+                        request_id=f"{cause}.{inst.app}.{inst.instance}.{kind.value}",
+                        app=inst.app,
+                        instance=inst.instance,
+                        ue_key=rec.ue,
+                        source=_where(bundle, rec.source, app_port),
+                        target=target,
+                        event_id=cause,
+                        decided_at=datetime.fromtimestamp(rec.at_s, UTC),
+                        reasons=(rec.verdict.value,),
+                        partition=partition,
+                        kind=kind,
+                    )
+                )
+            except ValidationError as exc:
+                raise UndecodableEvent(
+                    f"cannot build the {kind.value} request of {inst.app}/{inst.instance}: "
+                    f"{exc.error_count()} errors"
+                ) from exc
+    return out
 
 
 def handle_evacuation(
