@@ -100,6 +100,8 @@ class RelocationInput(_Model):
     warm: Endpoint | None = None
     pending: RelocationRequest | None = None
     pending_received_at: datetime | None = None
+    pending_warm: RelocationRequest | None = None
+    pending_warm_received_at: datetime | None = None
     seen_request_ids: tuple[str, ...] = ()
     last_decided_at: datetime | None = None
     history: tuple[MoveOutcome, ...] = ()
@@ -222,6 +224,9 @@ class RelocationWorkflow:
         self._warm = inp.warm
         self._pending = inp.pending
         self._pending_received_at = inp.pending_received_at
+        # A prewarm or cool waits apart, after moves: it never takes a move's place.
+        self._pending_warm = inp.pending_warm
+        self._pending_warm_received_at = inp.pending_warm_received_at
         self._seen = list(inp.seen_request_ids)
         self._seen_set = set(self._seen)
         self._last_decided_at = inp.last_decided_at
@@ -241,11 +246,19 @@ class RelocationWorkflow:
         reporter = asyncio.create_task(self._report_outcomes())
         while True:
             await workflow.wait_condition(
-                lambda: self._pending is not None or self._should_continue_as_new()
+                lambda: (
+                    self._pending is not None
+                    or self._pending_warm is not None
+                    or self._should_continue_as_new()
+                )
             )
             if self._pending is not None:
                 request, received_at = self._pending, self._pending_received_at
                 self._pending, self._pending_received_at = None, None
+                await self._move(request, received_at)
+            elif self._pending_warm is not None:
+                request, received_at = self._pending_warm, self._pending_warm_received_at
+                self._pending_warm, self._pending_warm_received_at = None, None
                 await self._move(request, received_at)
             if self._should_continue_as_new():
                 break
@@ -285,6 +298,8 @@ class RelocationWorkflow:
                 "warm": self._warm,
                 "pending": self._pending,
                 "pending_received_at": self._pending_received_at,
+                "pending_warm": self._pending_warm,
+                "pending_warm_received_at": self._pending_warm_received_at,
                 "seen_request_ids": tuple(self._seen),
                 "last_decided_at": self._last_decided_at,
                 "history": tuple(self._history),
@@ -314,13 +329,15 @@ class RelocationWorkflow:
             self._record(request, Status.STALE, received_at=now, settled=idle)
             return
         self._last_decided_at = request.decided_at
-        if (
-            request.kind is not RequestKind.MOVE
-            and self._pending is not None
-            and self._pending.kind is RequestKind.MOVE
-        ):
-            # A pending move is what the UE needs; a warm instance can wait for the next hint.
-            self._record(request, Status.SUPERSEDED, received_at=now, settled=False)
+        if request.kind is not RequestKind.MOVE:
+            if self._pending_warm is not None:
+                self._record(
+                    self._pending_warm,
+                    Status.SUPERSEDED,
+                    received_at=self._pending_warm_received_at,
+                    settled=False,
+                )
+            self._pending_warm, self._pending_warm_received_at = request, now
             return
         if self._pending is not None:
             self._record(

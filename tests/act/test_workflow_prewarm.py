@@ -146,7 +146,7 @@ async def test_a_prewarm_never_supersedes_a_pending_move(
     clusters: dict[str, Placement],
     unique: str,
 ) -> None:
-    """A prewarm arriving while a move waits its turn is dropped, not put in the move's place."""
+    """A prewarm arriving while a move waits its turn runs after it, not in its place."""
     a, b, c = clusters["edge1"], clusters["edge2"], clusters["edge3"]
     first = make_request(unique, a, b, 1)
     name = await serve_from(local, pdns, first, a)
@@ -159,12 +159,14 @@ async def test_a_prewarm_never_supersedes_a_pending_move(
         await request_relocation(client, queue, make_request(unique, c, b, 3, kind=PREWARM))
         gated.gate.set()
         history = await wait_history(client, first, 3)
+        await assert_replays(client.get_workflow_handle(workflow_id(first.app, first.instance)))
     assert [(o.request_id[-1], o.status) for o in history] == [
-        ("3", Status.SUPERSEDED),
         ("1", Status.COMPLETED),
         ("2", Status.COMPLETED),
+        ("3", Status.COMPLETED),
     ]
     assert await pdns.query_a(name) == [c.address]
+    assert sorted(c for *_, c in local.running()) == ["edge2", "edge3"]
 
 
 async def test_a_worker_restart_mid_prewarm_finishes_it(
