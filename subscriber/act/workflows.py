@@ -471,11 +471,8 @@ class RelocationWorkflow:
         self._warm = None
 
     async def _move(self, request: RelocationRequest, received_at: datetime | None) -> None:
-        if request.kind is RequestKind.PREWARM:
-            await self._prewarm(request, received_at)
-            return
-        if request.kind is RequestKind.COOL:
-            await self._cool(request, received_at)
+        if request.kind is not RequestKind.MOVE:
+            await self._tend_warm(request, received_at)
             return
         source = self._placement or request.source
         target = request.target
@@ -558,15 +555,18 @@ class RelocationWorkflow:
             context=move.context,
         )
 
-    async def _prewarm(self, request: RelocationRequest, received_at: datetime | None) -> None:
-        """Deploy on the request's target and wait until it is ready, steering nothing."""
+    async def _tend_warm(self, request: RelocationRequest, received_at: datetime | None) -> None:
+        """A prewarm deploys on its target and waits until it is ready, steering nothing; a cool
+        removes the warm instance on its target. One warm instance per app instance: a prewarm
+        elsewhere first removes the one there is."""
         workflow.patched(PREWARM_PATCH)
         source = self._placement or request.source
         target = request.target
         warm = self._warm
-        if (source is not None and source.cluster == target.cluster) or (
-            warm is not None and warm.placement.cluster == target.cluster
-        ):
+        warm_here = warm is not None and warm.placement.cluster == target.cluster
+        prewarm = request.kind is RequestKind.PREWARM
+        serving_here = source is not None and source.cluster == target.cluster
+        if (warm_here or serving_here) if prewarm else not warm_here:
             self._record(
                 request,
                 Status.NOOP,
@@ -580,52 +580,18 @@ class RelocationWorkflow:
         move = _Move(request, source, target, target)
         try:
             if warm is not None:
-                # One warm instance per app instance: a newer prediction replaces it.
                 self._enter(Step.REMOVE_WARM)
                 await self._remove(warm.placement, drain=False)
                 self._warm = None
-            self._enter(Step.DEPLOY)
-            await self._deploy(move)
-            self._enter(Step.READINESS)
-            await self._wait_ready(move)
+            if prewarm:
+                self._enter(Step.DEPLOY)
+                await self._deploy(move)
+                self._enter(Step.READINESS)
+                await self._wait_ready(move)
+                self._warm = move.endpoint
         except (ActivityError, asyncio.CancelledError) as exc:
             await self._warm_failed(request, received_at, source, move, exc)
             return
-        self._warm = move.endpoint
-        self._in_flight, self._step = None, None
-        self._record(
-            request,
-            Status.COMPLETED,
-            received_at=received_at,
-            settled=self._pending is None,
-            source=source,
-            step_ms=self._step_ms(),
-        )
-
-    async def _cool(self, request: RelocationRequest, received_at: datetime | None) -> None:
-        """Remove the warm instance on the request's target, if that is where one is."""
-        workflow.patched(PREWARM_PATCH)
-        source = self._placement or request.source
-        warm = self._warm
-        if warm is None or warm.placement.cluster != request.target.cluster:
-            self._record(
-                request,
-                Status.NOOP,
-                received_at=received_at,
-                settled=self._pending is None,
-                source=source,
-            )
-            return
-        self._in_flight = request
-        self._marks = []
-        move = _Move(request, source, request.target, request.target)
-        try:
-            self._enter(Step.REMOVE_WARM)
-            await self._remove(warm.placement, drain=False)
-        except (ActivityError, asyncio.CancelledError) as exc:
-            await self._warm_failed(request, received_at, source, move, exc)
-            return
-        self._warm = None
         self._in_flight, self._step = None, None
         self._record(
             request,
