@@ -27,13 +27,13 @@ import structlog
 from aiohttp import web
 
 from subscriber.fakes.core.wire import (
-    SERVICE_NAMES,
     ClockNs,
     TokenVerifier,
     check_bearer,
     go_time,
     json_response,
     malformed,
+    nf_profile,
     problem,
     raw_json_response,
     read_json,
@@ -242,25 +242,7 @@ class FakeAmf:
 
     def profile(self, api_prefix: str, port: int) -> dict[str, Any]:
         """The NFProfile this AMF registers with the NRF (amf v1.4.5 context InitNFService)."""
-        services = [
-            {
-                "serviceInstanceId": str(index),
-                "serviceName": name,
-                "versions": [{"apiVersionInUri": "v1", "apiFullVersion": "1.0.0"}],
-                "scheme": "http",
-                "nfServiceStatus": "REGISTERED",
-                "apiPrefix": api_prefix,
-                "ipEndPoints": [{"ipv4Address": "127.0.0.1", "transport": "TCP", "port": port}],
-            }
-            for index, name in enumerate(SERVICE_NAMES["AMF"])
-        ]
-        return {
-            "nfInstanceId": self.instance_id,
-            "nfType": "AMF",
-            "nfStatus": "REGISTERED",
-            "ipv4Addresses": ["127.0.0.1"],
-            "nfServices": services,
-        }
+        return nf_profile("AMF", self.instance_id, api_prefix, port)
 
     async def drain(self) -> None:
         """Wait until every notification in flight has been answered (notify mode)."""

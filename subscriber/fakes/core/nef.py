@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from subscriber.fakes.core.nef_ti import FakeTrafficInfluence
-from subscriber.fakes.core.wire import SERVICE_NAMES, json_response, problem, read_json
+from subscriber.fakes.core.wire import json_response, nf_profile, problem, read_json
 
 _PREFIX = "/3gpp-monitoring-event/v1/{af_id}/subscriptions"
 _TARGETS = ("externalId", "msisdn", "externalGroupId")
@@ -45,24 +45,7 @@ class FakeNef:
     def profile(self, api_prefix: str, port: int) -> dict[str, Any]:
         """The NFProfile the NEF registers; it has no event-exposure service name (free5gc/nef
         internal/context)."""
-        services = [
-            {
-                "serviceInstanceId": str(index),
-                "serviceName": name,
-                "versions": [{"apiVersionInUri": "v1", "apiFullVersion": "1.0.0"}],
-                "scheme": "http",
-                "nfServiceStatus": "REGISTERED",
-                "apiPrefix": api_prefix,
-                "ipEndPoints": [{"ipv4Address": "127.0.0.1", "transport": "TCP", "port": port}],
-            }
-            for index, name in enumerate(SERVICE_NAMES["NEF"])
-        ]
-        return {
-            "nfInstanceId": self.instance_id,
-            "nfType": "NEF",
-            "nfStatus": "REGISTERED",
-            "nfServices": services,
-        }
+        return nf_profile("NEF", self.instance_id, api_prefix, port, addresses=False)
 
     def restart(self) -> None:
         """Forget every subscription and take a new instance id."""

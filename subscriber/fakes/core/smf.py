@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from subscriber.fakes.core.amf import AmfMode, PostJson
-from subscriber.fakes.core.wire import SERVICE_NAMES, json_response, problem, read_json
+from subscriber.fakes.core.wire import json_response, nf_profile, problem, read_json
 
 if TYPE_CHECKING:
     from subscriber.fakes.core.pcf import PduSession, TrafficControl
@@ -178,25 +178,7 @@ class FakeSmf:
 
     def profile(self, api_prefix: str, port: int) -> dict[str, Any]:
         """The NFProfile this SMF registers (smf v1.4.4 internal/context InitNFService)."""
-        services = [
-            {
-                "serviceInstanceId": str(index),
-                "serviceName": name,
-                "versions": [{"apiVersionInUri": "v1", "apiFullVersion": "1.0.0"}],
-                "scheme": "http",
-                "nfServiceStatus": "REGISTERED",
-                "apiPrefix": api_prefix,
-                "ipEndPoints": [{"ipv4Address": "127.0.0.1", "transport": "TCP", "port": port}],
-            }
-            for index, name in enumerate(SERVICE_NAMES["SMF"])
-        ]
-        return {
-            "nfInstanceId": self.instance_id,
-            "nfType": "SMF",
-            "nfStatus": "REGISTERED",
-            "ipv4Addresses": ["127.0.0.1"],
-            "nfServices": services,
-        }
+        return nf_profile("SMF", self.instance_id, api_prefix, port)
 
     async def send_up_path_change(
         self,

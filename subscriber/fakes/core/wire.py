@@ -32,6 +32,37 @@ SERVICE_NAMES: dict[str, tuple[str, ...]] = {
     "NEF": ("nnef-pfdmanagement", "nnef-oam", "nnef-callback", "3gpp-traffic-influence"),
 }
 
+
+def nf_profile(
+    nf_type: str, instance_id: str, api_prefix: str, port: int, *, addresses: bool = True
+) -> dict[str, Any]:
+    """The NFProfile a free5GC NF registers with the NRF: its services on loopback, each with
+    the NF's own API prefix (<nf>/internal/context/context.go InitNFService); the NEF leaves
+    out ``ipv4Addresses`` (``addresses=False``)."""
+    services = [
+        {
+            "serviceInstanceId": str(index),
+            "serviceName": name,
+            "versions": [{"apiVersionInUri": "v1", "apiFullVersion": "1.0.0"}],
+            "scheme": "http",
+            "nfServiceStatus": "REGISTERED",
+            "apiPrefix": api_prefix,
+            "ipEndPoints": [{"ipv4Address": "127.0.0.1", "transport": "TCP", "port": port}],
+        }
+        for index, name in enumerate(SERVICE_NAMES[nf_type])
+    ]
+    profile: dict[str, Any] = {
+        "nfInstanceId": instance_id,
+        "nfType": nf_type,
+        "nfStatus": "REGISTERED",
+        "ipv4Addresses": ["127.0.0.1"],
+        "nfServices": services,
+    }
+    if not addresses:
+        del profile["ipv4Addresses"]
+    return profile
+
+
 NF_TYPES = frozenset(
     # nrf internal/sbi/processor/nf_discovery.go validateQueryParameters / nf_management.go
     # validNfType: the NF types the free5GC NRF knows (nrf v1.4.5 processor/nf_discovery.go).
