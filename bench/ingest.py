@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import os
 import platform
+import secrets
 import shutil
 import socket
 import statistics
@@ -139,7 +140,7 @@ def _start_ours(
 ) -> subprocess.Popen[bytes]:
     cmd = [
         "taskset", "-c", args.server_cpus, sys.executable, "-m", "subscriber", "serve",
-        "--registry", "bench.registry:accept_any",
+        "--registry", "bench.registry:key_is_correlation_id",
     ]  # fmt: skip
     server_env = {**env, "SUBSCRIBER_RECEIVER__PORT": str(port)}
     with log.open("ab") as out:
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             "SUBSCRIBER_RECEIVER__SPOOL_DIR": str(tmp / "spool"),
             "SUBSCRIBER_RECEIVER__WORKERS": str(args.workers),
             "SUBSCRIBER_LOG__FORMAT": "json",
+            "SUBSCRIBER_LOG__PSEUDONYM_KEY": secrets.token_hex(16),
         }
         results: dict[str, list[tuple[Run, Run]]] = {"ceiling": [], "ours": []}
         for _ in range(args.rounds):

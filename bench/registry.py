@@ -25,3 +25,20 @@ class AcceptAny:
 def accept_any(_settings: Settings) -> AcceptAny:
     """The registry for ``serve --registry``."""
     return AcceptAny()
+
+
+class KeyIsCorrelationId(AcceptAny):
+    """Knows every key, and binds it as the correlation id the body must carry.
+
+    So the body-to-path check runs (and costs) as in production: ``bench.ingest`` posts the D1
+    notification (``notifyCorrelationId`` ``loc-1``) to ``/callbacks/amf/loc-1``.
+    """
+
+    def binding(self, kind: str, key: str) -> Binding:
+        """A binding whose body must name ``key`` as its correlation id."""
+        return Binding(name=key, correlation_id=key)
+
+
+def key_is_correlation_id(_settings: Settings) -> KeyIsCorrelationId:
+    """The registry for ``serve --registry`` in ``bench.ingest``."""
+    return KeyIsCorrelationId()

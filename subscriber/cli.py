@@ -237,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--first-imsi", type=int, default=208930000000001)
     sim.add_argument("--report-interval", type=float, default=0.0, help="Periodic reports (s).")
     sim.add_argument(
+        "--model",
+        choices=["wander", "commute", "walk"],
+        default="wander",
+        help="Cell to cell (wander), zone routes out and back (commute), random zones (walk).",
+    )
+    sim.add_argument("--routes", type=int, default=6, help="commute: how many routes.")
+    sim.add_argument(
         "--to",
         choices=["fake-amf", "receiver", "recording"],
         default="recording",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -47,6 +47,43 @@ class _Frozen(BaseModel):
     # extra="ignore", not "forbid": fields are only ever added within a schema version, so a
     # consumer must still decode a record written by a newer producer during a rolling upgrade.
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+_M = TypeVar("_M", bound=_Frozen)
+# Per model: every field in declaration order, with its default (None where it has none),
+# and the names of the required ones.
+_TEMPLATES: dict[type[_Frozen], tuple[dict[str, Any], frozenset[str]]] = {}
+
+
+def build(model: type[_M], **values: Any) -> _M:
+    """``model.model_construct(**values)`` for values the normalizer already checked, faster.
+
+    pydantic's ``model_construct`` walks every field in Python on each call (about 3.5 µs, four
+    models per callback); this copies a template made once per model, in field order (the
+    JSON keeps its order), and sets what ``model_construct`` sets. Like it, nothing is
+    validated; every required field must be given.
+    """
+    template = _TEMPLATES.get(model)
+    if template is None:
+        fields = model.model_fields
+        template = _TEMPLATES[model] = (
+            {
+                name: None if field.is_required() else field.get_default(call_default_factory=True)
+                for name, field in fields.items()
+            },
+            frozenset(name for name, field in fields.items() if field.is_required()),
+        )
+    defaults, required = template
+    if not required <= values.keys():
+        raise TypeError(f"{model.__name__} needs {sorted(required - values.keys())}")
+    state = defaults.copy()
+    state.update(values)
+    instance = model.__new__(model)
+    object.__setattr__(instance, "__dict__", state)
+    object.__setattr__(instance, "__pydantic_fields_set__", set(values))
+    object.__setattr__(instance, "__pydantic_extra__", None)
+    object.__setattr__(instance, "__pydantic_private__", None)
+    return instance
 
 
 class EventSource(_Frozen):

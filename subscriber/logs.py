@@ -9,13 +9,18 @@ the processes that log identities refuse to start without one (:func:`require_ps
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import logging
+import os
 import re
 import sys
+import threading
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from multiprocessing import util as mp_util
+from typing import Any, TextIO
 
+import orjson
 import structlog
 
 from subscriber.errors import SubscriberError
@@ -73,9 +78,28 @@ def mask_text(text: str) -> str:
     return _IDENTITY.sub(lambda m: pseudonym(m.group(0)), text)
 
 
+# Most logged strings repeat (event names, kinds, outcomes, subscription names): their masked
+# form is looked up instead of running the regex again (about 2 µs each). Bounded, and cleared
+# when the key changes; short strings only, so the cache stays small.
+_MASKED: dict[str, str] = {}
+_MASKED_MAX_ENTRIES = 4096
+_MASKED_MAX_CHARS = 64
+
+
+def _mask_str(text: str) -> str:
+    masked = _MASKED.get(text)
+    if masked is None:
+        masked = mask_text(text)
+        if len(text) <= _MASKED_MAX_CHARS:
+            if len(_MASKED) >= _MASKED_MAX_ENTRIES:
+                _MASKED.clear()
+            _MASKED[text] = masked
+    return masked
+
+
 def _mask(value: Any) -> Any:
     if isinstance(value, str):
-        return mask_text(value)
+        return _mask_str(value)
     if isinstance(value, Mapping):
         return {k: _mask(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -87,8 +111,11 @@ def mask_identities(
     _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """structlog processor: replace every SUPI, GPSI and IP address by its pseudonym."""
-    for k, v in list(event_dict.items()):
-        if k not in _SAFE_KEYS:
+    for k, v in event_dict.items():  # values replaced in place: the keys do not change
+        if type(v) is str:
+            if k not in _SAFE_KEYS:
+                event_dict[k] = _mask_str(v)
+        elif not isinstance(v, int | float | None) and k not in _SAFE_KEYS:
             event_dict[k] = _mask(v)
     return event_dict
 
@@ -111,23 +138,147 @@ class _StdlibMasking(logging.Filter):
         return True
 
 
-def configure_logging(settings: LogSettings, *, stream: Any = None) -> None:
+_FLUSH_INTERVAL_S = 0.1
+_BUFFER_MAX_CHARS = 256 * 1024
+
+
+class LineBuffer:
+    """Log lines written in batches, off the request path: one write per 100 ms, not per line.
+
+    A thread flushes every ``_FLUSH_INTERVAL_S``; a buffer past ``_BUFFER_MAX_CHARS`` is written
+    at once by the caller (back-pressure: no line is ever dropped), and so is every line at
+    warning level or above, with everything before it. Process exit flushes too (``atexit``, and
+    multiprocessing's exit hook for granian's forked workers); a ``kill -9`` loses at most the
+    last interval's lines.
+    """
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._lines: list[str] = []
+        self._chars = 0
+        self._lock = threading.Lock()
+        self._flushing = False
+        self._closed = threading.Event()
+        atexit.register(self.flush)
+        # A forked worker (granian) inherits the buffer but not its parent's thread.
+        os.register_at_fork(after_in_child=self._forked)
+
+    def write(self, line: str, *, urgent: bool = False) -> None:
+        """Queue one line (with its newline); write everything now if ``urgent`` or full."""
+        with self._lock:
+            self._lines.append(line)
+            self._chars += len(line)
+            full = self._chars >= _BUFFER_MAX_CHARS
+        if not self._flushing:
+            self._start()
+        if urgent or full:
+            self.flush()
+
+    def urgent_stream(self) -> _UrgentStream:
+        """A file-like view whose every write goes out at once, after the queued lines."""
+        return _UrgentStream(self)
+
+    def flush(self) -> None:
+        """Write out every queued line."""
+        with self._lock:
+            lines, self._lines, self._chars = self._lines, [], 0
+            if lines:
+                try:
+                    self._out.write("".join(lines))
+                    self._out.flush()
+                except (OSError, ValueError):  # stream closed at exit: nowhere to write
+                    pass
+
+    def close(self) -> None:
+        """Write out what is queued and stop the flushing thread (logging is configured anew)."""
+        self._closed.set()
+        self.flush()
+
+    def _forked(self) -> None:
+        self._flushing = False
+        self._lock = threading.Lock()
+
+    def _start(self) -> None:
+        """Start the flushing thread in this process."""
+        self._flushing = True
+        mp_util.Finalize(self, self.flush, exitpriority=100)
+        threading.Thread(target=self._flush_forever, name="log-flush", daemon=True).start()
+
+    def _flush_forever(self) -> None:
+        while not self._closed.wait(_FLUSH_INTERVAL_S):
+            self.flush()
+
+
+class _UrgentStream:
+    """What the standard library's handler writes to: lines in order with structlog's."""
+
+    def __init__(self, buffer: LineBuffer) -> None:
+        self._buffer = buffer
+
+    def write(self, text: str) -> None:
+        self._buffer.write(text, urgent=True)
+
+    def flush(self) -> None:
+        self._buffer.flush()
+
+
+class _BufferedLogger:
+    """A structlog logger over a :class:`LineBuffer`: info and debug batched, the rest at once."""
+
+    def __init__(self, buffer: LineBuffer) -> None:
+        self._buffer = buffer
+
+    def _batched(self, message: str) -> None:
+        self._buffer.write(message + "\n")
+
+    def _urgent(self, message: str) -> None:
+        self._buffer.write(message + "\n", urgent=True)
+
+    debug = info = msg = _batched
+    warning = warn = error = critical = exception = fatal = failure = err = _urgent
+
+
+_buffer: LineBuffer | None = None
+
+
+def flush_logs() -> None:
+    """Write out log lines still batched (see ``configure_logging(batched=True)``)."""
+    if _buffer is not None:
+        _buffer.flush()
+
+
+def _orjson_dumps(value: Any, **_kw: Any) -> str:
+    return orjson.dumps(value, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def configure_logging(settings: LogSettings, *, stream: Any = None, batched: bool = False) -> None:
     """Configure structlog and the standard library once, at process start.
 
     Args:
         settings: level, output format and pseudonym key.
         stream: where lines go; stderr by default.
+        batched: write lines in batches off the request path (:class:`LineBuffer`), for the
+            receiver's per-callback line.
     """
-    global _key
+    global _key, _buffer
     _key = settings.pseudonym_key.encode()
+    _MASKED.clear()
     out = stream or sys.stderr
     level = getattr(logging, settings.level.upper())
     use_json = settings.format == "json" or (settings.format == "auto" and not out.isatty())
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_orjson_dumps)
         if use_json
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
+    if _buffer is not None:
+        _buffer.close()
+    _buffer = None
+    logger_factory: Any = structlog.PrintLoggerFactory(out)
+    if batched:
+        _buffer = LineBuffer(out)
+        buffered = _BufferedLogger(_buffer)
+        logger_factory = lambda *_args: buffered  # noqa: E731
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -142,10 +293,10 @@ def configure_logging(settings: LogSettings, *, stream: Any = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=logger_factory,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(out)
+    handler = logging.StreamHandler(_buffer.urgent_stream() if _buffer is not None else out)
     handler.addFilter(_StdlibMasking())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()

@@ -142,6 +142,8 @@ class SimulateOptions:
     oscillation: float
     first_imsi: int
     report_interval: float
+    model: Literal["wander", "commute", "walk"]
+    routes: int
     to: Literal["fake-amf", "receiver", "recording"]
     url: str | None
     correlation_id: str

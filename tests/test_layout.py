@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,47 @@ def test_no_product_module_imports_a_fake() -> None:
         if any(name.startswith("subscriber.fakes") for name in _imports(path)):
             offenders.append(str(relative))
     assert offenders == []
+
+
+# A section sign cites a public document by name ("TS 29.518 §6.2", "RFC 9113 §8.1"), possibly
+# across a line break; a bare "§1.3" points at notes outside the repository a reader cannot open.
+_BARE_SECTION = re.compile(r"§\s*\d")
+_NAMED_BEFORE = re.compile(
+    r"\b(?:TS|TR|RFC)\s?[\d.]+[\s,'\"]*(?:clause\s*)?(?:§\s*[\d.]+(?:,|\s|and)*)*$"
+)
+
+
+def _bare_section_references(text: str) -> list[str]:
+    found = []
+    for match in _BARE_SECTION.finditer(text):
+        before = " ".join(text[max(0, match.start() - 60) : match.start()].split())
+        if not _NAMED_BEFORE.search(before):
+            start = text.rfind("\n", 0, match.start()) + 1
+            end = text.find("\n", match.start())
+            found.append(text[start : end if end != -1 else len(text)].strip())
+    return found
+
+
+def test_the_product_cites_no_bare_section_of_internal_notes() -> None:
+    """Every § in the package, benchmarks and docs follows the public document it cites."""
+    root = PACKAGE.parent
+    offenders = [
+        f"{path.relative_to(root)}: {line}"
+        for folder in ("subscriber", "bench", "docs")
+        for path in sorted((root / folder).rglob("*"))
+        if path.suffix in {".py", ".md", ".yaml", ".toml"}
+        for line in _bare_section_references(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == [], "\n".join(offenders)
+
+
+def test_the_section_check_tells_a_named_source_from_a_bare_one() -> None:
+    """The check refuses "free5gc.md §1.1" and "(§4)" and accepts "TS 29.518 §6.2.2"."""
+    assert _bare_section_references("# no Location header (free5gc.md §1.1)")
+    assert _bare_section_references('"""Token scope (§4)."""')
+    assert not _bare_section_references("# HTTP/2 per TS 29.500 §5 and RFC 9113 §8.1")
+    assert not _bare_section_references("# (TS 29.571 §5.3.2, §5.3.3)")
+    assert not _bare_section_references('"""A model (TS 29.522\n    §5.4.3.3.5), renamed."""')
 
 
 def test_no_tracked_text_file_is_encoded_twice() -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 
+import pytest
 import structlog
 
-from subscriber.logs import configure_logging, pseudonym
+from subscriber import logs
+from subscriber.logs import configure_logging, flush_logs, pseudonym
 from subscriber.settings import LogSettings
 
 
@@ -64,3 +67,61 @@ def test_pseudonym_depends_on_the_key() -> None:
     plain = pseudonym("imsi-208930000000001")
     configure_logging(LogSettings(format="json", pseudonym_key="k"), stream=io.StringIO())
     assert pseudonym("imsi-208930000000001") != plain
+
+
+def test_batched_lines_are_written_within_the_flush_interval() -> None:
+    """With batching, an info line reaches the stream by itself, in well under a second."""
+    out = io.StringIO()
+    configure_logging(LogSettings(format="json"), stream=out, batched=True)
+    structlog.get_logger().info("callback", kind="amf", status=204)
+    deadline = time.monotonic() + 5
+    while not out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (line,) = _lines(out)
+    assert line["event"] == "callback"
+
+
+def test_a_warning_goes_out_at_once_after_the_lines_before_it() -> None:
+    """A warning is not held back, and the batched lines before it come first, in order."""
+    out = io.StringIO()
+    configure_logging(LogSettings(format="json"), stream=out, batched=True)
+    log = structlog.get_logger()
+    for n in range(3):
+        log.info("callback", n=n)
+    log.warning("kafka_unavailable")
+    logging.getLogger("some.library").warning("peer %s closed", "192.0.2.7")
+    *structured, stdlib = out.getvalue().splitlines()
+    assert [json.loads(line)["event"] for line in structured] == ["callback"] * 3 + [
+        "kafka_unavailable"
+    ]
+    assert stdlib.endswith("peer " + pseudonym("192.0.2.7") + " closed")
+
+
+def test_a_full_batch_is_written_by_the_caller_and_nothing_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the buffer's bound the logging call itself writes: back-pressure, never a lost line."""
+    monkeypatch.setattr(logs, "_FLUSH_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(logs, "_BUFFER_MAX_CHARS", 2000)
+    out = io.StringIO()
+    configure_logging(LogSettings(format="json"), stream=out, batched=True)
+    log = structlog.get_logger()
+    for n in range(100):
+        log.info("callback", n=n)
+    written = len(_lines(out))
+    assert 90 <= written < 100
+    flush_logs()
+    assert [line["n"] for line in _lines(out)] == list(range(100))
+
+
+def test_masked_strings_are_remembered_per_key() -> None:
+    """The cache of masked strings never serves a pseudonym made with a previous key."""
+    out = io.StringIO()
+    configure_logging(LogSettings(format="json", pseudonym_key="a" * 32), stream=out)
+    structlog.get_logger().info("x", supi="imsi-208930000000001")
+    first = pseudonym("imsi-208930000000001")
+    configure_logging(LogSettings(format="json", pseudonym_key="b" * 32), stream=out)
+    structlog.get_logger().info("x", supi="imsi-208930000000001")
+    second = pseudonym("imsi-208930000000001")
+    assert first != second
+    assert [line["supi"] for line in _lines(out)] == [first, second]

@@ -26,7 +26,10 @@ def content_version(topology: Topology, rules: Rules) -> str:
     """The first 16 hex digits of a SHA-256 over both documents in canonical JSON."""
     doc = {
         "topology": topology.doc.model_dump(mode="json"),
-        "policy": rules.doc.model_dump(mode="json", exclude={"label"}),
+        # A policy with pre-warming off keeps the version it had before the option existed.
+        "policy": rules.doc.model_dump(
+            mode="json", exclude={"label"} if rules.prewarm else {"label", "prewarm"}
+        ),
     }
     return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 

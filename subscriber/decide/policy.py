@@ -20,7 +20,7 @@ Order of the rules (docs/policy.md explains each):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -49,6 +49,7 @@ class Reason(StrEnum):
     CURRENT_BEST = "CURRENT_BEST"
     IMPROVEMENT_TOO_SMALL = "IMPROVEMENT_TOO_SMALL"
     RELOCATE_BEST_CANDIDATE = "RELOCATE_BEST_CANDIDATE"
+    RELOCATE_PREWARMED = "RELOCATE_PREWARMED"
     CLUSTER_MAINTENANCE = "CLUSTER_MAINTENANCE"
     CLUSTER_DRAINING = "CLUSTER_DRAINING"
     CLUSTER_UNKNOWN = "CLUSTER_UNKNOWN"
@@ -357,8 +358,13 @@ def decide_all(
     placements: Sequence[Running],
     state: UeState | None,
     event: LocationEvent,
+    adjust: Callable[[Decision], Decision] | None = None,
 ) -> tuple[list[Decision], UeState | None]:
     """Account for one event of a UE once and decide for each of its apps.
+
+    Args:
+        adjust: applied to each decision before the next app is decided from its state (e.g.
+            :meth:`subscriber.decide.prewarm.Prewarming.relax`).
 
     Returns:
         one decision per placement, in order, and the UE's state after all of them.
@@ -370,6 +376,8 @@ def decide_all(
     decisions = []
     for placement in placements:
         decision = evaluate_placement(now_s, bundle, placement, current, zone)
+        if adjust is not None:
+            decision = adjust(decision)
         decisions.append(decision)
         current = decision.state
     return decisions, current

@@ -104,6 +104,30 @@ class StatefulDoc(_Doc):
     hysteresis_factor: float = Field(2.0, ge=1)
 
 
+class PrewarmDoc(_Doc):
+    """Predictive pre-warming: start an app where its UE is predicted to go, without steering.
+
+    See docs/policy.md: the prediction comes from transition counts learned online
+    (:mod:`subscriber.decide.predict`); a warm instance that is not used within ``ttl_s`` is
+    removed, and budgets cap how many may be warm at once.
+    """
+
+    enabled: bool = False
+    min_confidence: float = Field(0.7, gt=0, le=1, description="Share of recent transitions.")
+    min_evidence: float = Field(
+        5.0, ge=0, description="Recent transitions the prediction's context must have seen."
+    )
+    ttl_s: float = Field(300.0, gt=0, description="A warm instance unused this long is removed.")
+    max_per_cluster: int = Field(4, ge=1, description="Warm instances per cluster at most.")
+    max_per_app: int = Field(32, ge=1, description="Warm instances per application at most.")
+    warm_dwell_s: float | None = Field(
+        0.0,
+        ge=0,
+        description="Dwell required before moving to a warm target (None: the dwell rule's).",
+    )
+    half_life_s: float = Field(3600.0, gt=0, description="Learned transitions halve this often.")
+
+
 class RulesDoc(_Doc):
     """The policy file as written."""
 
@@ -117,6 +141,7 @@ class RulesDoc(_Doc):
     cooldown: CooldownDoc = CooldownDoc()
     evacuate: EvacuateDoc = EvacuateDoc()
     stateful: StatefulDoc = StatefulDoc()
+    prewarm: PrewarmDoc = PrewarmDoc()
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +168,8 @@ class Rules:
     evacuate_draining: bool
     stateless: Gates
     stateful: Gates
+    prewarm: PrewarmDoc | None = None
+    """Pre-warming's parameters; None when it is off."""
 
 
 def _gates(doc: RulesDoc, factor: float) -> Gates:
@@ -172,6 +199,7 @@ def compile_rules(doc: RulesDoc) -> Rules:
         evacuate_draining=evac.enabled and evac.on_draining,
         stateless=_gates(doc, 1.0),
         stateful=_gates(doc, doc.stateful.hysteresis_factor),
+        prewarm=doc.prewarm if doc.prewarm.enabled else None,
     )
 
 

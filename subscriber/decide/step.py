@@ -45,6 +45,7 @@ from subscriber.decide.policy import (
     evacuate,
     recheck,
 )
+from subscriber.decide.prewarm import QUIET, Prewarm, Prewarming
 from subscriber.decide.state import UeState, decode_state, encode_state
 from subscriber.errors import UndecodableEvent
 from subscriber.events import LocationEvent
@@ -154,12 +155,15 @@ class Handled:
         audited: one decision per instance, with its request when it moves.
         record: the UE's next record.
         clamped: the event time was not believed and the ingest time was used.
+        prewarms: pre-warming's records for the audit topic (warm instances started, used,
+            dropped); empty without pre-warming.
     """
 
     duplicate: bool
     audited: tuple[Audited, ...]
     record: UeRecord
     clamped: bool = False
+    prewarms: tuple[Prewarm, ...] = ()
 
     @property
     def requests(self) -> list[RelocationRequest]:
@@ -203,6 +207,7 @@ def handle_event(
     dedup_window: int,
     max_skew_s: float = DEFAULT_MAX_SKEW_S,
     partition: int | None = None,
+    warming: Prewarming | None = None,
 ) -> Handled:
     """Decide for every instance of the event's UE.
 
@@ -216,6 +221,7 @@ def handle_event(
         dedup_window: how many recent event ids to remember.
         max_skew_s: how far the event time may lie after the ingest time (see the module).
         partition: the UE's partition, carried by its requests to route their outcomes.
+        warming: pre-warming's running state, when the policy has it on.
 
     Raises:
         UndecodableEvent: the event cannot be turned into a relocation request (an id too long
@@ -235,7 +241,9 @@ def handle_event(
         Running(inst.app, record.placement_of(instance_key(inst)) or inst.cluster)
         for inst in instances
     ]
-    decisions, state = decide_all(at_s, bundle, placements, state, event)
+    before = state
+    adjust = None if warming is None else _relaxer(warming, bundle, ue_alias)
+    decisions, state = decide_all(at_s, bundle, placements, before, event, adjust)
     audited, record = _requests(
         list(zip(instances, decisions, strict=True)),
         record,
@@ -257,7 +265,34 @@ def handle_event(
         audited=audited,
         record=replace(record, state=state, seen=seen, recheck_at_s=recheck_at_s),
         clamped=clamped,
+        prewarms=_warm(warming, bundle, ue_alias, before, state, decisions, at_s),
     )
+
+
+def _relaxer(warming: Prewarming, bundle: Bundle, ue: str) -> Callable[[Decision], Decision]:
+    return lambda decision: warming.relax(decision, bundle, ue)
+
+
+def _warm(
+    warming: Prewarming | None,
+    bundle: Bundle,
+    ue: str,
+    before: UeState | None,
+    after: UeState | None,
+    decisions: Sequence[Decision],
+    at_s: float,
+) -> tuple[Prewarm, ...]:
+    if warming is None:
+        return ()
+    if after is not None:
+        warming.observed(before, after, at_s)
+    out = []
+    for decision in decisions:
+        ended = warming.moved(decision, ue)
+        if ended is not None:
+            out.append(ended)
+        out += [r for r in warming.ahead(decision, bundle, ue) if r.verdict not in QUIET]
+    return tuple(out)
 
 
 def handle_recheck(
@@ -269,6 +304,7 @@ def handle_recheck(
     ue_alias: str,
     app_port: int,
     partition: int | None = None,
+    warming: Prewarming | None = None,
 ) -> Handled:
     """Look again at deferred moves at ``at_s`` (the record's ``recheck_at_s``), with no new event.
 
@@ -285,6 +321,8 @@ def handle_recheck(
     for inst in instances:
         placement = Running(inst.app, record.placement_of(instance_key(inst)) or inst.cluster)
         decision = recheck(at_s, bundle, placement, state)
+        if warming is not None:
+            decision = warming.relax(decision, bundle, ue_alias)
         decisions.append(decision)
         state = decision.state
     cause = f"{record.seen[-1]}.recheck-{int(at_s * 1000)}"
@@ -301,6 +339,7 @@ def handle_recheck(
         duplicate=False,
         audited=audited,
         record=replace(record, state=state, recheck_at_s=_recheck_at(audited)),
+        prewarms=_warm(warming, bundle, ue_alias, state, state, decisions, at_s),
     )
 
 

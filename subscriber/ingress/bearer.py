@@ -1,7 +1,8 @@
 """OAuth2 bearer tokens on incoming notifications, checked against the NRF's key.
 
 Some cores send an access token with each notification (OAI does; free5GC does not, except an
-NRF-self-signed one with an empty scope on NF-status notifications: free5gc.md §4). Where the
+NRF-self-signed one with an empty scope on NF-status notifications: nrf v1.4.5
+processor/access_token.go). Where the
 core does, ``receiver.bearer_key_file`` turns the check on: every callback must carry
 ``Authorization: Bearer <JWT>`` signed by the NRF (RS256/RS384/RS512: free5GC's NRF signs
 RS512 with the key of its ``nrf.pem``), not expired, and with ``receiver.bearer_scope`` among

@@ -7,7 +7,8 @@ normalizes bytes in one call, which is what the receiver and the poller use.
 Decisions, with their reasons (docs/free5gc.md, which cites the free5GC sources):
 
 * **Event time.** The location's ``ueLocationTimestamp`` first: free5GC's report ``timeStamp`` is
-  the time the subscription was created (§1.3), not when the UE was seen. Then the report or
+  the time the subscription was created (amf v1.4.5 newAmfEventReport), not when the UE was seen.
+  Then the report or
   notification time (``timeStamp``, NEF ``eventTime``), else the ingest time. ``event_time_field``
   says which.
 * **Event id.** A hash of what the core said: source NF type and instance, correlation id,
@@ -49,6 +50,7 @@ from subscriber.events import (
     LocationEvent,
     NfType,
     UeIdentity,
+    build,
 )
 from subscriber.sbi.amf import (
     AmfCreatedEventSubscription,
@@ -201,7 +203,8 @@ def _cell(location: UserLocation | None) -> tuple[Cell | None, datetime | None]:
         return None, None
     nr = location.nr_location
     if nr is not None:
-        cell = Cell.model_construct(
+        cell = build(
+            Cell,
             rat="NR",
             plmn=nr.tai.plmn_id.as_string(),
             tac=nr.tai.tac,
@@ -210,7 +213,8 @@ def _cell(location: UserLocation | None) -> tuple[Cell | None, datetime | None]:
         return cell, nr.ue_location_timestamp
     eutra = location.eutra_location
     if eutra is not None:
-        cell = Cell.model_construct(
+        cell = build(
+            Cell,
             rat="EUTRA",
             plmn=eutra.tai.plmn_id.as_string(),
             tac=eutra.tai.tac,
@@ -220,9 +224,7 @@ def _cell(location: UserLocation | None) -> tuple[Cell | None, datetime | None]:
     n3ga = location.n3ga_location
     if n3ga is not None and n3ga.n3gpp_tai is not None:
         tai = n3ga.n3gpp_tai
-        cell = Cell.model_construct(
-            rat="N3GA", plmn=tai.plmn_id.as_string(), tac=tai.tac, cell_id=None
-        )
+        cell = build(Cell, rat="N3GA", plmn=tai.plmn_id.as_string(), tac=tai.tac, cell_id=None)
         return cell, None
     return None, None
 
@@ -249,7 +251,7 @@ def _nef_cell(info: LocationInfo | None) -> tuple[Cell | None, datetime | None]:
     else:
         # Without a cell, the TAC length tells the RAT: 24-bit TACs are 5GS, 16-bit are EPS.
         rat = "NR" if len(tac) == 6 else "EUTRA"
-    return Cell.model_construct(rat=rat, plmn=plmn, tac=tac, cell_id=cell_id), None
+    return build(Cell, rat=rat, plmn=plmn, tac=tac, cell_id=cell_id), None
 
 
 def _event_id(
@@ -301,7 +303,8 @@ def _event(
         if moment is not None and moment.year > 1:
             time_field, raw_time = field, _utc(moment)
             break
-    return LocationEvent.model_construct(
+    return build(
+        LocationEvent,
         event_id=_event_id(source, ue, cell, change, time_field, raw_time),
         ue=ue,
         source=source,
@@ -322,7 +325,7 @@ def _ue_identity(
     supi: str | None, gpsi: str | None, default: UeIdentity | None
 ) -> UeIdentity | None:
     if supi or gpsi:
-        return UeIdentity.model_construct(supi=supi or None, gpsi=gpsi or None, session_ref=None)
+        return build(UeIdentity, supi=supi or None, gpsi=gpsi or None, session_ref=None)
     return default
 
 
@@ -347,7 +350,8 @@ def _amf_reports(
         if ue is None:
             skipped.append(Skipped(index, report.type, SkipReason.NO_UE_IDENTITY))
             continue
-        source = EventSource.model_construct(
+        source = build(
+            EventSource,
             nf_type=NfType.AMF,
             nf_instance_id=nf_instance_id,
             subscription_id=report.subscription_id or subscription_id,
@@ -426,11 +430,11 @@ def normalize_amf_created_subscription(
 
 def _ue_from_context_id(ue_context_id: str) -> UeIdentity:
     if ue_context_id.startswith(("imsi-", "nai-", "gci-", "gli-")):
-        return UeIdentity.model_construct(supi=ue_context_id, gpsi=None, session_ref=None)
+        return build(UeIdentity, supi=ue_context_id, gpsi=None, session_ref=None)
     if ue_context_id.startswith(("msisdn-", "extid-")):
-        return UeIdentity.model_construct(supi=None, gpsi=ue_context_id, session_ref=None)
+        return build(UeIdentity, supi=None, gpsi=ue_context_id, session_ref=None)
     # A PEI (imei-/imeisv-) or 5G-GUTI: not a subscriber identity, but it names the UE.
-    return UeIdentity.model_construct(supi=None, gpsi=None, session_ref=ue_context_id)
+    return build(UeIdentity, supi=None, gpsi=None, session_ref=ue_context_id)
 
 
 def normalize_provide_loc_info(
@@ -453,7 +457,8 @@ def normalize_provide_loc_info(
     if cell is None or not ue_context_id:
         reason = SkipReason.NO_LOCATION if cell is None else SkipReason.NO_UE_IDENTITY
         return Normalized([], [Skipped(0, PROVIDE_LOC_INFO, reason)])
-    source = EventSource.model_construct(
+    source = build(
+        EventSource,
         nf_type=NfType.AMF,
         nf_instance_id=nf_instance_id,
         subscription_id=None,
@@ -511,7 +516,8 @@ def normalize_smf_notification(
         if not item.dnai_chg_type:
             skipped.append(Skipped(index, item.event, SkipReason.NO_CHANGE_TYPE))
             continue
-        change = DnaiChange.model_construct(
+        change = build(
+            DnaiChange,
             change_type=item.dnai_chg_type,
             source_dnai=_dnai(
                 item.source_dnai, item.source_tra_routing.dnai if item.source_tra_routing else None
@@ -520,10 +526,11 @@ def normalize_smf_notification(
                 item.target_dnai, item.target_tra_routing.dnai if item.target_tra_routing else None
             ),
         )
-        ue = _ue_identity(item.supi, item.gpsi, None) or UeIdentity.model_construct(
-            supi=None, gpsi=None, session_ref=_smf_session_ref(notif_id, item)
+        ue = _ue_identity(item.supi, item.gpsi, None) or build(
+            UeIdentity, supi=None, gpsi=None, session_ref=_smf_session_ref(notif_id, item)
         )
-        source = EventSource.model_construct(
+        source = build(
+            EventSource,
             nf_type=NfType.SMF,
             nf_instance_id=nf_instance_id,
             subscription_id=subscription_id,
@@ -578,10 +585,11 @@ def normalize_nef_notification(
             skipped.append(Skipped(index, report.monitoring_type, SkipReason.NO_LOCATION))
             continue
         gpsi = _gpsi(report.external_id, report.msisdn)
-        ue = UeIdentity.model_construct(
-            supi=None, gpsi=gpsi, session_ref=None if gpsi else f"nef-sub:{link}"
+        ue = build(
+            UeIdentity, supi=None, gpsi=gpsi, session_ref=None if gpsi else f"nef-sub:{link}"
         )
-        source = EventSource.model_construct(
+        source = build(
+            EventSource,
             nf_type=NfType.NEF,
             nf_instance_id=nf_instance_id,
             subscription_id=subscription_id,

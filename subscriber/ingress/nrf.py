@@ -1,12 +1,14 @@
 """NRF client: registration as an AF, OAuth2 tokens, discovery, and authorized SBI calls.
 
 The flow is the one free5GC's own e2e test uses (free5gc/free5gc test/callback_test.go, notes
-free5gc.md §4): PUT our AF profile (no token needed), then ask ``/oauth2/token`` for a
+nrf v1.4.5 processor/access_token.go): PUT our AF profile (no token needed), then ask
+``/oauth2/token`` for a
 client-credentials token per target NF type and scope, then call the producer with
 ``Authorization: Bearer``. Tokens are refreshed before they expire. When the NRF restarts it
 forgets every registration and answers ``invalid_client``; we then register again and retry.
 
-Outbound calls use HTTP/1.1 (aiohttp): free5GC's SBI server accepts it (free5gc.md §3.2).
+Outbound calls use HTTP/1.1 (aiohttp): free5GC's SBI server accepts it (free5gc/util
+httpwrapper.go).
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ from subscriber.settings import CoreSettings
 log = structlog.get_logger()
 
 _INSTANCE_FILE = "nf-instance-id"
-_DISCOVERY_TTL_S = 100.0  # free5GC's validityPeriod (free5gc.md §5)
+_DISCOVERY_TTL_S = 100.0  # free5GC's validityPeriod (nrf v1.4.5 processor/nf_discovery.go)
 _STATIC_ROOTS = {"AMF": "amf_url", "SMF": "smf_url", "NEF": "nef_url"}
-# The free5GC NEF registers no event-exposure service name: take its first service (§8).
+# The free5GC NEF registers no event-exposure service name: take its first service (free5gc/nef
+# processor/monitoring.go).
 _SERVICE = {"AMF": "namf-evts", "SMF": "nsmf-event-exposure", "NEF": ""}
 
 
@@ -177,7 +180,7 @@ class NrfClient:
     # -- registration and tokens ------------------------------------------------------------
 
     async def register(self) -> None:
-        """PUT our AF profile to the NRF (no token needed: free5gc.md §4 step 1).
+        """PUT our AF profile to the NRF (no token needed: nrf v1.4.5 internal/sbi/server.go).
 
         Raises:
             CoreUnavailable: the NRF is unreachable or refused the profile.
@@ -212,7 +215,7 @@ class NrfClient:
         """A valid access token for ``scope`` at ``target_nf_type``, or None without OAuth.
 
         Registers first if needed, and again when the NRF answers ``invalid_client`` (it
-        forgot us in a restart, free5gc.md §4 "NRF restart").
+        forgot us in a restart, nrf v1.4.5 pkg/service/init.go).
 
         Raises:
             CoreUnavailable: the NRF cannot be reached or refuses the token.
@@ -246,7 +249,8 @@ class NrfClient:
 
     async def _request_token(self, target_nf_type: str, scope: str) -> SbiResponse:
         assert self._nrf is not None
-        # Form keys must be AccessTokenReq's yaml tags, nothing else (free5gc.md §4 step 2).
+        # Form keys must be AccessTokenReq's yaml tags, nothing else (nrf v1.4.5
+        # processor/access_token.go).
         form = {
             "grant_type": "client_credentials",
             "nfInstanceId": self.instance_id,
@@ -331,7 +335,8 @@ class NrfClient:
     ) -> SbiResponse:
         """One authorized SBI call, with retries on transient failures.
 
-        A 401 (free5GC's gin ``{"error": ...}``, free5gc.md §1.1) drops the token and retries
+        A 401 (free5GC's gin ``{"error": ...}``, amf v1.4.5 internal/util/router_auth_check.go)
+        drops the token and retries
         once with a new one. Connection errors, timeouts and 5xx other than 501 are retried
         with exponential backoff, ``retry_attempts`` times.
 

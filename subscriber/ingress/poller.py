@@ -1,16 +1,19 @@
 """Poll-and-diff: UE locations from AMFs that never notify (free5GC).
 
 The free5GC AMF never POSTs an event notification; its only reports are the immediate ones in
-the 201 of a subscribe (free5gc.md §0, free5gc/amf#78). So, every ``core.poll_interval_s``, for
+the 201 of a subscribe (free5gc/amf#78). So, every ``core.poll_interval_s``, for
 each AMF this instance owns, the poller:
 
 1. POSTs one ``anyUE`` + ``ONE_TIME`` subscription with an immediate LOCATION_REPORT, which returns
    the last known location of every UE in the AMF; free5GC deletes such a subscription at once,
-   but with zero UEs there is no report and it stays, so we DELETE it (free5gc.md §1.3, §1.6a);
-2. optionally asks Namf_Location provide-loc-info for each tracked SUPI (§1.6b);
+   but with zero UEs there is no report and it stays, so we DELETE it (amf v1.4.5
+   newAmfEventReport);
+2. optionally asks Namf_Location provide-loc-info for each tracked SUPI (amf v1.4.5
+processor/location_info.go);
 3. diffs each UE on (PLMN, TAC, cell) against the last known state, ignoring reports older than
    that state by ``ueLocationTimestamp`` (the report's ``timeStamp`` is only the subscription
-   time, §1.3), and turns the reports that changed into :class:`~subscriber.events.LocationEvent`
+   time, amf v1.4.5 newAmfEventReport), and turns the reports that changed into
+   :class:`~subscriber.events.LocationEvent`
    (``delivery=polled``) with :mod:`subscriber.ingress.normalize`, in ``ueLocationTimestamp``
    order;
 4. hands them to the :class:`EventSink` (the Kafka publisher), and only once that returns (the
@@ -19,7 +22,8 @@ each AMF this instance owns, the poller:
 
 A UE seen for the first time yields one event (its initial location). Errors back off
 exponentially up to ``core.poll_max_backoff_s``. Subscription ids that go back to 1 reveal an
-AMF restart (§1.1): discovery is refreshed and the subscription manager told.
+AMF restart (amf v1.4.5 processor/event_exposure.go): discovery is refreshed and the subscription
+manager told.
 
 **Several daemon instances.** Each AMF must be polled by exactly one instance. Instance ``i`` of
 ``n`` (``core.instance_index``, ``core.instance_count``) polls the AMFs whose NF instance id
@@ -79,7 +83,8 @@ class EventSink(Protocol):
 def sortable_time(text: str) -> str:
     """A Go/RFC 3339 UTC timestamp padded to 9 fractional digits, so strings sort by time.
 
-    Go trims trailing zeros (``…:30.1Z`` vs ``…:30.12Z``, free5gc.md §1.5), which breaks plain
+    Go trims trailing zeros (``…:30.1Z`` vs ``…:30.12Z``, amf v1.4.5 context/ran_ue.go), which
+    breaks plain
     string order.
     """
     if not text.endswith("Z"):
@@ -124,7 +129,8 @@ def location_time(location: Any) -> str:
 
 
 # One LOCATION_REPORT exactly as free5GC serializes it (Go field order, lowercase hex, no
-# escapes; free5gc.md §1.3, §6.2 D1): SUPI, the TAI+NCGI segment, ueLocationTimestamp, timeStamp.
+# escapes; amf v1.4.5 newAmfEventReport): SUPI, the TAI+NCGI segment, ueLocationTimestamp,
+# timeStamp.
 # Anything else (another core's field order, an escape, an E-UTRA cell) fails to match, and the
 # whole body then takes the general path.
 _FREE5GC_REPORT = re.compile(
@@ -360,7 +366,8 @@ class Poller:
                 )
             location = response.headers.get("Location")
             sub_id = answer_subscription_id(response.body)
-            # Only free5GC (no Location header) hands out counter ids worth watching (§1.1).
+            # Only free5GC (no Location header) hands out counter ids worth watching (amf v1.4.5
+            # processor/event_exposure.go).
             if sub_id and not location:
                 self._observe(amf, sub_id)
         with _gc_paused():
@@ -373,7 +380,8 @@ class Poller:
             sub_id = parsed_id
             self._observe(amf, sub_id)
         if not reports_present:
-            # anyUE with zero UEs: no report, and the subscription stays (free5gc.md §1.3).
+            # anyUE with zero UEs: no report, and the subscription stays (amf v1.4.5
+            # newAmfEventReport).
             await self._delete_leftover(amf, location or f"{url}/{sub_id}")
             return []
         if not changed:
@@ -400,7 +408,7 @@ class Poller:
         if scanned is not None:
             sub_id, matches = scanned
             present = bool(matches) or _REPORT_LIST in answer
-            # free5GC echoes our request as the subscription (§1.3).
+            # free5GC echoes our request as the subscription (amf v1.4.5 newAmfEventReport).
             return (
                 sub_id,
                 present,
@@ -461,7 +469,8 @@ class Poller:
             location = report.get("location")
             key = location_key(location)
             if not supi or key is None:
-                continue  # no SUPI yet, or "location":{} before the first ULI (§1.3)
+                # No SUPI yet, or "location":{} before the first ULI (amf v1.4.5 newAmfEventReport).
+                continue
             known = updates.get(supi) or state.get(supi)
             if known is not None and known[0] == key:
                 continue
@@ -483,13 +492,14 @@ class Poller:
         else:
             restarted = False
         if restarted:
-            # Counter ids restart at 1 with the AMF (free5gc.md §1.1); its NF id changed too.
+            # Counter ids restart at 1 with the AMF (amf v1.4.5 processor/event_exposure.go); its
+            # NF id changed too.
             log.info("amf_restart_detected", amf=amf.nf_instance_id)
             self._nrf.forget_discovery("AMF")
 
     async def _delete_leftover(self, amf: Producer, resource: str) -> None:
         response = await self._nrf.call("AMF", "namf-evts", "DELETE", resource)
-        # free5GC answers 200 null, the spec 204 (free5gc.md §1.1).
+        # free5GC answers 200 null, the spec 204 (amf v1.4.5 processor/event_exposure.go).
         if response.status not in (200, 204, 404):
             raise CoreUnavailable(
                 f"AMF refused to delete poll leftover: {response.status}", status=response.status
@@ -506,7 +516,8 @@ class Poller:
                 url = f"{amf.api_root}/namf-loc/v1/{supi}/provide-loc-info"
                 response = await self._nrf.call("AMF", "namf-loc", "POST", url, body)
             if response.status == 404:
-                return None  # CONTEXT_NOT_FOUND: not (or no longer) in this AMF (§1.6b)
+                # CONTEXT_NOT_FOUND: not (or no longer) in this AMF (amf v1.4.5 location_info.go).
+                return None
             if response.status != 200:
                 raise CoreUnavailable(
                     f"provide-loc-info: {response.status}", status=response.status

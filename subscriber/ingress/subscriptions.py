@@ -3,21 +3,26 @@
 What the cores do, and what we do about it (docs/free5gc.md, which cites the free5GC sources):
 
 * **Ids.** free5GC's AMF sends no Location header: the id is the body's ``subscriptionId``
-  (§1.1). A spec producer's id is the last segment of its Location header.
+  (amf v1.4.5 processor/event_exposure.go). A spec producer's id is the last segment of its
+  Location header.
 * **Renewal.** Before ``expiry`` we PATCH the expiry. free5GC decodes only its own body dialect
-  ``{"optionItem":[...]}`` and answers 400 to the spec's JSON-Patch array (§1.4), so the dialect is
+  ``{"optionItem":[...]}`` and answers 400 to the spec's JSON-Patch array (openapi
+  ModifySubscriptionRequest), so the dialect is
   chosen per subscription: free5GC's when the create had no Location header, the spec's otherwise;
   a 400 switches dialect once.
 * **Producer restarts.** A 404 on renew means the producer forgot us: subscribe again. free5GC's
-  ids are a counter that starts again at 1 when the AMF restarts (§1.1), so an id not above the
+  ids are a counter that starts again at 1 when the AMF restarts (amf v1.4.5
+  processor/event_exposure.go), so an id not above the
   last one we saw from that producer also means it restarted
   (:meth:`SubscriptionManager.observe_id`, fed by the poller too). The free5GC AMF also
   registers under a new instance id when it restarts;
   a subscription whose producer is no longer discovered is dropped *without* a DELETE, since its
   id may belong to another consumer now.
-* **Shutdown.** Every subscription is deleted; free5GC answers ``200 null``, the spec 204 (§1.1).
+* **Shutdown.** Every subscription is deleted; free5GC answers ``200 null``, the spec 204 (amf
+v1.4.5 processor/event_exposure.go).
 * **SMF.** free5GC answers 501 (or ``200 {}`` before smf v1.2.4) on ``/nsmf_event-exposure``
-  (§2.1): the SMF is marked unsupported and not asked again until it is rediscovered.
+  (smf v1.4.4 sbi/api_eventexposure.go): the SMF is marked unsupported and not asked again until it
+  is rediscovered.
 * **Persistence.** Records live in ``state_dir/subscriptions.json`` (atomic writes) and are
   written *before* the create is sent, so a crash never leaks an unrecorded subscription, and a
   restarted daemon renews (reuses) or deletes what the last run created.
@@ -72,7 +77,7 @@ Dialect = Literal["free5gc", "spec"]
 
 STATE_FILE = "subscriptions.json"
 _AMF_PATH = "/namf-evts/v1/subscriptions"
-# The spec path, then free5GC's underscore path (free5gc.md §2.1).
+# The spec path, then free5GC's underscore path (smf v1.4.4 sbi/api_eventexposure.go).
 _SMF_PATHS = ("/nsmf-event-exposure/v1/subscriptions", "/nsmf_event-exposure/v1/subscriptions")
 _SCOPES = {"amf": ("AMF", "namf-evts"), "smf": ("SMF", "nsmf-event-exposure"), "nef": ("NEF", "")}
 
@@ -280,7 +285,8 @@ class SubscriptionManager:
         """Note an id a free5GC producer handed out; return True if it shows a restart.
 
         free5GC's ids count up from 1 for the life of the AMF (EventSubscriptionIDGenerator,
-        free5gc.md §1.1): an id not above the highest seen means the counter started again. Our
+        amf v1.4.5 processor/event_exposure.go): an id not above the highest seen means the counter
+        started again. Our
         subscriptions there are then gone and are dropped (not deleted: their ids may be
         someone else's now); :meth:`reconcile` subscribes again.
         """
@@ -537,7 +543,8 @@ class SubscriptionManager:
                 break
         assert response is not None
         if response.status == 501 or (record.kind == "smf" and response.status == 200):
-            # free5GC's SMF: 501 {} since v1.2.4, a silent 200 {} before (free5gc.md §2.1).
+            # free5GC's SMF: 501 {} since v1.2.4, a silent 200 {} before (smf v1.4.4
+            # sbi/api_eventexposure.go).
             log.info("subscription_unsupported", kind=record.kind, status=response.status)
             return False
         if response.status != 201:
@@ -551,7 +558,8 @@ class SubscriptionManager:
             record.subscription_id = location.rstrip("/").rsplit("/", 1)[-1]
             record.dialect = "spec"
         else:
-            # free5GC: no Location header, the id only in the body (free5gc.md §1.1).
+            # free5GC: no Location header, the id only in the body (amf v1.4.5
+            # processor/event_exposure.go).
             sub_id = answer.get("subscriptionId") or answer.get("subId")
             if not sub_id:
                 raise CoreUnavailable(f"{record.kind} subscribe answer carries no id")
@@ -579,7 +587,8 @@ class SubscriptionManager:
         nf_type, scope = _SCOPES[record.kind]
         response = await self._send_renewal(record, expiry, nf_type, scope)
         if response.status == 400 and record.kind == "amf":
-            # The other dialect: free5GC refuses the JSON-Patch array and vice versa (§1.4).
+            # The other dialect: free5GC refuses the JSON-Patch array and vice versa (openapi
+            # ModifySubscriptionRequest).
             record.dialect = "spec" if record.dialect == "free5gc" else "free5gc"
             response = await self._send_renewal(record, expiry, nf_type, scope)
         if response.status == 404:
@@ -606,7 +615,7 @@ class SubscriptionManager:
         if record.kind == "amf":
             item = {"op": "replace", "path": "/options/expiry", "value": value}
             if record.dialect == "free5gc":
-                # ModifySubscriptionRequest without json tags (free5gc.md §1.4).
+                # ModifySubscriptionRequest without json tags (openapi ModifySubscriptionRequest).
                 body, content_type = orjson.dumps({"optionItem": [item]}), "application/json"
             else:
                 body, content_type = orjson.dumps([item]), "application/json-patch+json"

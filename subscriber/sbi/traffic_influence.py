@@ -91,7 +91,7 @@ class TrafficInfluSubPatch(SbiModel):
 
 
 class UpPathChangeNotification(SbiModel):
-    """The specification's UP_PATH_CHANGE notification (TS 29.522 ``EventNotification``,
+    """The specification's UP_PATH_CHANGE notification (``EventNotification``, TS 29.522
     §5.4.3.3.5), renamed here apart from TS 29.508's model of the same name."""
 
     af_trans_id: str | None = None

@@ -106,7 +106,7 @@ def encode_fields(fields: Headers) -> bytes:
             out.append(_integer(index, 7, 0x80))
             continue
         index = _STATIC_NAME.get(name, 0)
-        # Literal without indexing (§6.2.2): nothing enters the decoder's table.
+        # Literal without indexing (RFC 7541 §6.2.2): nothing enters the decoder's table.
         out.append(_integer(index, 4, 0x00) if index else b"\x00" + _string(name))
         out.append(_string(value))
     return b"".join(out)

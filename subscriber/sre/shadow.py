@@ -46,6 +46,7 @@ from subscriber.decide.bundle import Bundle
 from subscriber.decide.instances import InstanceDoc, Instances
 from subscriber.decide.ledger import Ledger
 from subscriber.decide.policy import Action, Decision, Reason
+from subscriber.decide.prewarm import Prewarming, WarmStats
 from subscriber.decide.scoring import Candidate
 from subscriber.decide.step import Audited, UeRecord, handle_event, handle_recheck, instance_key
 from subscriber.events import LocationEvent
@@ -133,6 +134,7 @@ class Outcome:
     unactionable: Counter[str] = field(default_factory=Counter)
     unactionable_examples: list[dict[str, Any]] = field(default_factory=list)
     trails: dict[str, list[list[Any]]] = field(default_factory=dict)
+    prewarm: WarmStats | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready totals."""
@@ -154,7 +156,20 @@ class Outcome:
             "out_of_budget_s_total": round(sum(out.values()), 3),
             "events_in_a_zone": self.mapped_events,
             "unactionable": sum(self.unactionable.values()),
+            **({"prewarm": _prewarm_summary(self.prewarm)} if self.prewarm else {}),
         }
+
+
+def _prewarm_summary(stats: WarmStats) -> dict[str, Any]:
+    return {
+        "prewarmed": stats.prewarmed,
+        "hits": stats.hits,
+        "misses": stats.misses,
+        "expired": stats.expired,
+        "warm_used_s": round(stats.used_s, 3),
+        "warm_wasted_s": round(stats.wasted_s, 3),
+        "quiet": dict(sorted(stats.quiet.items())),
+    }
 
 
 InstancesFor = Callable[[str, str | None], tuple[InstanceDoc, ...] | None]
@@ -256,6 +271,10 @@ class ShadowEngine:
         self._actions: dict[Action, int] = {}
         self.ues: dict[str, _Ue] = {}
         self._due: list[tuple[float, str]] = []
+        # The policy's pre-warming, run as the consumer would (moves take effect at once).
+        rules = bundle.rules.prewarm
+        self._warming = Prewarming(rules) if rules is not None else None
+        self.outcome.prewarm = self._warming.pool.stats if self._warming else None
 
     def _advance(self, ue: _Ue, t: float) -> None:
         """Count the time since the UE's last change as out of budget where it was."""
@@ -382,6 +401,7 @@ class ShadowEngine:
                 self.ledger.applied(self.bundle),
                 ue_alias=ue.alias,
                 app_port=self._app_port,
+                warming=self._warming,
             )
             self.outcome.rechecks += 1
             if ue.instances:
@@ -420,6 +440,8 @@ class ShadowEngine:
         record = ue.record
         if ue.instances is None:
             self._start(key, ue, self._zone_of(event))
+        if self._warming is not None:
+            self._warming.expire(t)
         handled = handle_event(
             event,
             record,
@@ -428,6 +450,7 @@ class ShadowEngine:
             ue_alias=ue.alias,
             app_port=self._app_port,
             dedup_window=self._dedup,
+            warming=self._warming,
         )
         self.outcome.events += 1
         if handled.duplicate:

@@ -18,6 +18,8 @@ The model:
 * **Border oscillation**: a handover, with probability ``oscillation_p``, is followed by 1 to 3
   flips back and forth between the two cells a few seconds apart, then the UE settles in the
   new cell: what tempts a policy into ping-pong.
+* **Models with structure** (``model``: ``commute``, ``walk``): zone to zone instead, see
+  :mod:`subscriber.sre.mobility`.
 * **Periodic reports** (``report_interval_s`` > 0): between changes, the UE also reports its
   cell every interval, as an AMF does for a periodic LOCATION_REPORT subscription. They draw no
   random numbers, so the changes are the same with or without them.
@@ -89,6 +91,13 @@ class Mobility:
     back_p: float = 0.1
     first_imsi: int = 208930000000001
     report_interval_s: float = 0.0
+    model: str = "wander"
+    """``wander`` (this module's), or ``commute`` / ``walk`` (:mod:`subscriber.sre.mobility`)."""
+    routes: int = 6
+    min_route_zones: int = 4
+    commute_dwell_s: float = 90.0
+    commute_dwell_shape: float = 4.0
+    work_s: float = 1800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +207,20 @@ def _with_reports(moves: list[Move], params: Mobility) -> Iterator[Move]:
 def simulate(topology: Topology, params: Mobility, seed: int) -> list[Move]:
     """The whole timeline, ordered by time (then UE): pure and deterministic for a seed."""
     rmap = radio_map(topology)
+    if params.model != "wander":
+        from subscriber.sre.mobility import structured
+
+        path = structured(rmap, params, seed)
+        if params.report_interval_s <= 0:
+            return path
+        by_ue: dict[int, list[Move]] = {}
+        for m in path:
+            by_ue.setdefault(m.ue, []).append(m)
+        moves = [r for ue_moves in by_ue.values() for r in _with_reports(ue_moves, params)]
+        moves.sort(key=lambda m: (m.t_s, m.ue))
+        return moves
     rng = random.Random(seed)  # noqa: S311 -- reproducible simulation, not security
-    moves: list[Move] = []
+    moves = []
     for ue in range(params.ues):
         # One generator per UE, seeded from the main one, so adding UEs keeps the others' paths.
         ue_rng = random.Random(rng.getrandbits(64))  # noqa: S311 -- as above
@@ -389,6 +410,8 @@ def params_from(options: SimulateOptions) -> Mobility:
         oscillation_p=options.oscillation,
         first_imsi=options.first_imsi,
         report_interval_s=options.report_interval,
+        model=options.model,
+        routes=options.routes,
     )
 
 

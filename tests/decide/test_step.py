@@ -485,3 +485,51 @@ def test_a_quiet_ue_leaves_only_what_cannot_be_found_again() -> None:
     kept = quiet_remainder(confirmed, [INSTANCE])
     assert kept is not None
     assert kept.unconfirmed == ()
+
+
+def test_prewarming_through_the_step() -> None:
+    """A learned tower 1 -> 2 warms edge-2 on a tower-1 report; arriving moves at once, warm."""
+    from subscriber.decide.prewarm import Prewarming, Verdict
+    from tests.support.policy import at, build
+
+    bundle = build(policy={"prewarm": {"enabled": True}})
+    assert bundle.rules.prewarm is not None
+    warming = Prewarming(bundle.rules.prewarm)
+    for i in range(6):
+        warming.model.learn(["zone-tower-1", "zone-tower-2"], 10.0 * i, stayed_s=60.0)
+    ue = INSTANCE.ue
+
+    def step(event, record):  # type: ignore[no-untyped-def]
+        return handle_event(
+            event,
+            record,
+            [INSTANCE],
+            bundle,
+            ue_alias="~alias",
+            app_port=8080,
+            dedup_window=8,
+            warming=warming,
+        )
+
+    first = step(at("tower-1", 100.0, ue=ue), None)
+    (warm,) = first.prewarms
+    assert (warm.verdict, warm.target, warm.ue) == (Verdict.PREWARM, "edge-2", "~alias")
+    assert first.requests == []
+    again = step(at("tower-1", 110.0, ue=ue), first.record)
+    assert again.prewarms == ()  # already warm: quiet, not audited
+    arrived = step(at("tower-2", 130.0, ue=ue), again.record)
+    (request,) = arrived.requests
+    assert request.reasons == ("RELOCATE_PREWARMED",)
+    assert request.target.cluster == "edge-2"
+    used = arrived.prewarms[0]
+    assert (used.verdict, used.warm_s) == (Verdict.USED, 30.0)
+    assert warming.pool.stats.hits == 1
+
+
+def test_without_prewarming_the_step_is_unchanged() -> None:
+    """The same reports with pre-warming off wait for the dwell, and carry no pre-warm records."""
+    from tests.support.policy import at
+
+    handled, _ = _run([at("tower-1", 100.0, ue=INSTANCE.ue), at("tower-2", 130.0, ue=INSTANCE.ue)])
+    assert [h.requests for h in handled] == [[], []]
+    assert all(h.prewarms == () for h in handled)

@@ -23,7 +23,13 @@ from subscriber.app.receiver import serving_receiver
 from subscriber.events import LocationEvent, NfType, decode_event
 from subscriber.ingress.normalize import Binding
 from subscriber.ingress.publisher import Publisher
-from subscriber.ingress.receiver import Callback, Normalizer, Receiver, default_normalizers
+from subscriber.ingress.receiver import (
+    BodyDeadlines,
+    Callback,
+    Normalizer,
+    Receiver,
+    default_normalizers,
+)
 from subscriber.settings import Settings
 from subscriber.stack.state import read_state
 from subscriber.stack.supervisor import start_service, stop_service
@@ -456,3 +462,47 @@ async def test_kafka_freeze_loses_nothing_and_keeps_per_ue_order(
         await _outage_round_trip(private_stack, unique, tmp_path, outage, recover)
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+async def test_a_body_read_past_its_deadline_is_cancelled_and_reported_as_expired() -> None:
+    """The sweep cancels a read past its deadline, and says the cancellation was the deadline's."""
+    deadlines = BodyDeadlines(0.05)
+    sweeper = asyncio.create_task(deadlines.sweep_forever())
+
+    async def read() -> str:
+        task = deadlines.start()
+        try:
+            await asyncio.Event().wait()  # a body that never comes
+        except asyncio.CancelledError:
+            return "expired" if deadlines.expired(task) else "cancelled"
+        finally:
+            deadlines.stop(task)
+        return "read"
+
+    try:
+        assert await asyncio.wait_for(read(), 5) == "expired"
+    finally:
+        sweeper.cancel()
+
+
+async def test_a_shutdown_cancel_is_not_taken_for_the_deadline() -> None:
+    """A read cancelled from outside before its deadline stays cancelled (no 408 at shutdown)."""
+    deadlines = BodyDeadlines(60)
+    started = asyncio.Event()
+
+    async def read() -> None:
+        task = deadlines.start()
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            assert not deadlines.expired(task)
+            raise
+        finally:
+            deadlines.stop(task)
+
+    reading = asyncio.create_task(read())
+    await started.wait()
+    reading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reading

@@ -60,8 +60,19 @@ async def produce_events(
 async def _from_beginning(
     bootstrap: str, topic: str
 ) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
-    """A consumer assigned every partition of ``topic``, at the beginning."""
+    """A consumer assigned every partition of ``topic``, at the beginning.
+
+    The topic may not exist yet: the process under test creates it with its first record (the
+    broker auto-creates it), maybe after the test started reading. Wait for it, bounded.
+    """
     partitions = await partitions_of(bootstrap, topic)
+    for _ in range(120):
+        if partitions:
+            break
+        await asyncio.sleep(0.5)
+        partitions = await partitions_of(bootstrap, topic)
+    else:
+        raise AssertionError(f"topic {topic} has no partitions after 60 s")
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:

@@ -2,7 +2,7 @@
 
 Two modes:
 
-* ``free5gc`` reproduces free5gc/amf v1.4.5 (free5gc.md §1): no Location header, decimal counter
+* ``free5gc`` reproduces free5gc/amf v1.4.5 (free5GC v4.2.3): no Location header, decimal counter
   ids restarting at 1, DELETE answering ``200 null``, PATCH in free5GC's own body dialect, no
   notification ever sent, expiry never enforced.
 * ``notify`` is a spec-conformant AMF (TS 29.518): Location header, JSON Patch, DELETE 204, expiry
@@ -51,7 +51,8 @@ _MAX_INT32 = 2**31 - 1
 _NS = 1_000_000_000
 
 # AmfEventSubscription fields in Go struct order (openapi models/model_amf_event_subscription.go).
-# eventNotifyUri, notifyCorrelationId and nfId have no omitempty: echoed as "" when absent (§1.2).
+# eventNotifyUri, notifyCorrelationId and nfId have no omitempty: echoed as "" when absent (amf
+# v1.4.5 processor/event_exposure.go).
 _ECHO_ALWAYS = ("eventNotifyUri", "notifyCorrelationId", "nfId")
 _ECHO_ORDER = (
     "eventList",
@@ -120,7 +121,8 @@ class FakeAmf:
 
     Args:
         signer: verifies the NRF's tokens.
-        oauth: whether routes require a token (``OAuth2Required`` from the NRF, free5gc.md §4).
+        oauth: whether routes require a token (``OAuth2Required`` from the NRF, nrf v1.4.5
+        processor/access_token.go).
         mode: ``free5gc`` or ``notify`` (see the module docstring).
         clock_ns: wall clock.
         post_json: sends notifications (notify mode only).
@@ -162,7 +164,8 @@ class FakeAmf:
         """Serialize a UserLocation as the AMF does: lowercase hex, Go field order and time.
 
         TAC is ``hex.EncodeToString`` (6 lowercase digits) and nrCellId ``BitStringToHex``
-        (9 lowercase digits); ueLocationTimestamp is the AMF's receive time (free5gc.md §1.5).
+        (9 lowercase digits); ueLocationTimestamp is the AMF's receive time (amf v1.4.5
+        context/ran_ue.go).
         """
         if not _HEX_TAC.fullmatch(tac) or not _HEX_NR_CELL.fullmatch(nr_cell_id):
             raise ValueError("tac must be 6 hex digits and nrCellId 9 hex digits")
@@ -184,7 +187,7 @@ class FakeAmf:
         )
 
     def add_ue(self, supi: str, tac: str | None = None, nr_cell_id: str | None = None) -> None:
-        """Register a UE; with no location it serializes as ``"location":{}`` (free5gc.md §1.3)."""
+        """Register a UE; with no location it serializes as ``"location":{}`` (amf v1.4.5)."""
         now = self._clock_ns()
         if tac is None or nr_cell_id is None:
             self.ues[supi] = UeContext(supi, b"{}", now)
@@ -209,7 +212,7 @@ class FakeAmf:
         return self.ues.pop(supi, None) is not None
 
     def move(self, supi: str, tac: str, nr_cell_id: str) -> None:
-        """Record a new ULI for a UE, as RanUe.UpdateLocation does (free5gc.md §1.5).
+        """Record a new ULI for a UE, as RanUe.UpdateLocation does (amf v1.4.5 context/ran_ue.go).
 
         In free5gc mode nothing else happens: the AMF never notifies (free5gc/amf#78,
         free5gc/free5gc#396). In notify mode, matching LOCATION_REPORT subscriptions are notified.
@@ -228,7 +231,8 @@ class FakeAmf:
         """Restart: subscriptions are lost and the id counter starts again at 1.
 
         Subscriptions live only in memory (AMFContext.EventSubscriptions sync.Map) and ids come
-        from EventSubscriptionIDGenerator (free5gc.md §1.1, §1.2). UEs register again at once.
+        from EventSubscriptionIDGenerator (amf v1.4.5 processor/event_exposure.go). UEs register
+        again at once.
         """
         for task in self._tasks:
             task.cancel()
@@ -237,7 +241,7 @@ class FakeAmf:
         self.instance_id = str(uuid.uuid4())
 
     def profile(self, api_prefix: str, port: int) -> dict[str, Any]:
-        """The NFProfile this AMF registers with the NRF (amf context.InitNFService, §5)."""
+        """The NFProfile this AMF registers with the NRF (amf v1.4.5 context InitNFService)."""
         services = [
             {
                 "serviceInstanceId": str(index),
@@ -276,11 +280,12 @@ class FakeAmf:
         ]
 
     async def _hello(self, request: web.Request) -> web.Response:
-        # api_eventexposure.go: GET /namf-evts/v1/ answers "Hello World!" (free5gc.md §1.1).
+        # GET /namf-evts/v1/ answers "Hello World!" (amf v1.4.5 internal/sbi/api_eventexposure.go).
         return json_response("Hello World!")
 
     def _purge_expired(self, now: int) -> None:
-        # free5GC stores expiry but never enforces it (§1.2, "Options"); the spec AMF does.
+        # free5GC stores expiry but never enforces it (amf v1.4.5 processor/event_exposure.go); the
+        # spec AMF does.
         if self.mode != "notify":
             return
         for sub_id in [
@@ -299,14 +304,15 @@ class FakeAmf:
             return error
         subscription = body.get("subscription") if isinstance(body, dict) else None
         if not isinstance(subscription, dict) or not subscription.get("eventList"):
-            # processor/event_exposure.go: missing subscription or eventList (free5gc.md §1.1).
+            # Missing subscription or eventList (amf v1.4.5 processor/event_exposure.go).
             return problem(400, "SUBSCRIPTION_EMPTY")
         now = self._clock_ns()
         self._purge_expired(now)
         targets: Iterable[UeContext]
         if subscription.get("anyUE"):
             # anyUE covers the UEs in UePool at this moment only; nothing attaches UEs that
-            # register later (free5gc.md §1.2 "Targeting"). The spec AMF covers later UEs too.
+            # register later (amf v1.4.5 processor/event_exposure.go). The spec AMF covers later
+            # UEs too.
             targets = list(self.ues.values())
             supis: frozenset[str] | None = (
                 None if self.mode == "notify" else frozenset(u.supi for u in targets)
@@ -316,10 +322,12 @@ class FakeAmf:
         else:
             ue = self.ues.get(str(subscription.get("supi", "")))
             if ue is None:
-                # Gpsi/pei-only targeting ends here too: AmfUeFindBySupi("") (§1.1).
+                # Gpsi/pei-only targeting ends here too: AmfUeFindBySupi("") (amf v1.4.5
+                # processor/event_exposure.go).
                 return problem(403, "UE_NOT_SERVED_BY_AMF")
             targets, supis = [ue], frozenset((ue.supi,))
-        # EventSubscriptionIDGenerator: decimal counter 1..MaxInt32, never freed (§1.1).
+        # EventSubscriptionIDGenerator: decimal counter 1..MaxInt32, never freed (amf v1.4.5
+        # processor/event_exposure.go).
         self._next_id = self._next_id % _MAX_INT32 + 1
         self.subscriptions_created += 1
         sub_id = str(self._next_id)
@@ -335,18 +343,20 @@ class FakeAmf:
         )
         reports, inactive = self._immediate_reports(sub, options, targets, now)
         # An inactive (ONE_TIME) report deletes the subscription at once; with anyUE and zero
-        # UEs there is no report and the subscription stays (free5gc.md §1.3).
+        # UEs there is no report and the subscription stays (amf v1.4.5 newAmfEventReport).
         if not inactive:
             self.subscriptions[sub_id] = sub
         parts = [b'{"subscription":', orjson.dumps(sub.echo), b',"subscriptionId":"']
         parts += [sub_id.encode(), b'"']
         if reports:
-            # reportList has omitempty: absent when no UE was targeted (free5gc.md §1.6a).
+            # reportList has omitempty: absent when no UE was targeted (amf v1.4.5
+            # processor/event_exposure.go).
             parts += [b',"reportList":[', b",".join(reports), b"]"]
         parts.append(b"}")
         response = raw_json_response(b"".join(parts), 201)
         if self.mode == "notify":
-            # TS 29.518 requires the Location header; free5GC never sets it (§1.1).
+            # TS 29.518 requires the Location header; free5GC never sets it (amf v1.4.5
+            # processor/event_exposure.go).
             response.headers["Location"] = (
                 f"{request.url.origin()}/namf-evts/v1/subscriptions/{sub_id}"
             )
@@ -354,7 +364,7 @@ class FakeAmf:
 
     def _state(self, options: dict[str, Any], sub: _Subscription, now: int) -> tuple[bytes, bool]:
         # newAmfEventReport: no options -> active; ONE_TIME -> inactive; CONTINUOUS active while
-        # remainReports > 0; remainDuration from the stored expiry (free5gc.md §1.2, §1.3).
+        # remainReports > 0; remainDuration from the stored expiry (amf v1.4.5 newAmfEventReport).
         trigger = options.get("trigger")
         state: dict[str, Any] = {"active": trigger != "ONE_TIME"}
         if trigger == "CONTINUOUS" and sub.remain_reports is not None:
@@ -372,7 +382,8 @@ class FakeAmf:
         now: int,
     ) -> tuple[list[bytes], bool]:
         state, active = self._state(options, sub, now)
-        # timeStamp is the subscription's creation time, not the event's (free5gc.md §1.3).
+        # timeStamp is the subscription's creation time, not the event's (amf v1.4.5
+        # newAmfEventReport).
         stamp = go_time(sub.created_ns).encode()
         any_ue = b',"anyUe":true' if sub.echo.get("anyUE") else b""
         reports: list[bytes] = []
@@ -409,7 +420,8 @@ class FakeAmf:
         if self.mode == "free5gc":
             items = _free5gc_patch_items(body)
             if items is None:
-                # A spec JSON-Patch array does not decode into ModifySubscriptionRequest (§1.4).
+                # A spec JSON-Patch array does not decode into ModifySubscriptionRequest (openapi
+                # ModifySubscriptionRequest).
                 return malformed("json: cannot unmarshal array into Go value")
         else:
             if not isinstance(body, list) or not body:
@@ -417,7 +429,8 @@ class FakeAmf:
             items = [("subscriptionItem", item) for item in body]
         if sub is None:
             return problem(404, "SUBSCRIPTION_NOT_FOUND")
-        # free5GC processes only item [0] (§1.4); the spec AMF applies them all.
+        # free5GC processes only item [0] (openapi ModifySubscriptionRequest); the spec AMF applies
+        # them all.
         for kind, item in items[:1] if self.mode == "free5gc" else items:
             refusal = self._apply_patch(sub, kind, item)
             if refusal is not None:
@@ -429,7 +442,8 @@ class FakeAmf:
             return malformed("patch item must be an object")
         path = str(item.get("path", ""))
         value = item.get("value")
-        # For optionItem the path is ignored: any path sets the expiry (free5gc.md §1.4).
+        # For optionItem the path is ignored: any path sets the expiry (openapi
+        # ModifySubscriptionRequest).
         if kind == "optionItem" or path in ("/options/expiry", "/expiry"):
             moment = _parse_time_ns(value) if isinstance(value, str) else None
             if moment is None:
@@ -466,7 +480,8 @@ class FakeAmf:
         if self.subscriptions.pop(request.match_info["sub_id"], None) is None:
             return problem(404, "SUBSCRIPTION_NOT_FOUND")
         if self.mode == "free5gc":
-            # c.JSON(http.StatusOK, nil): 200 with body "null" (free5gc.md §1.1, §1.4).
+            # c.JSON(http.StatusOK, nil): 200 with body "null" (amf v1.4.5
+            # processor/event_exposure.go).
             return raw_json_response(b"null", 200)
         return web.Response(status=204)
 
@@ -477,12 +492,13 @@ class FakeAmf:
         body, error = await read_json(request)
         if error is not None:
             return error
-        # AmfUeFindByUeContextID; the fake knows UEs by SUPI only (free5gc.md §1.6b).
+        # AmfUeFindByUeContextID; the fake knows UEs by SUPI only (amf v1.4.5
+        # processor/location_info.go).
         ue = self.ues.get(request.match_info["ue_context_id"])
         if ue is None:
             return problem(404, "CONTEXT_NOT_FOUND")
         # processor/location_info.go returns the cached location with currentLoc:true; it never
-        # runs NGAP Location Reporting Control (free5gc.md §1.6b).
+        # runs NGAP Location Reporting Control (amf v1.4.5 processor/location_info.go).
         parts = [b'{"currentLoc":true,"location":', ue.location_json, b',"ratType":"NR"']
         if isinstance(body, dict) and body.get("reqTimeZone"):
             parts.append(b',"timezone":"+00:00"')
@@ -538,7 +554,8 @@ class FakeAmf:
 
 
 def _event_fields(event_type: str) -> bytes:
-    # The event-specific fields newAmfEventReport fills for the non-location types (§1.3 table).
+    # The event-specific fields newAmfEventReport fills for the non-location types (amf v1.4.5
+    # newAmfEventReport).
     if event_type == "REGISTRATION_STATE_REPORT":
         return b',"rmInfoList":[{"rmState":"REGISTERED","accessType":"3GPP_ACCESS"}]'
     if event_type == "CONNECTIVITY_STATE_REPORT":
@@ -552,7 +569,7 @@ def _event_fields(event_type: str) -> bytes:
 
 def _free5gc_patch_items(body: Any) -> list[tuple[str, Any]] | None:
     # models.ModifySubscriptionRequest has no json tags; encoding/json matches the keys
-    # SubscriptionItem/OptionItem case-insensitively (free5gc.md §1.4).
+    # SubscriptionItem/OptionItem case-insensitively (openapi ModifySubscriptionRequest).
     if not isinstance(body, dict):
         return None
     items: list[tuple[str, Any]] = []

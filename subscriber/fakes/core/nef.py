@@ -1,6 +1,7 @@
 """The fake NEF: the Monitoring Event API's subscription lifecycle, and traffic influence.
 
-The newer free5GC NEF adds this API (free5gc.md §8: ``internal/sbi/processor/monitoring.go``): it
+The newer free5GC NEF adds this API (free5gc/nef ``internal/sbi/processor/monitoring.go``,
+free5gc/free5gc#1143): it
 requires ``maximumNumberOfReports`` or ``monitorExpireTime`` and rejects IP-only UE targeting. Its
 monitoring API takes no OAuth token (free5gc/free5gc#859). It forwards only what the AMF sends, and
 a free5GC AMF sends nothing, so the fake NEF never notifies monitoring events either. Traffic
@@ -42,7 +43,8 @@ class FakeNef:
         return routes
 
     def profile(self, api_prefix: str, port: int) -> dict[str, Any]:
-        """The NFProfile the NEF registers; it has no event-exposure service name (§8)."""
+        """The NFProfile the NEF registers; it has no event-exposure service name (free5gc/nef
+        internal/context)."""
         services = [
             {
                 "serviceInstanceId": str(index),
@@ -77,7 +79,7 @@ class FakeNef:
         if not body.get("monitoringType"):
             return problem(400, "MANDATORY_IE_MISSING", "monitoringType")
         # monitoring.go: one of maximumNumberOfReports / monitorExpireTime is required, and a
-        # UE named only by IP address is refused (free5gc.md §8).
+        # UE named only by IP address is refused (free5gc/nef processor/monitoring.go).
         if not body.get("maximumNumberOfReports") and not body.get("monitorExpireTime"):
             return problem(400, "MANDATORY_IE_MISSING", "maximumNumberOfReports")
         if not any(body.get(k) for k in _TARGETS):

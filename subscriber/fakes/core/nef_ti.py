@@ -337,7 +337,7 @@ class FakeTrafficInfluence:
         """Take one SMF notification (``POST /nnef-callback/v1/notification/smf``).
 
         The fake SMF calls this in process with the exact bytes it would POST: the fake core's
-        server speaks HTTP/1.1 only, free5GC's SMF h2c only (docs/free5gc.md §3).
+        server speaks HTTP/1.1 only, free5GC's SMF h2c only (docs/free5gc.md, "h2c callbacks").
 
         Returns:
             The status and body the NEF answers the SMF with.

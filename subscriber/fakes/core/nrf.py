@@ -1,6 +1,7 @@
 """The fake NRF: NF registration, OAuth2 client-credentials tokens, discovery.
 
-Behaviour follows the free5GC NRF (free5gc/nrf v1.4.5) as described in free5gc.md §4 and §5.
+Behaviour follows the free5GC NRF (free5gc/nrf v1.4.5) ``internal/sbi/processor/access_token.go``
+and ``nf_discovery.go``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from subscriber.fakes.core.wire import (
 )
 
 TOKEN_TTL_S = 1000
-"""``expires_in`` of every token (free5gc.md §4, reply example)."""
+"""``expires_in`` of every token (nrf v1.4.5 processor/access_token.go)."""
 
 # The yaml tags of openapi models.AccessTokenReq; any other form key gives 400
-# (nrf internal/sbi/api_accesstoken.go, free5gc.md §4 step 2).
+# (nrf v1.4.5 internal/sbi/api_accesstoken.go).
 _TOKEN_FORM_KEYS = frozenset(
     [
         "grant_type",
@@ -98,7 +99,7 @@ class FakeNrf:
     def restart(self) -> None:
         """Forget every registration, as the NRF does on shutdown.
 
-        nrf pkg/service/init.go terminateProcedure drops the NfProfile collection (free5gc.md §4,
+        nrf pkg/service/init.go terminateProcedure drops the NfProfile collection (nrf v1.4.5
         "NRF restart"). The fake's own NFs register again at once; a real AMF/SMF does so when it
         restarts or its heartbeat fails (an assumption of the fake, not read from source).
         """
@@ -116,7 +117,7 @@ class FakeNrf:
 
     async def _register(self, request: web.Request) -> web.Response:
         # Register sits outside the OAuth middleware: "OAuth2 must exclude NfRegister"
-        # (nrf internal/sbi/server.go, free5gc.md §4 step 1).
+        # (nrf v1.4.5 internal/sbi/server.go).
         nf_id = request.match_info["nf_id"]
         body, error = await read_json(request)
         if error is not None:
@@ -132,7 +133,7 @@ class FakeNrf:
         profile = {**body, "nfInstanceId": nf_id}
         self.profiles[nf_id] = profile
         # The register reply tells the NF whether OAuth2 is on (nrf internal/context/
-        # management_data.go customInfo.oauth2, free5gc.md §4 "Switch").
+        # nrf v1.4.5 internal/context/management_data.go customInfo.oauth2).
         reply = {**profile, "customInfo": {"oauth2": self.oauth}}
         response = json_response(reply, 200 if existed else 201)
         if not existed:
@@ -161,7 +162,7 @@ class FakeNrf:
         if not client_id or not scope:
             return _oauth_error("invalid_request", "nfInstanceId and scope are required")
         # AccessTokenScopeCheck needs the consumer's profile, with the same nfType
-        # (nrf internal/sbi/processor/access_token.go, free5gc.md §4 step 2).
+        # (nrf v1.4.5 internal/sbi/processor/access_token.go).
         client = self.profiles.get(client_id)
         if client is None or client.get("nfType") != client_type:
             return _oauth_error("invalid_client", "client is not registered")
@@ -188,7 +189,8 @@ class FakeNrf:
 
     def _scope_allowed(self, target_type: str, scope: str) -> bool:
         # The scope must name services of the first profile of the target type; AMF services
-        # carry no allowedNfTypes, so any consumer type is allowed (free5gc.md §4 step 2).
+        # carry no allowedNfTypes, so any consumer type is allowed (nrf v1.4.5
+        # processor/access_token.go).
         if target_type == "NRF":
             services: tuple[str, ...] = SERVICE_NAMES["NRF"]
         else:
@@ -207,7 +209,7 @@ class FakeNrf:
         query = request.query
         target = query.get("target-nf-type", "")
         requester = query.get("requester-nf-type", "")
-        # nrf processor/nf_discovery.go validateQueryParameters (free5gc.md §5).
+        # nrf v1.4.5 processor/nf_discovery.go validateQueryParameters.
         if target not in NF_TYPES or requester not in NF_TYPES:
             return json_response(
                 {"title": "Invalid Parameter", "status": 400, "detail": "Loss mandatory parameter"},
@@ -226,5 +228,6 @@ class FakeNrf:
                 ):
                     continue
             found.append(profile)
-        # nfInstances is a nil slice when nothing matches, so it serializes as null (§5).
+        # nfInstances is a nil slice when nothing matches, so it serializes as null (nrf v1.4.5
+        # processor/nf_discovery.go).
         return json_response({"validityPeriod": 100, "nfInstances": found or None})

@@ -22,8 +22,9 @@ the simulator:
 * ``GET /fake/user-plane``: where each UE's application traffic goes
 * ``GET /fake/status``
 
-The server speaks HTTP/1.1, which free5GC's server accepts too (free5gc.md §3.2); the fake's own
-notifications go out over h2c prior knowledge like free5GC's client (§3.1).
+The server speaks HTTP/1.1, which free5GC's server accepts too (free5gc/util httpwrapper.go); the
+fake's own
+notifications go out over h2c prior knowledge like free5GC's client (free5gc/openapi client.go).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from subscriber.settings import Settings
 
 log = structlog.get_logger()
 
-# The headers free5GC's generated clients send (free5gc/openapi client.go, free5gc.md §3.1): no
+# The headers free5GC's generated clients send (free5gc/openapi client.go): no
 # Authorization and no 3gpp-Sbi-Callback.
 _NOTIFY_HEADERS = {
     "Content-Type": "application/json",
@@ -185,7 +186,7 @@ class FakeCore:
             self.nrf.register_core()
             return
         # HTTP/1.1: the NRF closes idle h2c connections after 1 ms (util httpwrapper), and
-        # free5GC's servers take HTTP/1.1 as well (free5gc.md §3.2).
+        # free5GC's servers take HTTP/1.1 as well (free5gc/util httpwrapper.go).
         async with httpx.AsyncClient(timeout=10) as http:
             for profile in self._core_profiles():
                 nf_id = profile["nfInstanceId"]
@@ -436,7 +437,8 @@ class FakeCoreServer:
         self._port = port
         self._ues = ues
         self._ssl = ssl_context
-        # h2c prior knowledge for http:// URIs, like free5GC's innerHTTP2CleartextClient (§3.1);
+        # h2c prior knowledge for http:// URIs, like free5GC's innerHTTP2CleartextClient
+        # (free5gc/openapi client.go);
         # its 10 s whole-request timeout too.
         self._http = httpx.AsyncClient(http2=True, http1=False, timeout=10.0)
         # Go's default client, which the NEF forwards with: no timeout at all; 10 s here so a

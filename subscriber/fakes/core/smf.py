@@ -1,7 +1,7 @@
 """The fake SMF: an event-exposure API that is not there, and the UP_PATH_CH notifier.
 
 free5GC's SMF answers 501 to every Nsmf_EventExposure route and only ever sends UP_PATH_CH, to a
-URI that arrived through AF traffic influence (free5gc.md §2). In ``notify`` mode the fake also
+URI that arrived through AF traffic influence (free5gc/smf v1.4.4). In ``notify`` mode the fake also
 offers the spec's subscription API (TS 29.508) so a spec-conformant consumer can be tested.
 """
 
@@ -46,7 +46,7 @@ def path_change_body(
     source: dict[str, Any],
     target: dict[str, Any],
 ) -> bytes:
-    """One UP_PATH_CH notification exactly as free5GC serializes it (free5gc.md §6.2 D3).
+    """One UP_PATH_CH notification exactly as free5GC serializes it (smf v1.4.4 sm_context.go).
 
     ``timeStamp`` is never set, so it is ``null``; no ``supi``; ``sourceDnai``/``targetDnai``
     only when they differ and are not the default route ``""`` (omitempty); the routes in
@@ -120,7 +120,8 @@ class FakeSmf:
     def routes(self) -> list[web.RouteDef]:
         """The SMF's HTTP routes."""
         # Note the underscore: SmfEventExposureResUriPrefix = "/nsmf_event-exposure/v1", and
-        # every route answers c.JSON(501, gin.H{}) since smf v1.2.4 (free5gc.md §2.1).
+        # every route answers c.JSON(501, gin.H{}) since smf v1.2.4 (smf v1.4.4
+        # sbi/api_eventexposure.go).
         routes = [
             web.post("/nsmf_event-exposure/v1/subscriptions", self._not_implemented),
             web.route("*", "/nsmf_event-exposure/v1/subscriptions/{sub_id}", self._not_implemented),
@@ -176,7 +177,7 @@ class FakeSmf:
         self.instance_id = str(uuid.uuid4())
 
     def profile(self, api_prefix: str, port: int) -> dict[str, Any]:
-        """The NFProfile this SMF registers (smf internal/context InitNFService, free5gc.md §5)."""
+        """The NFProfile this SMF registers (smf v1.4.4 internal/context InitNFService)."""
         services = [
             {
                 "serviceInstanceId": str(index),
@@ -211,7 +212,7 @@ class FakeSmf:
         """POST UP_PATH_CH to ``uri``; EARLY_LATE gives two separate posts, EARLY then LATE.
 
         free5GC sends each from its own goroutine (``go notifCb``) with no retry and no token
-        (smf internal/sbi/processor/notifier.go, free5gc.md §2.2): with ``concurrent`` the two
+        (smf v1.4.4 internal/sbi/processor/notifier.go): with ``concurrent`` the two
         posts race as they do there; otherwise EARLY is answered before LATE is sent.
 
         Returns:

@@ -34,7 +34,7 @@ SERVICE_NAMES: dict[str, tuple[str, ...]] = {
 
 NF_TYPES = frozenset(
     # nrf internal/sbi/processor/nf_discovery.go validateQueryParameters / nf_management.go
-    # validNfType: the NF types the free5GC NRF knows (free5gc.md §5).
+    # validNfType: the NF types the free5GC NRF knows (nrf v1.4.5 processor/nf_discovery.go).
     [
         "NRF",
         "UDM",
@@ -65,7 +65,7 @@ def go_time(ns: int) -> str:
     """Format a UTC time as Go's ``time.Time`` marshals it.
 
     RFC 3339 with up to 9 fractional digits, trailing zeros trimmed, and ``Z``
-    (free5gc.md §1.5, "Time format"), e.g. ``2026-07-01T08:15:30.123456789Z``.
+    (Go ``time.Time`` MarshalJSON, RFC 3339), e.g. ``2026-07-01T08:15:30.123456789Z``.
     """
     seconds, frac = divmod(ns, 1_000_000_000)
     base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
@@ -87,7 +87,8 @@ def raw_json_response(body: bytes, status: int = 200) -> web.Response:
 
 
 def problem(status: int, cause: str, detail: str | None = None) -> web.Response:
-    """A free5GC ProblemDetails reply: status and cause, mostly no title (free5gc.md §1.1)."""
+    """A free5GC ProblemDetails reply: status and cause, mostly no title (amf v1.4.5
+    processor/event_exposure.go)."""
     body: dict[str, Any] = {"status": status, "cause": cause}
     if detail:
         body["detail"] = detail
@@ -104,7 +105,7 @@ def malformed(detail: str) -> web.Response:
 def gin_unauthorized(message: str) -> web.Response:
     """The router's OAuth refusal: 401 with gin.H ``{"error": ...}``, not ProblemDetails.
 
-    Source: amf internal/util/router_auth_check.go (free5gc.md §1.1, last paragraph).
+    Source: amf v1.4.5 internal/util/router_auth_check.go.
     """
     return json_response({"error": message}, 401)
 
@@ -121,9 +122,11 @@ class TokenSigner:
     """Signs and checks the NRF's access tokens.
 
     The real NRF signs RS512 JWTs and the AMF verifies them with the NRF certificate (openapi
-    oauth/oauth.go VerifyOAuth, free5gc.md §4). The fake signs HS256 with one secret shared by its
+    oauth/oauth.go VerifyOAuth, nrf v1.4.5 processor/access_token.go). The fake signs HS256 with
+    one secret shared by its
     NRF and AMF: the consumer sees an opaque JWT either way, and the AMF-side checks that matter
-    (signature, scope) are the same. As in free5GC, ``exp`` is not enforced by the AMF (§4).
+    (signature, scope) are the same. As in free5GC, ``exp`` is not enforced by the AMF (nrf v1.4.5
+    processor/access_token.go).
     """
 
     def __init__(self, secret: bytes) -> None:
@@ -168,7 +171,7 @@ class NrfTokenVerifier:
 
     free5gc/openapi ``oauth/oauth.go`` VerifyOAuth parses the JWT with the public key of the
     NRF's certificate (``nrfCertPem``), RS512 as the NRF signs; the route then checks the scope.
-    It does not check ``aud``, and ``exp`` is not enforced (free5gc.md §4).
+    It does not check ``aud``, and ``exp`` is not enforced (nrf v1.4.5 processor/access_token.go).
 
     Args:
         certificate: the NRF's ``nrf.pem`` (it is rewritten at each NRF start, same key).
@@ -198,7 +201,8 @@ def check_bearer(
     """Apply free5GC's router OAuth check; return the 401 to send, or None to go on.
 
     The header must be ``<word> <jwt>`` (the second field is taken, openapi oauth.go) and the
-    token's space-separated ``scope`` must contain the route's service name (free5gc.md §4).
+    token's space-separated ``scope`` must contain the route's service name (nrf v1.4.5
+    processor/access_token.go).
     """
     if not enabled:
         return None
