@@ -87,6 +87,11 @@ def _roomy(example: Path) -> str:
     return yaml.safe_dump(doc)
 
 
+def _supi(run: str, i: int) -> str:
+    """A SUPI of this run's own (the instances file accepts only SUPIs and GPSIs)."""
+    return f"imsi-20893{int(run, 16) % 100_000:05d}{i:05d}"
+
+
 def _event(ue: str, i: int, n: int) -> LocationEvent:
     tac, cell = TOWERS[((n + i) // SWITCH_EVERY) % 2]
     return polled_report(ue, tac, cell, datetime.now(UTC), f"{ue}-{n}")
@@ -139,10 +144,14 @@ def _consumer_process(settings: Settings) -> Iterator[tuple[int, int]]:
         [sys.executable, "-m", "subscriber", "consume"],
         env={**os.environ, **to_env(settings)},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         yield port, proc.pid
+    except TimeoutError:
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+        raise SystemExit(f"the consumer never became ready: {err.decode()[-2000:]}") from None
     finally:
         proc.terminate()
         proc.wait(60)
@@ -220,7 +229,8 @@ async def measure(
     registry.write_text(
         "instances:\n"
         + "".join(
-            f"  - {{ue: ue{run}{i}, app: video-analytics, instance: b{run}{i}, cluster: edge-1}}\n"
+            f"  - {{ue: {_supi(run, i)}, app: video-analytics, instance: b{run}{i}, "
+            "cluster: edge-1}\n"
             for i in range(ues)
         )
     )
@@ -280,7 +290,7 @@ async def measure(
                 delay = start + n / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                event = _event(f"ue{run}{n % ues}", n % ues, n // ues + 1)
+                event = _event(_supi(run, n % ues), n % ues, n // ues + 1)
                 sent_at[event.event_id] = time.time()
                 await producer.send(
                     settings.kafka.events_topic,

@@ -30,8 +30,9 @@ def _check_ue(value: str) -> str:
     # (TS 29.571 §5.3.2, §5.3.3). Any other form would match no event, silently.
     if not _UE_KEY.match(value):
         raise ValueError(
-            f"{value[:40]!r} is not a SUPI or GPSI as events name UEs: write e.g. "
-            "imsi-208930000000001 or msisdn-33600000001"
+            # The form, not an example: logs mask anything shaped like a SUPI, examples included.
+            f"{value[:40]!r} is not a SUPI or GPSI as events name UEs: write imsi-<5 to 15 "
+            "digits>, msisdn-<5 to 15 digits>, nai-<...>, gci-<...>, gli-<...> or extid-<...@...>"
         )
     return value
 

@@ -19,6 +19,12 @@ an answer) are set aside the same way and cut off. Payloads are our own encoding
 bytes, orjson values (UTF-8, so never the byte ``0xff`` that starts the magic) and ASCII trace
 headers; a body an attacker controls never contains a frame that could be mistaken for ours.
 
+**Upgrade.** The previous release framed records as ``length | crc32(payload) | payload`` with
+an unchecksummed ``seg offset`` cursor. On open, a segment in that format (valid frames from
+offset 0) is rewritten in this one (new file, fsync, rename, fsync of the directory) before
+recovery, dropping what the old cursor says was drained; bytes after its last valid frame are set
+aside as a torn tail. Without a readable old cursor, everything drains again: repeats, no loss.
+
 Several processes (granian workers) each claim their own slot directory under one base
 directory with an exclusive ``flock``; a slot left behind by a worker that no longer exists can
 be adopted and drained by another (see :func:`claim_slots`).
@@ -45,6 +51,7 @@ from subscriber.errors import SpoolFull
 log = structlog.get_logger()
 
 _MAGIC = b"\xffSp1"
+_LEGACY_FRAME = struct.Struct(">II")  # the previous release's frame: length, crc32(payload)
 _FRAME = struct.Struct(">4sIII")  # magic, payload length, crc32(payload), crc32(header[:12])
 _HEAD = struct.Struct(">HI")  # topic length (| _HAS_HEADERS), key length (_NO_KEY: no key)
 _NO_KEY = 0xFFFFFFFF
@@ -173,6 +180,33 @@ def _scan(data: bytes, start: int) -> _Scan:
     return _Scan(frames, tuple(damaged), end)
 
 
+def _legacy_frames(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    """The previous release's frames from offset 0, as (offset, payload), and where they end.
+
+    Like that release's recovery, the first frame cut short or failing its CRC ends the segment.
+    """
+    frames: list[tuple[int, bytes]] = []
+    pos = 0
+    while len(data) - pos >= _LEGACY_FRAME.size:
+        length, crc = _LEGACY_FRAME.unpack_from(data, pos)
+        payload = data[pos + _LEGACY_FRAME.size : pos + _LEGACY_FRAME.size + length]
+        if len(payload) < length or zlib.crc32(payload) != crc:
+            break
+        frames.append((pos, payload))
+        pos += _LEGACY_FRAME.size + length
+    return frames, pos
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` via a fsync'ed temporary file; the caller fsyncs the dir."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
 def _errno_name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
 
@@ -263,6 +297,7 @@ class Spool:
             int(p.name.removesuffix(_SEGMENT_SUFFIX))
             for p in self.directory.glob(f"*{_SEGMENT_SUFFIX}")
         )
+        self._upgrade()
         self._cursor = self._read_cursor()
         for seg in [s for s in self._segments if s < self._cursor[0]]:
             self._path(seg).unlink()
@@ -272,6 +307,44 @@ class Spool:
             self._path(self._cursor[0]).touch()
         self._recover()
         self._open_writer()
+
+    def _upgrade(self) -> None:
+        """Rewrite the previous release's segments in this format; see the module's docstring.
+
+        Crash-safe at every step: drained segments go first, each rewrite replaces its segment
+        atomically, and the old cursor is replaced last, pointing at the start of its segment,
+        which from its rewrite on holds only undelivered records.
+        """
+        old_cursor: tuple[int, int] | None = None
+        try:
+            fields = (self.directory / "cursor").read_text().split()
+            if len(fields) == 2:
+                old_cursor = int(fields[0]), int(fields[1])
+        except (FileNotFoundError, ValueError, UnicodeDecodeError):
+            pass
+        for seg in list(self._segments):
+            path = self._path(seg)
+            data = path.read_bytes()
+            if not data or data.startswith(_MAGIC):
+                continue
+            frames, end = _legacy_frames(data)
+            if not frames:
+                continue  # neither format: recovery sets it aside as damage
+            drained_to = 0
+            if old_cursor is not None and seg <= old_cursor[0]:
+                drained_to = old_cursor[1] if seg == old_cursor[0] else len(data)
+            if drained_to >= len(data):
+                path.unlink()
+                self._segments.remove(seg)
+                continue
+            if end < len(data):
+                self._set_aside(seg, end, data[end:], "torn_tail")
+            _write_durably(path, b"".join(frame(p) for at, p in frames if at >= drained_to))
+            self._fsync_dir()
+            log.info("spool_segment_upgraded", segment=seg, bytes=len(data))
+        if old_cursor is not None:
+            self._cursor = (old_cursor[0], 0)
+            self._write_cursor()
 
     def _recover(self) -> None:
         """Count what waits from the cursor on; set damaged bytes aside; cut torn tails."""
@@ -485,12 +558,7 @@ class Spool:
             return
         try:
             target.parent.mkdir(exist_ok=True)
-            tmp = target.with_suffix(".tmp")
-            with tmp.open("wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.replace(target)
+            _write_durably(target, data)
         except OSError as exc:  # a full disk must not stop recovery of the intact records
             log.error("spool_damage_not_kept", error=type(exc).__name__, bytes=len(data))
 
@@ -540,13 +608,9 @@ class Spool:
 
     def _write_cursor(self) -> None:
         text = f"{self._cursor[0]} {self._cursor[1]}"
-        tmp = self.directory / "cursor.tmp"
+        line = f"{text} {zlib.crc32(text.encode()):08x}\n"
         try:
-            with tmp.open("w") as f:
-                f.write(f"{text} {zlib.crc32(text.encode()):08x}\n")
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.replace(self.directory / "cursor")
+            _write_durably(self.directory / "cursor", line.encode())
             self._fsync_dir()
         except OSError as exc:
             # The batch is on Kafka: a stale cursor only means it is sent again after a restart.

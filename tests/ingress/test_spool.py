@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +16,11 @@ from hypothesis import strategies as st
 
 from subscriber.errors import SpoolFull
 from subscriber.ingress import spool as spool_module
+from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.spool import Spool, SpoolRecord, claim_slots, frame
+from subscriber.settings import Settings
 from tests.support.disks import small_tmpfs
+from tests.support.kafka import read_all
 
 
 def _records(n: int, start: int = 0) -> list[SpoolRecord]:
@@ -434,3 +439,151 @@ def test_a_full_file_system_refuses_cleanly_and_keeps_every_acknowledged_record(
     again.append(_records(3))
     assert _drain(again) == _records(3)
     again.close()
+
+
+# -- the previous release's format (before the checksummed headers) --------------------------
+
+
+def _legacy_payload(record: SpoolRecord) -> bytes:
+    """A record as the previous release encoded it, built by hand from that layout."""
+    topic = record.topic.encode()
+    key = record.key or b""
+    flag = 0x8000 if record.headers else 0
+    out = struct.pack(">HI", len(topic) | flag, 0xFFFFFFFF if record.key is None else len(key))
+    out += topic + key
+    if record.headers:
+        out += struct.pack(">H", len(record.headers))
+        for name, value in record.headers:
+            out += struct.pack(">HI", len(name), len(value)) + name.encode() + value
+    return out + record.value
+
+
+def _legacy_segment(records: list[SpoolRecord]) -> bytes:
+    """``length | crc32(payload) | payload`` per record, as the previous release wrote them."""
+    payloads = [_legacy_payload(r) for r in records]
+    return b"".join(struct.pack(">II", len(p), zlib.crc32(p)) + p for p in payloads)
+
+
+def _legacy_records(topic: str = "events") -> list[SpoolRecord]:
+    trace = (("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),)
+    return [
+        SpoolRecord(topic, f"ue-{i % 3}".encode(), f'{{"n":{i}}}'.encode(), trace if i % 2 else ())
+        for i in range(9)
+    ] + [SpoolRecord(topic, None, b'{"dead":1}')]
+
+
+def _write_legacy_spool(slot: Path, records: list[SpoolRecord]) -> int:
+    """Segments 3 (drained), 4 and 5, and an old cursor 2 records into segment 4: its offset."""
+    slot.mkdir(parents=True, exist_ok=True)
+    (slot / "000000000003.seg").write_bytes(_legacy_segment(records[:3]))
+    (slot / "000000000004.seg").write_bytes(_legacy_segment(records[3:7]))
+    (slot / "000000000005.seg").write_bytes(_legacy_segment(records[7:]))
+    offset = len(_legacy_segment(records[3:5]))
+    (slot / "cursor").write_text(f"4 {offset}\n")
+    return offset
+
+
+def test_a_spool_of_the_previous_release_drains_what_it_had_not_delivered(tmp_path: Path) -> None:
+    """Old-format segments are converted on open; the old cursor is honoured; nothing repeats."""
+    records = _legacy_records()
+    _write_legacy_spool(tmp_path, records)
+    spool = _open(tmp_path)
+    assert spool.pending_records == 5
+    assert spool.damaged_bytes == 0
+    assert all(p.read_bytes().startswith(b"\xffSp1") for p in tmp_path.glob("*.seg"))
+    batch = spool.read(2)
+    assert batch.records == tuple(records[5:7])
+    spool.commit(batch)
+    spool.close()
+    again = _open(tmp_path)
+    assert _drain(again) == records[7:]
+    again.close()
+    assert not (tmp_path / "damaged").exists()
+
+
+def test_an_old_segment_with_a_torn_tail_keeps_its_whole_frames(tmp_path: Path) -> None:
+    """A crash mid-write under the previous release: whole frames drain, the rest is set aside."""
+    records = _legacy_records()
+    tail = _legacy_segment(records[4:5])[:-3]
+    (tmp_path / "000000000000.seg").write_bytes(_legacy_segment(records[:4]) + tail)
+    spool = _open(tmp_path)
+    assert spool.damaged_bytes == len(tail)
+    spool.append(records[4:5])
+    assert _drain(spool) == records[:5]
+    spool.close()
+
+
+def test_an_old_spool_without_a_readable_cursor_drains_everything(tmp_path: Path) -> None:
+    """Duplicates rather than loss: an unreadable old cursor drains every old record."""
+    records = _legacy_records()
+    _write_legacy_spool(tmp_path, records)
+    (tmp_path / "cursor").write_bytes(b"4 \xff\n")
+    spool = _open(tmp_path)
+    assert _drain(spool) == records
+    spool.close()
+
+
+def test_a_crash_while_converting_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash before a rename (temporary file left) or before the cursor: no loss, no repeat."""
+    records = _legacy_records()
+    _write_legacy_spool(tmp_path, records)
+    real_replace = Path.replace
+
+    def crash_on_segment(self: Path, target: Path) -> Path:
+        if str(target).endswith("000000000005.seg"):
+            raise OSError(errno.EIO, "crash")
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", crash_on_segment)
+    crashed = Spool(tmp_path, max_bytes=1_048_576)
+    with pytest.raises(OSError, match="crash"):
+        crashed.open()
+    crashed.close()
+    assert (tmp_path / "000000000005.seg.tmp").exists()
+    monkeypatch.undo()
+
+    def crash(self: Spool) -> None:
+        raise OSError(errno.EIO, "crash before the cursor")
+
+    monkeypatch.setattr(Spool, "_write_cursor", crash)
+    with pytest.raises(OSError, match="cursor"):
+        crashed.open()
+    crashed.close()
+    monkeypatch.undo()
+    spool = _open(tmp_path)
+    assert _drain(spool) == records[5:]
+    assert spool.damaged_bytes == 0
+    spool.close()
+
+
+def test_a_file_of_neither_format_is_still_set_aside(tmp_path: Path) -> None:
+    """Bytes that are no frame of either release go to ``damaged/``; old records beside drain."""
+    records = _legacy_records()
+    junk = b"\x00\x00\x00\x05not a frame of any release"
+    (tmp_path / "000000000000.seg").write_bytes(_legacy_segment(records))
+    (tmp_path / "000000000001.seg").write_bytes(junk)
+    spool = _open(tmp_path)
+    assert spool.damaged_bytes == len(junk)
+    assert _drain(spool) == records
+    assert [p.read_bytes() for p in (tmp_path / "damaged").iterdir()] == [junk]
+    spool.close()
+
+
+@pytest.mark.stack
+async def test_an_upgraded_receiver_publishes_the_old_spool_to_kafka(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
+    """Through the real publisher: exactly the undelivered old records reach the topic, in order."""
+    topic = stack_settings.kafka.events_topic
+    records = _legacy_records(topic)
+    receiver = stack_settings.receiver.model_copy(update={"spool_dir": tmp_path / "spool"})
+    _write_legacy_spool(receiver.spool_dir / "slot-0", records)
+    async with Publisher(kafka=stack_settings.kafka, receiver=receiver) as pub:
+        await pub.wait_drained()
+        assert pub.spool_records == 0
+    got = await read_all(stack_settings.kafka.bootstrap_servers, topic, 5)
+    assert [(r.key, r.value, tuple(r.headers)) for r in got] == [
+        (r.key, r.value, r.headers) for r in records[5:]
+    ]
