@@ -43,7 +43,7 @@ import gc
 import heapq
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
@@ -68,7 +68,7 @@ from subscriber.decide.bundle import Bundle
 from subscriber.decide.engine import InstancesHolder, PolicyHolder
 from subscriber.decide.instances import Instances
 from subscriber.decide.ledger import Ledger
-from subscriber.decide.prewarm import Prewarm, Prewarming, Verdict
+from subscriber.decide.prewarm import Prewarm, Prewarming, Verdict, hold
 from subscriber.decide.step import (
     Handled,
     UeRecord,
@@ -323,6 +323,7 @@ class EventConsumer:
         for tp in list(self._committable):
             if tp.partition in partitions:
                 del self._committable[tp]
+        await self._cool_revoked(partitions)
         await self._lanes.drop(partitions)
         self._writer.drop(partitions)
         self._marks.drop(partitions)
@@ -450,7 +451,7 @@ class EventConsumer:
         """Handle one fetched batch, partition by partition, in offset order."""
         # Records can arrive before the assignment callback has restored their partition.
         await self.ensure_restored(sorted({tp.partition for tp in batch}))
-        self._sync_warming()
+        await self._sync_warming()
         outcomes = self._s.kafka.outcomes_topic
         generation = self._generation
         handled = 0
@@ -476,16 +477,18 @@ class EventConsumer:
                     structlog.contextvars.unbind_contextvars("topic", "partition", "offset")
                 work.finish()
 
-    def _sync_warming(self) -> None:
+    async def _sync_warming(self) -> None:
         """Pre-warming as the running policy has it: started, restarted with new rules, stopped.
 
-        What an old pool held is cooled by its workflows' next move or prewarm.
+        What an old pool held is cooled at once: its capacity, budget and owners go with it.
         """
         rules = self._policy.bundle.rules.prewarm
-        if rules is None:
-            self.warming = None
-        elif self.warming is None or self.warming.pool.rules != rules:
-            self.warming = Prewarming(rules)
+        old = self.warming
+        if old is not None and old.pool.rules == rules:
+            return
+        self.warming = Prewarming(rules) if rules is not None else None
+        if old is not None:
+            await self._cool(old.pool.drain(time.time()))
 
     async def _housekeeping(self) -> None:
         self._notice_reloads()
@@ -639,6 +642,7 @@ class EventConsumer:
         return the workflow requests that start or cool them."""
         assert self._outbox is not None
         bundle = self._policy.bundle
+        hold(self.ledger, bundle, prewarms)
         for rec in prewarms:
             PREWARMS.labels(rec.verdict.value.lower()).inc()
             await self._outbox.send(
@@ -647,13 +651,9 @@ class EventConsumer:
                 key=rec.app.encode(),
                 then=work.part() if work is not None else _nothing,
             )
-            if rec.target is None:
-                continue
             if rec.verdict is Verdict.PREWARM:
-                self.ledger.reserve(bundle, rec.target, rec.app)
                 self._warm_owners[(rec.ue, rec.app)] = (partition, ue)
             else:
-                self.ledger.release(bundle, rec.target, rec.app)
                 self._warm_owners.pop((rec.ue, rec.app), None)
                 WARM_SECONDS.labels("used" if rec.verdict is Verdict.USED else "wasted").inc(
                     rec.warm_s or 0.0
@@ -674,10 +674,13 @@ class EventConsumer:
             return []
 
     async def _expire_warm(self) -> None:
-        """Cool the warm instances whose TTL passed: each goes to its UE's lane."""
-        if self.warming is None:
-            return
-        for rec in self.warming.expire(time.time()):
+        """Cool the warm instances whose TTL passed (by the wall clock, as rechecks fire)."""
+        if self.warming is not None:
+            await self._cool(self.warming.expire(time.time()))
+
+    async def _cool(self, ended: Sequence[Prewarm]) -> None:
+        """Audit and count the ends of warm instances, and send each cool to its UE's lane."""
+        for rec in ended:
             owner = self._warm_owners.get((rec.ue, rec.app))
             if owner is None:
                 continue
@@ -687,6 +690,33 @@ class EventConsumer:
             # The record goes again as it is (None: the UE was forgotten, its tombstone again).
             record = self._lookup(partition, ue)
             await self._lanes_submit((partition, ue), tuple(cool), record, _nothing)
+
+    async def _cool_revoked(self, partitions: set[int]) -> None:
+        """End the warm instances of UEs whose partitions go: their next owner does not know
+        them. Their cools are signalled at once (a cool removes only a warm instance that is
+        there), within a bound: a revocation must not wait long."""
+        if self.warming is None:
+            return
+        now = time.time()
+        pool = self.warming.pool
+        ended = [
+            rec
+            for (alias, app), (p, _) in list(self._warm_owners.items())
+            if p in partitions and (rec := pool.revoke(now, alias, app)) is not None
+        ]
+        owners = {(r.ue, r.app): self._warm_owners[(r.ue, r.app)] for r in ended}
+        cools: list[RelocationRequest] = []
+        for rec in ended:
+            partition, ue = owners[(rec.ue, rec.app)]
+            cause = f"revoked-{int(now * 1000)}"
+            cools += await self._prewarms(partition, ue, (rec,), cause, None)
+        queue = self._s.temporal.task_queue
+        for req in cools:
+            try:
+                async with asyncio.timeout(2):
+                    await self._signaller(self._temporal, queue, req)
+            except Exception as exc:  # the instance stays warm until its app's next move
+                log.info("consumer.cool_on_revoke_failed", error=type(exc).__name__)
 
     async def _lanes_submit(
         self,

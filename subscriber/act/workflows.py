@@ -102,6 +102,7 @@ class RelocationInput(_Model):
     pending_received_at: datetime | None = None
     pending_warm: RelocationRequest | None = None
     pending_warm_received_at: datetime | None = None
+    pending_warm_first: bool = False
     seen_request_ids: tuple[str, ...] = ()
     last_decided_at: datetime | None = None
     history: tuple[MoveOutcome, ...] = ()
@@ -224,9 +225,11 @@ class RelocationWorkflow:
         self._warm = inp.warm
         self._pending = inp.pending
         self._pending_received_at = inp.pending_received_at
-        # A prewarm or cool waits apart, after moves: it never takes a move's place.
+        # A prewarm or cool waits in a slot of its own: it never takes a move's place. Requests
+        # run in the order they came; ``_warm_first`` says the pending one of each came first.
         self._pending_warm = inp.pending_warm
         self._pending_warm_received_at = inp.pending_warm_received_at
+        self._warm_first = inp.pending_warm_first
         self._seen = list(inp.seen_request_ids)
         self._seen_set = set(self._seen)
         self._last_decided_at = inp.last_decided_at
@@ -252,13 +255,13 @@ class RelocationWorkflow:
                     or self._should_continue_as_new()
                 )
             )
-            if self._pending is not None:
-                request, received_at = self._pending, self._pending_received_at
-                self._pending, self._pending_received_at = None, None
-                await self._move(request, received_at)
-            elif self._pending_warm is not None:
+            if self._pending_warm is not None and (self._pending is None or self._warm_first):
                 request, received_at = self._pending_warm, self._pending_warm_received_at
                 self._pending_warm, self._pending_warm_received_at = None, None
+                await self._move(request, received_at)
+            elif self._pending is not None:
+                request, received_at = self._pending, self._pending_received_at
+                self._pending, self._pending_received_at = None, None
                 await self._move(request, received_at)
             if self._should_continue_as_new():
                 break
@@ -300,6 +303,7 @@ class RelocationWorkflow:
                 "pending_received_at": self._pending_received_at,
                 "pending_warm": self._pending_warm,
                 "pending_warm_received_at": self._pending_warm_received_at,
+                "pending_warm_first": self._warm_first,
                 "seen_request_ids": tuple(self._seen),
                 "last_decided_at": self._last_decided_at,
                 "history": tuple(self._history),
@@ -325,20 +329,25 @@ class RelocationWorkflow:
                 request, Status.REJECTED, received_at=now, settled=False, error="wrong workflow"
             )
             return
-        if self._last_decided_at is not None and request.decided_at < self._last_decided_at:
+        if request.kind is RequestKind.COOL:
+            # A cool is decided on the consumer's clock when a TTL runs out, not on its UE's
+            # report times: it neither is stale nor makes a later-reported move stale. It
+            # removes only the warm instance it names, so an old one does no harm.
+            pass
+        elif self._last_decided_at is not None and request.decided_at < self._last_decided_at:
             self._record(request, Status.STALE, received_at=now, settled=idle)
             return
-        self._last_decided_at = request.decided_at
+        else:
+            self._last_decided_at = request.decided_at
         if request.kind is not RequestKind.MOVE:
-            if self._pending_warm is not None:
-                self._record(
-                    self._pending_warm,
-                    Status.SUPERSEDED,
-                    received_at=self._pending_warm_received_at,
-                    settled=False,
-                )
+            self._supersede_warm()
             self._pending_warm, self._pending_warm_received_at = request, now
+            self._warm_first = self._pending is None
             return
+        if self._pending_warm is not None and self._pending_warm.kind is RequestKind.PREWARM:
+            # The move settles the warm instance itself: it uses it or removes it. A pending cool
+            # stays, and runs first: what was decided earlier happens earlier.
+            self._supersede_warm()
         if self._pending is not None:
             self._record(
                 self._pending,
@@ -347,6 +356,16 @@ class RelocationWorkflow:
                 settled=False,
             )
         self._pending, self._pending_received_at = request, now
+
+    def _supersede_warm(self) -> None:
+        if self._pending_warm is not None:
+            self._record(
+                self._pending_warm,
+                Status.SUPERSEDED,
+                received_at=self._pending_warm_received_at,
+                settled=False,
+            )
+            self._pending_warm, self._pending_warm_received_at = None, None
 
     @workflow.signal(name=PATH_SIGNAL)
     def path_changed(self, change: PathChange) -> None:

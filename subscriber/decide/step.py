@@ -243,7 +243,10 @@ def handle_event(
         for inst in instances
     ]
     before = state
-    adjust = None if warming is None else _relaxer(warming, bundle, ue_alias)
+    adjust = None
+    if warming is not None:
+        bundle = warming.bundle_for(bundle, ue_alias, (i.app for i in instances))
+        adjust = _relaxer(warming, bundle, ue_alias)
     decisions, state = decide_all(at_s, bundle, placements, before, event, adjust)
     audited, record = _requests(
         list(zip(instances, decisions, strict=True)),
@@ -266,7 +269,17 @@ def handle_event(
         audited=audited,
         record=replace(record, state=state, seen=seen, recheck_at_s=recheck_at_s),
         clamped=clamped,
-        prewarms=_warm(warming, bundle, ue_alias, before, state, decisions, at_s),
+        # The pool's clock never runs ahead of ours: see subscriber.decide.prewarm.
+        prewarms=_warm(
+            warming,
+            bundle,
+            ue_alias,
+            before,
+            state,
+            decisions,
+            at_s,
+            min(at_s, event.ingest_time.timestamp()),
+        ),
     )
 
 
@@ -282,6 +295,7 @@ def _warm(
     after: UeState | None,
     decisions: Sequence[Decision],
     at_s: float,
+    clock_s: float,
 ) -> tuple[Prewarm, ...]:
     if warming is None:
         return ()
@@ -289,10 +303,11 @@ def _warm(
         warming.observed(before, after, at_s)
     out = []
     for decision in decisions:
-        ended = warming.moved(decision, ue)
+        ended = warming.moved(decision, ue, clock_s)
         if ended is not None:
             out.append(ended)
-        out += [r for r in warming.ahead(decision, bundle, ue) if r.verdict not in QUIET]
+        ahead = warming.ahead(decision, bundle, ue, clock_s)
+        out += [r for r in ahead if r.verdict not in QUIET]
     return tuple(out)
 
 
@@ -319,6 +334,8 @@ def handle_recheck(
     if state is None or not record.seen:
         return Handled(duplicate=False, audited=(), record=replace(record, recheck_at_s=None))
     decisions = []
+    if warming is not None:
+        bundle = warming.bundle_for(bundle, ue_alias, (i.app for i in instances))
     for inst in instances:
         placement = Running(inst.app, record.placement_of(instance_key(inst)) or inst.cluster)
         decision = recheck(at_s, bundle, placement, state)
@@ -340,7 +357,7 @@ def handle_recheck(
         duplicate=False,
         audited=audited,
         record=replace(record, state=state, recheck_at_s=_recheck_at(audited)),
-        prewarms=_warm(warming, bundle, ue_alias, state, state, decisions, at_s),
+        prewarms=_warm(warming, bundle, ue_alias, state, state, decisions, at_s, at_s),
     )
 
 

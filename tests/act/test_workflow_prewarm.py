@@ -98,6 +98,8 @@ async def test_cool_removes_the_warm_instance_and_a_move_elsewhere_deploys(
         await wait_history(client, warm, 3)
         assert sorted(c for *_, c in local.running()) == ["edge2", "edge3"]
         await request_relocation(client, queue, make_request(unique, c, b, 4, kind=COOL))
+        # Sent at once, the second cool would supersede the first while it still waits.
+        await wait_history(client, warm, 4)
         await request_relocation(client, queue, make_request(unique, c, b, 5, kind=COOL))
         history = await wait_history(client, warm, 5)
         state = await handle.query(RelocationWorkflow.state)
@@ -167,6 +169,106 @@ async def test_a_prewarm_never_supersedes_a_pending_move(
     ]
     assert await pdns.query_a(name) == [c.address]
     assert sorted(c for *_, c in local.running()) == ["edge2", "edge3"]
+
+
+async def test_a_cool_that_came_before_a_move_runs_before_it(
+    act_settings: Settings,
+    client: Client,
+    pdns: PowerDns,
+    local: LocalOrchestrator,
+    clusters: dict[str, Placement],
+    unique: str,
+) -> None:
+    """A cool and then a move to the same cluster, both waiting: the cool removes the warm
+    instance first and the move deploys afresh, whichever the workflow picked up when."""
+    a, b = clusters["edge1"], clusters["edge2"]
+    warm = make_request(unique, a, b, 1, kind=PREWARM)
+    name = await serve_from(local, pdns, warm, a)
+    gated = Gated(local, "edge2")
+    queue = act_settings.temporal.task_queue
+    async with running_worker(client, act_settings, gated, pdns):
+        await request_relocation(client, queue, warm)
+        await gated.waiting.wait()
+        await request_relocation(client, queue, make_request(unique, a, b, 2, kind=COOL))
+        await request_relocation(client, queue, make_request(unique, a, b, 3))
+        gated.gate.set()
+        history = await wait_history(client, warm, 3)
+        await assert_replays(client.get_workflow_handle(workflow_id(warm.app, warm.instance)))
+    assert [(o.request_id[-1], o.status) for o in history] == [
+        ("1", Status.COMPLETED),
+        ("2", Status.COMPLETED),
+        ("3", Status.COMPLETED),
+    ]
+    assert list(history[1].step_ms) == [Step.REMOVE_WARM.value]
+    assert list(history[2].step_ms) == DNS_MOVE_STEPS
+    assert await pdns.query_a(name) == [b.address]
+    assert local.running() == [(warm.app, warm.instance, "edge2")]
+
+
+async def test_a_cool_decided_later_leaves_a_move_reported_earlier_alone(
+    act_settings: Settings,
+    client: Client,
+    pdns: PowerDns,
+    local: LocalOrchestrator,
+    clusters: dict[str, Placement],
+    unique: str,
+) -> None:
+    """An expiry's cool carries the consumer's clock, later than the UE's next report: the move
+    that report decides is carried out, not refused as stale."""
+    a, b, c = clusters["edge1"], clusters["edge2"], clusters["edge3"]
+    warm = make_request(unique, a, b, 1, kind=PREWARM)
+    name = await serve_from(local, pdns, warm, a)
+    queue = act_settings.temporal.task_queue
+    async with running_worker(client, act_settings, local, pdns):
+        await request_relocation(client, queue, warm)
+        await wait_history(client, warm, 1)
+        await request_relocation(client, queue, make_request(unique, a, b, 5, kind=COOL))
+        await wait_history(client, warm, 2)
+        await request_relocation(client, queue, make_request(unique, a, c, 3))
+        history = await wait_history(client, warm, 3)
+    assert [(o.request_id[-1], o.status) for o in history] == [
+        ("1", Status.COMPLETED),
+        ("5", Status.COMPLETED),
+        ("3", Status.COMPLETED),
+    ]
+    assert await pdns.query_a(name) == [c.address]
+    assert local.running() == [(warm.app, warm.instance, "edge3")]
+
+
+async def test_a_move_supersedes_a_waiting_prewarm(
+    act_settings: Settings,
+    client: Client,
+    pdns: PowerDns,
+    local: LocalOrchestrator,
+    clusters: dict[str, Placement],
+    unique: str,
+) -> None:
+    """A prewarm still waiting when a move comes is superseded: run after the move it would
+    leave a warm instance nobody expects."""
+    a, b, c = clusters["edge1"], clusters["edge2"], clusters["edge3"]
+    first = make_request(unique, a, c, 1)
+    name = await serve_from(local, pdns, first, a)
+    gated = Gated(local, "edge3")
+    queue = act_settings.temporal.task_queue
+    async with running_worker(client, act_settings, gated, pdns):
+        await request_relocation(client, queue, first)
+        await gated.waiting.wait()
+        await request_relocation(client, queue, make_request(unique, a, b, 2, kind=PREWARM))
+        await request_relocation(client, queue, make_request(unique, c, a, 3))
+        gated.gate.set()
+        history = await wait_history(client, first, 3)
+        state = await client.get_workflow_handle(workflow_id(first.app, first.instance)).query(
+            RelocationWorkflow.state
+        )
+        await assert_replays(client.get_workflow_handle(workflow_id(first.app, first.instance)))
+    assert {o.request_id[-1]: o.status for o in history} == {
+        "1": Status.COMPLETED,
+        "2": Status.SUPERSEDED,
+        "3": Status.COMPLETED,
+    }
+    assert state.warm is None
+    assert await pdns.query_a(name) == [a.address]
+    assert local.running() == [(first.app, first.instance, "edge1")]
 
 
 async def test_a_worker_restart_mid_prewarm_finishes_it(
