@@ -241,6 +241,7 @@ class MoveOutcome(_Model):
 
     request_id: str
     status: Status
+    kind: RequestKind = Field(RequestKind.MOVE, description="The request's kind.")
     source_cluster: str | None = None
     target_cluster: str
     failed_step: Step | None = None

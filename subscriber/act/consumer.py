@@ -88,7 +88,13 @@ from subscriber.decide.step import (
 from subscriber.errors import SignalFailed, UndecodableEvent
 from subscriber.events import LocationEvent, decode_event
 from subscriber.logs import pseudonym
-from subscriber.relocation import RelocationRequest, decode_report
+from subscriber.relocation import (
+    OutcomeReport,
+    RelocationRequest,
+    RequestKind,
+    Status,
+    decode_report,
+)
 from subscriber.settings import Settings
 
 log = structlog.get_logger()
@@ -113,6 +119,9 @@ WARM_SECONDS = Counter(
     "Seconds warm instances were warm before they ended, by whether they were used",
     ["use"],
 )
+
+_NOT_WARMED = frozenset({Status.FAILED, Status.CANCELLED, Status.REJECTED, Status.STALE})
+"""Outcomes of a prewarm that leave no warm instance (a superseded one may have a successor)."""
 
 Signaller = Callable[[Client, str, RelocationRequest], Awaitable[SignalReceipt]]
 
@@ -499,6 +508,7 @@ class EventConsumer:
         if now - self._last_expiry >= _EXPIRE_EVERY_S:
             self._last_expiry = now
             await self._expire()
+            await self._sync_warming()  # a policy that turned pre-warming off, with no records
             await self._expire_warm()
         if now - self._last_commit >= self._s.act.commit_interval_s:
             self._last_commit = now
@@ -586,6 +596,7 @@ class EventConsumer:
         except Exception as exc:  # no record may stop the consumer
             await self._dead_letter(tp, msg, _why(exc), work.part())
             return
+        await self._prewarm_failed(report)
         if ue is None or applied is None:
             CONSUMED.labels("outcome_ignored").inc()
             return
@@ -690,6 +701,22 @@ class EventConsumer:
             # The record goes again as it is (None: the UE was forgotten, its tombstone again).
             record = self._lookup(partition, ue)
             await self._lanes_submit((partition, ue), tuple(cool), record, _nothing)
+
+    async def _prewarm_failed(self, report: OutcomeReport) -> None:
+        """A prewarm the workflow did not carry out (it failed, or came too late) leaves no warm
+        instance: the pool, its budget, the ledger and the owners let it go."""
+        outcome = report.outcome
+        if (
+            self.warming is None
+            or outcome.kind is not RequestKind.PREWARM
+            or outcome.status not in _NOT_WARMED
+        ):
+            return
+        warm = self.warming.pool.warm(report.ue_key, report.app)
+        if warm is None or warm.cluster != outcome.target_cluster:
+            return  # a newer prediction, or already ended
+        rec = self.warming.pool.revoke(time.time(), report.ue_key, report.app)
+        await self._cool([rec] if rec is not None else [])
 
     async def _cool_revoked(self, partitions: set[int]) -> None:
         """End the warm instances of UEs whose partitions go: their next owner does not know
@@ -896,6 +923,10 @@ class EventConsumer:
                     recs = [*self.records[p].values(), *self._kept.get(p, {}).values()]
                     for cluster, app in reserved(recs):
                         self.ledger.reserve(bundle, cluster, app)
+                # Like moves awaiting their outcome, warm instances hold their room until they end.
+                if self.warming is not None:
+                    for warm in self.warming.pool.instances():
+                        self.ledger.reserve(bundle, warm.cluster, warm.app)
         if registry is not self._registry_seen:
             old_registry, self._registry_seen = self._registry_seen, registry
             self._by_partition = {}

@@ -407,6 +407,7 @@ class RelocationWorkflow:
             {
                 "request_id": request.request_id,
                 "status": status,
+                "kind": request.kind,
                 "source_cluster": source.cluster if source else None,
                 "target_cluster": request.target.cluster,
                 "received_at": received_at,
@@ -829,6 +830,16 @@ class RelocationWorkflow:
                 done.append("target_removed")
             except ActivityError as exc:
                 errors.append(f"remove_target: {_error_text(exc)}")
+        # Asked only when a warm instance exists: histories from before pre-warming never had one.
+        # The consumer counted the warm instance as missed when it decided this move elsewhere.
+        warm = self._warm
+        if warm is not None and workflow.patched(PREWARM_PATCH):
+            try:
+                await self._remove(warm.placement, drain=False)
+                self._warm = None
+                done.append("warm_removed")
+            except ActivityError as exc:
+                errors.append(f"remove_warm: {_error_text(exc)}")
         return done, errors, keep_target
 
     async def _serving(self, placement: Placement) -> bool:

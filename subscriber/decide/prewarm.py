@@ -157,6 +157,10 @@ class WarmPool:
         """The warm instance of ``app`` for ``ue``, if any."""
         return self._warm.get((ue, app))
 
+    def instances(self) -> list[Warm]:
+        """Every warm instance (what a fresh capacity ledger must count again)."""
+        return list(self._warm.values())
+
     def on_cluster(self, cluster: str) -> int:
         """How many warm instances ``cluster`` holds."""
         return self._per_cluster.get(cluster, 0)

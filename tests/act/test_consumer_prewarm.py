@@ -15,14 +15,14 @@ from temporalio.client import Client
 from subscriber.act.dns import PowerDns
 from subscriber.act.workflows import RelocationWorkflow
 from subscriber.fakes.local_orchestrator import LocalOrchestrator
-from subscriber.relocation import MoveOutcome, Placement, Status, Step, workflow_id
+from subscriber.relocation import MoveOutcome, Placement, RequestKind, Status, Step, workflow_id
 from subscriber.settings import PolicySettings, Settings
 from tests.act.test_consumer import consuming
 from tests.support.events import POLICY, TOPOLOGY
 from tests.support.kafka import create_topic, produce_events, read_all
 from tests.support.policy import at
 from tests.support.ports import CLUSTER_ADDRESSES, edge_port
-from tests.support.relocation import Recorder, running_worker, serve_from
+from tests.support.relocation import Faulty, Recorder, running_worker, serve_from
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.stack
@@ -228,3 +228,73 @@ async def test_an_exhausted_budget_prewarms_nothing(
     kinds = sorted((r.instance[-1], r.kind.value, r.target.cluster) for r in recorder.accepted)
     assert kinds == [("0", "move", "edge-1"), ("0", "prewarm", "edge-2"), ("1", "move", "edge-1")]
     assert quiet.get("CLUSTER_BUDGET") == 1, quiet
+
+
+async def _warmed(act_settings: Settings, tmp_path: Path, local: LocalOrchestrator, pdns: PowerDns):  # type: ignore[no-untyped-def]
+    """One subject on the route, reports produced: its app will be warmed on edge-2."""
+    settings, (name,) = await _serving(act_settings, tmp_path, local, pdns, 1, ttl_s=1000)
+    kafka = settings.kafka
+    now = time.time()
+    base = now - 3 * STEP_S
+    subject = [at(p, base + STEP_S * i, ue=_subject(0)) for i, p in enumerate(ROUTE[:3])]
+    await produce_events(kafka.bootstrap_servers, kafka.events_topic, [*_trainers(now), *subject])
+    return settings, name
+
+
+async def test_a_failed_prewarm_gives_its_room_back(
+    act_settings: Settings,
+    client: Client,
+    pdns: PowerDns,
+    local: LocalOrchestrator,
+    tmp_path: Path,
+) -> None:
+    """The prewarm's deploy fails: its outcome ends the warm instance in the pool at once
+    (budget, capacity and owner), audited, instead of holding them until the TTL."""
+    settings, _ = await _warmed(act_settings, tmp_path, local, pdns)
+    faulty = Faulty(local, deploy="edge-2")
+    async with running_worker(client, settings, faulty, pdns), consuming(settings, client) as c:
+        await until(lambda: _done(client, settings, 2), timeout_s=60)
+        assert c.warming is not None
+        pool = c.warming.pool
+        await until(lambda: len(pool) == 0, timeout_s=30)
+        history = await _history(client, settings, 0)
+        decisions = await _audit(settings, 3 + 2)
+        left = c.ledger.extra.get("edge-2")
+    assert (history[1].kind, history[1].status) == (RequestKind.PREWARM, Status.FAILED)
+    assert left is None or left.apps == 0
+    assert pool.on_cluster("edge-2") == 0
+    assert [d["verdict"] for d in decisions if d.get("kind") == "prewarm"] == [
+        "PREWARM",
+        "EXPIRED",
+    ]
+
+
+async def test_turning_prewarming_off_cools_what_was_warm(
+    act_settings: Settings,
+    client: Client,
+    pdns: PowerDns,
+    local: LocalOrchestrator,
+    tmp_path: Path,
+) -> None:
+    """A policy reload with pre-warming off: the warm instance is removed at once (not left
+    running, counted against capacity, until the UE's next move)."""
+    settings, name = await _warmed(act_settings, tmp_path, local, pdns)
+    policy = settings.policy.policy_file
+    async with running_worker(client, settings, local, pdns), consuming(settings, client) as c:
+        await until(lambda: _done(client, settings, 2), timeout_s=60)
+        doc = yaml.safe_load(policy.read_text())
+        doc["prewarm"]["enabled"] = False
+        fresh = policy.with_suffix(".new")
+        fresh.write_text(yaml.safe_dump(doc))
+        fresh.replace(policy)
+        await until(lambda: _done(client, settings, 3), timeout_s=60)
+        history = await _history(client, settings, 0)
+        warming = c.warming
+        left = c.ledger.extra.get("edge-2")
+    cooled = history[2]
+    assert (cooled.kind, cooled.status) == (RequestKind.COOL, Status.COMPLETED), cooled
+    assert list(cooled.step_ms) == [Step.REMOVE_WARM.value]
+    assert warming is None
+    assert left is None or left.apps == 0
+    assert local.running() == [(VA, _instance(settings, 0), "edge-1")]
+    assert await pdns.query_a(name) == [CLUSTER_ADDRESSES[0]]

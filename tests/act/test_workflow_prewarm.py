@@ -140,6 +140,36 @@ async def test_a_failed_prewarm_removes_what_it_deployed(
     assert await pdns.query_a(name) == [a.address]
 
 
+async def test_a_failed_move_elsewhere_removes_the_warm_instance_too(
+    act_settings: Settings,
+    client: Client,
+    pdns: PowerDns,
+    local: LocalOrchestrator,
+    clusters: dict[str, Placement],
+    unique: str,
+) -> None:
+    """A move to another cluster than the warm one fails: compensation removes the warm
+    instance as well (the consumer counted it missed), and the source serves on."""
+    a, b, c = clusters["edge1"], clusters["edge2"], clusters["edge3"]
+    warm = make_request(unique, a, b, 1, kind=PREWARM)
+    name = await serve_from(local, pdns, warm, a)
+    queue = act_settings.temporal.task_queue
+    handle = client.get_workflow_handle(workflow_id(warm.app, warm.instance))
+    async with running_worker(client, act_settings, Faulty(local, deploy="edge3"), pdns):
+        await request_relocation(client, queue, warm)
+        await wait_history(client, warm, 1)
+        await request_relocation(client, queue, make_request(unique, a, c, 2))
+        history = await wait_history(client, warm, 2)
+        state = await handle.query(RelocationWorkflow.state)
+        await assert_replays(handle)
+    failed = history[1]
+    assert failed.status is Status.FAILED, failed
+    assert failed.compensated == ("target_removed", "warm_removed")
+    assert state.warm is None
+    assert local.running() == [(warm.app, warm.instance, "edge1")]
+    assert await pdns.query_a(name) == [a.address]
+
+
 async def test_a_prewarm_never_supersedes_a_pending_move(
     act_settings: Settings,
     client: Client,
