@@ -116,17 +116,13 @@ async def test_a_predicted_route_prewarms_and_the_move_only_steers(
 ) -> None:
     """After commuters went tower 3, 1, 2, the next one gets the app warmed on edge-2 (audited
     with its confidence); on arrival the move skips the dwell, deploy and readiness."""
-    settings, (name,) = await _serving(act_settings, tmp_path, local, pdns, 1, ttl_s=1000)
+    settings, name = await _warmed(act_settings, tmp_path, local, pdns)
     kafka = settings.kafka
-    now = time.time()
-    base = now - 2 * STEP_S - STEP_S
-    subject = [at(p, base + STEP_S * i, ue=_subject(0)) for i, p in enumerate(ROUTE[:3])]
-    await produce_events(kafka.bootstrap_servers, kafka.events_topic, [*_trainers(now), *subject])
     async with running_worker(client, settings, local, pdns), consuming(settings, client) as c:
         await until(lambda: _done(client, settings, 2), timeout_s=60)
         assert sorted(cl for *_, cl in local.running()) == ["edge-1", "edge-2"]
         assert await pdns.query_a(name) == [CLUSTER_ADDRESSES[0]]
-        arrival = at("tower-2", base + 3 * STEP_S, ue=_subject(0))
+        arrival = at("tower-2", time.time(), ue=_subject(0))
         await produce_events(kafka.bootstrap_servers, kafka.events_topic, [arrival])
         await until(lambda: _done(client, settings, 3), timeout_s=60)
         history = await _history(client, settings, 0)
