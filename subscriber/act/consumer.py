@@ -738,12 +738,15 @@ class EventConsumer:
             cause = f"revoked-{int(now * 1000)}"
             cools += await self._prewarms(partition, ue, (rec,), cause, None)
         queue = self._s.temporal.task_queue
-        for req in cools:
-            try:
-                async with asyncio.timeout(2):
-                    await self._signaller(self._temporal, queue, req)
-            except Exception as exc:  # the instance stays warm until its app's next move
-                log.info("consumer.cool_on_revoke_failed", error=type(exc).__name__)
+        signals = [self._signaller(self._temporal, queue, req) for req in cools]
+        try:
+            async with asyncio.timeout(5):
+                results = await asyncio.gather(*signals, return_exceptions=True)
+        except TimeoutError as exc:
+            results = [exc]
+        for result in results:
+            if isinstance(result, BaseException):  # it stays warm until its app's next move
+                log.info("consumer.cool_on_revoke_failed", error=type(result).__name__)
 
     async def _lanes_submit(
         self,

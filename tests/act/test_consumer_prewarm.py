@@ -294,3 +294,29 @@ async def test_turning_prewarming_off_cools_what_was_warm(
     assert left is None or left.apps == 0
     assert local.running() == [(VA, _instance(settings, 0), "edge-1")]
     assert await pdns.query_a(name) == [CLUSTER_ADDRESSES[0]]
+
+
+async def test_a_revoked_partition_cools_its_warm_instances(
+    act_settings: Settings,
+    client: Client,
+    pdns: PowerDns,
+    local: LocalOrchestrator,
+    tmp_path: Path,
+) -> None:
+    """The subject's partition goes to another consumer, which does not know the warm
+    instance: this one ends it (audited, room given back) and signals its cool at once."""
+    settings, name = await _warmed(act_settings, tmp_path, local, pdns)
+    async with running_worker(client, settings, local, pdns), consuming(settings, client) as c:
+        await until(lambda: _done(client, settings, 2), timeout_s=60)
+        assert c.warming is not None
+        pool = c.warming.pool
+        await c.revoked(set(c.records))
+        await until(lambda: _done(client, settings, 3), timeout_s=60)
+        history = await _history(client, settings, 0)
+        left = c.ledger.extra.get("edge-2")
+    cooled = history[2]
+    assert (cooled.kind, cooled.status) == (RequestKind.COOL, Status.COMPLETED), cooled
+    assert len(pool) == 0
+    assert left is None or left.apps == 0
+    assert local.running() == [(VA, _instance(settings, 0), "edge-1")]
+    assert await pdns.query_a(name) == [CLUSTER_ADDRESSES[0]]
