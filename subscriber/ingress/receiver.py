@@ -48,6 +48,7 @@ from opentelemetry import trace
 from subscriber import tracing
 from subscriber.errors import ForeignCallback, InvalidCallback, InvalidParam, SpoolFull
 from subscriber.events import LocationEvent
+from subscriber.ingress.accepted import AcceptedLog
 from subscriber.ingress.bearer import BearerRefused, BearerVerifier
 from subscriber.ingress.metrics import KINDS, REJECT_REASONS, ReceiverMetrics
 from subscriber.ingress.normalize import Binding
@@ -334,6 +335,7 @@ class Receiver:
         """Set once granian calls the app's init hook: its socket is bound and it serves."""
         self._background: set[asyncio.Task[None]] = set()
         self._deadlines = BodyDeadlines(_BODY_TIMEOUT_S)
+        self.accepted = AcceptedLog()
         if publisher is not None:
             self.publisher = publisher
 
@@ -360,10 +362,13 @@ class Receiver:
         if self.settings.capture_dir is not None:
             self.capture = CaptureWriter(self.settings.capture_dir)
         sweeper = asyncio.create_task(self._deadlines.sweep_forever(), name="body-deadlines")
+        counts = asyncio.create_task(self.accepted.flush_forever(), name="accepted-log")
         try:
             yield
         finally:
             sweeper.cancel()
+            counts.cancel()
+            self.accepted.flush()
             await self.flush_background()
             if self.capture is not None:
                 self.capture.close()
@@ -695,14 +700,18 @@ class Receiver:
                     "subscriber.events": events,
                 }
             )
-        log.info(
+        duration_s = time.perf_counter() - started
+        if status == 204:  # counted, logged per subscription and interval (.accepted)
+            self.accepted.add(kind, name, events, duration_s)
+        emit = log.debug if status == 204 else log.info
+        emit(
             "callback",
             kind=kind,
             subscription=name,
             status=status,
             outcome=outcome,
             events=events,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            duration_ms=round(duration_s * 1000, 2),
         )
 
 
