@@ -255,7 +255,6 @@ async def measure(
             settings.kafka.decisions_topic,
             bootstrap_servers=k.bootstrap_servers,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=5,
         )
         await reader.start()
         try:
