@@ -32,7 +32,7 @@ import contextlib
 import gzip
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -221,15 +221,23 @@ class CaptureWriter:
         self.path = directory / f"callbacks-{stamp}-{os.getpid()}.jsonl.gz"
         self._file = gzip.GzipFile(self.path, "ab")
 
-    def write(self, scope: Scope, body: bytes, received_at: datetime) -> None:
+    def write(
+        self,
+        *,
+        method: str,
+        path: str,
+        http_version: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+        received_at: datetime,
+    ) -> None:
         """Append one callback as received; the Authorization header is left out."""
-        headers = [[k, v] for k, v in scope.headers.items() if k.lower() != "authorization"]
         doc: dict[str, Any] = {
             "received_at": received_at.isoformat(),
-            "method": scope.method,
-            "path": scope.path,
-            "http_version": scope.http_version,
-            "headers": headers,
+            "method": method,
+            "path": path,
+            "http_version": http_version,
+            "headers": [[k, v] for k, v in headers if k.lower() != "authorization"],
         }
         try:
             doc["body"] = body.decode()
@@ -493,7 +501,14 @@ class Receiver:
                     self._authorize(scope)
                 body, body_bytes = await self._read(scope, protocol)
                 if self.capture is not None:
-                    self.capture.write(scope, body, received_at)
+                    self.capture.write(
+                        method=scope.method,
+                        path=scope.path,
+                        http_version=scope.http_version,
+                        headers=scope.headers.items(),
+                        body=body,
+                        received_at=received_at,
+                    )
                 binding = self._binding(kind, key)
                 name = binding.name
                 events = await self._accept(kind, binding, body, received_at)
