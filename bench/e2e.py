@@ -56,7 +56,7 @@ from temporalio.client import Client
 import subscriber
 from bench.events import polled_report
 from bench.figures import machine, record
-from bench.names import child_log, isolated
+from bench.names import child_log, clean_up, isolated
 from subscriber.act.signals import connect
 from subscriber.act.workflows import RelocationInput, RelocationWorkflow
 from subscriber.events import LocationEvent
@@ -237,7 +237,6 @@ async def measure(
     policy = DATA / "policy.example.yaml"
     topology = work / f"topology-{run}.yaml"
     topology.write_text(_roomy(DATA / "topology.example.yaml"))
-    k = base.kafka
     settings = isolated(base, f"bench-{run}").model_copy(
         update={
             "policy": PolicySettings(topology_file=topology, policy_file=policy),
@@ -245,6 +244,17 @@ async def measure(
         }
     )
     await _topics(settings, partitions=4)
+    client = await connect(settings.temporal)
+    try:
+        return await _measure(settings, client, rate, seconds, ues, run)
+    finally:
+        await clean_up(settings, client)
+
+
+async def _measure(
+    settings: Settings, client: Client, rate: int, seconds: float, ues: int, run: str
+) -> dict[str, Any]:
+    k = settings.kafka
     sent_at: dict[str, float] = {}
     decision_ms: list[float] = []
     total = int(rate * seconds)
@@ -267,7 +277,6 @@ async def measure(
         finally:
             await reader.stop()
 
-    client = await connect(settings.temporal)
     await _start_workflows(client, settings.temporal.task_queue, run, ues)
     load_before = os.getloadavg()[0]
     with _consumer_process(settings) as (port, pid):

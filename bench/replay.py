@@ -31,6 +31,7 @@ from typing import Any
 
 import subscriber
 from bench.figures import machine, record
+from bench.names import drop_topics
 from subscriber.decide.engine import read_bundle
 from subscriber.settings import Settings, load_settings
 from subscriber.sre.replay import Selection, Summary, replay_file
@@ -106,23 +107,32 @@ async def _bench(settings: Settings, args: argparse.Namespace) -> None:
         )
         print(f"workload: {len(moves):,} items of {args.ues:,} UEs (seeded simulation)")
 
-        await _create_topic(bootstrap, f"bench-replay-{run}")
-        summary = await replay_file(
-            events,
-            to="kafka",
-            selection=Selection(),
-            speed=0,
-            bootstrap=bootstrap,
-            topic=f"bench-replay-{run}",
-            compression="gzip",
-        )
-        record("replay", "replay to Kafka, max speed", summary.rate, "events/s", size=args.ues)
-        print(f"to Kafka (idempotent, acks=all, gzip): {summary.line()}")
+        try:
+            await _measure(events, callbacks, Path(tmp), bootstrap, run, args)
+        finally:
+            await drop_topics(bootstrap, [f"bench-replay-{run}", f"bench-receiver-{run}"])
 
-        for topic in (f"bench-receiver-{run}",):
-            await _create_topic(bootstrap, topic)
-        for null in (True, False):
-            await _to_receiver(callbacks, Path(tmp), bootstrap, run, args, null=null)
+
+async def _measure(
+    events: Path, callbacks: Path, tmp: Path, bootstrap: str, run: str, args: argparse.Namespace
+) -> None:
+    await _create_topic(bootstrap, f"bench-replay-{run}")
+    summary = await replay_file(
+        events,
+        to="kafka",
+        selection=Selection(),
+        speed=0,
+        bootstrap=bootstrap,
+        topic=f"bench-replay-{run}",
+        compression="gzip",
+    )
+    record("replay", "replay to Kafka, max speed", summary.rate, "events/s", size=args.ues)
+    print(f"to Kafka (idempotent, acks=all, gzip): {summary.line()}")
+
+    for topic in (f"bench-receiver-{run}",):
+        await _create_topic(bootstrap, topic)
+    for null in (True, False):
+        await _to_receiver(callbacks, tmp, bootstrap, run, args, null=null)
 
 
 async def _create_topic(bootstrap: str, topic: str) -> None:

@@ -35,7 +35,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import subscriber
 from bench.figures import machine, record
-from bench.names import child_log, isolated
+from bench.names import child_log, clean_up, isolated
+from subscriber.act.signals import connect
 from subscriber.settings import PolicySettings, Settings, StackSettings, to_env
 from subscriber.stack import settings_for, up
 from subscriber.stack.procs import free_port
@@ -171,6 +172,7 @@ async def soak(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         consumer.terminate()
         await asyncio.to_thread(consumer.wait, 60)
+        await clean_up(settings, await connect(settings.temporal))
     peak = max(s["rss_mib"] for s in samples)
     return {
         "ues": args.ues,
