@@ -42,6 +42,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.figures import record
+from bench.names import drop_topics
 from subscriber.settings import Settings
 from subscriber.stack.procs import free_port
 from subscriber.stack.state import read_state
@@ -303,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         acked = asyncio.run(_topic_size(bootstrap, topic))
+        asyncio.run(drop_topics(bootstrap, [topic, f"{topic}-dead"]))
         spooled = sum(f.stat().st_size for f in (tmp / "spool").rglob("*.seg"))
     print(f"machine: {platform.node()} {platform.machine()} {_cpu_model()}, {os.cpu_count()} CPUs")
     print(
