@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="How the client's traffic follows the move: its DNS name, or AF traffic influence "
         "through the fake core's NEF and user plane (docs/relocation.md).",
     )
+    demo.add_argument(
+        "--prewarm",
+        action="store_true",
+        help="Pre-warming on, after commuters taught the predictor tower 1 -> tower 2: the app "
+        "is ready on edge-2 before the UE roams, and the move only steers (docs/prewarm.md).",
+    )
     _command(sub, "consume", "subscriber.app.consumer:main", "Decide on events and signal moves.")
     _command(sub, "track", "subscriber.app.tracker:main", "Subscribe to and poll the 5G core.")
     serve = _command(

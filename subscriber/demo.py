@@ -16,6 +16,11 @@
    and removes the instance on edge-1.
 5. The UE roams to the cell of tower 2. Each step is printed as it happens, with its time.
 
+With ``--prewarm`` the policy pre-warms (docs/policy.md): before the UE appears, six commuters
+went from tower 1 to tower 2 (their reports go on Kafka first), so the predictor expects the UE
+at tower 2 next; the app is deployed on edge-2 and made ready while the UE is still at tower 1,
+and the move on its arrival only transfers the context, steers and removes the old instance.
+
 Exits 0 only if the client really reached the new instance on edge-2, the old one is gone, no
 request failed, and the count went on at edge-2 exactly where edge-1 left it.
 """
@@ -31,6 +36,7 @@ import uuid
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +66,14 @@ from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.subscriptions import registry_for
 from subscriber.logs import configure_logging, pseudonym, require_pseudonym_key
 from subscriber.options import DemoOptions
-from subscriber.relocation import MoveOutcome, Placement, Readiness, RelocationState, workflow_id
+from subscriber.relocation import (
+    MoveOutcome,
+    Placement,
+    Readiness,
+    RelocationState,
+    Step,
+    workflow_id,
+)
 from subscriber.settings import LogSettings, PolicySettings, Settings
 from subscriber.stack import settings_for, status, up
 from subscriber.stack.procs import free_port, port_free_on
@@ -68,7 +81,11 @@ from subscriber.stack.procs import free_port, port_free_on
 DATA = Path(subscriber.__file__).parent / "data"
 UE = "imsi-208930000000001"
 APP = "video-analytics"
-TOWERS = {"tower-1": ("000001", "000000010"), "tower-2": ("000002", "000000020")}
+TOWERS = {
+    "tower-1": ("000001", "000000010"),
+    "tower-2": ("000002", "000000020"),
+    "tower-3": ("000003", "000000030"),
+}
 EDGE = {"edge-1": "127.0.10.1", "edge-2": "127.0.10.2"}
 UE_ADDRESS = "127.0.77.1"
 """The UE's address: the demo app keys the user's state by it (MEC 012 AssociateId type 1)."""
@@ -93,11 +110,24 @@ class Timeline:
         print(f"[{now:6.2f}s] {what}", flush=True)
 
 
+COMMUTERS = 6
+"""Route-following UEs that went tower 1 -> tower 2 before the demo's UE (``--prewarm``)."""
+PREWARM = {"enabled": True, "min_evidence": 3, "half_life_s": 86400}
+"""The example policy's ``prewarm`` section, turned on, with the commuters enough evidence."""
+
+
 def demo_settings(
-    base: Settings, work: Path, run: str, nrf_url: str, port: int, steering: str = "dns"
+    base: Settings,
+    work: Path,
+    run: str,
+    nrf_url: str,
+    port: int,
+    steering: str = "dns",
+    prewarm: bool = False,
 ) -> Settings:
     """Settings for one demo run: its own topics, group, task queue and directories; with
-    ``steering`` traffic_influence, a topology that steers the app so."""
+    ``steering`` traffic_influence, a topology that steers the app so; with ``prewarm``, a
+    policy that pre-warms."""
     instances = work / "instances.yaml"
     instances.write_text(
         f"instances:\n  - {{ue: {UE}, app: {APP}, instance: ue-{run}, cluster: edge-1, "
@@ -111,6 +141,12 @@ def demo_settings(
                 app["steering"] = {"via": steering}
         topology = work / "topology.yaml"
         topology.write_text(yaml.safe_dump(doc))
+    policy = DATA / "policy.example.yaml"
+    if prewarm:
+        doc = yaml.safe_load(policy.read_text())
+        doc["prewarm"].update(PREWARM)
+        policy = work / "policy.yaml"
+        policy.write_text(yaml.safe_dump(doc))
     k, r, c = base.kafka, base.relocation, base.core
     return base.model_copy(
         update={
@@ -127,7 +163,7 @@ def demo_settings(
             "temporal": base.temporal.model_copy(update={"task_queue": f"demo-{run}"}),
             "policy": PolicySettings(
                 topology_file=topology,
-                policy_file=DATA / "policy.example.yaml",
+                policy_file=policy,
             ),
             "act": base.act.model_copy(update={"instances_file": instances, "app_port": port}),
             "core": c.model_copy(
@@ -207,6 +243,13 @@ async def _decisions(settings: Settings, instance: str, timeline: Timeline) -> N
     try:
         async for msg in reader:
             d = orjson.loads(msg.value)
+            if d.get("kind") == "prewarm" and d.get("app") == APP:
+                timeline.say(
+                    f"prewarm: {d['verdict']} {d['app']} on {d['target']}, "
+                    f"confidence {d['confidence']:.0%}: {d['explain'] or 'ended'}",
+                    "prewarm" if d["verdict"] == "PREWARM" else None,
+                )
+                continue
             if d.get("instance") != instance:
                 continue
             target = f" -> {d['target']}" if d.get("target") else ""
@@ -231,10 +274,15 @@ async def _workflow_steps(client: object, wf_id: str, timeline: Timeline) -> Non
             state = await handle.query("state", result_type=RelocationState)
             step = state.step.value if state.step is not None else None
             where = state.placement.cluster if state.placement else "?"
-            now = (step, where)
+            warm = state.warm.cluster if state.warm else None
+            now = (step, where, warm)
             if now != last:
-                if step is not None:
+                if step is not None and state.in_flight and state.in_flight.kind != "move":
+                    timeline.say(f"workflow: {state.in_flight.kind} step {step}")
+                elif step is not None:
                     timeline.say(f"workflow: step {step}", f"step_{step}")
+                elif last is not None and warm is not None:
+                    timeline.say(f"workflow: warm on {warm}, still serving from {where}")
                 elif last is not None:
                     timeline.say(f"workflow: move done, instance on {where}", "workflow_done")
                 last = now
@@ -264,7 +312,12 @@ async def _wait(predicate: object, timeout_s: float) -> bool:
 
 
 async def scenario(
-    base: Settings, work: Path, timeline: Timeline, timeout_s: float, steering: str = "dns"
+    base: Settings,
+    work: Path,
+    timeline: Timeline,
+    timeout_s: float,
+    steering: str = "dns",
+    prewarm: bool = False,
 ) -> bool:
     """Run the scenario on a running stack; True when the client reached the new instance."""
     run = uuid.uuid4().hex[:6]
@@ -280,7 +333,7 @@ async def scenario(
     async with AsyncExitStack() as stack:
         fake = await stack.enter_async_context(FakeCoreServer(oauth=True, user_planes=planes))
         timeline.say(f"core: fake free5GC (NRF + OAuth2, AMF) at {fake.url}")
-        s = demo_settings(base, work, run, fake.url, port, steering)
+        s = demo_settings(base, work, run, fake.url, port, steering, prewarm)
         await _create_topics(s)
         resolve: Resolve | None = None
         if steering != "dns":
@@ -314,12 +367,40 @@ async def scenario(
         )
         await stack.enter_async_context(running(open_consumer(s, temporal=client)))
         publisher = await stack.enter_async_context(Publisher(kafka=s.kafka, receiver=s.receiver))
+        if prewarm:
+            await publisher.publish(_commuters(time.time()))
+            timeline.say(
+                f"commuters: {COMMUTERS} UEs went tower-3 -> 1 -> 2 in the last 15 min "
+                "(their reports on Kafka): the predictor learns the route"
+            )
         await stack.enter_async_context(
             running(open_tracker(s, sink=ShowingSink(publisher, timeline)))
         )
         timeline.say("daemon: poller registered with the NRF, polling the AMF every 0.5 s")
         move = Move(ue=UE, app=APP, instance=f"ue-{run}", port=port, core_url=fake.url)
-        return await _follow(move, s, client, local, dns, timeline, timeout_s, resolve)
+        return await _follow(move, s, client, local, dns, timeline, timeout_s, resolve, prewarm)
+
+
+def _commuters(now: float) -> list[LocationEvent]:
+    """Route-following UEs' reports as the AMF sends them: each passes towers 3, 1 and 2, a
+    minute at each (how long UEs stay at tower 1 is what tells a warm instance will be used
+    soon), all in the last quarter of an hour."""
+    from subscriber.ingress.normalize import BodyKind, normalize_body
+    from subscriber.sre.simulate import RadioCell, location_report
+
+    out = []
+    for k in range(COMMUTERS):
+        for i, tower in enumerate(("tower-3", "tower-1", "tower-2")):
+            at = datetime.fromtimestamp(now - 900 + 120 * k + 60 * i, UTC)
+            tac, cell = TOWERS[tower]
+            body = location_report(
+                f"imsi-2089300000001{k:02d}",
+                RadioCell("20893", tac, cell, f"zone-{tower}"),
+                at,
+                f"commuter-{k}",
+            )
+            out += normalize_body(BodyKind.AMF_NOTIFICATION, body, ingest_time=at).events
+    return out
 
 
 async def deployed_scenario(settings: Settings, timeline: Timeline, timeout_s: float) -> bool:
@@ -398,10 +479,12 @@ async def _follow(
     timeline: Timeline,
     timeout_s: float,
     resolve: Resolve | None = None,
+    prewarm: bool = False,
 ) -> bool:
     """Serve the app on edge-1, run the client, roam the UE to tower 2, watch the move.
 
-    The client finds the app through its DNS name, or at ``resolve`` (the user plane).
+    The client finds the app through its DNS name, or at ``resolve`` (the user plane). With
+    ``prewarm`` the UE roams once the app is warm on edge-2.
     """
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(aiohttp.ClientSession())
@@ -431,6 +514,10 @@ async def _follow(
             timeline.say("FAILED: the client never reached edge-1")
             return False
         await asyncio.sleep(2)
+        wf = workflow_id(move.app, move.instance)
+        if prewarm and not await _warm(client, wf, timeout_s):
+            timeline.say(f"FAILED: the app was not warm on edge-2 within {timeout_s:.0f} s")
+            return False
 
         await move.place(http, "tower-2", roam=True)
         tac, cell = TOWERS["tower-2"]
@@ -439,7 +526,8 @@ async def _follow(
             timeline.say(f"FAILED: the client did not reach edge-2 within {timeout_s:.0f} s")
             return False
         await _wait(lambda: "workflow_done" in timeline.marks, 30)
-        await _show_outcome(client, workflow_id(move.app, move.instance), timeline)
+        if not await _show_outcome(client, wf, timeline, prewarm):
+            return False
         before = len(user.answers)
         await _wait(lambda: len(user.answers) >= before + 5, 10)
         stop.set()
@@ -496,18 +584,48 @@ async def _prove_continuity(user: EdgeUser, target: Placement, timeline: Timelin
     return all(ok for _, ok, _ in proof)
 
 
-async def _show_outcome(client: Any, wf_id: str, timeline: Timeline) -> None:
-    """The move's outcome as the workflow recorded it, with each step's duration."""
-    history = await client.get_workflow_handle(wf_id).query(
-        "history", result_type=list[MoveOutcome]
+async def _warm(client: Any, wf_id: str, timeout_s: float) -> bool:
+    """Wait until the workflow holds a warm instance on edge-2."""
+    handle = client.get_workflow_handle(wf_id)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            state = await handle.query("state", result_type=RelocationState)
+            if state.warm is not None and state.warm.cluster == "edge-2":
+                return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def _show_outcome(client: Any, wf_id: str, timeline: Timeline, prewarm: bool) -> bool:
+    """The move's outcome as the workflow recorded it, with each step's duration; with
+    ``prewarm``, whether it was pre-warmed (no deploy, no readiness wait). False when the
+    outcome is not there, or a pre-warmed move deployed after all."""
+    handle = client.get_workflow_handle(wf_id)
+    moved: MoveOutcome | None = None
+    for _ in range(100):  # the outcome is recorded as the last step ends
+        history = await handle.query("history", result_type=list[MoveOutcome])
+        moves = [o for o in history if Step.REMOVE_SOURCE.value in o.step_ms]
+        if moves:
+            moved = moves[-1]
+            break
+        await asyncio.sleep(0.1)
+    if moved is None:
+        timeline.say("FAILED: the workflow recorded no completed move")
+        return False
+    steps = ", ".join(f"{k} {v} ms" for k, v in moved.step_ms.items())
+    timeline.say(
+        f"workflow: {moved.status.value} {moved.source_cluster} -> {moved.target_cluster}: {steps}"
     )
-    if history:
-        last = history[-1]
-        steps = ", ".join(f"{k} {v} ms" for k, v in last.step_ms.items())
-        timeline.say(
-            f"workflow: {last.status.value} {last.source_cluster} -> {last.target_cluster}: {steps}"
-        )
-        timeline.say(f"workflow: the user's context: {last.context}")
+    timeline.say(f"workflow: the user's context: {moved.context}")
+    if not prewarm:
+        return True
+    warm = Step.DEPLOY.value not in moved.step_ms and Step.READINESS.value not in moved.step_ms
+    timeline.say(
+        "workflow: pre-warmed move: "
+        + ("yes (no deploy, no readiness wait)" if warm else "NO (it deployed)")
+    )
+    return warm
 
 
 async def _create_topics(settings: Settings) -> None:
@@ -573,7 +691,9 @@ async def run(settings: Settings, options: DemoOptions) -> int:
         timeline.say("stack: " + ", ".join(f"{k} {v}" for k, v in report.items()))
         base = settings_for(settings, state.info())
         with tempfile.TemporaryDirectory(prefix="subscriber-demo-") as work:
-            ok = await scenario(base, Path(work), timeline, options.timeout_s, options.steering)
+            ok = await scenario(
+                base, Path(work), timeline, options.timeout_s, options.steering, options.prewarm
+            )
     _summary(timeline)
     print(
         "\nresult: "

@@ -55,11 +55,13 @@ class EmcoFakeOptions:
 @dataclass(frozen=True)
 class DemoOptions:
     """``subscriber demo``: ``deployed`` runs against the deployment the settings name;
-    ``steering`` is how traffic follows the move (``dns`` or ``traffic_influence``)."""
+    ``steering`` is how traffic follows the move (``dns`` or ``traffic_influence``);
+    ``prewarm`` shows a pre-warmed move."""
 
     timeout_s: float
     deployed: bool
     steering: str = "dns"
+    prewarm: bool = False
 
 
 @dataclass(frozen=True)

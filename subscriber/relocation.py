@@ -161,6 +161,17 @@ class SteeringPolicy(_Model):
     )
 
 
+class RequestKind(StrEnum):
+    """What a request asks of the workflow."""
+
+    MOVE = "move"
+    """Serve from ``target``: deploy (unless warm there), wait ready, steer, remove the source."""
+    PREWARM = "prewarm"
+    """Deploy on ``target`` and wait until it is ready, without steering; the source serves on."""
+    COOL = "cool"
+    """Remove the warm instance on ``target`` (a missed or expired prediction)."""
+
+
 class RelocationRequest(_Model):
     """One decision to move an application instance; the payload of the ``relocate`` signal.
 
@@ -193,6 +204,10 @@ class RelocationRequest(_Model):
     steering: SteeringPolicy | None = Field(
         None, description="How traffic is steered to the target; DNS when None."
     )
+    kind: RequestKind = Field(
+        RequestKind.MOVE,
+        description="A move, or pre-warming's start (prewarm) or end (cool) of a warm instance.",
+    )
 
 
 class Step(StrEnum):
@@ -206,6 +221,7 @@ class Step(StrEnum):
     DNS = "dns"
     DNS_CONFIRM = "dns_confirm"
     REMOVE_SOURCE = "remove_source"
+    REMOVE_WARM = "remove_warm"
 
 
 class Status(StrEnum):
@@ -225,6 +241,7 @@ class MoveOutcome(_Model):
 
     request_id: str
     status: Status
+    kind: RequestKind = Field(RequestKind.MOVE, description="The request's kind.")
     source_cluster: str | None = None
     target_cluster: str
     failed_step: Step | None = None
@@ -255,6 +272,7 @@ class RelocationState(_Model):
     step: Step | None
     moves_completed: int
     run: int
+    warm: Placement | None = None
 
 
 class OutcomeReport(_Model):

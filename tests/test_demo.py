@@ -50,3 +50,27 @@ def test_demo_with_traffic_influence_moves_the_users_path(
     assert "proof: no request failed: yes" in out
     assert "old instance on edge-1 gone" in out
     assert "imsi-" not in out, "the demo shows pseudonyms, never a SUPI"
+
+
+def test_demo_with_prewarming_moves_onto_a_warm_instance(
+    stack_base_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`subscriber demo --prewarm`: commuters teach the predictor tower 1 -> 2, the app is
+    warmed on edge-2 before the UE roams, and the move the workflow recorded has no deploy and
+    no readiness step."""
+    monkeypatch.setenv("SUBSCRIBER_STACK__DIR", str(stack_base_settings.stack.dir))
+    code = main(["demo", "--timeout", "60", "--prewarm"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "prewarm: PREWARM video-analytics on edge-2" in out
+    assert "RELOCATE RELOCATE_PREWARMED" in out
+    (moved,) = re.findall(r"workflow: completed edge-1 -> edge-2: (.*)", out)
+    assert "context_transfer" in moved
+    assert "deploy" not in moved
+    assert "readiness" not in moved
+    assert "pre-warmed move: yes" in out
+    assert "roam -> client on edge-2" in out
+    assert "proof: edge-2 holds exactly the user's state: yes" in out
+    assert "imsi-" not in out, "the demo shows pseudonyms, never a SUPI"

@@ -11,7 +11,6 @@ the worker with the local orchestrator and PowerDNS.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,7 +38,7 @@ from subscriber.relocation import Placement, Status, workflow_id
 from subscriber.settings import LogSettings, PolicySettings, Settings
 from tests.support.events import POLICY, T0, TOPOLOGY, TOWER
 from tests.support.kafka import create_topic, read_all
-from tests.support.ports import EDGE_ADDRESSES, edge_port
+from tests.support.ports import EDGE_ADDRESSES, edge_port, listening_on_a_free_port
 from tests.support.registry import StaticRegistry
 from tests.support.relocation import (
     make_request,
@@ -301,13 +300,15 @@ async def test_one_trace_from_callback_to_workflow_activities(
 @pytest.mark.stack
 async def test_worker_metrics_count_each_outcome(stack_settings: Settings, unique: str) -> None:
     """The worker's endpoint (relocation.metrics_port) counts a workflow's outcome by status."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    settings = stack_settings.model_copy(
-        update={"relocation": stack_settings.relocation.model_copy(update={"metrics_port": port})}
-    )
-    client = await connect(settings.temporal, runtime=metrics_runtime(settings))
+
+    def with_port(port: int) -> Settings:
+        reloc = stack_settings.relocation.model_copy(update={"metrics_port": port})
+        return stack_settings.model_copy(update={"relocation": reloc})
+
+    # The runtime binds the port (on every address) as it is made.
+    runtime, port = listening_on_a_free_port(lambda p: metrics_runtime(with_port(p)))
+    settings = with_port(port)
+    client = await connect(settings.temporal, runtime=runtime)
     here = Placement(cluster="edge1", address="127.0.1.1", port=8080)
     request = make_request(unique, here, here)  # already there: a noop, no activity needed
     worker = build_worker(client, settings, orchestrator=None, dns=None, ams=None)  # type: ignore[arg-type]

@@ -43,11 +43,12 @@ import gc
 import heapq
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
+import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -67,6 +68,7 @@ from subscriber.decide.bundle import Bundle
 from subscriber.decide.engine import InstancesHolder, PolicyHolder
 from subscriber.decide.instances import Instances
 from subscriber.decide.ledger import Ledger
+from subscriber.decide.prewarm import Prewarm, Prewarming, Verdict, hold
 from subscriber.decide.step import (
     Handled,
     UeRecord,
@@ -81,11 +83,18 @@ from subscriber.decide.step import (
     release,
     reserve,
     reserved,
+    warm_requests,
 )
 from subscriber.errors import SignalFailed, UndecodableEvent
 from subscriber.events import LocationEvent, decode_event
 from subscriber.logs import pseudonym
-from subscriber.relocation import RelocationRequest, decode_report
+from subscriber.relocation import (
+    OutcomeReport,
+    RelocationRequest,
+    RequestKind,
+    Status,
+    decode_report,
+)
 from subscriber.settings import Settings
 
 log = structlog.get_logger()
@@ -100,6 +109,19 @@ SIGNALS_WAITING = Gauge(
 )
 UES = Gauge("subscriber_ues_tracked", "UE records held in memory")
 EXPIRED = Counter("subscriber_ues_expired_total", "UEs forgotten after act.ue_ttl_s of quiet")
+PREWARMS = Counter(
+    "subscriber_prewarm_total",
+    "Pre-warming records: prewarm started, used (hit), missed, expired",
+    ["verdict"],
+)
+WARM_SECONDS = Counter(
+    "subscriber_warm_instance_seconds_total",
+    "Seconds warm instances were warm before they ended, by whether they were used",
+    ["use"],
+)
+
+_NOT_WARMED = frozenset({Status.FAILED, Status.CANCELLED, Status.REJECTED, Status.STALE})
+"""Outcomes of a prewarm that leave no warm instance (a superseded one may have a successor)."""
 
 Signaller = Callable[[Client, str, RelocationRequest], Awaitable[SignalReceipt]]
 
@@ -162,6 +184,9 @@ class EventConsumer:
         self._temporal = temporal
         self._signaller = signal
         self.ledger = Ledger()
+        self.warming: Prewarming | None = None
+        """Pre-warming's running state while the policy has it on."""
+        self._warm_owners: dict[tuple[str, str], tuple[int, str]] = {}
         self.records: dict[int, OrderedDict[str, UeRecord]] = {}
         """Per owned partition, the UEs' records, least recently active first."""
         self._kept: dict[int, dict[str, UeRecord]] = {}
@@ -307,6 +332,7 @@ class EventConsumer:
         for tp in list(self._committable):
             if tp.partition in partitions:
                 del self._committable[tp]
+        await self._cool_revoked(partitions)
         await self._lanes.drop(partitions)
         self._writer.drop(partitions)
         self._marks.drop(partitions)
@@ -434,6 +460,7 @@ class EventConsumer:
         """Handle one fetched batch, partition by partition, in offset order."""
         # Records can arrive before the assignment callback has restored their partition.
         await self.ensure_restored(sorted({tp.partition for tp in batch}))
+        await self._sync_warming()
         outcomes = self._s.kafka.outcomes_topic
         generation = self._generation
         handled = 0
@@ -459,6 +486,19 @@ class EventConsumer:
                     structlog.contextvars.unbind_contextvars("topic", "partition", "offset")
                 work.finish()
 
+    async def _sync_warming(self) -> None:
+        """Pre-warming as the running policy has it: started, restarted with new rules, stopped.
+
+        What an old pool held is cooled at once: its capacity, budget and owners go with it.
+        """
+        rules = self._policy.bundle.rules.prewarm
+        old = self.warming
+        if old is not None and old.pool.rules == rules:
+            return
+        self.warming = Prewarming(rules) if rules is not None else None
+        if old is not None:
+            await self._cool(old.pool.drain(time.time()))
+
     async def _housekeeping(self) -> None:
         self._notice_reloads()
         await self._run_due_rechecks()
@@ -468,6 +508,8 @@ class EventConsumer:
         if now - self._last_expiry >= _EXPIRE_EVERY_S:
             self._last_expiry = now
             await self._expire()
+            await self._sync_warming()  # a policy that turned pre-warming off, with no records
+            await self._expire_warm()
         if now - self._last_commit >= self._s.act.commit_interval_s:
             self._last_commit = now
             self._commit()
@@ -519,6 +561,7 @@ class EventConsumer:
                     dedup_window=self._s.act.dedup_window,
                     max_skew_s=self._s.act.max_event_time_skew_s,
                     partition=p,
+                    warming=self.warming,
                 )
             except Exception as exc:  # no record may stop the consumer
                 await self._dead_letter(tp, msg, _why(exc), work.part())
@@ -553,6 +596,7 @@ class EventConsumer:
         except Exception as exc:  # no record may stop the consumer
             await self._dead_letter(tp, msg, _why(exc), work.part())
             return
+        await self._prewarm_failed(report)
         if ue is None or applied is None:
             CONSUMED.labels("outcome_ignored").inc()
             return
@@ -589,12 +633,120 @@ class EventConsumer:
                 then=work.part() if work is not None else _nothing,
             )
         self._store(partition, ue, handled.record)
+        warm = await self._prewarms(partition, ue, handled.prewarms, cause, work)
         await self._lanes_submit(
             (partition, ue),
-            tuple(handled.requests),
+            (*handled.requests, *warm),
             handled.record,
             work.part() if work is not None else _nothing,
         )
+
+    async def _prewarms(
+        self,
+        partition: int,
+        ue: str,
+        prewarms: tuple[Prewarm, ...],
+        cause: str,
+        work: Work | None,
+    ) -> list[RelocationRequest]:
+        """Audit pre-warming's records, count them, hold the capacity warm instances take, and
+        return the workflow requests that start or cool them."""
+        assert self._outbox is not None
+        bundle = self._policy.bundle
+        hold(self.ledger, bundle, prewarms)
+        for rec in prewarms:
+            PREWARMS.labels(rec.verdict.value.lower()).inc()
+            await self._outbox.send(
+                self._s.kafka.decisions_topic,
+                orjson.dumps({"cause": cause, **rec.to_dict()}),
+                key=rec.app.encode(),
+                then=work.part() if work is not None else _nothing,
+            )
+            if rec.verdict is Verdict.PREWARM:
+                self._warm_owners[(rec.ue, rec.app)] = (partition, ue)
+            else:
+                self._warm_owners.pop((rec.ue, rec.app), None)
+                WARM_SECONDS.labels("used" if rec.verdict is Verdict.USED else "wasted").inc(
+                    rec.warm_s or 0.0
+                )
+        if not prewarms:
+            return []
+        try:
+            return warm_requests(
+                prewarms,
+                self._instances.current.of(ue),
+                bundle,
+                cause,
+                app_port=self._s.act.app_port,
+                partition=partition,
+            )
+        except UndecodableEvent as exc:
+            log.warning("consumer.prewarm_failed", ue=pseudonym(ue), error=str(exc))
+            return []
+
+    async def _expire_warm(self) -> None:
+        """Cool the warm instances whose TTL passed (by the wall clock, as rechecks fire)."""
+        if self.warming is not None:
+            await self._cool(self.warming.expire(time.time()))
+
+    async def _cool(self, ended: Sequence[Prewarm]) -> None:
+        """Audit and count the ends of warm instances, and send each cool to its UE's lane."""
+        for rec in ended:
+            owner = self._warm_owners.get((rec.ue, rec.app))
+            if owner is None:
+                continue
+            partition, ue = owner
+            cause = f"expired-{int(rec.at_s * 1000)}"
+            cool = await self._prewarms(partition, ue, (rec,), cause, None)
+            # The record goes again as it is (None: the UE was forgotten, its tombstone again).
+            record = self._lookup(partition, ue)
+            await self._lanes_submit((partition, ue), tuple(cool), record, _nothing)
+
+    async def _prewarm_failed(self, report: OutcomeReport) -> None:
+        """A prewarm the workflow did not carry out (it failed, or came too late) leaves no warm
+        instance: the pool, its budget, the ledger and the owners let it go."""
+        outcome = report.outcome
+        if (
+            self.warming is None
+            or outcome.kind is not RequestKind.PREWARM
+            or outcome.status not in _NOT_WARMED
+        ):
+            return
+        warm = self.warming.pool.warm(report.ue_key, report.app)
+        if warm is None or warm.cluster != outcome.target_cluster:
+            return  # a newer prediction, or already ended
+        rec = self.warming.pool.revoke(time.time(), report.ue_key, report.app)
+        await self._cool([rec] if rec is not None else [])
+
+    async def _cool_revoked(self, partitions: set[int]) -> None:
+        """End the warm instances of UEs whose partitions go: their next owner does not know
+        them. Their cools are signalled at once (a cool removes only a warm instance that is
+        there), within a bound: a revocation must not wait long."""
+        if self.warming is None:
+            return
+        now = time.time()
+        pool = self.warming.pool
+        ended = [
+            rec
+            for (alias, app), (p, _) in list(self._warm_owners.items())
+            if p in partitions and (rec := pool.revoke(now, alias, app)) is not None
+        ]
+        owners = {(r.ue, r.app): self._warm_owners[(r.ue, r.app)] for r in ended}
+        cools: list[RelocationRequest] = []
+        for rec in ended:
+            partition, ue = owners[(rec.ue, rec.app)]
+            cause = f"revoked-{int(now * 1000)}"
+            cools += await self._prewarms(partition, ue, (rec,), cause, None)
+        queue = self._s.temporal.task_queue
+        signals = [self._signaller(self._temporal, queue, req) for req in cools]
+        try:
+            async with asyncio.timeout(5):
+                results = await asyncio.gather(*signals, return_exceptions=True)
+        except TimeoutError as exc:
+            results = [exc]
+        for result in results:
+            if isinstance(result, BaseException):  # it stays warm until its app's next move
+                log.info("consumer.cool_on_revoke_failed", error=type(result).__name__)
 
     async def _lanes_submit(
         self,
@@ -741,6 +893,7 @@ class EventConsumer:
                     ue_alias=alias,
                     app_port=self._s.act.app_port,
                     partition=partition,
+                    warming=self.warming,
                 )
             except UndecodableEvent as exc:
                 log.warning("consumer.recheck_failed", ue=alias, error=str(exc))
@@ -773,6 +926,10 @@ class EventConsumer:
                     recs = [*self.records[p].values(), *self._kept.get(p, {}).values()]
                     for cluster, app in reserved(recs):
                         self.ledger.reserve(bundle, cluster, app)
+                # Like moves awaiting their outcome, warm instances hold their room until they end.
+                if self.warming is not None:
+                    for warm in self.warming.pool.instances():
+                        self.ledger.reserve(bundle, warm.cluster, warm.app)
         if registry is not self._registry_seen:
             old_registry, self._registry_seen = self._registry_seen, registry
             self._by_partition = {}

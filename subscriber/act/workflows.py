@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         Readiness,
         RelocationRequest,
         RelocationState,
+        RequestKind,
         Status,
         SteeringPolicy,
         Step,
@@ -81,6 +82,8 @@ class Act:
 
 OUTCOMES_PATCH = "outcomes-topic"
 """Workflows started before outcomes were reported replay without reporting."""
+PREWARM_PATCH = "prewarm"
+"""Workflows started before pre-warming replay with every move deploying its target."""
 
 
 class _Model(BaseModel):
@@ -94,8 +97,12 @@ class RelocationInput(_Model):
     app: Label
     instance: Label
     placement: Placement | None = None
+    warm: Endpoint | None = None
     pending: RelocationRequest | None = None
     pending_received_at: datetime | None = None
+    pending_warm: RelocationRequest | None = None
+    pending_warm_received_at: datetime | None = None
+    pending_warm_first: bool = False
     seen_request_ids: tuple[str, ...] = ()
     last_decided_at: datetime | None = None
     history: tuple[MoveOutcome, ...] = ()
@@ -167,6 +174,7 @@ class _Move:
     target: Placement
     reached: Placement
     endpoint: Endpoint | None = None
+    warm: bool = False
     deployed: bool = False
     transfer: ContextTransfer | None = None
     context: str | None = None
@@ -177,6 +185,10 @@ class _Move:
 
 
 _StepPlan = tuple[Step, Callable[[_Move], Awaitable[None]], Callable[[_Move], bool] | None]
+
+
+def _not_warm(move: _Move) -> bool:
+    return not move.warm
 
 
 def _has_source(move: _Move) -> bool:
@@ -210,8 +222,14 @@ class RelocationWorkflow:
     def __init__(self, inp: RelocationInput) -> None:
         self._inp = inp
         self._placement = inp.placement
+        self._warm = inp.warm
         self._pending = inp.pending
         self._pending_received_at = inp.pending_received_at
+        # A prewarm or cool waits in a slot of its own: it never takes a move's place. Requests
+        # run in the order they came; ``_warm_first`` says the pending one of each came first.
+        self._pending_warm = inp.pending_warm
+        self._pending_warm_received_at = inp.pending_warm_received_at
+        self._warm_first = inp.pending_warm_first
         self._seen = list(inp.seen_request_ids)
         self._seen_set = set(self._seen)
         self._last_decided_at = inp.last_decided_at
@@ -231,9 +249,17 @@ class RelocationWorkflow:
         reporter = asyncio.create_task(self._report_outcomes())
         while True:
             await workflow.wait_condition(
-                lambda: self._pending is not None or self._should_continue_as_new()
+                lambda: (
+                    self._pending is not None
+                    or self._pending_warm is not None
+                    or self._should_continue_as_new()
+                )
             )
-            if self._pending is not None:
+            if self._pending_warm is not None and (self._pending is None or self._warm_first):
+                request, received_at = self._pending_warm, self._pending_warm_received_at
+                self._pending_warm, self._pending_warm_received_at = None, None
+                await self._move(request, received_at)
+            elif self._pending is not None:
                 request, received_at = self._pending, self._pending_received_at
                 self._pending, self._pending_received_at = None, None
                 await self._move(request, received_at)
@@ -272,8 +298,12 @@ class RelocationWorkflow:
         return self._inp.model_copy(
             update={
                 "placement": self._placement,
+                "warm": self._warm,
                 "pending": self._pending,
                 "pending_received_at": self._pending_received_at,
+                "pending_warm": self._pending_warm,
+                "pending_warm_received_at": self._pending_warm_received_at,
+                "pending_warm_first": self._warm_first,
                 "seen_request_ids": tuple(self._seen),
                 "last_decided_at": self._last_decided_at,
                 "history": tuple(self._history),
@@ -299,10 +329,25 @@ class RelocationWorkflow:
                 request, Status.REJECTED, received_at=now, settled=False, error="wrong workflow"
             )
             return
-        if self._last_decided_at is not None and request.decided_at < self._last_decided_at:
+        if request.kind is RequestKind.COOL:
+            # A cool is decided on the consumer's clock when a TTL runs out, not on its UE's
+            # report times: it neither is stale nor makes a later-reported move stale. It
+            # removes only the warm instance it names, so an old one does no harm.
+            pass
+        elif self._last_decided_at is not None and request.decided_at < self._last_decided_at:
             self._record(request, Status.STALE, received_at=now, settled=idle)
             return
-        self._last_decided_at = request.decided_at
+        else:
+            self._last_decided_at = request.decided_at
+        if request.kind is not RequestKind.MOVE:
+            self._supersede_warm()
+            self._pending_warm, self._pending_warm_received_at = request, now
+            self._warm_first = self._pending is None
+            return
+        if self._pending_warm is not None and self._pending_warm.kind is RequestKind.PREWARM:
+            # The move settles the warm instance itself: it uses it or removes it. A pending cool
+            # stays, and runs first: what was decided earlier happens earlier.
+            self._supersede_warm()
         if self._pending is not None:
             self._record(
                 self._pending,
@@ -311,6 +356,16 @@ class RelocationWorkflow:
                 settled=False,
             )
         self._pending, self._pending_received_at = request, now
+
+    def _supersede_warm(self) -> None:
+        if self._pending_warm is not None:
+            self._record(
+                self._pending_warm,
+                Status.SUPERSEDED,
+                received_at=self._pending_warm_received_at,
+                settled=False,
+            )
+            self._pending_warm, self._pending_warm_received_at = None, None
 
     @workflow.signal(name=PATH_SIGNAL)
     def path_changed(self, change: PathChange) -> None:
@@ -330,6 +385,7 @@ class RelocationWorkflow:
             step=self._step,
             moves_completed=self._moves_completed,
             run=self._inp.run,
+            warm=self._warm.placement if self._warm is not None else None,
         )
 
     @workflow.query(name="history")
@@ -351,6 +407,7 @@ class RelocationWorkflow:
             {
                 "request_id": request.request_id,
                 "status": status,
+                "kind": request.kind,
                 "source_cluster": source.cluster if source else None,
                 "target_cluster": request.target.cluster,
                 "received_at": received_at,
@@ -412,17 +469,31 @@ class RelocationWorkflow:
         recorded before it still replay.
         """
         return [
-            (Step.DEPLOY, self._deploy, None),
-            (Step.READINESS, self._wait_ready, None),
+            (Step.DEPLOY, self._deploy, _not_warm),
+            (Step.READINESS, self._wait_ready, _not_warm),
             (Step.CONTEXT_TRANSFER, self._transfer_context, _transfers_context),
             (Step.TRAFFIC_INFLUENCE, self._route_traffic, _influences_traffic),
             (Step.TRAFFIC_CONFIRM, self._confirm_path, _steered),
             (Step.DNS, self._set_dns, _uses_dns),
             (Step.DNS_CONFIRM, self._confirm_dns, _uses_dns),
             (Step.REMOVE_SOURCE, self._remove_source, _has_source),
+            (Step.REMOVE_WARM, self._remove_missed, self._missed),
         ]
 
+    def _missed(self, move: _Move) -> bool:
+        # Asked only when a warm instance exists: histories from before pre-warming never had one.
+        return self._warm is not None and workflow.patched(PREWARM_PATCH)
+
+    async def _remove_missed(self, move: _Move) -> None:
+        """The move went elsewhere than the warm cluster: that instance will not be used."""
+        assert self._warm is not None
+        await self._remove(self._warm.placement, drain=False)
+        self._warm = None
+
     async def _move(self, request: RelocationRequest, received_at: datetime | None) -> None:
+        if request.kind is not RequestKind.MOVE:
+            await self._tend_warm(request, received_at)
+            return
         source = self._placement or request.source
         target = request.target
         if source is not None and source.cluster == target.cluster:
@@ -438,6 +509,18 @@ class RelocationWorkflow:
         self._in_flight = request
         self._marks = []
         move = _Move(request, source, target, target)
+        # Asked only when a warm instance exists: histories from before pre-warming never had one.
+        warm = self._warm
+        if (
+            warm is not None
+            and warm.placement.cluster == target.cluster
+            and workflow.patched(PREWARM_PATCH)
+        ):
+            # Deployed and ready already: the move is only steer and remove. Should it fail,
+            # compensation removes the warm instance as it would a fresh target.
+            self._warm = None
+            move.warm, move.deployed, move.endpoint = True, True, warm
+            move.reached = warm.placement
         try:
             for step, run, applies in self._plan(move):
                 # Whether a step applies is asked when its turn comes, not before: a patch
@@ -490,6 +573,100 @@ class RelocationWorkflow:
             dns_switched_at=move.dns_switched_at,
             step_ms=step_ms,
             context=move.context,
+        )
+
+    async def _tend_warm(self, request: RelocationRequest, received_at: datetime | None) -> None:
+        """A prewarm deploys on its target and waits until it is ready, steering nothing; a cool
+        removes the warm instance on its target. One warm instance per app instance: a prewarm
+        elsewhere first removes the one there is."""
+        workflow.patched(PREWARM_PATCH)
+        source = self._placement or request.source
+        target = request.target
+        warm = self._warm
+        warm_here = warm is not None and warm.placement.cluster == target.cluster
+        prewarm = request.kind is RequestKind.PREWARM
+        serving_here = source is not None and source.cluster == target.cluster
+        if (warm_here or serving_here) if prewarm else not warm_here:
+            self._record(
+                request,
+                Status.NOOP,
+                received_at=received_at,
+                settled=self._pending is None,
+                source=source,
+            )
+            return
+        self._in_flight = request
+        self._marks = []
+        move = _Move(request, source, target, target)
+        try:
+            if warm is not None:
+                self._enter(Step.REMOVE_WARM)
+                await self._remove(warm.placement, drain=False)
+                self._warm = None
+            if prewarm:
+                self._enter(Step.DEPLOY)
+                await self._deploy(move)
+                self._enter(Step.READINESS)
+                await self._wait_ready(move)
+                self._warm = move.endpoint
+        except (ActivityError, asyncio.CancelledError) as exc:
+            await self._warm_failed(request, received_at, source, move, exc)
+            return
+        self._in_flight, self._step = None, None
+        self._record(
+            request,
+            Status.COMPLETED,
+            received_at=received_at,
+            settled=self._pending is None,
+            source=source,
+            step_ms=self._step_ms(),
+        )
+
+    async def _warm_failed(
+        self,
+        request: RelocationRequest,
+        received_at: datetime | None,
+        source: Placement | None,
+        move: _Move,
+        exc: BaseException,
+    ) -> None:
+        """Record a failed prewarm or cool; a half-deployed warm instance is removed."""
+        cancelled = is_cancelled_exception(exc)
+        failed_step, step_ms = self._step, self._step_ms()
+        done: list[str] = []
+        errors: list[str] = []
+        if move.deployed:
+            try:
+                await self._remove(move.target, drain=False)
+                done.append("target_removed")
+            except ActivityError as err:
+                errors.append(f"remove_target: {_error_text(err)}")
+        self._in_flight, self._step = None, None
+        self._record(
+            request,
+            Status.CANCELLED if cancelled else Status.FAILED,
+            received_at=received_at,
+            settled=self._pending is None,
+            source=source,
+            failed_step=failed_step,
+            error=_error_text(exc),
+            compensated=tuple(done),
+            compensation_errors=tuple(errors),
+            step_ms=step_ms,
+        )
+        if cancelled:
+            raise exc
+
+    async def _remove(self, placement: Placement, *, drain: bool) -> None:
+        await workflow.execute_activity(
+            Act.REMOVE,
+            RemoveInput(
+                app=self._inp.app, instance=self._inp.instance, placement=placement, drain=drain
+            ),
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=_HEARTBEAT,
+            retry_policy=_RETRY,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
 
     async def _deploy(self, move: _Move) -> None:
@@ -653,6 +830,16 @@ class RelocationWorkflow:
                 done.append("target_removed")
             except ActivityError as exc:
                 errors.append(f"remove_target: {_error_text(exc)}")
+        # Asked only when a warm instance exists: histories from before pre-warming never had one.
+        # The consumer counted the warm instance as missed when it decided this move elsewhere.
+        warm = self._warm
+        if warm is not None and workflow.patched(PREWARM_PATCH):
+            try:
+                await self._remove(warm.placement, drain=False)
+                self._warm = None
+                done.append("warm_removed")
+            except ActivityError as exc:
+                errors.append(f"remove_warm: {_error_text(exc)}")
         return done, errors, keep_target
 
     async def _serving(self, placement: Placement) -> bool:

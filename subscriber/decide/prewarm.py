@@ -7,9 +7,10 @@ Three pure pieces, used by whoever decides (the consumer, ``shadow``, the pre-wa
   thresholds; UEs from the same context were seen to stay at most ``ttl_s`` on average and this
   UE has not stayed longer than they do yet (otherwise the moment it leaves is anybody's guess
   and a warm instance would mostly expire); the predicted zone is served best by another cluster
-  than the current one; that cluster accepts the app, with the capacity the pool's warm instances
-  already take counted; and the budgets per cluster and per app have room. Otherwise a quiet
-  verdict that says which test failed.
+  than the current one (capacity counted as the bundle has it: :func:`hold` keeps warm
+  instances in the capacity ledger, :meth:`Prewarming.bundle_for` gives a UE's own back); and
+  the budgets per cluster and per app have room. Otherwise a quiet verdict that says which test
+  failed.
 * :meth:`WarmPool.admit`, :meth:`WarmPool.arrive` and :meth:`WarmPool.expire` keep the warm
   instances: a move to a warm target is a hit (the instance is used), a move elsewhere a miss
   (the warm one is removed at once), an instance unused for ``ttl_s`` expires. Each end says how
@@ -19,21 +20,26 @@ Three pure pieces, used by whoever decides (the consumer, ``shadow``, the pre-wa
   and ping-pong still apply.
 
 Every record has a reason and the prediction's confidence, for the audit topic. No clock: time is
-passed in; the pool is running state, like the capacity ledger.
+passed in; the pool is running state, like the capacity ledger. Warm instances live on the
+caller's clock: a record's time is its decision time but never later than the report's ingest
+time, so a report dated in the future neither keeps a warm instance alive longer nor ends one
+early; the caller expires them with the same clock (the consumer's wall clock, on which it also
+fires rechecks; the simulations' event time).
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from subscriber.decide.bundle import Bundle
+from subscriber.decide.ledger import Ledger
 from subscriber.decide.policy import Action, Decision, Reason, _gate
 from subscriber.decide.predict import Prediction, Transitions, zone_path
 from subscriber.decide.rules import Gates, PrewarmDoc
-from subscriber.decide.scoring import Extra, score_cluster
 from subscriber.decide.state import UeState, record
 
 
@@ -53,10 +59,8 @@ class Verdict(StrEnum):
     ALREADY_WARM = "ALREADY_WARM"
     CLUSTER_BUDGET = "CLUSTER_BUDGET"
     APP_BUDGET = "APP_BUDGET"
-    NO_CAPACITY = "NO_CAPACITY"
 
 
-_NONE = Extra()
 QUIET = frozenset(Verdict) - {Verdict.PREWARM, Verdict.USED, Verdict.MISSED, Verdict.EXPIRED}
 
 
@@ -145,9 +149,6 @@ class WarmPool:
         self._per_cluster: dict[str, int] = {}
         self._per_app: dict[str, int] = {}
         self._expiry: list[tuple[float, str, str, float]] = []
-        # What warm instances take on each cluster, on top of its load, and each app's needs.
-        self._load: dict[str, Extra] = {}
-        self._needs: dict[str, Extra] = {}
 
     def __len__(self) -> int:
         return len(self._warm)
@@ -155,6 +156,10 @@ class WarmPool:
     def warm(self, ue: str, app: str) -> Warm | None:
         """The warm instance of ``app`` for ``ue``, if any."""
         return self._warm.get((ue, app))
+
+    def instances(self) -> list[Warm]:
+        """Every warm instance (what a fresh capacity ledger must count again)."""
+        return list(self._warm.values())
 
     def on_cluster(self, cluster: str) -> int:
         """How many warm instances ``cluster`` holds."""
@@ -173,6 +178,7 @@ class WarmPool:
         source: str,
         prediction: Prediction | None,
         in_zone_s: float = 0.0,
+        clock_s: float | None = None,
     ) -> Prewarm:
         """Whether to warm ``app`` for ``ue`` on the cluster that serves the predicted zone.
 
@@ -180,13 +186,15 @@ class WarmPool:
 
         Args:
             now_s: decision time.
-            bundle: topology and policy; pass the capacity-corrected one so warm instances
-                count against capacity like moves do.
+            bundle: topology and policy; pass the capacity-corrected one (warm instances held
+                in the ledger by :func:`hold`, this UE's own given back) so warm instances
+                count against capacity once, like moves do.
             ue: the UE's pseudonym.
             app: the application.
             source: the cluster serving the UE now.
             prediction: where the UE goes next, None if the predictor has no idea.
             in_zone_s: how long the UE has been in its zone already.
+            clock_s: the pool's clock now (see the module); ``now_s`` when None.
         """
         rules = self.rules
         base: dict[str, Any] = {"ue": ue, "app": app, "source": source, "at_s": now_s}
@@ -225,23 +233,11 @@ class WarmPool:
             return self._quiet(Verdict.CLUSTER_BUDGET, target=target, **base)
         if self._per_app.get(app, 0) >= rules.max_per_app and held is None:
             return self._quiet(Verdict.APP_BUDGET, target=target, **base)
-        if not self._fits(bundle, app, target, prediction.location):
-            return self._quiet(Verdict.NO_CAPACITY, target=target, **base)
-        return Prewarm(Verdict.PREWARM, target=target, expires_at_s=now_s + rules.ttl_s, **base)
-
-    def _fits(self, bundle: Bundle, app: str, target: str, zone: str) -> bool:
-        """Whether ``target`` still takes ``app`` with the warm instances it holds counted."""
-        spec, cluster = bundle.topology.apps[app], bundle.topology.clusters[target]
-        self._needs[app] = Extra(spec.cpu, spec.memory_mib, 1)
-        warm_load = self._load.get(target)
-        if warm_load is None:
-            return True  # the ranking already checked the cluster as it is
-        latency = bundle.topology.latency_ms.get(zone, {}).get(target)
-        fits = score_cluster(cluster, spec, latency, bundle.rules, current=False, extra=warm_load)
-        return fits.rejected is None
+        expires_at_s = (now_s if clock_s is None else clock_s) + rules.ttl_s
+        return Prewarm(Verdict.PREWARM, target=target, expires_at_s=expires_at_s, **base)
 
     def admit(self, decision: Prewarm) -> list[Prewarm]:
-        """Count a ``PREWARM`` as warm from its time on.
+        """Count a ``PREWARM`` as warm from then on (its expiry less the TTL: the pool's clock).
 
         Returns:
             the end of the UE's previous warm instance of that app, if it had one elsewhere
@@ -250,48 +246,28 @@ class WarmPool:
         if decision.verdict is not Verdict.PREWARM or decision.target is None:
             raise ValueError("only a PREWARM with a target is admitted")
         assert decision.expires_at_s is not None
+        since_s = decision.expires_at_s - self.rules.ttl_s
         ended = []
         old = self._warm.get((decision.ue, decision.app))
         if old is not None:
-            ended.append(self._end(old, Verdict.MISSED, decision.at_s, decision.source))
+            ended.append(self._end(old, Verdict.MISSED, since_s, decision.source))
         warm = Warm(
             decision.ue,
             decision.app,
             decision.target,
-            decision.at_s,
+            since_s,
             decision.expires_at_s,
             decision.confidence,
         )
         self._warm[(warm.ue, warm.app)] = warm
         self._per_cluster[warm.cluster] = self._per_cluster.get(warm.cluster, 0) + 1
         self._per_app[warm.app] = self._per_app.get(warm.app, 0) + 1
-        self._count_load(warm, 1)
         heapq.heappush(self._expiry, (warm.expires_at_s, warm.ue, warm.app, warm.since_s))
         self.stats.prewarmed += 1
         return ended
 
-    def _count_load(self, warm: Warm, sign: int) -> None:
-        needs = self._needs.get(warm.app)
-        if needs is None:
-            return
-        was = self._load.get(warm.cluster, _NONE)
-        now = Extra(
-            was.cpu + sign * needs.cpu,
-            was.memory_mib + sign * needs.memory_mib,
-            was.apps + sign * needs.apps,
-        )
-        if now.apps <= 0:
-            self._load.pop(warm.cluster, None)
-        else:
-            self._load[warm.cluster] = now
-
-    def warm_load(self, cluster: str) -> Extra:
-        """What the warm instances on ``cluster`` take (CPU, memory, app slots)."""
-        return self._load.get(cluster, _NONE)
-
     def _end(self, warm: Warm, verdict: Verdict, now_s: float, source: str) -> Prewarm:
         del self._warm[(warm.ue, warm.app)]
-        self._count_load(warm, -1)
         self._per_cluster[warm.cluster] -= 1
         if not self._per_cluster[warm.cluster]:
             del self._per_cluster[warm.cluster]
@@ -346,6 +322,12 @@ class WarmPool:
             if warm is not None and warm.since_s == since_s and warm.expires_at_s == at_s:
                 ended.append(self._end(warm, Verdict.EXPIRED, at_s, warm.cluster))
         return ended
+
+    def revoke(self, now_s: float, ue: str, app: str) -> Prewarm | None:
+        """End ``ue``'s warm instance of ``app`` now, as expired: whoever decides for the UE
+        from now on (another consumer, after a rebalance) does not know it."""
+        warm = self._warm.get((ue, app))
+        return None if warm is None else self._end(warm, Verdict.EXPIRED, now_s, warm.cluster)
 
     def drain(self, now_s: float) -> list[Prewarm]:
         """End every warm instance now, as expired: the pool is closing (or the run is over)."""
@@ -429,15 +411,33 @@ class Prewarming:
         warm = self.pool.warm(ue, decision.app)
         return relax(decision, bundle, warm.cluster if warm is not None else None)
 
-    def moved(self, decision: Decision, ue: str) -> Prewarm | None:
-        """A relocation was decided: ``USED`` if its target was warm, ``MISSED`` if another was."""
+    def moved(self, decision: Decision, ue: str, clock_s: float | None = None) -> Prewarm | None:
+        """A relocation was decided: ``USED`` if its target was warm, ``MISSED`` if another was.
+
+        ``clock_s`` is the pool's clock (the decision time when None).
+        """
         if decision.action is not Action.RELOCATE or decision.target is None:
             return None
-        return self.pool.arrive(
-            decision.decided_at_s, ue, decision.app, decision.source, decision.target
-        )
+        now_s = decision.decided_at_s if clock_s is None else clock_s
+        return self.pool.arrive(now_s, ue, decision.app, decision.source, decision.target)
 
-    def ahead(self, decision: Decision, bundle: Bundle, ue: str) -> list[Prewarm]:
+    def bundle_for(self, bundle: Bundle, ue: str, apps: Iterable[str]) -> Bundle:
+        """``bundle`` with ``ue``'s own warm instances of ``apps`` given back.
+
+        The ledger counts every warm instance against capacity (:func:`hold`); the move that
+        uses one, or the prewarm that replaces it, must not find it in its own way: a cluster
+        with room for one more takes the UE whose warm instance already holds that room.
+        """
+        own = Ledger()
+        for app in apps:
+            warm = self.pool.warm(ue, app)
+            if warm is not None:
+                own.release(bundle, warm.cluster, app)
+        return own.applied(bundle)
+
+    def ahead(
+        self, decision: Decision, bundle: Bundle, ue: str, clock_s: float | None = None
+    ) -> list[Prewarm]:
         """Whether to warm the app where the UE goes next, once it serves from the UE's zone.
 
         Returns:
@@ -462,6 +462,7 @@ class Prewarming:
             source,
             self.model.predict(path, at_s),
             at_s - state.zone_since_s,
+            clock_s,
         )
         if offer.verdict is not Verdict.PREWARM:
             return [offer]
@@ -470,3 +471,16 @@ class Prewarming:
     def expire(self, at_s: float) -> list[Prewarm]:
         """Warm instances whose TTL passed by ``at_s``: the caller removes them."""
         return self.pool.expire(at_s)
+
+
+def hold(ledger: Ledger, bundle: Bundle, records: Sequence[Prewarm]) -> None:
+    """Count warm instances against capacity in ``ledger``: a ``PREWARM`` takes its target's
+    share, its end gives it back (a used one's share passes to the move, which the ledger counts
+    as a move). Quiet records change nothing."""
+    for rec in records:
+        if rec.target is None or rec.verdict in QUIET:
+            continue
+        if rec.verdict is Verdict.PREWARM:
+            ledger.reserve(bundle, rec.target, rec.app)
+        else:
+            ledger.release(bundle, rec.target, rec.app)

@@ -45,7 +45,7 @@ from subscriber.decide.policy import (
     evacuate,
     recheck,
 )
-from subscriber.decide.prewarm import QUIET, Prewarm, Prewarming
+from subscriber.decide.prewarm import QUIET, Prewarm, Prewarming, Verdict
 from subscriber.decide.state import UeState, decode_state, encode_state
 from subscriber.errors import UndecodableEvent
 from subscriber.events import LocationEvent
@@ -54,6 +54,7 @@ from subscriber.relocation import (
     OutcomeReport,
     Placement,
     RelocationRequest,
+    RequestKind,
     SteeringPolicy,
 )
 
@@ -242,7 +243,10 @@ def handle_event(
         for inst in instances
     ]
     before = state
-    adjust = None if warming is None else _relaxer(warming, bundle, ue_alias)
+    adjust = None
+    if warming is not None:
+        bundle = warming.bundle_for(bundle, ue_alias, (i.app for i in instances))
+        adjust = _relaxer(warming, bundle, ue_alias)
     decisions, state = decide_all(at_s, bundle, placements, before, event, adjust)
     audited, record = _requests(
         list(zip(instances, decisions, strict=True)),
@@ -265,7 +269,17 @@ def handle_event(
         audited=audited,
         record=replace(record, state=state, seen=seen, recheck_at_s=recheck_at_s),
         clamped=clamped,
-        prewarms=_warm(warming, bundle, ue_alias, before, state, decisions, at_s),
+        # The pool's clock never runs ahead of ours: see subscriber.decide.prewarm.
+        prewarms=_warm(
+            warming,
+            bundle,
+            ue_alias,
+            before,
+            state,
+            decisions,
+            at_s,
+            min(at_s, event.ingest_time.timestamp()),
+        ),
     )
 
 
@@ -281,6 +295,7 @@ def _warm(
     after: UeState | None,
     decisions: Sequence[Decision],
     at_s: float,
+    clock_s: float,
 ) -> tuple[Prewarm, ...]:
     if warming is None:
         return ()
@@ -288,10 +303,11 @@ def _warm(
         warming.observed(before, after, at_s)
     out = []
     for decision in decisions:
-        ended = warming.moved(decision, ue)
+        ended = warming.moved(decision, ue, clock_s)
         if ended is not None:
             out.append(ended)
-        out += [r for r in warming.ahead(decision, bundle, ue) if r.verdict not in QUIET]
+        ahead = warming.ahead(decision, bundle, ue, clock_s)
+        out += [r for r in ahead if r.verdict not in QUIET]
     return tuple(out)
 
 
@@ -318,6 +334,8 @@ def handle_recheck(
     if state is None or not record.seen:
         return Handled(duplicate=False, audited=(), record=replace(record, recheck_at_s=None))
     decisions = []
+    if warming is not None:
+        bundle = warming.bundle_for(bundle, ue_alias, (i.app for i in instances))
     for inst in instances:
         placement = Running(inst.app, record.placement_of(instance_key(inst)) or inst.cluster)
         decision = recheck(at_s, bundle, placement, state)
@@ -339,7 +357,7 @@ def handle_recheck(
         duplicate=False,
         audited=audited,
         record=replace(record, state=state, recheck_at_s=_recheck_at(audited)),
-        prewarms=_warm(warming, bundle, ue_alias, state, state, decisions, at_s),
+        prewarms=_warm(warming, bundle, ue_alias, state, state, decisions, at_s, at_s),
     )
 
 
@@ -399,6 +417,58 @@ def _requests(
             )
         audited.append(Audited(inst, decision, request))
     return tuple(audited), record
+
+
+_WARM_KINDS = {Verdict.PREWARM: RequestKind.PREWARM, Verdict.EXPIRED: RequestKind.COOL}
+
+
+def warm_requests(
+    prewarms: Sequence[Prewarm],
+    instances: Sequence[InstanceDoc],
+    bundle: Bundle,
+    cause: str,
+    *,
+    app_port: int,
+    partition: int | None,
+) -> list[RelocationRequest]:
+    """The workflow requests of pre-warming's records: a ``PREWARM`` deploys its target without
+    steering, an ``EXPIRED`` cools it. A ``USED`` needs none (the move uses the warm instance),
+    nor a ``MISSED`` (the move elsewhere, or the warm instance replacing it, removes it).
+
+    Raises:
+        UndecodableEvent: a request cannot be built; nothing changed.
+    """
+    out = []
+    for rec in prewarms:
+        kind = _WARM_KINDS.get(rec.verdict)
+        target = _where(bundle, rec.target, app_port) if rec.target is not None else None
+        if kind is None or target is None:
+            continue
+        for inst in instances:
+            if inst.app != rec.app:
+                continue
+            try:
+                out.append(
+                    RelocationRequest(
+                        request_id=f"{cause}.{inst.app}.{inst.instance}.{kind.value}",
+                        app=inst.app,
+                        instance=inst.instance,
+                        ue_key=rec.ue,
+                        source=_where(bundle, rec.source, app_port),
+                        target=target,
+                        event_id=cause,
+                        decided_at=datetime.fromtimestamp(rec.at_s, UTC),
+                        reasons=(rec.verdict.value,),
+                        partition=partition,
+                        kind=kind,
+                    )
+                )
+            except ValidationError as exc:
+                raise UndecodableEvent(
+                    f"cannot build the {kind.value} request of {inst.app}/{inst.instance}: "
+                    f"{exc.error_count()} errors"
+                ) from exc
+    return out
 
 
 def handle_evacuation(

@@ -46,7 +46,7 @@ from subscriber.decide.bundle import Bundle
 from subscriber.decide.instances import InstanceDoc, Instances
 from subscriber.decide.ledger import Ledger
 from subscriber.decide.policy import Action, Decision, Reason
-from subscriber.decide.prewarm import Prewarming, WarmStats
+from subscriber.decide.prewarm import Prewarming, WarmStats, hold
 from subscriber.decide.scoring import Candidate
 from subscriber.decide.step import Audited, UeRecord, handle_event, handle_recheck, instance_key
 from subscriber.events import LocationEvent
@@ -403,6 +403,7 @@ class ShadowEngine:
                 app_port=self._app_port,
                 warming=self._warming,
             )
+            hold(self.ledger, self.bundle, handled.prewarms)
             self.outcome.rechecks += 1
             if ue.instances:
                 self._account(key, ue, handled.audited, at, "recheck")
@@ -441,7 +442,12 @@ class ShadowEngine:
         if ue.instances is None:
             self._start(key, ue, self._zone_of(event))
         if self._warming is not None:
-            self._warming.expire(t)
+            # The pool's clock is the step's: never ahead of the report's ingest.
+            hold(
+                self.ledger,
+                self.bundle,
+                self._warming.expire(min(t, event.ingest_time.timestamp())),
+            )
         handled = handle_event(
             event,
             record,
@@ -452,6 +458,7 @@ class ShadowEngine:
             dedup_window=self._dedup,
             warming=self._warming,
         )
+        hold(self.ledger, self.bundle, handled.prewarms)
         self.outcome.events += 1
         if handled.duplicate:
             self.outcome.duplicates += 1

@@ -5,9 +5,18 @@ from __future__ import annotations
 import pytest
 
 from subscriber.decide.bundle import Bundle
+from subscriber.decide.ledger import Ledger
 from subscriber.decide.policy import Action, Decision, Reason, Running, decide
 from subscriber.decide.predict import Prediction
-from subscriber.decide.prewarm import QUIET, Prewarm, Prewarming, Verdict, WarmPool, relax
+from subscriber.decide.prewarm import (
+    QUIET,
+    Prewarm,
+    Prewarming,
+    Verdict,
+    WarmPool,
+    hold,
+    relax,
+)
 from subscriber.decide.rules import PrewarmDoc
 from tests.support.policy import at, build, example_doc, run_trace, set_cluster
 
@@ -283,17 +292,24 @@ def test_prewarming_expires_unused(bundle: Bundle) -> None:
 
 
 def test_warm_instances_count_against_capacity() -> None:
-    """edge-2 with room for two more apps: two warm instances fill it, the third is refused."""
+    """edge-2 with room for two more apps: two warm instances held in the ledger fill it, the
+    third UE's app is warmed on the next best cluster; a used one's room passes to its move."""
     doc = set_cluster(example_doc(), "edge-2", load={"cpu": 6, "memory_mib": 12288, "apps": 10})
-    bundle = build(doc, policy={"prewarm": {"enabled": True, "max_per_cluster": 10}})
-    pool = _pool(bundle)
-    for ue in ("u1", "u2"):
-        pool.admit(pool.consider(0.0, bundle, ue, VA, "edge-1", _to("zone-tower-2")))
-    assert pool.warm_load("edge-2").apps == 2
-    assert pool.warm_load("edge-2").cpu == 4.0
-    third = pool.consider(0.0, bundle, "u3", VA, "edge-1", _to("zone-tower-2"))
-    assert (third.verdict, third.target) == (Verdict.NO_CAPACITY, "edge-2")
-    pool.arrive(5.0, "u1", VA, "edge-1", "edge-2")
-    assert pool.warm_load("edge-2").apps == 1
-    again = pool.consider(6.0, bundle, "u3", VA, "edge-1", _to("zone-tower-2"))
-    assert again.verdict is Verdict.PREWARM
+    base = build(doc, policy={"prewarm": {"enabled": True, "max_per_cluster": 10}})
+    pool, ledger = _pool(base), Ledger()
+
+    def offer(ue: str, t: float) -> Prewarm:
+        p = pool.consider(t, ledger.applied(base), ue, VA, "edge-1", _to("zone-tower-2"))
+        if p.verdict is Verdict.PREWARM:
+            pool.admit(p)
+            hold(ledger, base, [p])
+        return p
+
+    assert [offer(ue, 0.0).target for ue in ("u1", "u2")] == ["edge-2", "edge-2"]
+    assert ledger.extra["edge-2"].apps == 2
+    assert offer("u3", 0.0).target == "regional-1"
+    used = pool.arrive(5.0, "u1", VA, "edge-1", "edge-2")
+    assert used is not None
+    hold(ledger, base, [used])
+    ledger.moved(base, VA, "edge-1", "edge-2")  # the move takes the room the warm one held
+    assert ledger.extra["edge-2"].apps == 2

@@ -526,6 +526,88 @@ def test_prewarming_through_the_step() -> None:
     assert warming.pool.stats.hits == 1
 
 
+def _learned(bundle: Bundle, t0: float = 0.0):  # type: ignore[no-untyped-def]
+    from subscriber.decide.prewarm import Prewarming
+
+    assert bundle.rules.prewarm is not None
+    warming = Prewarming(bundle.rules.prewarm)
+    for i in range(6):
+        warming.model.learn(["zone-tower-1", "zone-tower-2"], t0 + 10.0 * i, stayed_s=60.0)
+    return warming
+
+
+def test_a_warm_instance_takes_its_clusters_room_once() -> None:
+    """edge-2 has room for one more app: one UE's warm instance takes it (another UE is warmed
+    elsewhere), and that UE's arrival moves onto it (not refused as full, nor counted twice)."""
+    from subscriber.decide.prewarm import Verdict, hold
+    from tests.support.policy import at, build, example_doc, set_cluster
+
+    doc = set_cluster(example_doc(), "edge-2", load={"cpu": 6, "memory_mib": 12288, "apps": 11})
+    base = build(doc, policy={"prewarm": {"enabled": True}})
+    warming, ledger = _learned(base), Ledger()
+    other = InstanceDoc(
+        ue="imsi-208930000000002", app=INSTANCE.app, instance="ue2", cluster="edge-1"
+    )
+
+    def step(inst, alias, event, record):  # type: ignore[no-untyped-def]
+        before = record
+        h = handle_event(
+            event,
+            record,
+            [inst],
+            ledger.applied(base),
+            ue_alias=alias,
+            app_port=8080,
+            dedup_window=8,
+            warming=warming,
+        )
+        reserve(ledger, base, before, h)
+        hold(ledger, base, h.prewarms)
+        return h
+
+    first = step(INSTANCE, "~one", at("tower-1", 100.0, ue=INSTANCE.ue), None)
+    assert [(w.verdict, w.target) for w in first.prewarms] == [(Verdict.PREWARM, "edge-2")]
+    assert ledger.extra["edge-2"].apps == 1
+    second = step(other, "~two", at("tower-1", 101.0, ue=other.ue), None)
+    assert [w.target for w in second.prewarms if w.verdict is Verdict.PREWARM] != ["edge-2"]
+    arrived = step(INSTANCE, "~one", at("tower-2", 130.0, ue=INSTANCE.ue), first.record)
+    (request,) = arrived.requests
+    assert request.target.cluster == "edge-2"
+    assert arrived.prewarms[0].verdict is Verdict.USED
+    assert ledger.extra["edge-2"].apps == 1  # the move's, which the warm instance became
+
+
+def test_a_report_from_the_future_moves_no_warm_deadline() -> None:
+    """A report dated ahead of its ingest (within the allowed skew) is decided at its own time,
+    but its warm instance lives on the ingest clock: it expires a TTL after ingest, not later,
+    and a later report's arrival counts warm time from then."""
+    from subscriber.decide.prewarm import Verdict
+    from tests.support.policy import at, build
+
+    bundle = build(policy={"prewarm": {"enabled": True, "ttl_s": 300}})
+    warming = _learned(bundle, 900.0)
+    ahead = at("tower-1", 1000.0 + 50.0, ue=INSTANCE.ue)
+    ahead = ahead.model_copy(update={"ingest_time": datetime.fromtimestamp(1000.0, UTC)})
+    h = handle_event(
+        ahead,
+        None,
+        [INSTANCE],
+        bundle,
+        ue_alias="~alias",
+        app_port=8080,
+        dedup_window=8,
+        max_skew_s=60.0,
+        warming=warming,
+    )
+    (warm,) = h.prewarms
+    assert warm.verdict is Verdict.PREWARM
+    assert warm.at_s == 1050.0  # decided at the report's time, as the policy is
+    assert warm.expires_at_s == 1300.0
+    assert warming.expire(1299.0) == []
+    (gone,) = warming.expire(1300.0)
+    assert (gone.verdict, gone.warm_s) == (Verdict.EXPIRED, 300.0)
+
+
 def test_without_prewarming_the_step_is_unchanged() -> None:
     """The same reports with pre-warming off wait for the dwell, and carry no pre-warm records."""
     from tests.support.policy import at

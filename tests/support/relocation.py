@@ -30,12 +30,17 @@ from subscriber.relocation import (
     Placement,
     Readiness,
     RelocationRequest,
+    RequestKind,
     Step,
 )
 from subscriber.settings import Settings
 from tests.support.waiting import until
 
-DNS_MOVE_STEPS = [s.value for s in Step if s not in (Step.TRAFFIC_INFLUENCE, Step.TRAFFIC_CONFIRM)]
+DNS_MOVE_STEPS = [
+    s.value
+    for s in Step
+    if s not in (Step.TRAFFIC_INFLUENCE, Step.TRAFFIC_CONFIRM, Step.REMOVE_WARM)
+]
 """Every step a DNS-steered move runs, in order."""
 
 
@@ -153,9 +158,11 @@ def make_request(
     n: int = 1,
     *,
     app: str = "shop",
+    kind: RequestKind = RequestKind.MOVE,
 ) -> RelocationRequest:
     """A request as the consumer would build it; ``n`` orders requests and ids."""
     return RelocationRequest(
+        kind=kind,
         request_id=f"evt-{unique}-{n}",
         app=app,
         instance=f"i{unique}",
