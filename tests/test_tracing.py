@@ -4,8 +4,8 @@ Also the worker's metrics endpoint, which counts each workflow outcome.
 
 The spans are recorded by an in-memory exporter on the process's tracer provider (installed
 once here, and shut down when the module is done, so other tests do not keep recording).
-Everything else is real: the receiver (served by granian) and its publisher, Kafka, the consumer, Temporal,
-the worker with the local orchestrator and PowerDNS.
+Everything else is real: the receiver (served by granian) and its publisher, Kafka, the
+consumer, Temporal, the worker with the local orchestrator and PowerDNS.
 """
 
 from __future__ import annotations

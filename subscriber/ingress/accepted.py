@@ -16,8 +16,6 @@ import time
 
 import structlog
 
-log = structlog.get_logger()
-
 INTERVAL_S = 10.0
 """How often the counts are logged."""
 
@@ -46,6 +44,9 @@ class AcceptedLog:
         counts, self._counts = self._counts, {}
         now = time.monotonic()
         interval_s, self._since = now - self._since, now
+        # A logger per flush (a few a minute), not one cached at import: it follows the logging
+        # configuration in force now.
+        log = structlog.get_logger()
         for (kind, name), (callbacks, events, total_s, max_s) in counts.items():
             log.info(
                 "callbacks_accepted",
