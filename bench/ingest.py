@@ -42,6 +42,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.figures import record
+from bench.names import drop_topics
 from subscriber.settings import Settings
 from subscriber.stack.procs import free_port
 from subscriber.stack.state import read_state
@@ -78,6 +79,34 @@ class Run:
     failed: int
     p50_ms: float | None = None
     p99_ms: float | None = None
+    server_cpu_us: float | None = None  # the server's CPU per callback answered
+    broker_cpu_us: float | None = None  # the Kafka broker's CPU per callback answered
+
+
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pids: set[int]) -> float:
+    """CPU seconds (user + system) so far of these processes and all their descendants."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # it exited meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) * _TICK_S
+    tree = set(pids)
+    grew = True
+    while grew:
+        more = {pid for pid, ppid in parents.items() if ppid in tree} - tree
+        grew = bool(more)
+        tree |= more
+    return sum(times.get(pid, 0.0) for pid in tree)
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
@@ -92,7 +121,20 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30) 
     raise SystemExit(f"server not listening on {port} after {timeout_s} s")
 
 
-def _h2load(url: str, args: argparse.Namespace, *, rate: int | None, log_file: Path | None) -> Run:
+def _h2load(
+    url: str,
+    args: argparse.Namespace,
+    *,
+    rate: int | None,
+    log_file: Path | None,
+    server: int | None = None,
+    broker: int | None = None,
+) -> Run:
+    """One h2load run; with ``server`` (and ``broker``), their CPU per callback answered.
+
+    The CPU is counted over the measured seconds only: from the end of h2load's warm-up to
+    its exit.
+    """
     cmd = [
         "taskset", "-c", args.load_cpus, "h2load",
         "-c", str(args.clients), "-m", str(args.streams),
@@ -103,7 +145,15 @@ def _h2load(url: str, args: argparse.Namespace, *, rate: int | None, log_file: P
         cmd += ["--rps", str(max(1, rate // args.clients))]
     if log_file is not None:
         cmd += ["--log-file", str(log_file)]
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    load = subprocess.Popen([*cmd, url], stdout=subprocess.PIPE, text=True)
+    cpu_before: tuple[float, float] | None = None
+    if server is not None:
+        time.sleep(2)  # h2load's warm-up
+        cpu_before = (_cpu_s({server}), _cpu_s({broker}) if broker else 0.0)
+    out, _ = load.communicate()
+    if load.returncode:
+        raise subprocess.CalledProcessError(load.returncode, cmd)
+    cpu_after = (_cpu_s({server}), _cpu_s({broker}) if broker else 0.0) if server else None
     rps = succeeded = failed = 0
     for line in out.splitlines():
         if line.startswith("finished in"):
@@ -113,6 +163,10 @@ def _h2load(url: str, args: argparse.Namespace, *, rate: int | None, log_file: P
             succeeded = int(parts[3].split()[0])
             failed = int(parts[4].split()[0])
     run = Run(rps=rps, succeeded=succeeded, failed=failed)
+    if cpu_before is not None and cpu_after is not None and succeeded:
+        run.server_cpu_us = (cpu_after[0] - cpu_before[0]) / succeeded * 1e6
+        if broker:
+            run.broker_cpu_us = (cpu_after[1] - cpu_before[1]) / succeeded * 1e6
     if log_file is not None:
         latencies = sorted(
             int(cols[2])
@@ -178,6 +232,7 @@ def _measure(
     start: Callable[[int], subprocess.Popen[bytes]],
     args: argparse.Namespace,
     tmp: Path,
+    broker: int | None,
 ) -> tuple[Run, Run]:
     port = free_port()
     proc = start(port)
@@ -190,7 +245,7 @@ def _measure(
              "content-type: application/json", url],
             capture_output=True, check=True,
         )  # fmt: skip
-        saturation = _h2load(url, args, rate=None, log_file=None)
+        saturation = _h2load(url, args, rate=None, log_file=None, server=proc.pid, broker=broker)
         fixed = _h2load(url, args, rate=args.rate, log_file=tmp / f"{name}.log")
     finally:
         _stop(proc)
@@ -218,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         print("bench.ingest: h2load not found (apt-get install nghttp2-client)", file=sys.stderr)
         return 2
     settings = Settings()
-    bootstrap = read_state(settings.stack.dir).info().kafka_bootstrap
+    state = read_state(settings.stack.dir)
+    bootstrap = state.info().kafka_bootstrap
+    broker = state.services["kafka"].pid if "kafka" in state.services else None
     topic = f"bench-ingest-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmpdir:
         tmp = Path(tmpdir)
@@ -235,14 +292,19 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, list[tuple[Run, Run]]] = {"ceiling": [], "ours": []}
         for _ in range(args.rounds):
             results["ceiling"].append(
-                _measure("ceiling", lambda port: _start_ceiling(port, args), args, tmp)
+                _measure("ceiling", lambda port: _start_ceiling(port, args), args, tmp, broker)
             )
             results["ours"].append(
                 _measure(
-                    "ours", lambda port: _start_ours(port, args, env, tmp / "ours.log"), args, tmp
+                    "ours",
+                    lambda port: _start_ours(port, args, env, tmp / "ours.log"),
+                    args,
+                    tmp,
+                    broker,
                 )
             )
         acked = asyncio.run(_topic_size(bootstrap, topic))
+        asyncio.run(drop_topics(bootstrap, [topic, f"{topic}-dead"]))
         spooled = sum(f.stat().st_size for f in (tmp / "spool").rglob("*.seg"))
     print(f"machine: {platform.node()} {platform.machine()} {_cpu_model()}, {os.cpu_count()} CPUs")
     print(
@@ -251,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.duration} s after 2 s warm-up, {args.rounds} interleaved rounds; "
         f"body {BODY.stat().st_size} B"
     )
-    header = ("server", "saturation req/s", "fail", "rate", "p50 ms", "p99 ms")
-    print("{:<8} {:>17} {:>5} {:>6} {:>7} {:>7}".format(*header))
+    header = ("server", "saturation req/s", "fail", "rate", "p50 ms", "p99 ms", "cpu µs", "broker")
+    print("{:<8} {:>17} {:>5} {:>6} {:>7} {:>7} {:>7} {:>7}".format(*header))
     medians = {}
     for name, runs in results.items():
         sat = _median([r[0].rps for r in runs])
@@ -260,15 +322,28 @@ def main(argv: list[str] | None = None) -> int:
         p50 = _median([r[1].p50_ms for r in runs])
         p99 = _median([r[1].p99_ms for r in runs])
         rate = _median([r[1].rps for r in runs])
+        cpu = _median([r[0].server_cpu_us for r in runs])
+        broker_cpu = _median([r[0].broker_cpu_us for r in runs])
         medians[name] = sat
         record("ingest", f"{name}: saturation, h2c", sat, "req/s")
         record("ingest", f"{name}: p50 at {args.rate} req/s", p50, "ms", better="lower")
         record("ingest", f"{name}: p99 at {args.rate} req/s", p99, "ms", better="lower")
-        print(f"{name:<8} {sat:>17,.0f} {fails:>5} {rate:>6,.0f} {p50:>7.2f} {p99:>7.2f}")
+        record("ingest", f"{name}: server CPU per callback", cpu, "µs", better="lower")
+        print(
+            f"{name:<8} {sat:>17,.0f} {fails:>5} {rate:>6,.0f} {p50:>7.2f} {p99:>7.2f}"
+            f" {cpu:>7.0f} {broker_cpu:>7.0f}"
+        )
         print(f"         rounds: {', '.join(f'{r[0].rps:,.0f}' for r in runs)}")
+        print(f"         cpu µs: {', '.join(f'{r[0].server_cpu_us or 0:.0f}' for r in runs)}")
     ratio = medians["ours"] / medians["ceiling"]
     record("ingest", "ours / ceiling, saturation", ratio, "ratio", goal=0.8)
-    print(f"ours/ceiling = {ratio:.2f} (goal >= 0.8)")
+    per_round = [
+        o[0].rps / c[0].rps for o, c in zip(results["ours"], results["ceiling"], strict=True)
+    ]
+    print(
+        f"ours/ceiling = {ratio:.2f} (goal >= 0.8); per round: "
+        f"{', '.join(f'{r:.2f}' for r in per_round)}"
+    )
     ours_ok = sum(r[0].succeeded + r[1].succeeded for r in results["ours"])
     print(
         f"Kafka: {acked:,} records on {topic} for {ours_ok:,} measured 204s (plus warm-ups); "

@@ -19,9 +19,9 @@ UEs appear as :func:`subscriber.logs.pseudonym` values.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -114,13 +114,21 @@ def temporal_interceptors() -> list[TracingInterceptor]:
     return [TracingInterceptor(tracer())]
 
 
-def context_from_http(headers: Iterable[tuple[bytes, bytes]]) -> otel_context.Context | None:
-    """The trace context of an ASGI request's headers; None when it sent none."""
+class HttpHeaders(Protocol):
+    """An HTTP request's headers by lower-case name (granian's RSGI headers, a dict)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of header ``key``, or ``default``."""
+        ...
+
+
+def context_from_http(headers: HttpHeaders) -> otel_context.Context | None:
+    """The trace context of an HTTP request's headers; None when it sent none."""
     carrier: dict[str, str] = {}
-    for name, value in headers:
-        lname = name.lower()
-        if lname in (b"traceparent", b"tracestate"):
-            carrier[lname.decode()] = value.decode("latin-1")
+    for name in ("traceparent", "tracestate"):
+        value = headers.get(name)
+        if value:
+            carrier[name] = value
     return extract(carrier) if carrier else None
 
 

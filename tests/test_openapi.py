@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import yaml
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
+from subscriber.app.receiver import serving_receiver
 from subscriber.ingress.metrics import KINDS
-from subscriber.ingress.receiver import Receiver, default_normalizers
 from subscriber.openapi import openapi_document, render_openapi
-from subscriber.settings import ReceiverSettings
+from subscriber.settings import Settings
 from tests.support.registry import StaticRegistry
+from tests.support.settings import closed_kafka
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "vectors"
@@ -91,30 +92,6 @@ def test_nef_body_validates_and_a_bad_body_does_not() -> None:
     assert list(validator.iter_errors({"monitoringEventReports": []})) != []
 
 
-async def _call(
-    app: Receiver, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes
-) -> tuple[int, dict[bytes, bytes], bytes]:
-    sent: list[Mapping[str, Any]] = []
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> Mapping[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: Mapping[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": path,
-        "headers": headers,
-        "http_version": "2",
-    }
-    await app(scope, receive, send)
-    start, answer = sent[0], sent[1]
-    return start["status"], dict(start["headers"]), answer["body"]
-
-
 @pytest.mark.parametrize(
     ("method", "path", "content_type", "body", "status"),
     [
@@ -127,16 +104,24 @@ async def _call(
     ],
 )
 async def test_receiver_problems_match_the_documented_answers(
-    method: str, path: str, content_type: bytes, body: bytes, status: int
+    method: str, path: str, content_type: bytes, body: bytes, status: int, tmp_path: Path
 ) -> None:
-    """The receiver's error answers have the documented status, media type and body schema."""
-    app = Receiver(
-        settings=ReceiverSettings(max_body_bytes=100),
-        normalizers=default_normalizers(),
-        registry=StaticRegistry([("amf", "loc-1")]),
-        clock=lambda: datetime(2026, 7, 1, tzinfo=UTC),
+    """The receiver's error answers, served by granian, have the documented status, media type
+    and body schema."""
+    settings = closed_kafka(Settings())
+    receiver = settings.receiver.model_copy(
+        update={"port": 0, "max_body_bytes": 100, "spool_dir": tmp_path / "spool"}
     )
-    got, headers, answer = await _call(app, method, path, [(b"content-type", content_type)], body)
+    settings = settings.model_copy(update={"receiver": receiver})
+    async with (
+        serving_receiver(settings, registry=StaticRegistry([("amf", "loc-1")])) as served,
+        httpx.AsyncClient(http2=True, http1=False) as http,
+    ):
+        reply = await http.request(
+            method, served.url + path, content=body, headers={"content-type": content_type.decode()}
+        )
+    got, answer = reply.status_code, reply.content
+    headers = {k.encode(): v.encode() for k, v in reply.headers.items()}
     doc = openapi_document()
     documented = doc["paths"]["/callbacks/amf/{key}"]["post"]["responses"][str(got)]
     name = documented["$ref"].rsplit("/", 1)[-1]

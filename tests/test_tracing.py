@@ -4,8 +4,8 @@ Also the worker's metrics endpoint, which counts each workflow outcome.
 
 The spans are recorded by an in-memory exporter on the process's tracer provider (installed
 once here, and shut down when the module is done, so other tests do not keep recording).
-Everything else is real: the receiver's ASGI app and publisher, Kafka, the consumer, Temporal,
-the worker with the local orchestrator and PowerDNS.
+Everything else is real: the receiver (served by granian) and its publisher, Kafka, the
+consumer, Temporal, the worker with the local orchestrator and PowerDNS.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+import httpx
 import orjson
 import pytest
 from opentelemetry import trace
@@ -28,14 +28,14 @@ from subscriber.act.signals import connect, request_relocation
 from subscriber.act.workflows import RelocationWorkflow
 from subscriber.app.consumer import open_consumer
 from subscriber.app.lifecycle import running
+from subscriber.app.receiver import serving_receiver
 from subscriber.app.worker import build_worker, metrics_runtime
 from subscriber.events import LocationEvent, decode_event
 from subscriber.ingress.normalize import BodyKind, normalize_body
 from subscriber.ingress.publisher import Publisher
-from subscriber.ingress.receiver import Receiver, default_normalizers
 from subscriber.ingress.spool import SpoolRecord
 from subscriber.relocation import Placement, Status, workflow_id
-from subscriber.settings import KafkaSettings, LogSettings, PolicySettings, Settings
+from subscriber.settings import LogSettings, PolicySettings, Settings
 from tests.support.events import POLICY, T0, TOPOLOGY, TOWER
 from tests.support.kafka import create_topic, read_all
 from tests.support.ports import EDGE_ADDRESSES, edge_port, listening_on_a_free_port
@@ -90,23 +90,6 @@ def amf_body(n: int, tower: int) -> bytes:
     return orjson.dumps(doc)
 
 
-async def post(app: Receiver, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:
-    """One POST through the ASGI app, as granian hands it over; returns the status."""
-    sent: list[dict[str, Any]] = []
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: Any) -> None:
-        sent.append(dict(message))
-
-    scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
-    await app(scope, receive, send)
-    status: int = sent[0]["status"]
-    return status
-
-
 def _hex(span: ReadableSpan) -> str:
     assert span.context is not None
     return f"{span.context.trace_id:032x}"
@@ -124,9 +107,7 @@ def test_spool_records_keep_headers_and_old_records_still_decode() -> None:
 def test_http_context_is_continued_into_kafka_headers(spans: InMemorySpanExporter) -> None:
     """A span under an incoming traceparent hands the same trace id to the record headers."""
     trace_id, parent = traceparent(7)
-    with tracing.span(
-        "callback", parent=tracing.context_from_http([(b"traceparent", parent.encode())])
-    ):
+    with tracing.span("callback", parent=tracing.context_from_http({"traceparent": parent})):
         headers = dict(tracing.kafka_headers())
     assert headers["traceparent"].decode().split("-")[1] == trace_id
     (span,) = spans.get_finished_spans()
@@ -139,11 +120,9 @@ def test_tracing_off_passes_an_incoming_trace_on_and_records_nothing(
     """With log.traces off, a core's traceparent still reaches the headers; nothing else does."""
     monkeypatch.setattr(tracing, "_recording", False)
     _, parent = traceparent(3)
-    with tracing.continue_trace(
-        "callback", tracing.context_from_http([(b"traceparent", parent.encode())])
-    ):
+    with tracing.continue_trace("callback", tracing.context_from_http({"traceparent": parent})):
         headers = dict(tracing.kafka_headers())
-    with tracing.continue_trace("callback", tracing.context_from_http([])):
+    with tracing.continue_trace("callback", tracing.context_from_http({})):
         assert tracing.kafka_headers() == ()
     assert headers["traceparent"] == parent.encode()
     assert spans.get_finished_spans() == ()
@@ -161,9 +140,7 @@ async def test_spooled_events_keep_their_trace(
     events = _events(amf_body(1, 1))
     trace_id, parent = traceparent(11)
     async with Publisher(kafka=away, receiver=settings.receiver) as publisher:
-        with tracing.span(
-            "callback", parent=tracing.context_from_http([(b"traceparent", parent.encode())])
-        ):
+        with tracing.span("callback", parent=tracing.context_from_http({"traceparent": parent})):
             await publisher.publish(events)
         assert publisher.spool_records == 1
     await create_topic(settings.kafka.bootstrap_servers, settings.kafka.events_topic)
@@ -198,24 +175,26 @@ def _events(body: bytes) -> list[LocationEvent]:
     )
 
 
-async def _post_crossing(kafka: KafkaSettings, settings: Settings) -> dict[str, int]:
-    """The core: 32 reports of a UE crossing to tower 2, each callback with its own trace."""
+async def _post_crossing(settings: Settings) -> dict[str, int]:
+    """The core: 32 reports of a UE crossing to tower 2, each callback with its own trace,
+    over h2c prior knowledge to the receiver served by granian in this process."""
     sent: dict[str, int] = {}
-    async with Publisher(kafka=kafka, receiver=settings.receiver) as publisher:
-        app = Receiver(
-            settings=settings.receiver,
-            normalizers=default_normalizers(),
-            registry=StaticRegistry([("amf", "loc-1")]),
-            publisher=publisher,
-        )
+    settings = settings.model_copy(
+        update={"receiver": settings.receiver.model_copy(update={"port": 0})}
+    )
+    async with (
+        serving_receiver(settings, registry=StaticRegistry([("amf", "loc-1")])) as served,
+        httpx.AsyncClient(http2=True, http1=False, timeout=30) as http,
+    ):
         for n in range(32):
             trace_id, parent = traceparent(n)
             sent[trace_id] = n
-            headers = [(b"content-type", b"application/json"), (b"traceparent", parent.encode())]
-            status = await post(
-                app, "/callbacks/amf/loc-1", amf_body(n, 1 if n < 2 else 2), headers
+            answer = await http.post(
+                f"{served.url}/callbacks/amf/loc-1",
+                content=amf_body(n, 1 if n < 2 else 2),
+                headers={"content-type": "application/json", "traceparent": parent},
             )
-            assert status == 204
+            assert answer.status_code == 204
     return sent
 
 
@@ -257,7 +236,7 @@ async def test_one_trace_from_callback_to_workflow_activities(
             # Events only once the consumer owns its partition and has restored it, so the
             # group's first join (slow on a busy broker) is out of the way.
             await until(lambda: 0 in consumer.records, timeout_s=60)
-            sent = await _post_crossing(kafka, settings)
+            sent = await _post_crossing(settings)
             handle = client.get_workflow_handle_for(
                 RelocationWorkflow.run, workflow_id(APP, instance)
             )

@@ -1,9 +1,10 @@
 """``subscriber serve``: the callback receiver under granian, h2c prior knowledge + HTTP/1.1.
 
-granian (Rust HTTP core, ASGI interface, ``http=auto``) serves HTTP/2 with prior knowledge and
-HTTP/1.1 on one port, and with TLS offers ALPN h2 and http/1.1. ``receiver.workers`` processes
-share the listening socket; each builds its own app, publisher (Kafka producer + spool slot) and
-metrics in :func:`load_app`. Why granian and not hypercorn or aiohttp: docs/receiver.md.
+granian (Rust HTTP core, its native RSGI interface, ``http=auto``) serves HTTP/2 with prior
+knowledge and HTTP/1.1 on one port, and with TLS offers ALPN h2 and http/1.1.
+``receiver.workers`` processes share the listening socket; each builds its own app, publisher
+(Kafka producer + spool slot) and metrics in :func:`load_app`. Why granian and not hypercorn or
+aiohttp: docs/receiver.md.
 
 :func:`serving_receiver` runs the same app in this process under granian's embedded server, for
 the benchmarks and the tests.
@@ -45,7 +46,7 @@ from subscriber.ingress.receiver import (
 )
 from subscriber.logs import configure_logging, flush_logs, require_pseudonym_key
 from subscriber.options import ServeOptions
-from subscriber.settings import Settings, to_env
+from subscriber.settings import ReceiverSettings, Settings, to_env
 from subscriber.stack.procs import port_free_on
 from subscriber.tracing import configure_tracing
 
@@ -65,23 +66,19 @@ def build_receiver(
     *,
     registry: SubscriptionRegistry,
     normalizers: Mapping[str, Normalizer] | None = None,
-    started: asyncio.Event | None = None,
 ) -> Receiver:
-    """The ASGI app, with a lifespan that opens this process's own publisher.
+    """The RSGI app, with a lifespan that opens this process's own publisher.
 
     Args:
         settings: the whole settings.
         registry: which subscription keys are ours.
         normalizers: one per callback kind; the default ones when None.
-        started: set once the lifespan has opened the publisher (the app can take callbacks).
     """
 
     @contextlib.asynccontextmanager
     async def lifespan(receiver: Receiver) -> AsyncIterator[None]:
         async with Publisher(kafka=settings.kafka, receiver=settings.receiver) as publisher:
             receiver.publisher = publisher
-            if started is not None:
-                started.set()
             try:
                 yield
             finally:
@@ -149,7 +146,7 @@ class ServedReceiver:
 
     Attributes:
         url: its base URL (loopback for a wildcard bind).
-        app: the ASGI app; ``app.publisher`` is its publisher once serving.
+        app: the RSGI app; ``app.publisher`` is its publisher once serving.
         settings: the settings it runs with, ``receiver.port`` the port it listens on.
     """
 
@@ -173,19 +170,31 @@ async def serving_receiver(
     tests; ``subscriber serve`` runs granian's multi-process server instead (:func:`run_server`).
 
     Raises:
-        SubscriberError: the server stopped before it listened (its lifespan failed).
+        SubscriberError: the server stopped before it listened (its port was taken).
     """
     rs = settings.receiver
     if rs.port == 0:
         rs = rs.model_copy(update={"port": port_free_on(rs.host)})
         settings = settings.model_copy(update={"receiver": rs})
-    started = asyncio.Event()
-    app = build_receiver(settings, registry=registry, normalizers=normalizers, started=started)
+    app = build_receiver(settings, registry=registry, normalizers=normalizers)
+    # The embedded server calls the app's init hook inside the running loop, where it cannot
+    # start the app itself: the publisher opens here, around the server.
+    await app.startup()
+    try:
+        async with _embedded(app, rs):
+            yield ServedReceiver(base_url(rs), app, settings)
+    finally:
+        await app.shutdown()
+
+
+@contextlib.asynccontextmanager
+async def _embedded(app: Receiver, rs: ReceiverSettings) -> AsyncIterator[None]:
+    """granian's embedded server for ``app``, from its first accepted connection to its stop."""
     server = EmbeddedGranian(
         app,
         address=rs.host,
         port=rs.port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI,
         http=HTTPModes.auto,
         websockets=False,
         ssl_cert=rs.tls_cert,
@@ -195,18 +204,18 @@ async def serving_receiver(
     )
     task = asyncio.create_task(server.serve())
     try:
-        await _listening(base_url(rs), started, task)
-        yield ServedReceiver(base_url(rs), app, settings)
+        await _listening(base_url(rs), app.serving, task)
+        yield
     finally:
         server.stop()  # type: ignore[no-untyped-call]
         await task
 
 
 async def _listening(url: str, started: asyncio.Event, serving: asyncio.Task[None]) -> None:
-    """Return once our app started and its port accepts connections; raise if it stopped first.
+    """Return once granian serves our app and its port accepts connections; raise if it stopped.
 
-    The lifespan runs after granian bound the port, so a port someone else listens on fails the
-    serving task rather than passing for ours.
+    granian calls the app's init hook (``started``) after it bound the port, so a port someone
+    else listens on fails the serving task rather than passing for ours.
     """
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 0
@@ -264,7 +273,7 @@ def run_server(settings: Settings, registry_target: str = DEFAULT_REGISTRY) -> N
         "subscriber.app.receiver:load_app",
         address=rs.host,
         port=rs.port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI,
         http=HTTPModes.auto,
         workers=rs.workers,
         ssl_cert=rs.tls_cert,
@@ -276,7 +285,8 @@ def run_server(settings: Settings, registry_target: str = DEFAULT_REGISTRY) -> N
         websockets=False,
     )
     loader = partial(load_app, settings.model_dump_json(), registry_target)
-    server.serve(target_loader=loader, wrap_loader=False)
+    # granian types its loader for ASGI callables; an RSGI app is an object with __rsgi__.
+    server.serve(target_loader=loader, wrap_loader=False)  # type: ignore[arg-type]
 
 
 @dataclass

@@ -76,13 +76,13 @@ class BearerVerifier:
         self._scope = scope
         self._verified: dict[str, float] = {}  # token -> until when it is accepted
 
-    def verify(self, authorization: bytes | None) -> None:
+    def verify(self, authorization: str | None) -> None:
         """Accept or refuse one ``Authorization`` header value.
 
         Raises:
             BearerRefused: no bearer token, a bad signature, an expired token, or no scope.
         """
-        scheme, _, token = (authorization or b"").decode("latin-1").partition(" ")
+        scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise BearerRefused("a bearer token is required")

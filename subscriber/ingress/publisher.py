@@ -45,6 +45,9 @@ _MAX_BATCH_BYTES = 512 * 1024
 _PARTITIONER = DefaultPartitioner()
 _PARTITION_CACHE_SIZE = 200_000
 
+_Queued = tuple[Spool, list[SpoolRecord], "asyncio.Future[None]"]
+"""Records waiting for Kafka or the spool: the spool they would go to, and their caller's waiter."""
+
 
 @dataclass(frozen=True)
 class DeadLetter:
@@ -119,12 +122,12 @@ class Publisher:
         self._drained = asyncio.Event()
         self._drainer: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
-        self._pending: list[tuple[list[SpoolRecord], asyncio.Future[None]]] = []
+        self._pending: list[_Queued] = []
         self._pending_since = 0.0  # when the oldest of _pending was queued (monotonic)
         self._has_pending = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._enqueue_lock = asyncio.Lock()
-        self._spool_queue: list[tuple[Spool, list[SpoolRecord], asyncio.Future[None]]] = []
+        self._spool_queue: list[_Queued] = []
         self._spool_queued = asyncio.Event()
         self._spool_writer: asyncio.Task[None] | None = None
         # murmur2 is pure Python in aiokafka: a UE's partition is computed once, not per event.
@@ -166,7 +169,7 @@ class Publisher:
             await _cancel(self._drainer)
         if self._flusher is not None:
             if self._pending:
-                await asyncio.wait([*(w for _, w in self._pending)], timeout=self._timeout_s)
+                await asyncio.wait([w for *_, w in self._pending], timeout=self._timeout_s)
             await _cancel(self._flusher)
         if self._spool_writer is not None:
             if self._spool_queue:
@@ -251,29 +254,26 @@ class Publisher:
     async def _deliver(self, records: list[SpoolRecord], *, dead_letter: bool = False) -> None:
         spool = self._dead_spool if dead_letter else self._spool
         assert spool is not None, "publisher is not open"
-        producer = self._producer
-        if self._degraded or producer is None:
+        if self._degraded or self._producer is None:
             await self._to_spool(spool, records)
             return
         waiter: asyncio.Future[None] = (self._loop or asyncio.get_running_loop()).create_future()
         if not self._pending:
             self._pending_since = time.monotonic()
-        self._pending.append((records, waiter))
+        self._pending.append((spool, records, waiter))
         self._has_pending.set()
-        try:
-            # No timer per caller (asyncio.timeout costs about 4 µs a call): the flush that
-            # carries these records ends within the publish timeout of the oldest caller in it.
-            await waiter
-        except Exception as exc:  # no ack in time, or any send failure: the spool takes it
-            log.warning("kafka_unavailable", error=type(exc).__name__, spooled=len(records))
-            self._enter_degraded(producer)
-            await self._to_spool(spool, records)
+        # No timer per caller (asyncio.timeout costs about 4 µs a call): the flush that carries
+        # these records ends within the publish timeout of the oldest caller in it; if it fails,
+        # the flusher hands them to the spool and this resolves once they are fsync'ed there.
+        await waiter
 
     async def _flush_forever(self) -> None:
         """Group commit: send everything queued as one set of batches, wait for the acks, repeat.
 
-        One flush in flight at a time, because the idempotent producer keeps only one batch
-        per partition in flight anyway; what arrives meanwhile rides in the next, bigger one.
+        One flush in flight at a time: aiokafka sends one produce request per broker at a time
+        anyway (the next batch would only wait in its accumulator), and a flush that fails must
+        be the last one through its producer (docs/receiver.md). What arrives meanwhile rides in
+        the next, bigger flush.
         """
         while True:
             await self._has_pending.wait()
@@ -287,15 +287,36 @@ class Publisher:
                 if producer is None:
                     raise KafkaConnectionError("no producer")
                 async with asyncio.timeout(max(budget_s, 0.0)):
-                    await self._send_all(producer, [r for records, _ in pending for r in records])
-            except Exception as exc:  # handed to every waiter, which spools its own records
-                for _, waiter in pending:
-                    if not waiter.done():
-                        waiter.set_exception(exc)
+                    await self._send_all(
+                        producer, [r for _, records, _ in pending for r in records]
+                    )
+            except Exception as exc:  # no ack in time, or any send failure: the spool takes it
+                self._spool_failed(producer, pending, exc)
                 continue
-            for _, waiter in pending:
+            for *_, waiter in pending:
                 if not waiter.done():
                     waiter.set_result(None)
+
+    def _spool_failed(
+        self, producer: AIOKafkaProducer | None, failed: list[_Queued], exc: Exception
+    ) -> None:
+        """Switch to spool mode and queue a failed flush for the spool, before anything else.
+
+        All in one step, with no await: the callers queued behind the failed flush follow it into
+        the spool in their order, and so does every later caller (spool mode). A caller left
+        to spool its own records could be overtaken by one that arrives meanwhile, and a flush
+        still sent through the failing producer could reach the topic before them.
+        """
+        failed = [*failed, *self._pending]
+        self._pending = []
+        log.warning(
+            "kafka_unavailable",
+            error=type(exc).__name__,
+            spooled=sum(len(records) for _, records, _ in failed),
+        )
+        self._enter_degraded(producer)
+        self._spool_queue.extend(failed)
+        self._spool_queued.set()
 
     async def _send_all(self, producer: AIOKafkaProducer, records: Sequence[SpoolRecord]) -> None:
         """Send records in one batch per partition (or more when full) and wait for the acks.
@@ -374,17 +395,14 @@ class Publisher:
             self._spool_queued.clear()
             async with self._lock:
                 queued, self._spool_queue = self._spool_queue, []
-                by_spool: dict[int, list[tuple[Spool, list[SpoolRecord], asyncio.Future[None]]]]
-                by_spool = {}
+                by_spool: dict[int, list[_Queued]] = {}
                 for entry in queued:
                     by_spool.setdefault(id(entry[0]), []).append(entry)
                 for entries in by_spool.values():
                     await self._append_to(entries[0][0], entries)
             self._wake.set()
 
-    async def _append_to(
-        self, spool: Spool, entries: list[tuple[Spool, list[SpoolRecord], asyncio.Future[None]]]
-    ) -> None:
+    async def _append_to(self, spool: Spool, entries: list[_Queued]) -> None:
         """Append the queued callers' records to one spool with one fsync; answer each caller."""
         outcome: list[Exception | None]
         try:
@@ -403,11 +421,11 @@ class Publisher:
             else:
                 waiter.set_exception(error)
 
-    def _enter_degraded(self, producer: AIOKafkaProducer) -> None:
-        """Switch to spool mode."""
+    def _enter_degraded(self, producer: AIOKafkaProducer | None) -> None:
+        """Switch to spool mode (and retire ``producer``, the one that failed)."""
         self._degraded = True
         self._drained.clear()
-        if self._producer is producer:
+        if producer is not None and self._producer is producer:
             self._producer = None
             self._retire(producer)
         self._wake.set()

@@ -1,4 +1,4 @@
-"""The callback receiver: an ASGI app that says 204 only once every event is durably accepted.
+"""The callback receiver: an RSGI app that says 204 only once every event is durably accepted.
 
 Routes:
 
@@ -18,8 +18,10 @@ it); 408 for a body not complete within 10 s; 415 unless ``application/json``; 5
 unexpected. Every error is TS 29.571 ProblemDetails (``application/problem+json``) without a
 stack trace, and every rejected body (but a timed-out or unauthorized one) also goes,
 size-capped and with the reason, to the dead-letter topic in the background. The app is served
-by granian (:mod:`.server`); why granian, the ordering argument, the threat model and the
-measurements are in docs/receiver.md.
+by granian through its native RSGI interface (:mod:`subscriber.app.receiver`): the body comes in
+one call and the answer goes out in one, where ASGI takes two awaited messages each way (a
+quarter of granian's per-request cost, docs/performance.md). Why granian, the ordering argument,
+the threat model and the measurements are in docs/receiver.md.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import contextlib
 import gzip
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,11 +40,15 @@ from typing import Any, Protocol
 
 import orjson
 import structlog
+from granian._granian import RSGIHTTPProtocol as HTTPProtocol
+from granian._granian import RSGIProtocolClosed as ProtocolClosed
+from granian.rsgi import Scope
 from opentelemetry import trace
 
 from subscriber import tracing
 from subscriber.errors import ForeignCallback, InvalidCallback, InvalidParam, SpoolFull
 from subscriber.events import LocationEvent
+from subscriber.ingress.accepted import AcceptedLog
 from subscriber.ingress.bearer import BearerRefused, BearerVerifier
 from subscriber.ingress.metrics import KINDS, REJECT_REASONS, ReceiverMetrics
 from subscriber.ingress.normalize import Binding
@@ -51,11 +57,6 @@ from subscriber.settings import ReceiverSettings
 
 log = structlog.get_logger()
 
-Scope = Mapping[str, Any]
-Message = Mapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
 _CALLBACK_PREFIX = "/callbacks/"
 _JSON = "application/json"
 _FIRST_CHUNK_WAIT_S = 0.2
@@ -63,7 +64,8 @@ _FIRST_CHUNK_WAIT_S = 0.2
 # answer to a body still arriving after that; without a deadline, stalled bodies would hold
 # granian's request slots (1024 per worker) until their clients left.
 _BODY_TIMEOUT_S = 10.0
-_PROBLEM_HEADERS = [(b"content-type", b"application/problem+json")]
+_PROBLEM_HEADERS = [("content-type", "application/problem+json")]
+_JSON_HEADERS = [("content-type", _JSON)]
 
 
 class SubscriptionRegistry(Protocol):
@@ -171,7 +173,7 @@ class _Rejected(Exception):
         title: str,
         cause: str | None = None,
         invalid_params: Sequence[InvalidParam] = (),
-        headers: Sequence[tuple[bytes, bytes]] = (),
+        headers: Sequence[tuple[str, str]] = (),
         dead_letter: bool = True,
         body: bytes | None = None,
         body_bytes: int = 0,
@@ -219,19 +221,23 @@ class CaptureWriter:
         self.path = directory / f"callbacks-{stamp}-{os.getpid()}.jsonl.gz"
         self._file = gzip.GzipFile(self.path, "ab")
 
-    def write(self, scope: Scope, body: bytes, received_at: datetime) -> None:
+    def write(
+        self,
+        *,
+        method: str,
+        path: str,
+        http_version: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+        received_at: datetime,
+    ) -> None:
         """Append one callback as received; the Authorization header is left out."""
-        headers = [
-            [k.decode("latin-1"), v.decode("latin-1")]
-            for k, v in scope.get("headers", ())
-            if k.lower() != b"authorization"
-        ]
         doc: dict[str, Any] = {
             "received_at": received_at.isoformat(),
-            "method": scope.get("method"),
-            "path": scope.get("path"),
-            "http_version": scope.get("http_version"),
-            "headers": headers,
+            "method": method,
+            "path": path,
+            "http_version": http_version,
+            "headers": [[k, v] for k, v in headers if k.lower() != "authorization"],
         }
         try:
             doc["body"] = body.decode()
@@ -294,7 +300,11 @@ Lifespan = Callable[["Receiver"], contextlib.AbstractAsyncContextManager[None]]
 
 
 class Receiver:
-    """The ASGI application (``http`` and ``lifespan`` scopes).
+    """The RSGI application (granian's native interface).
+
+    granian's worker calls ``__rsgi_init__`` before it serves (the publisher opens there) and
+    ``__rsgi_del__`` after it stopped; in-process (granian's embedded server, whose loop already
+    runs then) the caller brackets the server with :meth:`startup` and :meth:`shutdown`.
 
     Args:
         settings: body caps and capture directory.
@@ -303,7 +313,7 @@ class Receiver:
         publisher: where events go; may be set later by ``lifespan``.
         metrics: the process's metrics.
         clock: the receive time of each callback.
-        lifespan: entered on ASGI lifespan startup, left on shutdown (opens the publisher).
+        lifespan: entered on startup, left on shutdown (opens the publisher).
         bearer: when set, every callback must carry a bearer token it accepts.
     """
 
@@ -328,8 +338,12 @@ class Receiver:
         self.capture: CaptureWriter | None = None
         self._publisher: EventPublisher | None = None
         self._lifespan = lifespan
+        self._started: contextlib.AsyncExitStack | None = None
+        self.serving = asyncio.Event()
+        """Set once granian calls the app's init hook: its socket is bound and it serves."""
         self._background: set[asyncio.Task[None]] = set()
         self._deadlines = BodyDeadlines(_BODY_TIMEOUT_S)
+        self.accepted = AcceptedLog()
         if publisher is not None:
             self.publisher = publisher
 
@@ -356,10 +370,13 @@ class Receiver:
         if self.settings.capture_dir is not None:
             self.capture = CaptureWriter(self.settings.capture_dir)
         sweeper = asyncio.create_task(self._deadlines.sweep_forever(), name="body-deadlines")
+        counts = asyncio.create_task(self.accepted.flush_forever(), name="accepted-log")
         try:
             yield
         finally:
             sweeper.cancel()
+            counts.cancel()
+            self.accepted.flush()
             await self.flush_background()
             if self.capture is not None:
                 self.capture.close()
@@ -370,30 +387,64 @@ class Receiver:
         while self._background:
             await asyncio.wait(set(self._background))
 
-    # -- ASGI ------------------------------------------------------------------------------
+    # -- lifecycle ------------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The ASGI entry point."""
-        if scope["type"] == "lifespan":
-            await self._lifespan_scope(receive, send)
+    async def startup(self) -> None:
+        """Enter the lifespan (the publisher) and :meth:`running`; undone by :meth:`shutdown`."""
+        stack = contextlib.AsyncExitStack()
+        try:
+            if self._lifespan is not None:
+                await stack.enter_async_context(self._lifespan(self))
+            await stack.enter_async_context(self.running())
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._started = stack
+
+    async def shutdown(self) -> None:
+        """Leave what :meth:`startup` entered, in reverse order."""
+        stack, self._started = self._started, None
+        if stack is not None:
+            await stack.aclose()
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        """granian's worker is about to serve: start up (unless the loop runs: embedded)."""
+        if not loop.is_running():
+            try:
+                loop.run_until_complete(self.startup())
+            except Exception as exc:
+                log.error("receiver_start_failed", error=type(exc).__name__, detail=str(exc))
+                # The worker process ends quietly (one line above, no traceback); granian then
+                # stops with exit status 1, as it did when an ASGI lifespan failed.
+                raise SystemExit(1) from None
+        self.serving.set()
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        """granian's worker stopped serving: shut down (unless embedded, see ``__rsgi_init__``)."""
+        if not loop.is_running():
+            loop.run_until_complete(self.shutdown())
+
+    # -- RSGI ------------------------------------------------------------------------------
+
+    async def __rsgi__(self, scope: Scope, protocol: HTTPProtocol) -> None:
+        """The RSGI entry point."""
+        if scope.proto != "http":
             return
-        if scope["type"] != "http":
-            return
-        path: str = scope["path"]
-        method: str = scope["method"]
+        path = scope.path
+        method = scope.method
         if path.startswith(_CALLBACK_PREFIX):
             kind = path[len(_CALLBACK_PREFIX) :].partition("/")[0]
             # The core's trace (free5GC's otelhttp client sends traceparent), or a new one;
             # the publisher copies it into the events' Kafka headers.
             with tracing.continue_trace(
                 f"{method} /callbacks/{kind}",
-                tracing.context_from_http(scope.get("headers", ())),
+                tracing.context_from_http(scope.headers),
                 kind=trace.SpanKind.SERVER,
                 attributes={"http.request.method": method, "subscriber.callback.kind": kind},
             ):
-                await self._callback(scope, receive, send)
+                await self._callback(scope, protocol)
         elif path == "/healthz" and method == "GET":
-            await _respond(send, 200, b'{"status":"ok"}', [(b"content-type", _JSON.encode())])
+            _respond(protocol, 200, b'{"status":"ok"}', _JSON_HEADERS)
         elif path == "/readyz" and method == "GET":
             ready = (
                 self._publisher is not None
@@ -401,15 +452,13 @@ class Receiver:
                 and self.registry.is_ready()
             )
             body = b'{"status":"ready"}' if ready else b'{"status":"not ready"}'
-            await _respond(
-                send, 200 if ready else 503, body, [(b"content-type", b"application/json")]
-            )
+            _respond(protocol, 200 if ready else 503, body, _JSON_HEADERS)
         elif path == "/metrics" and method == "GET":
             text, content_type = self.metrics.render()
-            await _respond(send, 200, text, [(b"content-type", content_type.encode())])
+            _respond(protocol, 200, text, [("content-type", content_type)])
         else:
-            await _respond(
-                send,
+            _respond(
+                protocol,
                 404,
                 problem_body(
                     404, "Not Found", "no such resource", "RESOURCE_URI_STRUCTURE_NOT_FOUND"
@@ -417,32 +466,12 @@ class Receiver:
                 _PROBLEM_HEADERS,
             )
 
-    async def _lifespan_scope(self, receive: Receive, send: Send) -> None:
-        stack = contextlib.AsyncExitStack()
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    if self._lifespan is not None:
-                        await stack.enter_async_context(self._lifespan(self))
-                    await stack.enter_async_context(self.running())
-                except Exception as exc:
-                    log.error("receiver_start_failed", error=type(exc).__name__, detail=str(exc))
-                    await stack.aclose()
-                    await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await stack.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
     # -- callbacks -------------------------------------------------------------------------
 
-    async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _callback(self, scope: Scope, protocol: HTTPProtocol) -> None:
         started = time.perf_counter()
         received_at = self.clock()
-        kind, _, key = scope["path"][len(_CALLBACK_PREFIX) :].partition("/")
+        kind, _, key = scope.path[len(_CALLBACK_PREFIX) :].partition("/")
         body = b""
         body_bytes = 0
         events = 0
@@ -458,21 +487,28 @@ class Receiver:
                         cause="RESOURCE_URI_STRUCTURE_NOT_FOUND",
                         dead_letter=False,
                     )
-                if scope["method"] != "POST":
+                if scope.method != "POST":
                     raise _Rejected(
                         405,
                         "method_not_allowed",
                         "callbacks are POSTed",
                         title="Method Not Allowed",
-                        headers=[(b"allow", b"POST")],
+                        headers=[("allow", "POST")],
                         dead_letter=False,
                     )
                 self.metrics.received(kind)
                 if self.bearer is not None:
                     self._authorize(scope)
-                body, body_bytes = await self._read(scope, receive)
+                body, body_bytes = await self._read(scope, protocol)
                 if self.capture is not None:
-                    self.capture.write(scope, body, received_at)
+                    self.capture.write(
+                        method=scope.method,
+                        path=scope.path,
+                        http_version=scope.http_version,
+                        headers=scope.headers.items(),
+                        body=body,
+                        received_at=received_at,
+                    )
                 binding = self._binding(kind, key)
                 name = binding.name
                 events = await self._accept(kind, binding, body, received_at)
@@ -488,47 +524,51 @@ class Receiver:
                     cause="SYSTEM_FAILURE",
                 ) from exc
         except _Rejected as rej:
-            await self._reject(send, rej, kind, name, scope, body, body_bytes, received_at)
+            self._reject(protocol, rej, kind, name, scope, body, body_bytes, received_at)
             self._log(kind, name, rej.status, rej.reason, events, started)
             return
         except _ClientGone:
             # Nobody to answer; the core retries (or not) on its side. Nothing was accepted.
             self._log(kind, name, 499, "client_gone", events, started)
             return
-        await _respond(send, 204, b"", [])
+        try:
+            protocol.response_empty(204, [])
+        except ProtocolClosed:  # the client went away: the events are accepted all the same
+            log.debug("response_not_sent", status=204)
         self._log(kind, name, 204, "accepted", events, started)
 
-    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, int]:
-        """Check the headers, then read the body in chunks, stopping as soon as it is too big.
+    async def _read(self, scope: Scope, protocol: HTTPProtocol) -> tuple[bytes, int]:
+        """Check the headers, then read the body, stopping as soon as it is too big.
 
         A body declared (Content-Length) over the cap is answered 413 after reading at most the
-        first chunk already sent (for the dead letter); one found over the cap while reading,
-        after the cap plus one chunk.
+        first chunk already sent (for the dead letter); one without a length is read in chunks
+        and refused after the cap plus one chunk. A body within its declared length is read in
+        one call: granian's HTTP layer refuses more bytes than the length declares.
 
         Returns:
             The body and its size.
         """
         cap = self.settings.max_body_bytes
-        content_type = b""
-        length: int | None = None
-        for name, value in scope.get("headers", ()):
-            lname = name.lower()
-            if lname == b"content-type":
-                content_type = value
-            elif lname == b"content-length" and value.isdigit():
-                length = int(value)
+        headers = scope.headers
+        content_type: str = headers.get("content-type", "")
+        declared: str = headers.get("content-length", "")
+        length = int(declared) if declared.isdigit() else None
         if length is not None and length > cap:
             raise _Rejected(
                 413,
                 "body_too_large",
                 f"the body ({length} bytes) is over the {cap}-byte limit",
                 title="Payload Too Large",
-                body=await _first_chunk(receive),
+                body=await _first_chunk(protocol),
                 body_bytes=length,
             )
         task = self._deadlines.start()
         try:
-            body, size = await _read_body(receive, cap)
+            if length is not None:
+                body = await protocol()
+                size = len(body)
+            else:
+                body, size = await _read_body(protocol, cap)
         except asyncio.CancelledError:
             if not self._deadlines.expired(task):
                 raise
@@ -539,6 +579,8 @@ class Receiver:
                 title="Request Timeout",
                 dead_letter=False,
             ) from None
+        except ProtocolClosed:
+            raise _ClientGone from None
         finally:
             self._deadlines.stop(task)
         if size > cap:
@@ -550,14 +592,14 @@ class Receiver:
                 body=body[: self.settings.dead_letter_max_bytes],
                 body_bytes=size,
             )
-        media_type = content_type.split(b";", 1)[0].strip().lower()
-        if media_type != _JSON.encode():
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        if media_type != _JSON:
             raise _Rejected(
                 415,
                 "unsupported_media_type",
                 "the body must be application/json",
                 title="Unsupported Media Type",
-                headers=[(b"accept-post", _JSON.encode())],
+                headers=[("accept-post", _JSON)],
                 body=body,
                 body_bytes=size,
             )
@@ -566,9 +608,7 @@ class Receiver:
     def _authorize(self, scope: Scope) -> None:
         """Refuse a callback without a valid bearer token before its body is read."""
         assert self.bearer is not None
-        header = next(
-            (v for k, v in scope.get("headers", ()) if k.lower() == b"authorization"), None
-        )
+        header: str | None = scope.headers.get("authorization")
         try:
             self.bearer.verify(header)
         except BearerRefused as exc:
@@ -579,7 +619,7 @@ class Receiver:
                 "unauthorized",
                 exc.detail,
                 title="Forbidden" if status == 403 else "Unauthorized",
-                headers=[(b"www-authenticate", f'Bearer error="{error}"'.encode())],
+                headers=[("www-authenticate", f'Bearer error="{error}"')],
                 dead_letter=False,
             ) from exc
 
@@ -626,15 +666,15 @@ class Receiver:
                 "events cannot be stored right now; retry later",
                 title="Service Unavailable",
                 cause="NF_CONGESTION",
-                headers=[(b"retry-after", str(exc.retry_after_s).encode())],
+                headers=[("retry-after", str(exc.retry_after_s))],
                 dead_letter=False,
             ) from exc
         self.metrics.published(len(events), time.perf_counter() - started)
         return len(events)
 
-    async def _reject(
+    def _reject(
         self,
-        send: Send,
+        protocol: HTTPProtocol,
         rej: _Rejected,
         kind: str,
         name: str | None,
@@ -646,16 +686,9 @@ class Receiver:
         if rej.reason in REJECT_REASONS:
             self.metrics.rejected(rej.reason)
         body_doc = problem_body(rej.status, rej.title, rej.detail, rej.cause, rej.invalid_params)
-        await _respond(send, rej.status, body_doc, [*_PROBLEM_HEADERS, *rej.headers])
+        _respond(protocol, rej.status, body_doc, [*_PROBLEM_HEADERS, *rej.headers])
         if rej.dead_letter and self._publisher is not None:
-            content_type = next(
-                (
-                    v.decode("latin-1")
-                    for k, v in scope.get("headers", ())
-                    if k.lower() == b"content-type"
-                ),
-                None,
-            )
+            content_type: str | None = scope.headers.get("content-type")
             letter = DeadLetter(
                 reason=rej.reason,
                 detail=rej.detail,
@@ -682,52 +715,48 @@ class Receiver:
                     "subscriber.events": events,
                 }
             )
-        log.info(
+        duration_s = time.perf_counter() - started
+        if status == 204:  # counted, logged per subscription and interval (.accepted)
+            self.accepted.add(kind, name, events, duration_s)
+        emit = log.debug if status == 204 else log.info
+        emit(
             "callback",
             kind=kind,
             subscription=name,
             status=status,
             outcome=outcome,
             events=events,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            duration_ms=round(duration_s * 1000, 2),
         )
 
 
-async def _read_body(receive: Receive, cap: int) -> tuple[bytes, int]:
-    """The body, read until its end or until it passes ``cap``; and its size so far."""
+async def _read_body(protocol: HTTPProtocol, cap: int) -> tuple[bytes, int]:
+    """The body, read in chunks until its end or until it passes ``cap``; and its size so far."""
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk: bytes = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            chunks.append(chunk)
-            if size > cap:
-                break
-        if not message.get("more_body", False):
+    async for chunk in protocol:
+        size += len(chunk)
+        chunks.append(chunk)
+        if size > cap:
             break
     return b"".join(chunks), size
 
 
-async def _first_chunk(receive: Receive) -> bytes:
+async def _first_chunk(protocol: HTTPProtocol) -> bytes:
     """What the client already sent of a body we refuse, without waiting for more than a moment."""
+    chunks = protocol.__aiter__()
     try:
         async with asyncio.timeout(_FIRST_CHUNK_WAIT_S):
-            message = await receive()
-    except TimeoutError:
+            chunk: bytes = await chunks.__anext__()
+    except (TimeoutError, StopAsyncIteration, ProtocolClosed):
         return b""
-    body: bytes = message.get("body", b"")
-    return body
+    return chunk
 
 
-async def _respond(
-    send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]]
+def _respond(
+    protocol: HTTPProtocol, status: int, body: bytes, headers: Sequence[tuple[str, str]]
 ) -> None:
     try:
-        await send({"type": "http.response.start", "status": status, "headers": list(headers)})
-        await send({"type": "http.response.body", "body": body})
-    except Exception as exc:  # the client went away: the answer has nowhere to go
-        log.debug("response_not_sent", status=status, error=type(exc).__name__)
+        protocol.response_bytes(status, list(headers), body)
+    except ProtocolClosed:  # the client went away: the answer has nowhere to go
+        log.debug("response_not_sent", status=status)

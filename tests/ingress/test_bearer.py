@@ -30,11 +30,11 @@ def _now() -> int:
     return int(time.time())
 
 
-def _token(key: Pem, *, alg: str = "RS512", **claims: object) -> bytes:
+def _token(key: Pem, *, alg: str = "RS512", **claims: object) -> str:
     body = {"iss": "", "sub": "amf-1", "aud": "", "scope": "nnef-callback", "exp": _now() + 600}
     body.update(claims)
     body = {k: v for k, v in body.items() if v is not None}
-    return b"Bearer " + jwt.encode(body, key.private_key, algorithm=alg).encode()
+    return "Bearer " + jwt.encode(body, key.private_key, algorithm=alg)
 
 
 def test_a_token_signed_by_the_nrf_with_the_scope_passes(nrf: Pem) -> None:
@@ -48,13 +48,13 @@ def test_a_token_signed_by_the_nrf_with_the_scope_passes(nrf: Pem) -> None:
     ("header", "why"),
     [
         (None, "required"),
-        (b"", "required"),
-        (b"Basic dXNlcjpwYXNz", "required"),
-        (b"Bearer", "required"),
-        (b"Bearer not.a.jwt", "not valid"),
+        ("", "required"),
+        ("Basic dXNlcjpwYXNz", "required"),
+        ("Bearer", "required"),
+        ("Bearer not.a.jwt", "not valid"),
     ],
 )
-def test_no_bearer_token_is_refused(nrf: Pem, header: bytes | None, why: str) -> None:
+def test_no_bearer_token_is_refused(nrf: Pem, header: str | None, why: str) -> None:
     """A missing, empty or malformed Authorization header is a 401."""
     with pytest.raises(BearerRefused, match=why) as refused:
         BearerVerifier(load_public_key(nrf.cert)).verify(header)
@@ -71,8 +71,8 @@ def test_forged_tokens_are_refused(nrf: Pem, rogue: Pem) -> None:
     claims = {"scope": "nnef-callback", "exp": _now() + 600}
     forged = [
         _token(rogue),
-        b"Bearer " + jwt.encode(claims, None, algorithm="none").encode(),
-        b"Bearer " + _hs256(claims, public_pem),
+        "Bearer " + jwt.encode(claims, None, algorithm="none"),
+        "Bearer " + _hs256(claims, public_pem).decode(),
         _token(nrf, exp=_now() - 3600),
         _token(nrf, exp=None),
         _token(nrf, exp="soon"),

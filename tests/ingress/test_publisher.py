@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from aiokafka.errors import KafkaConnectionError
 
 from subscriber.errors import SpoolFull
 from subscriber.events import (
@@ -20,8 +24,10 @@ from subscriber.events import (
     decode_event,
 )
 from subscriber.ingress.publisher import DeadLetter, Publisher
+from subscriber.ingress.spool import SpoolRecord
 from subscriber.settings import Settings
 from tests.support.kafka import read_all
+from tests.support.waiting import until
 
 T0 = datetime(2026, 7, 1, 8, 14, 2, tzinfo=UTC)
 
@@ -168,6 +174,56 @@ async def test_dead_letters_never_take_the_room_of_events(tmp_path: Path) -> Non
         await pub.publish([make_event(1, seq) for seq in range(50)])
         assert pub.is_ready()
     assert sum(f.stat().st_size for f in (tmp_path / "spool").rglob("*.seg")) < 520_000
+
+
+class _FirstFlushFails(Publisher):
+    """The real publisher, but its first flush fails once the test says so, as a broker that
+    stops answering fails a flush; every later flush reaches the real broker."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.release = asyncio.Event()
+        self.failed_producer: Any = None
+        self.sent_after_failure = 0
+
+    async def _send_all(self, producer: Any, records: Sequence[SpoolRecord]) -> None:
+        if self.failed_producer is None:
+            self.failed_producer = producer
+            await self.release.wait()
+            raise KafkaConnectionError("the broker did not answer this flush")
+        if producer is self.failed_producer:
+            self.sent_after_failure += len(records)
+        await super()._send_all(producer, records)
+
+
+@pytest.mark.stack
+async def test_a_failed_flush_is_never_overtaken_by_the_next(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
+    """A flush fails while the UE's next event waits for the next flush: nothing more goes
+    through the producer that failed (its late delivery could overtake the spooled events), both
+    are answered, and the topic holds the first copies in publish order."""
+    settings = stack_settings.model_copy(
+        update={"receiver": stack_settings.receiver.model_copy(update={"spool_dir": tmp_path})}
+    )
+    first, second, third = (make_event(1, seq) for seq in range(3))
+    async with _FirstFlushFails(kafka=settings.kafka, receiver=settings.receiver) as pub:
+        failing = asyncio.create_task(pub.publish([first]))
+        await until(lambda: pub.failed_producer is not None)
+        waiting = asyncio.create_task(pub.publish([second]))
+        await asyncio.sleep(0.05)  # queued behind the failing flush
+        pub.release.set()
+        await asyncio.gather(failing, waiting)
+        await pub.publish([third])
+        await pub.wait_drained()
+    assert pub.sent_after_failure == 0
+    records = await read_all(settings.kafka.bootstrap_servers, settings.kafka.events_topic, 3)
+    seen: list[LocationEvent] = []
+    for record in records:  # consumers keep the first copy of an event id
+        event = decode_event(record.value)
+        if event not in seen:
+            seen.append(event)
+    assert seen == [first, second, third]
 
 
 @pytest.mark.stack

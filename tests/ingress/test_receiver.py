@@ -340,20 +340,30 @@ async def test_capture_keeps_raw_callbacks_without_authorization(tmp_path: Path)
     assert "authorization" not in names
 
 
-async def test_log_line_per_callback_has_no_identity_in_clear(tmp_path: Path) -> None:
-    """Each callback logs one line with outcome, duration and the subscription's name: no SUPI,
-    and not the secret callback key."""
+async def test_callbacks_are_logged_without_identity_in_clear(tmp_path: Path) -> None:
+    """Accepted callbacks are counted in one line per subscription (on shutdown at the latest),
+    each refused one has its own line; all name the subscription, never a SUPI or the secret
+    callback key."""
     settings = _offline(Settings(), tmp_path, spool_max_bytes=1_048_576)
     key = "s3cret-Callback-Key-imsi-208930000000001"
-    async with serving(settings) as (base, app, _), client("h2c") as http:
-        app.registry = StaticRegistry({("amf", key): Binding("amf-sub", correlation_id="loc-1")})
-        with capture_logs() as logs:
-            await http.post(f"{base}/callbacks/amf/{key}", content=amf_body(), headers=JSON)
-    (line,) = [entry for entry in logs if entry["event"] == "callback"]
-    assert line["outcome"] == "accepted"
-    assert line["status"] == 204
-    assert line["subscription"] == "amf-sub"
-    assert "duration_ms" in line
+    with capture_logs() as logs:
+        async with serving(settings) as (base, app, _), client("h2c") as http:
+            app.registry = StaticRegistry(
+                {("amf", key): Binding("amf-sub", correlation_id="loc-1")}
+            )
+            for _ in range(3):
+                await http.post(f"{base}/callbacks/amf/{key}", content=amf_body(), headers=JSON)
+            await http.post(f"{base}/callbacks/amf/{key}", content=b"{", headers=JSON)
+    (accepted,) = [entry for entry in logs if entry["event"] == "callbacks_accepted"]
+    assert accepted["subscription"] == "amf-sub"
+    assert (accepted["kind"], accepted["callbacks"], accepted["events"]) == ("amf", 3, 3)
+    assert 0 < accepted["duration_ms_mean"] <= accepted["duration_ms_max"]
+    lines = [entry for entry in logs if entry["event"] == "callback"]
+    assert [e["status"] for e in lines if e["log_level"] == "debug"] == [204] * 3
+    (refused,) = [e for e in lines if e["log_level"] == "info"]
+    assert (refused["status"], refused["outcome"]) == (400, "invalid_body")
+    assert refused["subscription"] == "amf-sub"
+    assert "duration_ms" in refused
     assert "imsi-" not in repr(logs)
     assert "s3cret" not in repr(logs)
 

@@ -105,15 +105,15 @@ def test_the_command_turns_capture_files_into_a_recording(tmp_path: Path) -> Non
 
     capture = CaptureWriter(tmp_path / "capture")
     cell = RadioCell("20893", "000001", "000000010", "za")
-    scope = {
+    request = {
         "method": "POST",
         "path": "/callbacks/amf/c1",
         "http_version": "2",
-        "headers": [(b"content-type", b"application/json")],
+        "headers": [("content-type", "application/json")],
     }
     for i, ue in enumerate([UE1, UE2, UE1]):
         at = datetime(2026, 7, 1, 8, 0, i, tzinfo=UTC)
-        capture.write(scope, location_report(ue, cell, at, "c1"), at)
+        capture.write(**request, body=location_report(ue, cell, at, "c1"), received_at=at)
     capture.close()
     out = tmp_path / "core.jsonl.gz"
     argv = ["record", "-o", str(out), "--from-capture", str(tmp_path / "capture"), "--ue", UE1]

@@ -96,14 +96,14 @@ def test_receiver_capture_files_read_as_callback_recordings(tmp_path: Path) -> N
     """The receiver's own capture writer produces files replay reads directly, UE-keyed."""
     capture = CaptureWriter(tmp_path)
     body = orjson.dumps({"notifyCorrelationId": "k", "reportList": [{"supi": UE1}]})
-    scope = {
+    request = {
         "method": "POST",
         "path": "/callbacks/amf/k",
         "http_version": "2",
-        "headers": [(b"content-type", b"application/json"), (b"authorization", b"Bearer x")],
+        "headers": [("content-type", "application/json"), ("authorization", "Bearer x")],
     }
     at = datetime(2026, 7, 1, 8, 0, 1, 500000, tzinfo=UTC)
-    capture.write(scope, body, at)
+    capture.write(**request, body=body, received_at=at)
     capture.close()
     with open_recording(capture.path) as rec:
         assert rec.header.kind == "callbacks"
