@@ -380,6 +380,13 @@ class ActSettings(_Group):
     app_port: Port = Field(8080, description="Port clients reach an app instance at.")
     dedup_window: Count = Field(32, description="Recent event ids remembered per UE.")
     max_batch: Count = Field(500, description="Most records fetched at once.")
+    fetch_wait_ms: Millis0 = Field(
+        5,
+        description="How long the broker may hold a fetch to gather the records that arrive "
+        "meanwhile. Larger batches cost less CPU per report (0.55 -> 0.4 ms at 1,000/s with 5 ms, "
+        "docs/performance.md); a decision waits at most this much longer. 0: a fetch returns as "
+        "soon as one record is there.",
+    )
     max_concurrent_signals: Count = Field(
         32, description="Relocation signals in flight to Temporal at once (all UEs)."
     )

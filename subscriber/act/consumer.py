@@ -244,6 +244,11 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self._s.act.max_batch,
+            # The broker holds a fetch up to fetch_wait_ms unless a whole batch is there: fewer,
+            # larger batches. With 0, the first record ends the wait (and an idle member asks
+            # again every half second, aiokafka's default).
+            fetch_min_bytes=_MAX_BATCH_BYTES if self._s.act.fetch_wait_ms else 1,
+            fetch_max_wait_ms=self._s.act.fetch_wait_ms or 500,
             # The same partition numbers of events and outcomes on one member: a UE's outcomes
             # reach the member that holds its record.
             partition_assignment_strategy=(RangePartitionAssignor,),
