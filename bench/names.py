@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from subscriber.settings import LogSettings, Settings
 
@@ -69,7 +70,7 @@ async def clean_up(settings: Settings, temporal: Client) -> None:
 
     async def terminate(workflow_id: str) -> None:
         async with slots:
-            with contextlib.suppress(Exception):  # finished meanwhile: nothing to do
+            with contextlib.suppress(RPCError):  # finished meanwhile: nothing to do
                 await temporal.get_workflow_handle(workflow_id).terminate("benchmark run over")
 
     query = f'TaskQueue = "{settings.temporal.task_queue}" AND ExecutionStatus = "Running"'

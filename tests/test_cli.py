@@ -62,6 +62,9 @@ def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
         ("SUBSCRIBER_CORE__REQUEST_TIMEOUT_S", "0", "core.request_timeout_s"),
         ("SUBSCRIBER_RECEIVER__SPOOL_MAX_BYTES", "0", "receiver.spool_max_bytes"),
         ("SUBSCRIBER_POWERDNS__DNS_PORT", "0", "powerdns.dns_port"),
+        ("SUBSCRIBER_ACT__FETCH_WAIT_MS", "-1", "act.fetch_wait_ms"),
+        ("SUBSCRIBER_ACT__FETCH_WAIT_MS", "60001", "act.fetch_wait_ms"),
+        ("SUBSCRIBER_KAFKA__COMPRESSION", "brotli", "kafka.compression"),
     ],
 )
 def test_out_of_bounds_settings_are_refused_at_start(
