@@ -61,7 +61,8 @@ from prometheus_client import Counter, Gauge
 from temporalio.client import Client
 
 from subscriber import tracing
-from subscriber.act.lanes import Job, LaneKey, Lanes, Marks, Outbox, StateWriter, Work
+from subscriber.act.lanes import Job, LaneKey, Lanes, Marks, StateWriter, Work
+from subscriber.act.outbox import Outbox
 from subscriber.act.signals import SignalReceipt, report_path_change, request_relocation
 from subscriber.act.steering import PathChange
 from subscriber.decide.bundle import Bundle
@@ -324,6 +325,7 @@ class EventConsumer:
         # Our changelog writes land before the next owner (maybe us) restores the partitions.
         with contextlib.suppress(KafkaError, TimeoutError):
             async with asyncio.timeout(5):
+                await self._outbox.flush()
                 await self._producer.flush()
         await self._outbox.drop(self._s.kafka.state_topic, partitions)
         self._collect()
@@ -631,7 +633,7 @@ class EventConsumer:
         for audited in handled.audited:
             DECISIONS.labels(audited.decision.action.value, audited.decision.reason.value).inc()
             key, value = audited.to_record(cause, trigger, alias, clamped=handled.clamped)
-            await self._outbox.send(
+            self._outbox.send(
                 self._s.kafka.decisions_topic,
                 value,
                 key=key,
@@ -661,7 +663,7 @@ class EventConsumer:
         hold(self.ledger, bundle, prewarms)
         for rec in prewarms:
             PREWARMS.labels(rec.verdict.value.lower()).inc()
-            await self._outbox.send(
+            self._outbox.send(
                 self._s.kafka.decisions_topic,
                 orjson.dumps({"cause": cause, **rec.to_dict()}),
                 key=rec.app.encode(),
@@ -840,7 +842,7 @@ class EventConsumer:
             ("reason", reason[:500].encode()),
         ]
         value = (msg.value or b"")[: self._s.receiver.dead_letter_max_bytes]
-        await self._outbox.send(
+        self._outbox.send(
             self._s.kafka.dead_letter_topic, value, key=msg.key, headers=headers, then=then
         )
 
@@ -855,7 +857,7 @@ class EventConsumer:
             ("source_partition", str(key[0]).encode()),
             ("reason", reason[:500].encode()),
         ]
-        await self._outbox.send(
+        self._outbox.send(
             self._s.kafka.dead_letter_topic,
             request.model_dump_json().encode(),
             key=key[1].encode(),

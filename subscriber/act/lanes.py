@@ -5,8 +5,6 @@
   every earlier record of its partition are done, whatever order they finish in.
 * :class:`Work`: the parts of one record still outstanding (audit records, its signals, its UE
   record); the record is done when the last part is.
-* :class:`Outbox`: Kafka sends that are retried until the broker acknowledges them, so a broker
-  restart delays a record instead of failing the consumer.
 * :class:`StateWriter`: the changelog writes of each UE one at a time, in order, a write that
   arrives while one is in flight replacing any still queued (each is a whole record).
 * :class:`Lanes`: per UE, its relocation signals and then its record, in the order decided; UEs
@@ -21,21 +19,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import TopicPartition
 from opentelemetry import context as otel_context
 
+from subscriber.act.outbox import Outbox
 from subscriber.errors import SignalFailed
 from subscriber.relocation import RelocationRequest
 
 log = structlog.get_logger()
 
-Headers = Sequence[tuple[str, bytes]]
 LaneKey = tuple[int, str]
 """(partition, UE key)."""
 
@@ -127,112 +123,6 @@ class Work:
             self._on_done()
 
 
-def _noop() -> None:
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class _Send:
-    """One record for the producer, and what to do once the broker acknowledged it."""
-
-    topic: str
-    value: bytes | None
-    key: bytes | None
-    partition: int | None
-    headers: list[tuple[str, bytes]]
-    then: Callable[[], None]
-
-
-class Outbox:
-    """Sends to Kafka that are retried until acknowledged, then call back.
-
-    Args:
-        producer: a started idempotent producer.
-    """
-
-    def __init__(self, producer: AIOKafkaProducer) -> None:
-        self._producer = producer
-        self._retrying: dict[asyncio.Task[None], _Send] = {}
-
-    async def send(
-        self,
-        topic: str,
-        value: bytes | None,
-        *,
-        key: bytes | None,
-        partition: int | None = None,
-        headers: Headers | None = None,
-        then: Callable[[], None] = _noop,
-    ) -> None:
-        """Hand a record to the producer; ``then`` runs once the broker acknowledged it."""
-        send = _Send(topic, value, key, partition, list(headers or []), then)
-        try:
-            future = await self._producer.send(
-                topic, value, key=key, partition=partition, headers=send.headers
-            )
-        except KafkaError as exc:
-            self._retry(send, exc)
-            return
-
-        def acked(f: asyncio.Future[Any]) -> None:
-            if f.cancelled():
-                return
-            exc = f.exception()
-            if exc is None:
-                then()
-            else:
-                self._retry(send, exc)
-
-        future.add_done_callback(acked)
-
-    def _retry(self, send: _Send, exc: BaseException) -> None:
-        log.warning("consumer.send_retry", topic=send.topic, error=type(exc).__name__)
-        task = asyncio.create_task(self._again(send))
-        self._retrying[task] = send
-        task.add_done_callback(lambda t: self._retrying.pop(t, None))
-
-    async def _again(self, send: _Send) -> None:
-        delay = _RETRY_FIRST_S
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                await self._producer.send_and_wait(
-                    send.topic,
-                    send.value,
-                    key=send.key,
-                    partition=send.partition,
-                    headers=send.headers,
-                )
-            except KafkaError as exc:
-                log.warning("consumer.send_retry", topic=send.topic, error=type(exc).__name__)
-                delay = min(delay * 2, _RETRY_MAX_S)
-                continue
-            send.then()
-            return
-
-    async def drop(self, topic: str, partitions: set[int]) -> None:
-        """Give up retrying sends to ``partitions`` of ``topic``: another member owns them now,
-        and a late write of ours would land after its own."""
-        await self._cancel(
-            [
-                task
-                for task, send in self._retrying.items()
-                if send.topic == topic and send.partition in partitions
-            ]
-        )
-
-    async def close(self) -> None:
-        """Give up the sends still being retried."""
-        await self._cancel(list(self._retrying))
-
-    async def _cancel(self, tasks: list[asyncio.Task[None]]) -> None:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
 @dataclass
 class _Slot:
     waiting: list[Callable[[], None]]
@@ -261,7 +151,7 @@ class StateWriter:
         """A write of this UE is still unacknowledged."""
         return key in self._busy
 
-    async def write(self, key: LaneKey, value: bytes | None, then: Callable[[], None]) -> None:
+    def write(self, key: LaneKey, value: bytes | None, then: Callable[[], None]) -> None:
         """Write the UE's record (None: a tombstone); ``then`` once it, or a later one, is in."""
         slot = self._busy.get(key)
         if slot is not None:
@@ -269,11 +159,11 @@ class StateWriter:
             slot.queued_waiting.append(then)
             return
         self._busy[key] = _Slot([then])
-        await self._send(key, value)
+        self._send(key, value)
 
-    async def _send(self, key: LaneKey, value: bytes | None) -> None:
+    def _send(self, key: LaneKey, value: bytes | None) -> None:
         partition, ue = key
-        await self._outbox.send(
+        self._outbox.send(
             self._topic,
             value,
             key=ue.encode(),
@@ -292,18 +182,12 @@ class StateWriter:
             return
         value = slot.queued
         self._busy[key] = _Slot(slot.queued_waiting)
-        task = asyncio.ensure_future(self._send(key, value))
-        task.add_done_callback(_surface)
+        self._send(key, value)
 
     def drop(self, partitions: set[int]) -> None:
         """Forget writes of partitions this member no longer owns."""
         for key in [k for k in self._busy if k[0] in partitions]:
             del self._busy[key]
-
-
-def _surface(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("consumer.write_failed", error=repr(task.exception()))
 
 
 Signal = Callable[[RelocationRequest], Awaitable[None]]
@@ -359,7 +243,7 @@ class Lanes:
         its record goes straight to the writer."""
         lane = self._lanes.get(key)
         if lane is None and not job.requests:
-            await self._writer.write(key, job.record, job.then)
+            self._writer.write(key, job.record, job.then)
             return
         if lane is None:
             lane = self._lanes[key] = deque()
@@ -372,7 +256,7 @@ class Lanes:
                 job = lane[0]
                 for request in job.requests:
                     await self._deliver(key, request, job.context)
-                await self._writer.write(key, job.record, job.then)
+                self._writer.write(key, job.record, job.then)
                 lane.popleft()
         finally:
             if self._lanes.get(key) is lane:
