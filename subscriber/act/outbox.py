@@ -111,14 +111,20 @@ class Outbox:
                     self._retry(send.topic, None, [send], exc)
                     continue
             groups.setdefault((send.topic, partition), []).append(send)
-        for (topic, partition), group in groups.items():
-            for batch, members in self._batches(group):
-                try:
-                    future = await self._producer.send_batch(batch, topic, partition=partition)
-                except KafkaError as exc:
-                    self._retry(topic, partition, members, exc)
-                    continue
-                future.add_done_callback(functools.partial(self._acked, topic, partition, members))
+        # Side by side: send_batch() waits while its partition still has a batch queued, and
+        # one after the other every partition would wait for its own produce request.
+        await asyncio.gather(*(self._submit(tp[0], tp[1], group) for tp, group in groups.items()))
+
+    async def _submit(self, topic: str, partition: int, sends: list[_Send]) -> None:
+        done = 0
+        for batch, members in self._batches(sends):
+            try:
+                future = await self._producer.send_batch(batch, topic, partition=partition)
+            except KafkaError as exc:  # this batch and the rest, in their order
+                self._retry(topic, partition, sends[done:], exc)
+                return
+            done += len(members)
+            future.add_done_callback(functools.partial(self._acked, topic, partition, members))
 
     def _batches(self, sends: list[_Send]) -> list[tuple[Any, list[_Send]]]:
         """Closed batches holding ``sends`` in order (closed: sent at once, no linger)."""
