@@ -120,12 +120,37 @@ class Decision(NamedTuple):
             "target": self.target,
             "zone": self.zone,
             "current": self.current.to_dict() if self.current is not None else None,
-            "candidates": [c.to_dict() for c in self.candidates[:max_candidates]],
+            "candidates": _candidates_json(self.candidates, max_candidates),
             "candidates_total": len(self.candidates),
             "version": self.version,
             "decided_at_s": self.decided_at_s,
             "recheck_at_s": self.recheck_at_s,
         }
+
+
+_CANDIDATES_JSON: dict[tuple[int, int], tuple[tuple[Candidate, ...], list[dict[str, object]]]] = {}
+_CANDIDATES_JSON_SIZE = 4096
+
+
+def _candidates_json(
+    candidates: tuple[Candidate, ...], max_candidates: int
+) -> list[dict[str, object]]:
+    """The JSON form of a ranking, made once per ranking.
+
+    Rankings come from the bundle's memo, shared by every decision for the same zone, app and
+    cluster; formatting each decision's again was about 3 % of the consumer's CPU
+    (docs/performance.md). Keyed by identity (the entry holds the ranking, so its id is not
+    reused while cached); callers must not change the list.
+    """
+    key = (id(candidates), max_candidates)
+    hit = _CANDIDATES_JSON.get(key)
+    if hit is not None and hit[0] is candidates:
+        return hit[1]
+    if len(_CANDIDATES_JSON) >= _CANDIDATES_JSON_SIZE:
+        _CANDIDATES_JSON.clear()
+    out = [c.to_dict() for c in candidates[:max_candidates]]
+    _CANDIDATES_JSON[key] = (candidates, out)
+    return out
 
 
 _new = tuple.__new__

@@ -470,3 +470,17 @@ def test_rejected_candidates_nearest_first_and_trimmed(example: Bundle) -> None:
     record = d.to_dict(max_candidates=2)
     assert [c["cluster"] for c in record["candidates"]] == ["edge-2", "regional-1"]
     assert record["candidates_total"] == 5
+
+
+def test_a_ranking_is_formatted_once_and_each_decision_lists_its_own(example: Bundle) -> None:
+    """Decisions from the same ranking share its JSON form; a decision from another bundle (a
+    cluster in maintenance) lists its own ranking, not one cached for the first."""
+    path = [(0.0, "tower-1"), (1.0, "tower-2")]
+    other = build(set_cluster(example_doc(), "edge-2", state="maintenance"))
+    first = run_trace(example, Running(VA, "edge-1"), path)[-1]
+    changed = run_trace(other, Running(VA, "edge-1"), path)[-1]
+    again = run_trace(example, Running(VA, "edge-1"), path)[-1]
+    assert first.to_dict()["candidates"] is again.to_dict()["candidates"]
+    for d in (first, changed, again):
+        assert d.to_dict()["candidates"] == [c.to_dict() for c in d.candidates[:8]]
+    assert first.to_dict()["candidates"] != changed.to_dict()["candidates"]
