@@ -21,7 +21,14 @@ from subscriber.fakes.local_orchestrator import LocalOrchestrator
 from subscriber.relocation import Placement, Status, workflow_id
 from subscriber.settings import PolicySettings, Settings
 from tests.support.events import POLICY, TOPOLOGY, crossing, location_event
-from tests.support.kafka import committed, create_topic, produce, produce_events, read_all
+from tests.support.kafka import (
+    alter_topic,
+    committed,
+    create_topic,
+    produce,
+    produce_events,
+    read_all,
+)
 from tests.support.ports import EDGE_ADDRESSES, edge_port
 from tests.support.relocation import Recorder, running_worker, serve_from
 from tests.support.waiting import until
@@ -258,6 +265,33 @@ async def test_a_record_that_cannot_be_handled_is_dead_lettered_and_the_rest_go_
     assert b"event_id" in headers["reason"]
     decided = {d["event_id"] for d in await _decisions(settings, 3)}
     assert decided == {e.event_id for e in good}
+
+
+async def test_a_refused_audit_batch_holds_the_commit_and_loses_nothing(
+    act_settings: Settings, client: Client, tmp_path: Path
+) -> None:
+    """The broker refuses every batch of decisions (the audit topic's record limit is below one
+    record): nothing is committed past them and the consumer goes on; once the broker takes them,
+    each event's decision is there once and every offset is committed."""
+    settings = _configured(act_settings, tmp_path, 8080)
+    kafka = settings.kafka
+    await create_topic(kafka.bootstrap_servers, kafka.events_topic)
+    await create_topic(
+        kafka.bootstrap_servers, kafka.decisions_topic, configs={"max.message.bytes": "128"}
+    )
+    events = [location_event(n, 1) for n in range(5)]
+    await produce_events(kafka.bootstrap_servers, kafka.events_topic, events)
+    async with consuming(settings, client):
+        await asyncio.sleep(4)  # handled, refused and retried a few times
+        assert (
+            await committed(kafka.bootstrap_servers, kafka.consumer_group, kafka.events_topic) == 0
+        )
+        await alter_topic(
+            kafka.bootstrap_servers, kafka.decisions_topic, {"max.message.bytes": "1000000"}
+        )
+        await until(lambda: _committed_all(settings, len(events)), timeout_s=60)
+    decided = [d["event_id"] for d in await _decisions(settings, len(events))]
+    assert sorted(decided) == sorted(e.event_id for e in events)
 
 
 async def test_placements_count_against_capacity_at_once(

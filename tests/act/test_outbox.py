@@ -7,41 +7,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from subscriber.act.consumer import partition_of
 from subscriber.act.outbox import Outbox
 from subscriber.settings import Settings
-from tests.support.kafka import read_all, read_to_end
+from tests.support.kafka import alter_topic, create_topic, read_all, read_to_end
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.stack
-
-
-async def _topic(bootstrap: str, topic: str, partitions: int, max_bytes: int | None) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        configs = {"max.message.bytes": str(max_bytes)} if max_bytes else {}
-        await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=configs)])
-    finally:
-        await admin.close()
-
-
-async def _allow(bootstrap: str, topic: str, max_bytes: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.alter_configs(
-            [
-                ConfigResource(
-                    ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": str(max_bytes)}
-                )
-            ]
-        )
-    finally:
-        await admin.close()
 
 
 @pytest.fixture
@@ -66,7 +39,7 @@ async def test_a_refused_batch_is_acknowledged_only_once_the_broker_takes_it(
     order sent, and only then is it acknowledged."""
     bootstrap = stack_settings.kafka.bootstrap_servers
     topic = stack_settings.kafka.decisions_topic
-    await _topic(bootstrap, topic, 1, max_bytes=256)
+    await create_topic(bootstrap, topic, 1, {"max.message.bytes": "256"})
     outbox = Outbox(producer)
     acked: list[int] = []
     for n in range(20):
@@ -74,7 +47,7 @@ async def test_a_refused_batch_is_acknowledged_only_once_the_broker_takes_it(
     try:
         await asyncio.sleep(3)  # several refusals and retries
         assert acked == []
-        await _allow(bootstrap, topic, 1_000_000)
+        await alter_topic(bootstrap, topic, {"max.message.bytes": "1000000"})
         await until(lambda: len(acked) == 20, timeout_s=30)
     finally:
         await outbox.close()
@@ -90,7 +63,7 @@ async def test_records_go_where_the_producer_puts_them_and_keep_their_order(
     partition on it; each partition keeps the order they were queued in."""
     bootstrap = stack_settings.kafka.bootstrap_servers
     topic = stack_settings.kafka.decisions_topic
-    await _topic(bootstrap, topic, 4, max_bytes=None)
+    await create_topic(bootstrap, topic, 4)
     outbox = Outbox(producer)
     keys = [f"app-{n % 7}".encode() for n in range(200)]
     acked: list[int] = []

@@ -9,17 +9,30 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from subscriber.events import LocationEvent, decode_event, encode_event
 from subscriber.settings import KafkaSettings
 
 
-async def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
-    """Create ``topic`` with ``partitions`` partitions."""
+async def create_topic(
+    bootstrap: str, topic: str, partitions: int = 1, configs: dict[str, str] | None = None
+) -> None:
+    """Create ``topic`` with ``partitions`` partitions (and topic ``configs``, if any)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
+        await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=configs or {})])
+    finally:
+        await admin.close()
+
+
+async def alter_topic(bootstrap: str, topic: str, configs: dict[str, str]) -> None:
+    """Change topic configs of a running topic (the broker applies them at once)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs)])
     finally:
         await admin.close()
 
