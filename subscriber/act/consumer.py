@@ -45,7 +45,6 @@ import heapq
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
@@ -454,7 +453,7 @@ class EventConsumer:
             log.warning("consumer.bad_changelog_record", ue=pseudonym(ue))
             return
         # When it was written: the UE's last activity, as far as expiry is concerned.
-        into[ue] = replace(record, touched_s=msg.timestamp / 1000)
+        into[ue] = record.touched(msg.timestamp / 1000)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -808,7 +807,7 @@ class EventConsumer:
         records = self.records.get(partition)
         if records is None:
             return  # the partition went to another member while this record was handled
-        record = replace(record, touched_s=time.time())
+        record = record.touched(time.time())
         if record.state is None:  # no event yet, only a placement: nothing to expire
             records.pop(ue, None)
             self._kept.setdefault(partition, {})[ue] = record
