@@ -251,6 +251,24 @@ def _orjson_dumps(value: Any, **_kw: Any) -> str:
     return orjson.dumps(value, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a line is written.
+
+    structlog caches a module's logger, with the stream it was made with, at its first use: a
+    logger first used under one ``sys.stderr`` (a command run in-process, a captured test)
+    would otherwise keep writing to it after it was replaced or closed.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(settings: LogSettings, *, stream: Any = None, batched: bool = False) -> None:
     """Configure structlog and the standard library once, at process start.
 
@@ -263,7 +281,7 @@ def configure_logging(settings: LogSettings, *, stream: Any = None, batched: boo
     global _key, _buffer
     _key = settings.pseudonym_key.encode()
     _MASKED.clear()
-    out = stream or sys.stderr
+    out: Any = stream or _Stderr()
     level = getattr(logging, settings.level.upper())
     use_json = settings.format == "json" or (settings.format == "auto" and not out.isatty())
     renderer: Any = (

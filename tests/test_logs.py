@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import time
 
 import pytest
@@ -125,3 +126,19 @@ def test_masked_strings_are_remembered_per_key() -> None:
     second = pseudonym("imsi-208930000000001")
     assert first != second
     assert [line["supi"] for line in _lines(out)] == [first, second]
+
+
+def test_a_logger_used_before_stderr_was_replaced_writes_to_the_new_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A module's logger, cached at its first use, follows ``sys.stderr`` when it is replaced
+    (an in-process command, a captured test) instead of writing to the closed old one."""
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure_logging(LogSettings(format="json"))
+    log = structlog.get_logger("cached")
+    log.warning("before")
+    first.close()
+    monkeypatch.setattr(sys, "stderr", second)
+    log.warning("after")
+    assert [line["event"] for line in _lines(second)] == ["after"]

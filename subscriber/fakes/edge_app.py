@@ -18,7 +18,8 @@ once whether its state survived a move. With an AMS URL the instance:
 So no request fails and no count is lost across a switch. ``PUT /fake/transfer`` makes it
 misbehave for tests (``fail``, ``ignore``, ``decline``), ``POST /fake/retrigger`` acts late on
 an ignored notification, ``GET /fake/state`` shows its state.
-Run one by hand: ``python -m subscriber.fakes.edge_app --cluster edge1 --host 127.0.1.1``.
+Run one by hand: ``python -m subscriber.fakes.edge_app --cluster edge1 --host 127.0.1.1``
+(the local orchestrator passes ``--fd``: a socket it listens on).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -332,7 +334,9 @@ class EdgeApp:
         """200 once warmed up."""
         ready = time.monotonic() >= self._warm_at
         return web.json_response(
-            {"ready": ready, "cluster": self.cluster}, status=200 if ready else 503
+            {"ready": ready, "cluster": self.cluster},
+            status=200 if ready else 503,
+            headers={"X-App": self.app, "X-Instance": self.instance},
         )
 
 
@@ -378,6 +382,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cluster", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--fd", type=int, default=None, help="serve on this inherited socket")
     parser.add_argument("--warmup-s", type=float, default=0.5)
     parser.add_argument("--ams-url", default=None)
     args = parser.parse_args(argv)
@@ -390,7 +395,10 @@ def main(argv: list[str] | None = None) -> None:
         warmup_s=args.warmup_s,
         ams_url=args.ams_url,
     )
-    web.run_app(edge_app(state), host=args.host, port=args.port, print=None, shutdown_timeout=2)
+    where: dict[str, Any] = {"host": args.host, "port": args.port}
+    if args.fd is not None:
+        where = {"sock": socket.socket(fileno=args.fd)}
+    web.run_app(edge_app(state), **where, print=None, shutdown_timeout=2)
 
 
 if __name__ == "__main__":

@@ -87,9 +87,17 @@ def is_running(pid: int, ticks: int) -> bool:
 
 
 def spawn(
-    argv: Sequence[str], *, log_file: Path, cwd: Path, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    *,
+    log_file: Path,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> int:
-    """Start a service detached from our session, so it outlives ``subscriber stack up``."""
+    """Start a service detached from our session, so it outlives ``subscriber stack up``.
+
+    ``pass_fds`` are inherited by the service under the same numbers (a listening socket).
+    """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(
@@ -100,6 +108,7 @@ def spawn(
             cwd=cwd,
             env={**os.environ, **(env or {})},
             start_new_session=True,
+            pass_fds=tuple(pass_fds),
         )
     _children[proc.pid] = proc
     return proc.pid
