@@ -9,11 +9,12 @@ on the others (``--load-cpus``, default core 1), in interleaved rounds:
 * **ceiling**: granian serving a bare ASGI app that reads the body, parses the JSON (orjson)
   and answers 204;
 * **ours**: ``subscriber serve``: validate, normalize, Kafka acknowledged (acks=all,
-  idempotent), then 204, with the per-callback log line on.
+  idempotent), then 204, counted in the per-subscription ``callbacks_accepted`` line.
 
 Both get the same free5GC-shaped body (the D1 AMF LOCATION_REPORT notification). Figures per
 server (medians over rounds): saturation req/s (``h2load -c C -m M``), then p50/p99 latency at a
-fixed offered rate (``h2load --rps``), from h2load's per-request log. At the end the events
+fixed offered rate (``h2load --rps``), from h2load's per-request log; and the server's CPU time
+per callback answered (of which its event-loop thread's), and the broker's. At the end the events
 topic must hold at least as many records as ours answered 204: every 204 was acknowledged.
 """
 
@@ -80,33 +81,47 @@ class Run:
     p50_ms: float | None = None
     p99_ms: float | None = None
     server_cpu_us: float | None = None  # the server's CPU per callback answered
+    loop_cpu_us: float | None = None  # of which its event-loop (main) threads'
     broker_cpu_us: float | None = None  # the Kafka broker's CPU per callback answered
 
 
 _TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_s(pids: set[int]) -> float:
-    """CPU seconds (user + system) so far of these processes and all their descendants."""
+def _cpu_s(pids: set[int]) -> tuple[float, float]:
+    """CPU seconds (user + system) so far of these processes and all their descendants.
+
+    Returns:
+        All their threads', and their main threads' alone: in a granian worker that is the
+        thread running the event loop (the app), the others are granian's Rust threads
+        handing requests to it (and our log writer).
+    """
     parents: dict[int, int] = {}
-    times: dict[int, float] = {}
+    times: dict[int, tuple[float, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            process = _ticks_s((entry / "stat").read_text())
+            main = _ticks_s((entry / "task" / entry.name / "stat").read_text())
         except OSError:  # it exited meanwhile
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        parents[int(entry.name)] = int(fields[1])
-        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) * _TICK_S
+        parents[int(entry.name)] = process[0]
+        times[int(entry.name)] = (process[1], main[1])
     tree = set(pids)
     grew = True
     while grew:
         more = {pid for pid, ppid in parents.items() if ppid in tree} - tree
         grew = bool(more)
         tree |= more
-    return sum(times.get(pid, 0.0) for pid in tree)
+    present = [times[pid] for pid in tree if pid in times]
+    return sum(t[0] for t in present), sum(t[1] for t in present)
+
+
+def _ticks_s(stat: str) -> tuple[int, float]:
+    """The parent pid and the CPU seconds (user + system) of a ``/proc`` stat line."""
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) * _TICK_S
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
@@ -146,14 +161,14 @@ def _h2load(
     if log_file is not None:
         cmd += ["--log-file", str(log_file)]
     load = subprocess.Popen([*cmd, url], stdout=subprocess.PIPE, text=True)
-    cpu_before: tuple[float, float] | None = None
+    cpu_before: tuple[tuple[float, float], float] | None = None
     if server is not None:
         time.sleep(2)  # h2load's warm-up
-        cpu_before = (_cpu_s({server}), _cpu_s({broker}) if broker else 0.0)
+        cpu_before = (_cpu_s({server}), _cpu_s({broker})[0] if broker else 0.0)
     out, _ = load.communicate()
     if load.returncode:
         raise subprocess.CalledProcessError(load.returncode, cmd)
-    cpu_after = (_cpu_s({server}), _cpu_s({broker}) if broker else 0.0) if server else None
+    cpu_after = (_cpu_s({server}), _cpu_s({broker})[0] if broker else 0.0) if server else None
     rps = succeeded = failed = 0
     for line in out.splitlines():
         if line.startswith("finished in"):
@@ -164,7 +179,8 @@ def _h2load(
             failed = int(parts[4].split()[0])
     run = Run(rps=rps, succeeded=succeeded, failed=failed)
     if cpu_before is not None and cpu_after is not None and succeeded:
-        run.server_cpu_us = (cpu_after[0] - cpu_before[0]) / succeeded * 1e6
+        run.server_cpu_us = (cpu_after[0][0] - cpu_before[0][0]) / succeeded * 1e6
+        run.loop_cpu_us = (cpu_after[0][1] - cpu_before[0][1]) / succeeded * 1e6
         if broker:
             run.broker_cpu_us = (cpu_after[1] - cpu_before[1]) / succeeded * 1e6
     if log_file is not None:
@@ -334,7 +350,10 @@ def main(argv: list[str] | None = None) -> int:
             f" {cpu:>7.0f} {broker_cpu:>7.0f}"
         )
         print(f"         rounds: {', '.join(f'{r[0].rps:,.0f}' for r in runs)}")
-        print(f"         cpu µs: {', '.join(f'{r[0].server_cpu_us or 0:.0f}' for r in runs)}")
+        print(
+            f"         cpu µs: {', '.join(f'{r[0].server_cpu_us or 0:.0f}' for r in runs)}"
+            f" (event loop's thread: {', '.join(f'{r[0].loop_cpu_us or 0:.0f}' for r in runs)})"
+        )
     ratio = medians["ours"] / medians["ceiling"]
     record("ingest", "ours / ceiling, saturation", ratio, "ratio", goal=0.8)
     per_round = [
