@@ -143,7 +143,6 @@ _EXPIRE_EVERY_S = 1.0
 _EXPIRE_BATCH = 20_000
 _YIELD_EVERY = 16
 _MAX_BATCH_BYTES = 1 << 20
-_ALIASES_KEPT = 65_536
 
 
 async def _partition_count(admin: AIOKafkaAdminClient, topic: str) -> int:
@@ -224,7 +223,6 @@ class EventConsumer:
         # though no event comes.
         self._timers: list[tuple[float, float, int, str]] = []
         self._armed: dict[tuple[int, str], float] = {}
-        self._aliases: dict[str, str] = {}
         self.ready = False
         """True once the member owns partitions and has restored them (for /readyz)."""
 
@@ -574,7 +572,7 @@ class EventConsumer:
                 event = decode_event(msg.value or b"")
                 ue = event.ue.key()
                 p = tp.partition
-                alias = self._alias(ue)
+                alias = pseudonym(ue)
                 before = self._lookup(p, ue)
                 handled = handle_event(
                     event,
@@ -786,15 +784,6 @@ class EventConsumer:
         context = otel_context.get_current() if requests else None
         value = encode_record(record) if record is not None else None
         await self._lanes.submit(key, Job(requests, value, then, context))
-
-    def _alias(self, ue: str) -> str:
-        """The UE's pseudonym, kept: an HMAC per report was 4 % of the consumer's CPU."""
-        alias = self._aliases.get(ue)
-        if alias is None:
-            if len(self._aliases) >= _ALIASES_KEPT:
-                self._aliases.clear()
-            alias = self._aliases[ue] = pseudonym(ue)
-        return alias
 
     def _lookup(self, partition: int, ue: str) -> UeRecord | None:
         records = self.records.get(partition)

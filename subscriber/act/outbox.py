@@ -132,13 +132,10 @@ class Outbox:
         batch = self._producer.create_batch()
         members: list[_Send] = []
         for send in sends:
-            kept = batch.append(
-                key=send.key, value=send.value, timestamp=None, headers=send.headers
-            )
-            if kept is None:  # full: a new batch always takes its first record
+            if _append(batch, send) is None:  # full: a new batch always takes its first record
                 out.append((batch, members))
                 batch, members = self._producer.create_batch(), []
-                batch.append(key=send.key, value=send.value, timestamp=None, headers=send.headers)
+                _append(batch, send)
             members.append(send)
         out.append((batch, members))
         for batch, _ in out:
@@ -218,6 +215,10 @@ class Outbox:
             async with asyncio.timeout(5):
                 await self.flush()
         await _cancel([t for t in (self._flusher,) if t is not None] + list(self._retrying))
+
+
+def _append(batch: Any, send: _Send) -> Any:
+    return batch.append(key=send.key, value=send.value, timestamp=None, headers=send.headers)
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

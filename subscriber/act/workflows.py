@@ -393,6 +393,18 @@ class RelocationWorkflow:
         """The latest outcomes, oldest first (at most ``history_limit``)."""
         return list(self._history)
 
+    def _record_noop(
+        self, request: RelocationRequest, received_at: datetime | None, source: Placement | None
+    ) -> None:
+        """Nothing to do: the instance is already where (or as warm as) the request asks."""
+        self._record(
+            request,
+            Status.NOOP,
+            received_at=received_at,
+            settled=self._pending is None,
+            source=source,
+        )
+
     def _record(
         self,
         request: RelocationRequest,
@@ -498,13 +510,7 @@ class RelocationWorkflow:
         target = request.target
         if source is not None and source.cluster == target.cluster:
             self._placement = source
-            self._record(
-                request,
-                Status.NOOP,
-                received_at=received_at,
-                settled=self._pending is None,
-                source=source,
-            )
+            self._record_noop(request, received_at, source)
             return
         self._in_flight = request
         self._marks = []
@@ -587,13 +593,7 @@ class RelocationWorkflow:
         prewarm = request.kind is RequestKind.PREWARM
         serving_here = source is not None and source.cluster == target.cluster
         if (warm_here or serving_here) if prewarm else not warm_here:
-            self._record(
-                request,
-                Status.NOOP,
-                received_at=received_at,
-                settled=self._pending is None,
-                source=source,
-            )
+            self._record_noop(request, received_at, source)
             return
         self._in_flight = request
         self._marks = []
