@@ -169,7 +169,7 @@ def _h2load(
     if load.returncode:
         raise subprocess.CalledProcessError(load.returncode, cmd)
     cpu_after = (_cpu_s({server}), _cpu_s({broker})[0] if broker else 0.0) if server else None
-    rps = succeeded = failed = 0
+    rps, succeeded, failed = 0.0, 0, 0
     for line in out.splitlines():
         if line.startswith("finished in"):
             rps = float(line.split(",")[1].split()[0])

@@ -30,7 +30,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.figures import record
-from subscriber.events import LocationEvent
+from subscriber.events import EventRecord
 from subscriber.ingress.nrf import NrfClient
 from subscriber.ingress.poller import Poller
 from subscriber.settings import CoreSettings
@@ -42,8 +42,8 @@ class CountingSink:
     def __init__(self) -> None:
         self.events = 0
 
-    async def publish(self, events: Sequence[LocationEvent]) -> None:
-        self.events += len(events)
+    async def publish(self, records: Sequence[EventRecord]) -> None:
+        self.events += len(records)
 
 
 def _rss_mib() -> float:

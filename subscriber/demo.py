@@ -57,7 +57,7 @@ from subscriber.app.tracker import open_tracker
 from subscriber.app.worker import open_worker
 from subscriber.decide.engine import InstancesHolder, PolicyHolder
 from subscriber.errors import SubscriberError
-from subscriber.events import LocationEvent
+from subscriber.events import EventRecord, decode_event
 from subscriber.fakes.core import FakeCoreServer
 from subscriber.fakes.core.upf import FakeUserPlane
 from subscriber.fakes.edge_user import EdgeUser, Resolve
@@ -198,10 +198,10 @@ class ShowingSink:
         self._publisher = publisher
         self._timeline = timeline
 
-    async def publish(self, events: Sequence[LocationEvent]) -> None:
+    async def publish(self, records: Sequence[EventRecord]) -> None:
         """Publish durably, then print."""
-        await self._publisher.publish(events)
-        for e in events:
+        await self._publisher.publish(records)
+        for e in (decode_event(record.value) for record in records):
             where = f"TAC {e.location.tac} cell {e.location.cell_id}" if e.location else "?"
             mark = "moved_seen" if e.location and e.location.tac == "000002" else None
             self._timeline.say(
@@ -381,7 +381,7 @@ async def scenario(
         return await _follow(move, s, client, local, dns, timeline, timeout_s, resolve, prewarm)
 
 
-def _commuters(now: float) -> list[LocationEvent]:
+def _commuters(now: float) -> list[EventRecord]:
     """Route-following UEs' reports as the AMF sends them: each passes towers 3, 1 and 2, a
     minute at each (how long UEs stay at tower 1 is what tells a warm instance will be used
     soon), all in the last quarter of an hour."""
@@ -399,7 +399,7 @@ def _commuters(now: float) -> list[LocationEvent]:
                 at,
                 f"commuter-{k}",
             )
-            out += normalize_body(BodyKind.AMF_NOTIFICATION, body, ingest_time=at).events
+            out += normalize_body(BodyKind.AMF_NOTIFICATION, body, ingest_time=at).records
     return out
 
 

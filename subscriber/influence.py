@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 
-from subscriber.events import LocationEvent
+from subscriber.events import EventRecord
 from subscriber.ingress.normalize import Binding, BodyKind, normalize_body
 from subscriber.ingress.statefile import WatchedKeys, load_or_set_aside, write_atomic
 from subscriber.sbi.smf import NsmfEventExposureNotification
@@ -294,8 +294,8 @@ class CallbackRegistry:
 
 def normalize_influence_callback(
     body: bytes, binding: Binding, received_at: datetime
-) -> list[LocationEvent]:
-    """The events of a notification on ``/callbacks/ti/{key}``, bound to its subscription.
+) -> list[EventRecord]:
+    """The event records of a notification on ``/callbacks/ti/{key}``, bound to its subscription.
 
     free5GC's shape carries the NEF's notifId, which we never learn from the NEF: the first one
     on a key is pinned, and a body naming another is foreign.
@@ -311,4 +311,4 @@ def normalize_influence_callback(
         binding = dataclasses.replace(binding, correlation_id=pinned or "\x00")
     return normalize_body(
         BodyKind.INFLUENCE_NOTIFICATION, body, ingest_time=received_at, binding=binding
-    ).events
+    ).records

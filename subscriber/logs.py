@@ -42,6 +42,7 @@ _IDENTITY = re.compile(
 _SAFE_KEYS = frozenset({"timestamp", "level", "logger", "event_id", "topic", "version"})
 
 _key = b""
+_debug = False  # the configured level is debug (or lower)
 # Keys shipped in examples (the compose file's default) are as good as no key.
 _EXAMPLE_KEYS = frozenset({"", "change-me", "changeme", "example", "secret", "test"})
 _MIN_KEY_CHARS = 16
@@ -282,6 +283,15 @@ class _Stderr:
         return sys.stderr.isatty()
 
 
+def debug_enabled() -> bool:
+    """Whether debug lines are written: a line a hot path can skip building when not.
+
+    structlog's defaults (before :func:`configure_logging`, or after ``reset_defaults``)
+    write every level.
+    """
+    return _debug or not structlog.is_configured()
+
+
 def configure_logging(settings: LogSettings, *, stream: Any = None, batched: bool = False) -> None:
     """Configure structlog and the standard library once, at process start.
 
@@ -291,12 +301,13 @@ def configure_logging(settings: LogSettings, *, stream: Any = None, batched: boo
         batched: write lines in batches off the request path (:class:`LineBuffer`), for the
             receiver's per-callback line.
     """
-    global _key, _buffer
+    global _key, _buffer, _debug
     _key = settings.pseudonym_key.encode()
     _MASKED.clear()
     _PSEUDONYMS.clear()
     out: Any = stream or _Stderr()
     level = getattr(logging, settings.level.upper())
+    _debug = level <= logging.DEBUG
     use_json = settings.format == "json" or (settings.format == "auto" and not out.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_orjson_dumps)

@@ -22,10 +22,10 @@ from subscriber.events import (
     LocationEvent,
     NfType,
     UeIdentity,
-    build,
     decode_event,
     encode_event,
     event_json_schema,
+    event_record,
     render_json_schema,
 )
 
@@ -148,24 +148,7 @@ def test_fields_added_later_are_ignored() -> None:
     assert decode_event(json.dumps(record).encode()) == make_event()
 
 
-@pytest.mark.parametrize(
-    ("model", "values"),
-    [
-        (Cell, {"rat": "NR", "plmn": "20893", "tac": "000001", "cell_id": None}),
-        (UeIdentity, {"supi": "imsi-208930000000001"}),
-        (DnaiChange, {"change_type": "EARLY", "source_dnai": None, "target_dnai": "mec"}),
-    ],
-)
-def test_build_makes_what_model_construct_makes(model: type, values: dict[str, object]) -> None:
-    """build() gives the same object as model_construct: defaults, fields set, equality, JSON."""
-    fast, slow = build(model, **values), model.model_construct(**values)
-    assert fast == slow
-    assert fast.model_fields_set == slow.model_fields_set
-    assert fast.model_dump_json(exclude_none=True) == slow.model_dump_json(exclude_none=True)
-    assert fast.model_dump() == slow.model_dump()
-
-
-def test_build_refuses_a_missing_required_field() -> None:
-    """build() never makes an event without a field the contract requires."""
-    with pytest.raises(TypeError, match="change_type"):
-        build(DnaiChange, target_dnai="mec")
+def test_an_events_record_is_its_key_and_encoding() -> None:
+    """What producers publish for a model-built event: its id, its UE's key, its JSON."""
+    event = make_event()
+    assert event_record(event) == (event.event_id, event.partition_key(), encode_event(event))

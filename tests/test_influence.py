@@ -166,7 +166,8 @@ def test_a_forwarded_smf_notification_carries_the_ue_and_the_app(tmp_path: Path)
     registry, record = _registry(tmp_path)
     binding = registry.binding("ti", record.callback_key)
     assert binding is not None
-    (event,) = normalize_influence_callback(LATE, binding, NOW)
+    (written,) = normalize_influence_callback(LATE, binding, NOW)
+    event = decode_event(written.value)
     assert event.ue.supi == "imsi-208930000000001"
     assert event.ue.session_ref is None
     assert event.dnai_change is not None
@@ -199,7 +200,8 @@ def test_a_spec_notification_must_echo_our_transaction(tmp_path: Path) -> None:
         "dnaiChgType": "LATE",
         "targetTrafficRoute": {"dnai": "mec-tower-2"},
     }
-    (event,) = normalize_influence_callback(orjson.dumps(spec), binding, NOW)
+    (written,) = normalize_influence_callback(orjson.dumps(spec), binding, NOW)
+    event = decode_event(written.value)
     assert event.dnai_change is not None
     assert event.dnai_change.target_dnai == "mec-tower-2"
     assert event.event_time == NOW

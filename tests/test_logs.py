@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from subscriber import logs
-from subscriber.logs import configure_logging, flush_logs, pseudonym
+from subscriber.logs import configure_logging, debug_enabled, flush_logs, pseudonym
 from subscriber.settings import LogSettings
 
 
@@ -142,3 +142,14 @@ def test_a_logger_used_before_stderr_was_replaced_writes_to_the_new_one(
     monkeypatch.setattr(sys, "stderr", second)
     log.warning("after")
     assert [line["event"] for line in _lines(second)] == ["after"]
+
+
+def test_debug_enabled_follows_the_configured_level() -> None:
+    """The receiver skips building its per-callback debug line when debug is off, and only then."""
+    assert debug_enabled()  # structlog's defaults write every level
+    configure_logging(LogSettings(level="info"), stream=io.StringIO())
+    assert not debug_enabled()
+    configure_logging(LogSettings(level="debug"), stream=io.StringIO())
+    assert debug_enabled()
+    structlog.reset_defaults()
+    assert debug_enabled()

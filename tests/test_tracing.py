@@ -30,7 +30,7 @@ from subscriber.app.consumer import open_consumer
 from subscriber.app.lifecycle import running
 from subscriber.app.receiver import serving_receiver
 from subscriber.app.worker import build_worker, metrics_runtime
-from subscriber.events import LocationEvent, decode_event
+from subscriber.events import EventRecord, decode_event
 from subscriber.ingress.normalize import BodyKind, normalize_body
 from subscriber.ingress.publisher import Publisher
 from subscriber.ingress.spool import SpoolRecord
@@ -167,12 +167,10 @@ async def test_events_published_outside_a_trace_start_their_own(
     assert {dict(r.headers)["traceparent"].decode().split("-")[1] for r in records} == {_hex(span)}
 
 
-def _events(body: bytes) -> list[LocationEvent]:
-    return list(
-        normalize_body(
-            BodyKind.AMF_NOTIFICATION, body, ingest_time=datetime(2026, 7, 1, tzinfo=UTC)
-        ).events
-    )
+def _events(body: bytes) -> list[EventRecord]:
+    return normalize_body(
+        BodyKind.AMF_NOTIFICATION, body, ingest_time=datetime(2026, 7, 1, tzinfo=UTC)
+    ).records
 
 
 async def _post_crossing(settings: Settings) -> dict[str, int]:

@@ -39,18 +39,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
+
+import orjson
 
 from subscriber.errors import ForeignCallback, InvalidParam
 from subscriber.events import (
-    Cell,
+    SCHEMA_VERSION,
     Delivery,
-    DnaiChange,
-    EventSource,
+    EventRecord,
     LocationEvent,
     NfType,
     UeIdentity,
-    build,
+    decode_event,
 )
 from subscriber.sbi.amf import (
     AmfCreatedEventSubscription,
@@ -71,7 +72,6 @@ from subscriber.sbi.smf import (
 )
 from subscriber.sbi.traffic_influence import (
     InfluenceNotification,
-    UpPathChangeNotification,
     parse_influence_notification,
 )
 
@@ -183,13 +183,29 @@ class Skipped(NamedTuple):
 
 
 class Normalized(NamedTuple):
-    """The events of one body, in body order, and the reports that produced none."""
+    """The records of one body's events, in body order, and the reports that produced none."""
 
-    events: list[LocationEvent]
+    records: list[EventRecord]
     skipped: list[Skipped]
+
+    @property
+    def events(self) -> list[LocationEvent]:
+        """The events, decoded from their records: what a consumer of the topic reads."""
+        return [decode_event(record.value) for record in self.records]
 
 
 _EventTimeField = Literal["ueLocationTimestamp", "timeStamp", "eventTime", "ingest"]
+# An event and its parts as the JSON objects the events topic holds, built straight from the
+# parsed body: four pydantic models and their serialization cost the receiver more than
+# validating the body (docs/performance.md). Their keys follow LocationEvent's fields in order
+# and a None is left out, so the record is what encode_event would write, byte for byte (the
+# tests compare both for every body).
+_Json = dict[str, Any]
+
+
+def _fields(**values: Any) -> _Json:
+    """``values`` without its None fields, as ``encode_event`` leaves them out."""
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _utc(moment: datetime) -> datetime:
@@ -197,14 +213,13 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _cell(location: UserLocation | None) -> tuple[Cell | None, datetime | None]:
+def _cell(location: UserLocation | None) -> tuple[_Json | None, datetime | None]:
     """The cell of a UserLocation and its ``ueLocationTimestamp``."""
     if location is None:
         return None, None
     nr = location.nr_location
     if nr is not None:
-        cell = build(
-            Cell,
+        cell = _fields(
             rat="NR",
             plmn=nr.tai.plmn_id.as_string(),
             tac=nr.tai.tac,
@@ -213,8 +228,7 @@ def _cell(location: UserLocation | None) -> tuple[Cell | None, datetime | None]:
         return cell, nr.ue_location_timestamp
     eutra = location.eutra_location
     if eutra is not None:
-        cell = build(
-            Cell,
+        cell = _fields(
             rat="EUTRA",
             plmn=eutra.tai.plmn_id.as_string(),
             tac=eutra.tai.tac,
@@ -224,12 +238,11 @@ def _cell(location: UserLocation | None) -> tuple[Cell | None, datetime | None]:
     n3ga = location.n3ga_location
     if n3ga is not None and n3ga.n3gpp_tai is not None:
         tai = n3ga.n3gpp_tai
-        cell = build(Cell, rat="N3GA", plmn=tai.plmn_id.as_string(), tac=tai.tac, cell_id=None)
-        return cell, None
+        return {"rat": "N3GA", "plmn": tai.plmn_id.as_string(), "tac": tai.tac}, None
     return None, None
 
 
-def _nef_cell(info: LocationInfo | None) -> tuple[Cell | None, datetime | None]:
+def _nef_cell(info: LocationInfo | None) -> tuple[_Json | None, datetime | None]:
     """The cell of a TS 29.122 LocationInfo: its userLocation, else its flat fields."""
     if info is None:
         return None, None
@@ -241,7 +254,6 @@ def _nef_cell(info: LocationInfo | None) -> tuple[Cell | None, datetime | None]:
         return None, None
     plmn = info.plmn_id.replace("-", "")
     tac = info.tracking_area_id
-    rat: Literal["NR", "EUTRA"]
     cell_id = info.cell_id
     if cell_id is not None:
         rat = "NR" if len(cell_id) == 9 else "EUTRA"
@@ -251,51 +263,88 @@ def _nef_cell(info: LocationInfo | None) -> tuple[Cell | None, datetime | None]:
     else:
         # Without a cell, the TAC length tells the RAT: 24-bit TACs are 5GS, 16-bit are EPS.
         rat = "NR" if len(tac) == 6 else "EUTRA"
-    return build(Cell, rat=rat, plmn=plmn, tac=tac, cell_id=cell_id), None
+    return _fields(rat=rat, plmn=plmn, tac=tac, cell_id=cell_id), None
+
+
+def _source(
+    nf_type: NfType,
+    nf_instance_id: str | None,
+    subscription_id: str | None,
+    correlation_id: str | None,
+    delivery: Delivery,
+    event_type: str,
+) -> _Json:
+    return _fields(
+        nf_type=nf_type,
+        nf_instance_id=nf_instance_id,
+        subscription_id=subscription_id,
+        correlation_id=correlation_id,
+        delivery=delivery,
+        event_type=event_type,
+    )
+
+
+def _change(
+    change_type: str,
+    source_dnai: str | None,
+    target_dnai: str | None,
+    app: str | None = None,
+    instance: str | None = None,
+) -> _Json:
+    return _fields(
+        change_type=change_type,
+        source_dnai=source_dnai,
+        target_dnai=target_dnai,
+        app=app,
+        instance=instance,
+    )
 
 
 def _event_id(
-    source: EventSource,
-    ue: UeIdentity,
-    cell: Cell | None,
-    change: DnaiChange | None,
+    source: _Json,
+    ue: _Json,
+    cell: _Json | None,
+    change: _Json | None,
     time_field: str,
     raw_time: datetime | None,
 ) -> str:
-    subscription = source.subscription_id if source.delivery is Delivery.NOTIFIED else None
+    delivery = source["delivery"]
+    subscription = source.get("subscription_id") if delivery is Delivery.NOTIFIED else None
+    cell = cell or {}
+    change = change or {}
     parts = (
-        source.nf_type,
-        source.nf_instance_id or "",
-        source.correlation_id or "",
+        source["nf_type"],
+        source.get("nf_instance_id") or "",
+        source.get("correlation_id") or "",
         subscription or "",
-        source.delivery,
-        source.event_type,
-        ue.supi or "",
-        ue.gpsi or "",
-        ue.session_ref or "",
-        cell.rat if cell else "",
-        cell.plmn if cell else "",
-        cell.tac if cell else "",
-        (cell.cell_id or "") if cell else "",
+        delivery,
+        source["event_type"],
+        ue.get("supi") or "",
+        ue.get("gpsi") or "",
+        ue.get("session_ref") or "",
+        cell.get("rat") or "",
+        cell.get("plmn") or "",
+        cell.get("tac") or "",
+        cell.get("cell_id") or "",
         time_field if raw_time is not None else "",
         raw_time.isoformat() if raw_time is not None else "",
-        change.change_type if change else "",
-        (change.source_dnai or "") if change else "",
-        (change.target_dnai or "") if change else "",
+        change.get("change_type") or "",
+        change.get("source_dnai") or "",
+        change.get("target_dnai") or "",
     )
     canonical = "\x1f".join(parts).encode()
     return hashlib.blake2b(canonical, digest_size=16).hexdigest()
 
 
-def _event(
+def _record(
     *,
-    source: EventSource,
-    ue: UeIdentity,
-    cell: Cell | None,
-    change: DnaiChange | None,
+    source: _Json,
+    ue: _Json,
+    cell: _Json | None,
+    change: _Json | None,
     times: Iterable[tuple[_EventTimeField, datetime | None]],
     ingest_time: datetime,
-) -> LocationEvent:
+) -> EventRecord:
     time_field: _EventTimeField = "ingest"
     raw_time: datetime | None = None
     for field, moment in times:
@@ -303,17 +352,22 @@ def _event(
         if moment is not None and moment.year > 1:
             time_field, raw_time = field, _utc(moment)
             break
-    return build(
-        LocationEvent,
-        event_id=_event_id(source, ue, cell, change, time_field, raw_time),
-        ue=ue,
-        source=source,
-        location=cell,
-        dnai_change=change,
-        event_time=raw_time if raw_time is not None else ingest_time,
-        event_time_field=time_field,
-        ingest_time=ingest_time,
-    )
+    event_id = _event_id(source, ue, cell, change, time_field, raw_time)
+    event: _Json = {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "ue": ue,
+        "source": source,
+    }
+    if cell is not None:
+        event["location"] = cell
+    if change is not None:
+        event["dnai_change"] = change
+    event["event_time"] = raw_time if raw_time is not None else ingest_time
+    event["event_time_field"] = time_field
+    event["ingest_time"] = ingest_time
+    key = ue.get("supi") or ue.get("gpsi") or ue["session_ref"]
+    return EventRecord(event_id, key.encode(), orjson.dumps(event, option=orjson.OPT_UTC_Z))
 
 
 def _check_ingest_time(ingest_time: datetime) -> None:
@@ -321,12 +375,8 @@ def _check_ingest_time(ingest_time: datetime) -> None:
         raise ValueError("ingest_time must be timezone-aware")
 
 
-def _ue_identity(
-    supi: str | None, gpsi: str | None, default: UeIdentity | None
-) -> UeIdentity | None:
-    if supi or gpsi:
-        return build(UeIdentity, supi=supi or None, gpsi=gpsi or None, session_ref=None)
-    return default
+def _ue_identity(supi: str | None, gpsi: str | None) -> _Json | None:
+    return _fields(supi=supi or None, gpsi=gpsi or None) if supi or gpsi else None
 
 
 def _amf_reports(
@@ -336,31 +386,30 @@ def _amf_reports(
     subscription_id: str | None,
     nf_instance_id: str | None,
     delivery: Delivery,
-    default_ue: UeIdentity | None,
+    default_ue: _Json | None,
     ingest_time: datetime,
 ) -> Normalized:
-    events: list[LocationEvent] = []
+    records: list[EventRecord] = []
     skipped: list[Skipped] = []
     for index, report in enumerate(reports or ()):
         cell, seen = _cell(report.location)
         if cell is None:
             skipped.append(Skipped(index, report.type, SkipReason.NO_LOCATION))
             continue
-        ue = _ue_identity(report.supi, report.gpsi, default_ue)
+        ue = _ue_identity(report.supi, report.gpsi) or default_ue
         if ue is None:
             skipped.append(Skipped(index, report.type, SkipReason.NO_UE_IDENTITY))
             continue
-        source = build(
-            EventSource,
-            nf_type=NfType.AMF,
-            nf_instance_id=nf_instance_id,
-            subscription_id=report.subscription_id or subscription_id,
-            correlation_id=correlation_id,
-            delivery=delivery,
-            event_type=report.type,
+        source = _source(
+            NfType.AMF,
+            nf_instance_id,
+            report.subscription_id or subscription_id,
+            correlation_id,
+            delivery,
+            report.type,
         )
-        events.append(
-            _event(
+        records.append(
+            _record(
                 source=source,
                 ue=ue,
                 cell=cell,
@@ -369,7 +418,7 @@ def _amf_reports(
                 ingest_time=ingest_time,
             )
         )
-    return Normalized(events, skipped)
+    return Normalized(records, skipped)
 
 
 def normalize_amf_notification(
@@ -396,7 +445,7 @@ def normalize_amf_notification(
         subscription_id=subscription_id,
         nf_instance_id=nf_instance_id,
         delivery=Delivery.NOTIFIED,
-        default_ue=default_ue,
+        default_ue=None if default_ue is None else default_ue.model_dump(exclude_none=True),
         ingest_time=ingest_time,
     )
 
@@ -416,25 +465,24 @@ def normalize_amf_created_subscription(
     """
     _check_ingest_time(ingest_time)
     subscription = created.subscription
-    default_ue = _ue_identity(subscription.supi, subscription.gpsi, None)
     return _amf_reports(
         created.report_list,
         correlation_id=subscription.notify_correlation_id or None,
         subscription_id=created.subscription_id,
         nf_instance_id=nf_instance_id,
         delivery=Delivery.POLLED,
-        default_ue=default_ue,
+        default_ue=_ue_identity(subscription.supi, subscription.gpsi),
         ingest_time=ingest_time,
     )
 
 
-def _ue_from_context_id(ue_context_id: str) -> UeIdentity:
+def _ue_from_context_id(ue_context_id: str) -> _Json:
     if ue_context_id.startswith(("imsi-", "nai-", "gci-", "gli-")):
-        return build(UeIdentity, supi=ue_context_id, gpsi=None, session_ref=None)
+        return {"supi": ue_context_id}
     if ue_context_id.startswith(("msisdn-", "extid-")):
-        return build(UeIdentity, supi=None, gpsi=ue_context_id, session_ref=None)
+        return {"gpsi": ue_context_id}
     # A PEI (imei-/imeisv-) or 5G-GUTI: not a subscriber identity, but it names the UE.
-    return build(UeIdentity, supi=None, gpsi=None, session_ref=ue_context_id)
+    return {"session_ref": ue_context_id}
 
 
 def normalize_provide_loc_info(
@@ -457,16 +505,8 @@ def normalize_provide_loc_info(
     if cell is None or not ue_context_id:
         reason = SkipReason.NO_LOCATION if cell is None else SkipReason.NO_UE_IDENTITY
         return Normalized([], [Skipped(0, PROVIDE_LOC_INFO, reason)])
-    source = build(
-        EventSource,
-        nf_type=NfType.AMF,
-        nf_instance_id=nf_instance_id,
-        subscription_id=None,
-        correlation_id=None,
-        delivery=Delivery.POLLED,
-        event_type=PROVIDE_LOC_INFO,
-    )
-    event = _event(
+    source = _source(NfType.AMF, nf_instance_id, None, None, Delivery.POLLED, PROVIDE_LOC_INFO)
+    record = _record(
         source=source,
         ue=_ue_from_context_id(ue_context_id),
         cell=cell,
@@ -474,7 +514,7 @@ def normalize_provide_loc_info(
         times=(("ueLocationTimestamp", seen),),
         ingest_time=ingest_time,
     )
-    return Normalized([event], [])
+    return Normalized([record], [])
 
 
 def _smf_session_ref(notif_id: str, event: EventNotification) -> str:
@@ -488,6 +528,33 @@ def _smf_session_ref(notif_id: str, event: EventNotification) -> str:
 def _dnai(explicit: str | None, routing: str | None) -> str | None:
     # free5GC omits sourceDnai/targetDnai for the default route and writes it as dnai "".
     return explicit or routing or None
+
+
+def _path_changes(
+    notification: NsmfEventExposureNotification,
+) -> tuple[list[EventNotification], list[Skipped]]:
+    """The UP_PATH_CH items of an SMF notification that say how the path changed."""
+    changes: list[EventNotification] = []
+    skipped: list[Skipped] = []
+    for index, item in enumerate(notification.event_notifs):
+        if item.event != SmfEvent.UP_PATH_CH:
+            skipped.append(Skipped(index, item.event, SkipReason.NOT_A_PATH_CHANGE))
+        elif not item.dnai_chg_type:
+            skipped.append(Skipped(index, item.event, SkipReason.NO_CHANGE_TYPE))
+        else:
+            changes.append(item)
+    return changes, skipped
+
+
+def _smf_change(item: EventNotification, app: str | None, instance: str | None) -> _Json:
+    source_route, target_route = item.source_tra_routing, item.target_tra_routing
+    return _change(
+        item.dnai_chg_type or "",
+        _dnai(item.source_dnai, source_route.dnai if source_route else None),
+        _dnai(item.target_dnai, target_route.dnai if target_route else None),
+        app,
+        instance,
+    )
 
 
 def normalize_smf_notification(
@@ -506,49 +573,28 @@ def normalize_smf_notification(
         subscription_id: the subscription (or app session) the notifId belongs to, if known.
     """
     _check_ingest_time(ingest_time)
-    events: list[LocationEvent] = []
-    skipped: list[Skipped] = []
     notif_id = notification.notif_id
-    for index, item in enumerate(notification.event_notifs):
-        if item.event != SmfEvent.UP_PATH_CH:
-            skipped.append(Skipped(index, item.event, SkipReason.NOT_A_PATH_CHANGE))
-            continue
-        if not item.dnai_chg_type:
-            skipped.append(Skipped(index, item.event, SkipReason.NO_CHANGE_TYPE))
-            continue
-        change = build(
-            DnaiChange,
-            change_type=item.dnai_chg_type,
-            source_dnai=_dnai(
-                item.source_dnai, item.source_tra_routing.dnai if item.source_tra_routing else None
+    changes, skipped = _path_changes(notification)
+    records = [
+        _record(
+            source=_source(
+                NfType.SMF,
+                nf_instance_id,
+                subscription_id,
+                notif_id,
+                Delivery.NOTIFIED,
+                item.event,
             ),
-            target_dnai=_dnai(
-                item.target_dnai, item.target_tra_routing.dnai if item.target_tra_routing else None
-            ),
+            ue=_ue_identity(item.supi, item.gpsi)
+            or {"session_ref": _smf_session_ref(notif_id, item)},
+            cell=None,
+            change=_smf_change(item, None, None),
+            times=(("timeStamp", item.time_stamp),),
+            ingest_time=ingest_time,
         )
-        ue = _ue_identity(item.supi, item.gpsi, None) or build(
-            UeIdentity, supi=None, gpsi=None, session_ref=_smf_session_ref(notif_id, item)
-        )
-        source = build(
-            EventSource,
-            nf_type=NfType.SMF,
-            nf_instance_id=nf_instance_id,
-            subscription_id=subscription_id,
-            correlation_id=notif_id,
-            delivery=Delivery.NOTIFIED,
-            event_type=item.event,
-        )
-        events.append(
-            _event(
-                source=source,
-                ue=ue,
-                cell=None,
-                change=change,
-                times=(("timeStamp", item.time_stamp),),
-                ingest_time=ingest_time,
-            )
-        )
-    return Normalized(events, skipped)
+        for item in changes
+    ]
+    return Normalized(records, skipped)
 
 
 def _gpsi(external_id: str | None, msisdn: str | None) -> str | None:
@@ -575,7 +621,7 @@ def normalize_nef_notification(
         nf_instance_id: the NEF's NF instance id, if the receiver knows it.
     """
     _check_ingest_time(ingest_time)
-    events: list[LocationEvent] = []
+    records: list[EventRecord] = []
     skipped: list[Skipped] = []
     link = notification.subscription
     subscription_id = notification.subscription_id()
@@ -585,35 +631,29 @@ def normalize_nef_notification(
             skipped.append(Skipped(index, report.monitoring_type, SkipReason.NO_LOCATION))
             continue
         gpsi = _gpsi(report.external_id, report.msisdn)
-        ue = build(
-            UeIdentity, supi=None, gpsi=gpsi, session_ref=None if gpsi else f"nef-sub:{link}"
+        source = _source(
+            NfType.NEF,
+            nf_instance_id,
+            subscription_id,
+            link,
+            Delivery.NOTIFIED,
+            report.monitoring_type,
         )
-        source = build(
-            EventSource,
-            nf_type=NfType.NEF,
-            nf_instance_id=nf_instance_id,
-            subscription_id=subscription_id,
-            correlation_id=link,
-            delivery=Delivery.NOTIFIED,
-            event_type=report.monitoring_type,
-        )
-        events.append(
-            _event(
+        records.append(
+            _record(
                 source=source,
-                ue=ue,
+                ue={"gpsi": gpsi} if gpsi else {"session_ref": f"nef-sub:{link}"},
                 cell=cell,
                 change=None,
                 times=(("ueLocationTimestamp", seen), ("eventTime", report.event_time)),
                 ingest_time=ingest_time,
             )
         )
-    return Normalized(events, skipped)
+    return Normalized(records, skipped)
 
 
-def _bound_ue(ue: str) -> UeIdentity:
-    if ue.startswith(("msisdn-", "extid-")):
-        return UeIdentity.model_construct(supi=None, gpsi=ue, session_ref=None)
-    return UeIdentity.model_construct(supi=ue, gpsi=None, session_ref=None)
+def _bound_ue(ue: str) -> _Json:
+    return {"gpsi": ue} if ue.startswith(("msisdn-", "extid-")) else {"supi": ue}
 
 
 def check_influence_binding(notification: InfluenceNotification, binding: Binding) -> None:
@@ -648,63 +688,58 @@ def normalize_influence_notification(
     if binding.ue is None:
         raise ValueError("a traffic-influence binding names its UE")
     ue = _bound_ue(binding.ue)
+    records: list[EventRecord] = []
     if isinstance(notification, NsmfEventExposureNotification):
-        plain = normalize_smf_notification(
-            notification, ingest_time=ingest_time, subscription_id=binding.subscription_id
-        )
-        items = [
-            (e.source, e.dnai_change, e.event_time_field, e.event_time)
-            for e in plain.events
-            if e.dnai_change is not None
-        ]
-        skipped = plain.skipped
-    else:
-        items, skipped = [], []
-        if not notification.dnai_chg_type:
-            skipped.append(Skipped(0, notification.subscribed_event, SkipReason.NO_CHANGE_TYPE))
-        else:
-            items.append(_influence_item(notification, binding))
-    events = []
-    for source, change, time_field, moment in items:
-        change = change.model_copy(update={"app": binding.app, "instance": binding.instance})
-        raw = moment if time_field != "ingest" else None
-        events.append(
-            LocationEvent.model_construct(
-                event_id=_event_id(source, ue, None, change, time_field, raw),
-                ue=ue,
-                source=source,
-                location=None,
-                dnai_change=change,
-                event_time=raw if raw is not None else ingest_time,
-                event_time_field=time_field,
-                ingest_time=ingest_time,
+        changes, skipped = _path_changes(notification)
+        for item in changes:
+            source = _source(
+                NfType.SMF,
+                None,
+                binding.subscription_id,
+                notification.notif_id,
+                Delivery.NOTIFIED,
+                item.event,
             )
+            change = _smf_change(item, binding.app, binding.instance)
+            records.append(
+                _record(
+                    source=source,
+                    ue=ue,
+                    cell=None,
+                    change=change,
+                    times=(("timeStamp", item.time_stamp),),
+                    ingest_time=ingest_time,
+                )
+            )
+        return Normalized(records, skipped)
+    if not notification.dnai_chg_type:
+        return Normalized(
+            [], [Skipped(0, notification.subscribed_event, SkipReason.NO_CHANGE_TYPE)]
         )
-    return Normalized(events, skipped)
-
-
-def _influence_item(
-    notification: UpPathChangeNotification, binding: Binding
-) -> tuple[EventSource, DnaiChange, str, datetime]:
     source_route, target_route = (
         notification.source_traffic_route,
         notification.target_traffic_route,
     )
-    change = DnaiChange.model_construct(
-        change_type=notification.dnai_chg_type,
-        source_dnai=_dnai(notification.source_dnai, source_route.dnai if source_route else None),
-        target_dnai=_dnai(notification.target_dnai, target_route.dnai if target_route else None),
+    change = _change(
+        notification.dnai_chg_type,
+        _dnai(notification.source_dnai, source_route.dnai if source_route else None),
+        _dnai(notification.target_dnai, target_route.dnai if target_route else None),
+        binding.app,
+        binding.instance,
     )
-    source = EventSource.model_construct(
-        nf_type=NfType.NEF,
-        nf_instance_id=None,
-        subscription_id=binding.subscription_id,
-        correlation_id=notification.af_trans_id,
-        delivery=Delivery.NOTIFIED,
-        event_type=notification.subscribed_event,
+    source = _source(
+        NfType.NEF,
+        None,
+        binding.subscription_id,
+        notification.af_trans_id,
+        Delivery.NOTIFIED,
+        notification.subscribed_event,
     )
     # The specification's notification has no time of its own: the ingest time stands in.
-    return source, change, "ingest", datetime.min.replace(tzinfo=UTC)
+    record = _record(
+        source=source, ue=ue, cell=None, change=change, times=(), ingest_time=ingest_time
+    )
+    return Normalized([record], [])
 
 
 def normalize_body(

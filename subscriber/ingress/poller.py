@@ -51,7 +51,7 @@ import orjson
 import structlog
 
 from subscriber.errors import CoreUnavailable
-from subscriber.events import LocationEvent
+from subscriber.events import EventRecord
 from subscriber.ingress.normalize import (
     normalize_amf_created_subscription,
     normalize_provide_loc_info,
@@ -76,8 +76,8 @@ UeState = tuple[str, str]
 class EventSink(Protocol):
     """Where polled events go: the same publishing path as received callbacks."""
 
-    async def publish(self, events: Sequence[LocationEvent]) -> None:
-        """Publish ``events``; when this returns they are durable (Kafka ack or local spool)."""
+    async def publish(self, records: Sequence[EventRecord]) -> None:
+        """Publish ``records``; when this returns they are durable (Kafka ack or local spool)."""
 
 
 def sortable_time(text: str) -> str:
@@ -300,8 +300,8 @@ class Poller:
             backoff = interval
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
-    async def poll_once(self) -> list[LocationEvent]:
-        """One cycle over every owned AMF; returns the events published.
+    async def poll_once(self) -> list[EventRecord]:
+        """One cycle over every owned AMF; returns the records of the events published.
 
         Raises:
             CoreUnavailable: discovery or a poll failed (events of AMFs polled before the
@@ -312,7 +312,7 @@ class Poller:
             for amf in await self._nrf.discover("AMF")
             if owns(amf.nf_instance_id, self._settings)
         ]
-        events: list[LocationEvent] = []
+        events: list[EventRecord] = []
         updates: dict[str, UeState] = {}
         failure: CoreUnavailable | None = None
         for amf in amfs:
@@ -350,7 +350,7 @@ class Poller:
             }
         )
 
-    async def _poll_amf(self, amf: Producer, updates: dict[str, UeState]) -> list[LocationEvent]:
+    async def _poll_amf(self, amf: Producer, updates: dict[str, UeState]) -> list[EventRecord]:
         url = f"{amf.api_root}/namf-evts/v1/subscriptions"
         request = self._poll_body()
         lock = (
@@ -386,7 +386,7 @@ class Poller:
             return []
         if not changed:
             return []
-        events: list[LocationEvent] = []
+        events: list[EventRecord] = []
         # In chunks, so a cold start with 100k UEs never holds 100k parsed reports at once.
         for start in range(0, len(changed), _NORMALIZE_CHUNK):
             with _gc_paused():
@@ -398,7 +398,7 @@ class Poller:
                     parse_amf_created_subscription(body),
                     ingest_time=self._clock(),
                     nf_instance_id=amf.nf_instance_id,
-                ).events
+                ).records
         return events
 
     def _diff_answer(
@@ -507,7 +507,7 @@ class Poller:
 
     async def _poll_locations(
         self, amf: Producer, updates: dict[str, UeState]
-    ) -> list[LocationEvent]:
+    ) -> list[EventRecord]:
         semaphore = asyncio.Semaphore(_LOC_CONCURRENCY)
         body = orjson.dumps({"req5gsLoc": True, "reqCurrentLoc": True, "reqRatType": True})
 
@@ -525,7 +525,7 @@ class Poller:
             return supi, response.body
 
         answers = await asyncio.gather(*(one(supi) for supi in list(self.state)))
-        events: list[LocationEvent] = []
+        events: list[EventRecord] = []
         pending: list[tuple[str, str, bytes]] = []
         for answer in answers:
             if answer is None:
@@ -547,7 +547,7 @@ class Poller:
                 ue_context_id=supi,
                 ingest_time=self._clock(),
                 nf_instance_id=amf.nf_instance_id,
-            ).events
+            ).records
         if pending:
             log.info("provide_loc_info_changes", count=len(pending))
         return events

@@ -32,7 +32,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry.trace import SpanKind
 
 from subscriber import tracing
-from subscriber.events import LocationEvent, encode_event
+from subscriber.events import EventRecord
 from subscriber.ingress.spool import Spool, SpoolBatch, SpoolRecord, claim_slots
 from subscriber.settings import KafkaSettings, ReceiverSettings
 
@@ -215,25 +215,25 @@ class Publisher:
 
     # -- publishing ------------------------------------------------------------------------
 
-    async def publish(self, events: Sequence[LocationEvent]) -> None:
+    async def publish(self, records: Sequence[EventRecord]) -> None:
         """Return once every event is acknowledged by the broker or fsync'ed to the spool.
 
         Raises:
             subscriber.errors.SpoolFull: Kafka is unreachable and the spool has no room;
                 nothing was accepted.
         """
-        if tracing.in_span() or not tracing.recording():
-            await self._deliver(self._event_records(events))
+        if not tracing.recording() or tracing.in_span():
+            await self._deliver(self._event_records(records))
             return
         # Events with no caller's trace (the poller's): each publish starts its own.
         with tracing.continue_trace("publish events", None, kind=SpanKind.PRODUCER):
-            await self._deliver(self._event_records(events))
+            await self._deliver(self._event_records(records))
 
-    def _event_records(self, events: Sequence[LocationEvent]) -> list[SpoolRecord]:
+    def _event_records(self, records: Sequence[EventRecord]) -> list[SpoolRecord]:
         """Event records carrying the current trace context as headers (kept by the spool)."""
         topic = self._kafka.events_topic
         headers = tracing.kafka_headers()
-        return [SpoolRecord(topic, e.partition_key(), encode_event(e), headers) for e in events]
+        return [SpoolRecord(topic, r.key, r.value, headers) for r in records]
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Put a rejected body on the dead-letter topic (or the spool); never raises.

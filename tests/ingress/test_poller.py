@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from subscriber.errors import CoreUnavailable
-from subscriber.events import Delivery, LocationEvent, decode_event
+from subscriber.events import Delivery, EventRecord, LocationEvent, decode_event
 from subscriber.fakes.core import ExternalNrf, FakeCoreServer
 from subscriber.ingress import poller as poller_module
 from subscriber.ingress.nrf import NrfClient
@@ -31,8 +31,8 @@ class RecordingSink:
     def __init__(self) -> None:
         self.batches: list[list[LocationEvent]] = []
 
-    async def publish(self, events: Sequence[LocationEvent]) -> None:
-        self.batches.append(list(events))
+    async def publish(self, records: Sequence[EventRecord]) -> None:
+        self.batches.append([decode_event(record.value) for record in records])
 
     @property
     def events(self) -> list[LocationEvent]:
@@ -87,6 +87,11 @@ def _cells(events: Sequence[LocationEvent]) -> list[tuple[str | None, str | None
     return [(e.ue.supi, e.location.cell_id if e.location else None) for e in events]
 
 
+async def _poll(poller: Poller) -> list[LocationEvent]:
+    """One poll cycle's events, as they were published."""
+    return [decode_event(record.value) for record in await poller.poll_once()]
+
+
 @pytest.mark.parametrize(
     ("text", "sortable"),
     [
@@ -125,11 +130,11 @@ async def test_moved_ue_appears_exactly_once(
     """First sight emits each UE once; later polls emit only the UE that changed cell, once."""
     sink = RecordingSink()
     async with _poller(fake, session, tmp_path, sink) as poller:
-        first = await poller.poll_once()
+        first = await _poll(poller)
         assert sorted(e.ue.supi or "" for e in first) == sorted(fake.core.amf.ues)
         assert await poller.poll_once() == []
         fake.core.amf.move(MOVER, "000002", "0000000a1")
-        moved = await poller.poll_once()
+        moved = await _poll(poller)
         assert await poller.poll_once() == []
     assert _cells(moved) == [(MOVER, "0000000a1")]
     (event,) = moved
@@ -150,7 +155,7 @@ async def test_changes_are_ordered_by_ue_location_timestamp(
         fake.core.amf.move("imsi-208930000000003", "000002", "000000003")
         await asyncio.sleep(0.001)
         fake.core.amf.move("imsi-208930000000001", "000002", "000000001")
-        events = await poller.poll_once()
+        events = await _poll(poller)
     assert [e.ue.supi for e in events] == ["imsi-208930000000003", "imsi-208930000000001"]
     assert events[0].event_time < events[1].event_time
 
@@ -190,7 +195,7 @@ async def test_amf_restart_is_survived(
         await fake.core.restart_amf()
         assert await poller.poll_once() == []  # id "1" again: restart noticed
         fake.core.amf.move(MOVER, "000003", "000000033")
-        (event,) = await poller.poll_once()
+        (event,) = await _poll(poller)
     assert event.source.nf_instance_id == fake.core.amf.instance_id
     assert _cells([event]) == [(MOVER, "000000033")]
 
@@ -207,7 +212,7 @@ async def test_nrf_restart_is_survived(
         await fake.core.register()
         clock.now += 2000  # every token is due for refresh
         fake.core.amf.move(MOVER, "000002", "000000002")
-        assert _cells(await poller.poll_once()) == [(MOVER, "000000002")]
+        assert _cells(await _poll(poller)) == [(MOVER, "000000002")]
         assert poller._nrf.registrations == 2
 
 
@@ -231,7 +236,7 @@ async def test_provide_loc_info_adds_no_duplicates(
     async with _poller(fake, session, tmp_path, sink, poll_provide_loc_info=True) as poller:
         await poller.poll_once()
         fake.core.amf.move(MOVER, "000002", "000000002")
-        assert _cells(await poller.poll_once()) == [(MOVER, "000000002")]
+        assert _cells(await _poll(poller)) == [(MOVER, "000000002")]
         assert await poller.poll_once() == []
 
 
@@ -399,7 +404,7 @@ async def test_polling_a_spec_amf_works_too(session: aiohttp.ClientSession, tmp_
         async with _poller(fake, session, tmp_path, sink) as poller:
             assert len(await poller.poll_once()) == 2
             fake.core.amf.move("imsi-208930000000001", "000002", "000000002")
-            assert _cells(await poller.poll_once()) == [("imsi-208930000000001", "000000002")]
+            assert _cells(await _poll(poller)) == [("imsi-208930000000001", "000000002")]
             fake.core.amf.ues.clear()
             assert await poller.poll_once() == []
         assert fake.core.amf.subscriptions == {}

@@ -17,11 +17,13 @@ from subscriber.errors import SpoolFull
 from subscriber.events import (
     Cell,
     Delivery,
+    EventRecord,
     EventSource,
     LocationEvent,
     NfType,
     UeIdentity,
     decode_event,
+    event_record,
 )
 from subscriber.ingress.publisher import DeadLetter, Publisher
 from subscriber.ingress.spool import SpoolRecord
@@ -45,6 +47,11 @@ def make_event(ue: int, seq: int) -> LocationEvent:
         event_time_field="ueLocationTimestamp",
         ingest_time=T0,
     )
+
+
+def records_of(events: list[LocationEvent]) -> list[EventRecord]:
+    """What a producer publishes for these events."""
+    return [event_record(event) for event in events]
 
 
 def _closed_port() -> str:
@@ -71,8 +78,8 @@ async def test_published_events_are_on_the_topic_keyed_by_ue(stack_settings: Set
     """Every published event is on the events topic, keyed by its UE, in publish order."""
     events = [make_event(ue, seq) for seq in range(3) for ue in range(2)]
     async with Publisher(kafka=stack_settings.kafka, receiver=stack_settings.receiver) as pub:
-        await pub.publish(events[:3])
-        await pub.publish(events[3:])
+        await pub.publish(records_of(events[:3]))
+        await pub.publish(records_of(events[3:]))
         assert pub.kafka_connected
         assert pub.spool_records == 0
     records = await read_all(
@@ -113,7 +120,7 @@ async def test_unreachable_kafka_spools_and_stays_ready(tmp_path: Path) -> None:
     settings = _offline(Settings(), tmp_path)
     async with Publisher(kafka=settings.kafka, receiver=settings.receiver) as pub:
         assert not pub.kafka_connected
-        await pub.publish([make_event(1, 0), make_event(1, 1)])
+        await pub.publish(records_of([make_event(1, 0), make_event(1, 1)]))
         assert pub.spool_records == 2
         assert pub.is_ready()
     async with Publisher(kafka=settings.kafka, receiver=settings.receiver) as pub:
@@ -124,9 +131,9 @@ async def test_full_spool_raises_spool_full(tmp_path: Path) -> None:
     """With no broker and no room left, publish raises SpoolFull and readiness drops."""
     settings = _offline(Settings(), tmp_path, spool_max_bytes=600)
     async with Publisher(kafka=settings.kafka, receiver=settings.receiver) as pub:
-        await pub.publish([make_event(1, 0)])
+        await pub.publish(records_of([make_event(1, 0)]))
         with pytest.raises(SpoolFull):
-            await pub.publish([make_event(1, seq) for seq in range(1, 4)])
+            await pub.publish(records_of([make_event(1, seq) for seq in range(1, 4)]))
         assert not pub.is_ready()
 
 
@@ -138,11 +145,11 @@ async def test_spooled_events_drain_in_order_when_kafka_is_back(
     offline = _offline(stack_settings, tmp_path)
     spooled = [make_event(ue, seq) for seq in range(3) for ue in range(2)]
     async with Publisher(kafka=offline.kafka, receiver=offline.receiver) as pub:
-        await pub.publish(spooled)
+        await pub.publish(records_of(spooled))
     online = stack_settings.model_copy(update={"receiver": offline.receiver})
     later = [make_event(ue, seq) for seq in range(3, 5) for ue in range(2)]
     async with Publisher(kafka=online.kafka, receiver=online.receiver) as pub:
-        await pub.publish(later)
+        await pub.publish(records_of(later))
         await pub.wait_drained()
         assert pub.spool_records == 0
     records = await read_all(
@@ -171,7 +178,7 @@ async def test_dead_letters_never_take_the_room_of_events(tmp_path: Path) -> Non
             )
             await pub.publish_dead_letter(letter)
         assert pub.dead_letters_dropped >= 75
-        await pub.publish([make_event(1, seq) for seq in range(50)])
+        await pub.publish(records_of([make_event(1, seq) for seq in range(50)]))
         assert pub.is_ready()
     assert sum(f.stat().st_size for f in (tmp_path / "spool").rglob("*.seg")) < 520_000
 
@@ -208,13 +215,13 @@ async def test_a_failed_flush_is_never_overtaken_by_the_next(
     )
     first, second, third = (make_event(1, seq) for seq in range(3))
     async with _FirstFlushFails(kafka=settings.kafka, receiver=settings.receiver) as pub:
-        failing = asyncio.create_task(pub.publish([first]))
+        failing = asyncio.create_task(pub.publish(records_of([first])))
         await until(lambda: pub.failed_producer is not None)
-        waiting = asyncio.create_task(pub.publish([second]))
+        waiting = asyncio.create_task(pub.publish(records_of([second])))
         await asyncio.sleep(0.05)  # queued behind the failing flush
         pub.release.set()
         await asyncio.gather(failing, waiting)
-        await pub.publish([third])
+        await pub.publish(records_of([third]))
         await pub.wait_drained()
     assert pub.sent_after_failure == 0
     records = await read_all(settings.kafka.bootstrap_servers, settings.kafka.events_topic, 3)
@@ -236,7 +243,7 @@ async def test_every_compression_setting_publishes_and_reads_back(
     kafka = stack_settings.kafka.model_copy(update={"compression": codec})
     events = [make_event(ue, 0) for ue in range(3)]
     async with Publisher(kafka=kafka, receiver=stack_settings.receiver) as pub:
-        await pub.publish(events)
+        await pub.publish(records_of(events))
         assert pub.spool_records == 0
     records = await read_all(kafka.bootstrap_servers, kafka.events_topic, len(events))
     assert [decode_event(r.value) for r in records] == events
