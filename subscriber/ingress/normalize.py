@@ -198,14 +198,9 @@ _EventTimeField = Literal["ueLocationTimestamp", "timeStamp", "eventTime", "inge
 # An event and its parts as the JSON objects the events topic holds, built straight from the
 # parsed body: four pydantic models and their serialization cost the receiver more than
 # validating the body (docs/performance.md). Their keys follow LocationEvent's fields in order
-# and a None is left out, so the record is what encode_event would write, byte for byte (the
-# tests compare both for every body).
+# and a None field is left out, so the record is what encode_event would write, byte for byte
+# (the tests compare both for every body).
 _Json = dict[str, Any]
-
-
-def _fields(**values: Any) -> _Json:
-    """``values`` without its None fields, as ``encode_event`` leaves them out."""
-    return {name: value for name, value in values.items() if value is not None}
 
 
 def _utc(moment: datetime) -> datetime:
@@ -219,21 +214,15 @@ def _cell(location: UserLocation | None) -> tuple[_Json | None, datetime | None]
         return None, None
     nr = location.nr_location
     if nr is not None:
-        cell = _fields(
-            rat="NR",
-            plmn=nr.tai.plmn_id.as_string(),
-            tac=nr.tai.tac,
-            cell_id=None if nr.ignore_ncgi else nr.ncgi.nr_cell_id,
-        )
+        cell = {"rat": "NR", "plmn": nr.tai.plmn_id.as_string(), "tac": nr.tai.tac}
+        if not nr.ignore_ncgi:
+            cell["cell_id"] = nr.ncgi.nr_cell_id
         return cell, nr.ue_location_timestamp
     eutra = location.eutra_location
     if eutra is not None:
-        cell = _fields(
-            rat="EUTRA",
-            plmn=eutra.tai.plmn_id.as_string(),
-            tac=eutra.tai.tac,
-            cell_id=None if eutra.ignore_ecgi else eutra.ecgi.eutra_cell_id,
-        )
+        cell = {"rat": "EUTRA", "plmn": eutra.tai.plmn_id.as_string(), "tac": eutra.tai.tac}
+        if not eutra.ignore_ecgi:
+            cell["cell_id"] = eutra.ecgi.eutra_cell_id
         return cell, eutra.ue_location_timestamp
     n3ga = location.n3ga_location
     if n3ga is not None and n3ga.n3gpp_tai is not None:
@@ -263,7 +252,10 @@ def _nef_cell(info: LocationInfo | None) -> tuple[_Json | None, datetime | None]
     else:
         # Without a cell, the TAC length tells the RAT: 24-bit TACs are 5GS, 16-bit are EPS.
         rat = "NR" if len(tac) == 6 else "EUTRA"
-    return _fields(rat=rat, plmn=plmn, tac=tac, cell_id=cell_id), None
+    cell = {"rat": rat, "plmn": plmn, "tac": tac}
+    if cell_id is not None:
+        cell["cell_id"] = cell_id
+    return cell, None
 
 
 def _source(
@@ -274,14 +266,16 @@ def _source(
     delivery: Delivery,
     event_type: str,
 ) -> _Json:
-    return _fields(
-        nf_type=nf_type,
-        nf_instance_id=nf_instance_id,
-        subscription_id=subscription_id,
-        correlation_id=correlation_id,
-        delivery=delivery,
-        event_type=event_type,
-    )
+    source: _Json = {"nf_type": nf_type}
+    if nf_instance_id is not None:
+        source["nf_instance_id"] = nf_instance_id
+    if subscription_id is not None:
+        source["subscription_id"] = subscription_id
+    if correlation_id is not None:
+        source["correlation_id"] = correlation_id
+    source["delivery"] = delivery
+    source["event_type"] = event_type
+    return source
 
 
 def _change(
@@ -291,13 +285,16 @@ def _change(
     app: str | None = None,
     instance: str | None = None,
 ) -> _Json:
-    return _fields(
-        change_type=change_type,
-        source_dnai=source_dnai,
-        target_dnai=target_dnai,
-        app=app,
-        instance=instance,
-    )
+    change: _Json = {"change_type": change_type}
+    for name, value in (
+        ("source_dnai", source_dnai),
+        ("target_dnai", target_dnai),
+        ("app", app),
+        ("instance", instance),
+    ):
+        if value is not None:
+            change[name] = value
+    return change
 
 
 def _event_id(
@@ -376,7 +373,9 @@ def _check_ingest_time(ingest_time: datetime) -> None:
 
 
 def _ue_identity(supi: str | None, gpsi: str | None) -> _Json | None:
-    return _fields(supi=supi or None, gpsi=gpsi or None) if supi or gpsi else None
+    if supi:
+        return {"supi": supi, "gpsi": gpsi} if gpsi else {"supi": supi}
+    return {"gpsi": gpsi} if gpsi else None
 
 
 def _amf_reports(

@@ -600,8 +600,7 @@ class Receiver:
                 body=body[: self.settings.dead_letter_max_bytes],
                 body_bytes=size,
             )
-        media_type = content_type.split(";", 1)[0].strip().lower()
-        if media_type != _JSON:
+        if content_type != _JSON and content_type.split(";", 1)[0].strip().lower() != _JSON:
             raise _Rejected(
                 415,
                 "unsupported_media_type",
