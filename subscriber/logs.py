@@ -42,7 +42,6 @@ _IDENTITY = re.compile(
 _SAFE_KEYS = frozenset({"timestamp", "level", "logger", "event_id", "topic", "version"})
 
 _key = b""
-_debug = False  # the configured level is debug (or lower)
 # Keys shipped in examples (the compose file's default) are as good as no key.
 _EXAMPLE_KEYS = frozenset({"", "change-me", "changeme", "example", "secret", "test"})
 _MIN_KEY_CHARS = 16
@@ -284,12 +283,11 @@ class _Stderr:
 
 
 def debug_enabled() -> bool:
-    """Whether debug lines are written: a line a hot path can skip building when not.
-
-    structlog's defaults (before :func:`configure_logging`, or after ``reset_defaults``)
-    write every level.
-    """
-    return _debug or not structlog.is_configured()
+    """Whether structlog, as configured now, writes debug lines: a hot path asks once and then
+    skips building a line nobody would see."""
+    wrapper = structlog.get_config()["wrapper_class"]
+    level: int = wrapper(None, (), {}).get_effective_level()
+    return level <= logging.DEBUG
 
 
 def configure_logging(settings: LogSettings, *, stream: Any = None, batched: bool = False) -> None:
@@ -301,13 +299,12 @@ def configure_logging(settings: LogSettings, *, stream: Any = None, batched: boo
         batched: write lines in batches off the request path (:class:`LineBuffer`), for the
             receiver's per-callback line.
     """
-    global _key, _buffer, _debug
+    global _key, _buffer
     _key = settings.pseudonym_key.encode()
     _MASKED.clear()
     _PSEUDONYMS.clear()
     out: Any = stream or _Stderr()
     level = getattr(logging, settings.level.upper())
-    _debug = level <= logging.DEBUG
     use_json = settings.format == "json" or (settings.format == "auto" and not out.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_orjson_dumps)

@@ -11,7 +11,7 @@ import pytest
 
 from subscriber.app.lifecycle import run_until_stopped
 from subscriber.app.tracker import open_tracker
-from subscriber.events import LocationEvent
+from subscriber.events import EventRecord, LocationEvent, decode_event
 from subscriber.fakes.core import FakeCoreServer
 from subscriber.fakes.core import nrf as fake_nrf
 from subscriber.settings import CoreSettings, ReceiverSettings, Settings
@@ -26,8 +26,8 @@ class Sink:
     def __init__(self) -> None:
         self.events: list[LocationEvent] = []
 
-    async def publish(self, events: Sequence[LocationEvent]) -> None:
-        self.events.extend(events)
+    async def publish(self, records: Sequence[EventRecord]) -> None:
+        self.events.extend(decode_event(record.value) for record in records)
 
     def cells(self, supi: str) -> list[str | None]:
         return [
