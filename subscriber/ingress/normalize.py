@@ -1,8 +1,9 @@
-"""Turn 3GPP reports into :class:`~subscriber.events.LocationEvent`: pure, no I/O, no clock.
+"""Turn 3GPP reports into :class:`~subscriber.events.LocationEvent` records: pure, no I/O, no clock.
 
-One function per body kind; each returns :class:`Normalized`, the events plus the reports that
-carry no location (skipped, with a reason, never an error). :func:`normalize_body` parses and
-normalizes bytes in one call, which is what the receiver and the poller use.
+One function per body kind; each returns :class:`Normalized`, the events' Kafka records (what
+:func:`~subscriber.events.encode_event` would write, made without building the models) plus the
+reports that carry no location (skipped, with a reason, never an error). :func:`normalize_body`
+parses and normalizes bytes in one call, which is what the receiver and the poller use.
 
 Decisions, with their reasons (docs/free5gc.md, which cites the free5GC sources):
 
