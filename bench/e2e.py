@@ -137,24 +137,29 @@ def _consumer_process(settings: Settings) -> Iterator[tuple[int, int]]:
     settings = settings.model_copy(
         update={
             "act": settings.act.model_copy(update={"metrics_port": port}),
-            "log": child_log(),
+            "log": child_log().model_copy(update={"level": settings.log.level}),
         }
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "subscriber", "consume"],
-        env={**os.environ, **to_env(settings)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        yield port, proc.pid
-    except TimeoutError:
-        proc.terminate()
-        _, err = proc.communicate(timeout=60)
-        raise SystemExit(f"the consumer never became ready: {err.decode()[-2000:]}") from None
-    finally:
-        proc.terminate()
-        proc.wait(60)
+    # Its log to a file: a pipe nobody reads while the run lasts would stop the consumer at its
+    # first 64 KiB of lines.
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "subscriber", "consume"],
+            env={**os.environ, **to_env(settings)},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        try:
+            yield port, proc.pid
+        except TimeoutError:
+            proc.terminate()
+            proc.wait(60)
+            err.seek(0)
+            tail = err.read()[-2000:].decode(errors="replace")
+            raise SystemExit(f"the consumer never became ready: {tail}") from None
+        finally:
+            proc.terminate()
+            proc.wait(60)
 
 
 def _cpu_s(pid: int) -> float:
@@ -349,6 +354,7 @@ async def _main(args: argparse.Namespace) -> list[dict[str, Any]]:
     settings = Settings(stack=StackSettings(dir=Path(stack_dir))) if stack_dir else Settings()
     state, _ = await up(settings)
     base = settings_for(settings, state.info())
+    base = base.model_copy(update={"log": base.log.model_copy(update={"level": args.log_level})})
     results = []
     with tempfile.TemporaryDirectory() as work:
         for rate in args.rates:
@@ -388,6 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--ues", type=int, help="UEs (default: half the rate, at least 50).")
     parser.add_argument("--json", type=Path, help="Write the figures here too.")
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning"],
+        help="The consumer's log level (default warning; info, the deployed default, writes a "
+        "line per report).",
+    )
     args = parser.parse_args(argv)
     print(f"machine: {machine()}")
     results = asyncio.run(_main(args))
