@@ -153,11 +153,6 @@ class EventRecord(NamedTuple):
     """:func:`encode_event` of the event, byte for byte."""
 
 
-def event_record(event: LocationEvent) -> EventRecord:
-    """The record of an event built as a model (the normalizer makes records directly)."""
-    return EventRecord(event.event_id, event.partition_key(), encode_event(event))
-
-
 def decode_event(data: bytes) -> LocationEvent:
     """Parse a Kafka record value.
 

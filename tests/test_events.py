@@ -25,7 +25,6 @@ from subscriber.events import (
     decode_event,
     encode_event,
     event_json_schema,
-    event_record,
     render_json_schema,
 )
 
@@ -146,9 +145,3 @@ def test_fields_added_later_are_ignored() -> None:
     record["new_top_level"] = 1
     record["source"]["new_nested"] = {"x": 1}
     assert decode_event(json.dumps(record).encode()) == make_event()
-
-
-def test_an_events_record_is_its_key_and_encoding() -> None:
-    """What producers publish for a model-built event: its id, its UE's key, its JSON."""
-    event = make_event()
-    assert event_record(event) == (event.event_id, event.partition_key(), encode_event(event))

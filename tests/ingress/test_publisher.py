@@ -23,7 +23,7 @@ from subscriber.events import (
     NfType,
     UeIdentity,
     decode_event,
-    event_record,
+    encode_event,
 )
 from subscriber.ingress.publisher import DeadLetter, Publisher
 from subscriber.ingress.spool import SpoolRecord
@@ -51,7 +51,7 @@ def make_event(ue: int, seq: int) -> LocationEvent:
 
 def records_of(events: list[LocationEvent]) -> list[EventRecord]:
     """What a producer publishes for these events."""
-    return [event_record(event) for event in events]
+    return [EventRecord(e.event_id, e.partition_key(), encode_event(e)) for e in events]
 
 
 def _closed_port() -> str:
