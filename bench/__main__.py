@@ -38,7 +38,7 @@ def plan(quick: bool) -> list[tuple[str, list[str]]]:
             ("decide", ["bench.decide", "--ues", "5000", "--events", "30000", "--repeat", "1"]),
             ("poll-10k", ["bench.poll", "--ues", "10000", "--moved", "100", "--rounds", "2"]),
             ("shadow", ["bench.shadow", "--ues", "500", "--repeat", "1"]),
-            ("e2e", ["bench.e2e", "--rates", "100", "--seconds", "5"]),
+            ("e2e", ["bench.e2e", "--rates", "100", "--seconds", "5", "--warmup", "1"]),
         ]
     return [
         ("decide-10k", ["bench.decide", "--ues", "10000", "--events", "60000"]),

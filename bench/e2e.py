@@ -3,9 +3,9 @@
 A producer sends location reports onto the real Kafka events topic at a fixed rate; the real
 consumer, ``subscriber consume`` in its own process as deployed (policy engine with the example
 policy, audit topic, changelog, signals to the real Temporal dev server), handles them. Each UE
-switches between tower 1 and tower 2 every eight
-reports, so the policy sees dwell, cooldown and ping-pong at work and some reports lead to a
-relocation. Two latencies, from the moment the report was handed to the producer:
+switches between tower 1 and tower 2 every eight reports, so the policy sees dwell, cooldown and
+ping-pong at work and some reports lead to a relocation. Two latencies, from the moment the
+report was handed to the producer:
 
 * decision: until the broker appended the decision to the audit topic (its LogAppendTime, ms;
   every report);
@@ -20,11 +20,20 @@ but takes about 200 signals per second to existing ones at single-digit millisec
 docs/performance.md.) The topology is the example's with 100 times the capacity: moves count
 against capacity at once, and with no worker nothing completes to give it back.
 
-Each result line ends with the machine's load average before and after the run: the machine is
-shared, and a figure taken under load says so.
+The steady state is measured: for ``--warmup`` seconds first the same rate is offered, every UE
+staying in tower 1 (decisions and writes, no moves), and nothing of that counts. The broker's JIT
+compiles its hot paths in the first seconds after a start; a deployment's broker has long done so.
 
-Run: ``.venv/bin/python -m bench.e2e [--rates 300 1000 2000] [--seconds 10]``. Uses the stack named
-by ``SUBSCRIBER_STACK__DIR`` (default ~/.cache/subscriber/stack), starting it if needed.
+The load generator shares the two cores with what it measures, so it does little while the clock
+runs: its reports are made beforehand, and it reads the audit topic in large, late fetches (the
+broker's append time is the measurement, not when the generator reads it). Each line gives the CPU
+time per report of the broker, Temporal, the consumer and the generator itself, and ends with the
+machine's load average before and after the run: the machine is shared, and a figure taken under
+load says so.
+
+Run: ``.venv/bin/python -m bench.e2e [--rates 300 1000 2000] [--seconds 10] [--warmup 10]``. Uses
+the stack named by ``SUBSCRIBER_STACK__DIR`` (default ~/.cache/subscriber/stack), starting it if
+needed.
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import yaml
@@ -59,7 +68,7 @@ from bench.figures import machine, record
 from bench.names import child_log, clean_up, isolated
 from subscriber.act.signals import connect
 from subscriber.act.workflows import RelocationInput, RelocationWorkflow
-from subscriber.events import LocationEvent
+from subscriber.events import encode_event
 from subscriber.logs import configure_logging
 from subscriber.relocation import Placement, RelocationRequest, workflow_id
 from subscriber.settings import LogSettings, PolicySettings, Settings, StackSettings, to_env
@@ -70,6 +79,21 @@ DATA = Path(subscriber.__file__).parent / "data"
 TOWERS = [("000001", "000000010"), ("000002", "000000020")]
 _EDGE1 = Placement(cluster="edge-1", address="127.0.10.1")
 SWITCH_EVERY = 8
+
+
+class Load(NamedTuple):
+    """What one measurement offers: ``rate`` reports/s for ``warmup`` then ``seconds``."""
+
+    rate: int
+    seconds: float
+    warmup: float
+    ues: int
+
+
+class _Report(NamedTuple):
+    event_id: str
+    key: bytes
+    value: bytes
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -92,9 +116,22 @@ def _supi(run: str, i: int) -> str:
     return f"imsi-20893{int(run, 16) % 100_000:05d}{i:05d}"
 
 
-def _event(ue: str, i: int, n: int) -> LocationEvent:
-    tac, cell = TOWERS[((n + i) // SWITCH_EVERY) % 2]
-    return polled_report(ue, tac, cell, datetime.now(UTC), f"{ue}-{n}")
+def _reports(run: str, ues: int, warmup: int, total: int, rate: int, start: float) -> list[_Report]:
+    """Every report of the run, made before the clock starts, each dated when it is due: the
+    load generator shares the two cores with what it measures, so it only sends while it runs.
+
+    The first ``warmup`` keep every UE in tower 1, where its instance runs (decisions, audit and
+    changelog writes, no moves: each app moves once a run, the cooldown being a minute); then
+    each UE switches towers every ``SWITCH_EVERY`` reports."""
+    out = []
+    for n in range(warmup + total):
+        i, measured = n % ues, n - warmup
+        tac, cell = TOWERS[((measured // ues + 1 + i) // SWITCH_EVERY) % 2 if measured >= 0 else 0]
+        ue = _supi(run, i)
+        when = datetime.fromtimestamp(start + n / rate, UTC)
+        event = polled_report(ue, tac, cell, when, f"{ue}-{n}")
+        out.append(_Report(event.event_id, event.partition_key(), encode_event(event)))
+    return out
 
 
 async def _topics(settings: Settings, partitions: int) -> None:
@@ -226,9 +263,9 @@ async def _signal_latencies(
 
 
 async def measure(
-    base: Settings, rate: int, seconds: float, ues: int, work: Path
+    base: Settings, load: Load, work: Path, stack_pids: dict[str, int]
 ) -> dict[str, Any]:
-    """Offer ``rate`` events/s for ``seconds``; return latency figures."""
+    """Offer ``load``; return the figures of its measured part."""
     run = uuid.uuid4().hex[:6]
     registry = work / f"instances-{run}.yaml"
     registry.write_text(
@@ -236,7 +273,7 @@ async def measure(
         + "".join(
             f"  - {{ue: {_supi(run, i)}, app: video-analytics, instance: b{run}{i}, "
             "cluster: edge-1}\n"
-            for i in range(ues)
+            for i in range(load.ues)
         )
     )
     policy = DATA / "policy.example.yaml"
@@ -251,34 +288,46 @@ async def measure(
     await _topics(settings, partitions=4)
     client = await connect(settings.temporal)
     try:
-        return await _measure(settings, client, rate, seconds, ues, run)
+        return await _measure(settings, client, load, run, stack_pids)
     finally:
         await clean_up(settings, client)
 
 
 async def _measure(
-    settings: Settings, client: Client, rate: int, seconds: float, ues: int, run: str
+    settings: Settings,
+    client: Client,
+    load: Load,
+    run: str,
+    stack_pids: dict[str, int],
 ) -> dict[str, Any]:
     k = settings.kafka
+    rate, ues = load.rate, load.ues
     sent_at: dict[str, float] = {}
     decision_ms: list[float] = []
-    total = int(rate * seconds)
+    total = int(rate * load.seconds)
     all_decided = asyncio.Event()
 
     async def audit_reader() -> None:
+        # The broker's LogAppendTime is the measurement, not when this reads it: fetches may
+        # wait to fill (a fetch per decision would cost the broker a request each, on the cores
+        # the measured pipeline shares).
         reader = AIOKafkaConsumer(
             settings.kafka.decisions_topic,
             bootstrap_servers=k.bootstrap_servers,
             auto_offset_reset="earliest",
+            fetch_min_bytes=1 << 20,
+            fetch_max_wait_ms=100,
         )
         await reader.start()
         try:
-            async for msg in reader:
-                started = sent_at.get(orjson.loads(msg.value)["event_id"])
-                if started is not None:
-                    decision_ms.append(msg.timestamp - started * 1000)
-                    if len(decision_ms) >= total:
-                        all_decided.set()
+            while True:
+                for records in (await reader.getmany(timeout_ms=1000)).values():
+                    for msg in records:
+                        started = sent_at.get(orjson.loads(msg.value)["event_id"])
+                        if started is not None:
+                            decision_ms.append(msg.timestamp - started * 1000)
+                if len(decision_ms) >= total:
+                    all_decided.set()
         finally:
             await reader.stop()
 
@@ -286,8 +335,6 @@ async def _measure(
     load_before = os.getloadavg()[0]
     with _consumer_process(settings) as (port, pid):
         await _until_ready(port)
-        cpu_before = _cpu_s(pid)
-        reading = asyncio.create_task(audit_reader())
         # As the receiver's publisher sends: batched for kafka.linger_ms, compressed alike.
         producer = AIOKafkaProducer(
             bootstrap_servers=k.bootstrap_servers,
@@ -297,25 +344,29 @@ async def _measure(
             compression_type=None if k.compression == "none" else k.compression,
         )
         await producer.start()
+        reading = asyncio.create_task(audit_reader())
+        wall = time.time() + 1.0
+        warmup_n = int(rate * load.warmup)
+        reports = _reports(run, ues, warmup_n, total, rate, wall)
+        begin = time.perf_counter() + (wall - time.time())
+        start = begin + warmup_n / rate
+        parts = {**stack_pids, "consumer": pid, "load generator": os.getpid()}
         try:
-            start = time.perf_counter()
-            for n in range(total):
-                delay = start + n / rate - time.perf_counter()
+            for n, report in enumerate(reports):
+                delay = begin + n / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                event = _event(_supi(run, n % ues), n % ues, n // ues + 1)
-                sent_at[event.event_id] = time.time()
-                await producer.send(
-                    settings.kafka.events_topic,
-                    orjson.dumps(event.model_dump(mode="json", exclude_none=True)),
-                    key=event.partition_key(),
-                )
+                if n == warmup_n:
+                    cpu_before = {name: _cpu_s(p) for name, p in parts.items()}
+                if n >= warmup_n:
+                    sent_at[report.event_id] = time.time()
+                await producer.send(settings.kafka.events_topic, report.value, key=report.key)
             offered_s = time.perf_counter() - start
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_decided.wait(), timeout=120)
             drained_s = time.perf_counter() - start
+            cpu = {name: _cpu_s(p) - cpu_before[name] for name, p in parts.items()}
             await _signals_drained(port)
-            cpu_s = _cpu_s(pid) - cpu_before
         finally:
             await producer.stop()
             reading.cancel()
@@ -342,7 +393,9 @@ async def _measure(
         "sustained_rate": round(len(decision_ms) / drained_s),
         # The consumer's own cost per report (CPU time, not wall time): on a free core it would
         # saturate near 1e6 / this many reports per second.
-        "consumer_cpu_us_per_event": round(cpu_s / total * 1e6),
+        "consumer_cpu_us_per_event": round(cpu["consumer"] / total * 1e6),
+        # Every part's CPU time per report while reports were offered and decided.
+        "cpu_us_per_event": {name: round(s / total * 1e6) for name, s in cpu.items()},
         "decision": figures(decision_ms),
         "signal": figures(signal_ms),
     }
@@ -355,12 +408,14 @@ async def _main(args: argparse.Namespace) -> list[dict[str, Any]]:
     state, _ = await up(settings)
     base = settings_for(settings, state.info())
     base = base.model_copy(update={"log": base.log.model_copy(update={"level": args.log_level})})
+    stack_pids = {"broker": state.services["kafka"].pid, "temporal": state.services["temporal"].pid}
     results = []
     with tempfile.TemporaryDirectory() as work:
         for rate in args.rates:
             # Enough reports per UE to cross the dwell: fewer UEs at lower rates.
             ues = args.ues or max(50, rate // 2)
-            result = await measure(base, rate, args.seconds, ues, Path(work))
+            load = Load(rate, args.seconds, args.warmup, ues)
+            result = await measure(base, load, Path(work), stack_pids)
             results.append(result)
             d, g = result["decision"], result["signal"]
             if d["p99_ms"] is not None:
@@ -381,7 +436,8 @@ async def _main(args: argparse.Namespace) -> list[dict[str, Any]]:
                 f"p99 {d['p99_ms']} ms ({d['count']}); signal accepted p50 {g['p50_ms']} ms "
                 f"p99 {g['p99_ms']} ms ({g['count']} moves); consumer CPU "
                 f"{result['consumer_cpu_us_per_event']} µs/report; load {result['load_before']} -> "
-                f"{result['load_after']}",
+                f"{result['load_after']}; CPU µs/report: "
+                + ", ".join(f"{name} {us}" for name, us in result["cpu_us_per_event"].items()),
                 flush=True,
             )
     return results
@@ -391,7 +447,14 @@ def main(argv: list[str] | None = None) -> int:
     """Measure and print; ``--json`` also writes the figures."""
     parser = argparse.ArgumentParser(prog="bench.e2e", description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=int, nargs="+", default=[300, 1000, 2000])
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=10, help="Measured, per rate.")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=10,
+        help="Seconds offered at the rate before measuring: the steady state is measured, not "
+        "the broker's first seconds, while its JIT compiles the hot paths.",
+    )
     parser.add_argument("--ues", type=int, help="UEs (default: half the rate, at least 50).")
     parser.add_argument("--json", type=Path, help="Write the figures here too.")
     parser.add_argument(
