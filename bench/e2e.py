@@ -1,11 +1,12 @@
 """End to end: location change -> decision -> Temporal signal accepted, at fixed offered rates.
 
-A producer sends location reports onto the real Kafka events topic at a fixed rate; the real
+Location reports go onto the real Kafka events topic at a fixed rate, published by the receiver's
+publisher (subscriber.ingress.publisher: group commits, one produce request in flight); the real
 consumer, ``subscriber consume`` in its own process as deployed (policy engine with the example
 policy, audit topic, changelog, signals to the real Temporal dev server), handles them. Each UE
 switches between tower 1 and tower 2 every eight reports, so the policy sees dwell, cooldown and
 ping-pong at work and some reports lead to a relocation. Two latencies, from the moment the
-report was handed to the producer:
+report was handed to the publisher:
 
 * decision: until the broker appended the decision to the audit topic (its LogAppendTime, ms;
   every report);
@@ -51,14 +52,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from temporalio.client import Client
 
@@ -68,7 +69,8 @@ from bench.figures import machine, record
 from bench.names import child_log, clean_up, isolated
 from subscriber.act.signals import connect
 from subscriber.act.workflows import RelocationInput, RelocationWorkflow
-from subscriber.events import encode_event
+from subscriber.events import EventRecord, encode_event
+from subscriber.ingress.publisher import Publisher
 from subscriber.logs import configure_logging
 from subscriber.relocation import Placement, RelocationRequest, workflow_id
 from subscriber.settings import LogSettings, PolicySettings, Settings, StackSettings, to_env
@@ -88,12 +90,6 @@ class Load(NamedTuple):
     seconds: float
     warmup: float
     ues: int
-
-
-class _Report(NamedTuple):
-    event_id: str
-    key: bytes
-    value: bytes
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -116,7 +112,9 @@ def _supi(run: str, i: int) -> str:
     return f"imsi-20893{int(run, 16) % 100_000:05d}{i:05d}"
 
 
-def _reports(run: str, ues: int, warmup: int, total: int, rate: int, start: float) -> list[_Report]:
+def _reports(
+    run: str, ues: int, warmup: int, total: int, rate: int, start: float
+) -> list[EventRecord]:
     """Every report of the run, made before the clock starts, each dated when it is due: the
     load generator shares the two cores with what it measures, so it only sends while it runs.
 
@@ -130,7 +128,7 @@ def _reports(run: str, ues: int, warmup: int, total: int, rate: int, start: floa
         ue = _supi(run, i)
         when = datetime.fromtimestamp(start + n / rate, UTC)
         event = polled_report(ue, tac, cell, when, f"{ue}-{n}")
-        out.append(_Report(event.event_id, event.partition_key(), encode_event(event)))
+        out.append(EventRecord(event.event_id, event.partition_key(), encode_event(event)))
     return out
 
 
@@ -199,6 +197,15 @@ def _consumer_process(settings: Settings) -> Iterator[tuple[int, int]]:
             proc.wait(60)
 
 
+@contextlib.asynccontextmanager
+async def _publisher(settings: Settings) -> AsyncIterator[Publisher]:
+    """The receiver's publisher, with a spool of its own."""
+    with tempfile.TemporaryDirectory() as spool:
+        receiver = settings.receiver.model_copy(update={"spool_dir": Path(spool)})
+        async with Publisher(kafka=settings.kafka, receiver=receiver, client_id="bench") as pub:
+            yield pub
+
+
 def _cpu_s(pid: int) -> float:
     """CPU time (user + system) a process has used: what it costs, whatever else runs."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -239,7 +246,7 @@ async def _signal_latencies(
     client: Client, run: str, ues: int, sent_at: dict[str, float]
 ) -> list[float]:
     """Report -> signal accepted: when Temporal recorded each relocate signal (its history's event
-    time), from when the report that caused it was handed to the producer."""
+    time), from when the report that caused it was handed to the publisher."""
     out: list[float] = []
     slots = asyncio.Semaphore(16)
 
@@ -335,15 +342,6 @@ async def _measure(
     load_before = os.getloadavg()[0]
     with _consumer_process(settings) as (port, pid):
         await _until_ready(port)
-        # As the receiver's publisher sends: batched for kafka.linger_ms, compressed alike.
-        producer = AIOKafkaProducer(
-            bootstrap_servers=k.bootstrap_servers,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=k.linger_ms,
-            compression_type=None if k.compression == "none" else k.compression,
-        )
-        await producer.start()
         reading = asyncio.create_task(audit_reader())
         wall = time.time() + 1.0
         warmup_n = int(rate * load.warmup)
@@ -351,24 +349,28 @@ async def _measure(
         begin = time.perf_counter() + (wall - time.time())
         start = begin + warmup_n / rate
         parts = {**stack_pids, "consumer": pid, "load generator": os.getpid()}
+        publishing: list[asyncio.Task[None]] = []
         try:
-            for n, report in enumerate(reports):
-                delay = begin + n / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                if n == warmup_n:
-                    cpu_before = {name: _cpu_s(p) for name, p in parts.items()}
-                if n >= warmup_n:
-                    sent_at[report.event_id] = time.time()
-                await producer.send(settings.kafka.events_topic, report.value, key=report.key)
-            offered_s = time.perf_counter() - start
+            # Each report published as the receiver publishes a callback's events (group
+            # commits, one in flight), without waiting for the previous one's acknowledgement.
+            async with _publisher(settings) as publisher:
+                for n, report in enumerate(reports):
+                    delay = begin + n / rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    if n == warmup_n:
+                        cpu_before = {name: _cpu_s(p) for name, p in parts.items()}
+                    if n >= warmup_n:
+                        sent_at[report.event_id] = time.time()
+                    publishing.append(asyncio.create_task(publisher.publish([report])))
+                offered_s = time.perf_counter() - start
+                await asyncio.gather(*publishing)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_decided.wait(), timeout=120)
             drained_s = time.perf_counter() - start
             cpu = {name: _cpu_s(p) - cpu_before[name] for name, p in parts.items()}
             await _signals_drained(port)
         finally:
-            await producer.stop()
             reading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reading
