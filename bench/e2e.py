@@ -197,6 +197,49 @@ def _consumer_process(settings: Settings) -> Iterator[tuple[int, int]]:
             proc.wait(60)
 
 
+class _Decisions:
+    """The audit topic as the broker appended it: each measured report's decision latency."""
+
+    def __init__(self, sent_at: dict[str, float], total: int) -> None:
+        self._sent_at = sent_at
+        self._total = total
+        self.latencies_ms: list[float] = []
+        self._appended_ms: list[int] = []
+        self.all_in = asyncio.Event()
+
+    async def read(self, settings: Settings) -> None:
+        """Read until cancelled. The broker's LogAppendTime is the measurement, not when this
+        reads it: fetches wait to fill (a fetch per decision would cost the broker a request
+        each, on the cores the measured pipeline shares)."""
+        reader = AIOKafkaConsumer(
+            settings.kafka.decisions_topic,
+            bootstrap_servers=settings.kafka.bootstrap_servers,
+            auto_offset_reset="earliest",
+            fetch_min_bytes=1 << 20,
+            fetch_max_wait_ms=100,
+        )
+        await reader.start()
+        try:
+            while True:
+                for records in (await reader.getmany(timeout_ms=1000)).values():
+                    for msg in records:
+                        started = self._sent_at.get(orjson.loads(msg.value)["event_id"])
+                        if started is not None:
+                            self.latencies_ms.append(msg.timestamp - started * 1000)
+                            self._appended_ms.append(msg.timestamp)
+                if len(self.latencies_ms) >= self._total:
+                    self.all_in.set()
+        finally:
+            await reader.stop()
+
+    def rate(self) -> int:
+        """Decisions per second, from the first measured one's append time to the last's."""
+        if len(self._appended_ms) < 2:
+            return 0
+        span_s = (max(self._appended_ms) - min(self._appended_ms)) / 1000
+        return round(len(self._appended_ms) / max(span_s, 1e-3))
+
+
 @contextlib.asynccontextmanager
 async def _publisher(settings: Settings) -> AsyncIterator[Publisher]:
     """The receiver's publisher, with a spool of its own."""
@@ -307,42 +350,16 @@ async def _measure(
     run: str,
     stack_pids: dict[str, int],
 ) -> dict[str, Any]:
-    k = settings.kafka
     rate, ues = load.rate, load.ues
     sent_at: dict[str, float] = {}
-    decision_ms: list[float] = []
     total = int(rate * load.seconds)
-    all_decided = asyncio.Event()
-
-    async def audit_reader() -> None:
-        # The broker's LogAppendTime is the measurement, not when this reads it: fetches may
-        # wait to fill (a fetch per decision would cost the broker a request each, on the cores
-        # the measured pipeline shares).
-        reader = AIOKafkaConsumer(
-            settings.kafka.decisions_topic,
-            bootstrap_servers=k.bootstrap_servers,
-            auto_offset_reset="earliest",
-            fetch_min_bytes=1 << 20,
-            fetch_max_wait_ms=100,
-        )
-        await reader.start()
-        try:
-            while True:
-                for records in (await reader.getmany(timeout_ms=1000)).values():
-                    for msg in records:
-                        started = sent_at.get(orjson.loads(msg.value)["event_id"])
-                        if started is not None:
-                            decision_ms.append(msg.timestamp - started * 1000)
-                if len(decision_ms) >= total:
-                    all_decided.set()
-        finally:
-            await reader.stop()
+    decisions = _Decisions(sent_at, total)
 
     await _start_workflows(client, settings.temporal.task_queue, run, ues)
     load_before = os.getloadavg()[0]
     with _consumer_process(settings) as (port, pid):
         await _until_ready(port)
-        reading = asyncio.create_task(audit_reader())
+        reading = asyncio.create_task(decisions.read(settings))
         wall = time.time() + 1.0
         warmup_n = int(rate * load.warmup)
         reports = _reports(run, ues, warmup_n, total, rate, wall)
@@ -366,8 +383,7 @@ async def _measure(
                 offered_s = time.perf_counter() - start
                 await asyncio.gather(*publishing)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(all_decided.wait(), timeout=120)
-            drained_s = time.perf_counter() - start
+                await asyncio.wait_for(decisions.all_in.wait(), timeout=120)
             cpu = {name: _cpu_s(p) - cpu_before[name] for name, p in parts.items()}
             await _signals_drained(port)
         finally:
@@ -392,13 +408,13 @@ async def _measure(
         "offered_rate": rate,
         "achieved_offered_rate": round(total / offered_s),
         "events": total,
-        "sustained_rate": round(len(decision_ms) / drained_s),
+        "sustained_rate": decisions.rate(),
         # The consumer's own cost per report (CPU time, not wall time): on a free core it would
         # saturate near 1e6 / this many reports per second.
         "consumer_cpu_us_per_event": round(cpu["consumer"] / total * 1e6),
         # Every part's CPU time per report while reports were offered and decided.
         "cpu_us_per_event": {name: round(s / total * 1e6) for name, s in cpu.items()},
-        "decision": figures(decision_ms),
+        "decision": figures(decisions.latencies_ms),
         "signal": figures(signal_ms),
     }
 
