@@ -289,7 +289,12 @@ def main() -> None:
         ]
         elapsed, counts = min(runs, key=lambda r: r[0])
         rate = len(stream) / elapsed
+        # The goal is the engine's (issue 5); encoding each changed state for the changelog is
+        # the consumer's cost on top, shown beside it.
         if with_encode:
+            record("decide", "decisions/s + changed states encoded, steady state, one core",
+                   rate, "decisions/s", size=args.ues)  # fmt: skip
+        else:
             record("decide", "decisions/s, steady state, one core", rate, "decisions/s",
                    goal=200_000, size=args.ues)  # fmt: skip
         print(
