@@ -530,31 +530,55 @@ def _dnai(explicit: str | None, routing: str | None) -> str | None:
     return explicit or routing or None
 
 
-def _path_changes(
+def _smf_records(
     notification: NsmfEventExposureNotification,
-) -> tuple[list[EventNotification], list[Skipped]]:
-    """The UP_PATH_CH items of an SMF notification that say how the path changed."""
-    changes: list[EventNotification] = []
+    *,
+    ingest_time: datetime,
+    nf_instance_id: str | None,
+    subscription_id: str | None,
+    ue: _Json | None = None,
+    app: str | None = None,
+    instance: str | None = None,
+) -> Normalized:
+    """A record per UP_PATH_CH item that says how the path changed, the other items skipped.
+
+    ``ue`` names the UE when the caller knows it; otherwise each item's SUPI or GPSI does, or
+    its session. ``app`` and ``instance`` go into the change (traffic influence).
+    """
+    notif_id = notification.notif_id
+    records: list[EventRecord] = []
     skipped: list[Skipped] = []
     for index, item in enumerate(notification.event_notifs):
         if item.event != SmfEvent.UP_PATH_CH:
             skipped.append(Skipped(index, item.event, SkipReason.NOT_A_PATH_CHANGE))
-        elif not item.dnai_chg_type:
+            continue
+        if not item.dnai_chg_type:
             skipped.append(Skipped(index, item.event, SkipReason.NO_CHANGE_TYPE))
-        else:
-            changes.append(item)
-    return changes, skipped
-
-
-def _smf_change(item: EventNotification, app: str | None, instance: str | None) -> _Json:
-    source_route, target_route = item.source_tra_routing, item.target_tra_routing
-    return _change(
-        item.dnai_chg_type or "",
-        _dnai(item.source_dnai, source_route.dnai if source_route else None),
-        _dnai(item.target_dnai, target_route.dnai if target_route else None),
-        app,
-        instance,
-    )
+            continue
+        source_route, target_route = item.source_tra_routing, item.target_tra_routing
+        change = _change(
+            item.dnai_chg_type,
+            _dnai(item.source_dnai, source_route.dnai if source_route else None),
+            _dnai(item.target_dnai, target_route.dnai if target_route else None),
+            app,
+            instance,
+        )
+        source = _source(
+            NfType.SMF, nf_instance_id, subscription_id, notif_id, Delivery.NOTIFIED, item.event
+        )
+        records.append(
+            _record(
+                source=source,
+                ue=ue
+                or _ue_identity(item.supi, item.gpsi)
+                or {"session_ref": _smf_session_ref(notif_id, item)},
+                cell=None,
+                change=change,
+                times=(("timeStamp", item.time_stamp),),
+                ingest_time=ingest_time,
+            )
+        )
+    return Normalized(records, skipped)
 
 
 def normalize_smf_notification(
@@ -573,28 +597,12 @@ def normalize_smf_notification(
         subscription_id: the subscription (or app session) the notifId belongs to, if known.
     """
     _check_ingest_time(ingest_time)
-    notif_id = notification.notif_id
-    changes, skipped = _path_changes(notification)
-    records = [
-        _record(
-            source=_source(
-                NfType.SMF,
-                nf_instance_id,
-                subscription_id,
-                notif_id,
-                Delivery.NOTIFIED,
-                item.event,
-            ),
-            ue=_ue_identity(item.supi, item.gpsi)
-            or {"session_ref": _smf_session_ref(notif_id, item)},
-            cell=None,
-            change=_smf_change(item, None, None),
-            times=(("timeStamp", item.time_stamp),),
-            ingest_time=ingest_time,
-        )
-        for item in changes
-    ]
-    return Normalized(records, skipped)
+    return _smf_records(
+        notification,
+        ingest_time=ingest_time,
+        nf_instance_id=nf_instance_id,
+        subscription_id=subscription_id,
+    )
 
 
 def _gpsi(external_id: str | None, msisdn: str | None) -> str | None:
@@ -688,30 +696,16 @@ def normalize_influence_notification(
     if binding.ue is None:
         raise ValueError("a traffic-influence binding names its UE")
     ue = _bound_ue(binding.ue)
-    records: list[EventRecord] = []
     if isinstance(notification, NsmfEventExposureNotification):
-        changes, skipped = _path_changes(notification)
-        for item in changes:
-            source = _source(
-                NfType.SMF,
-                None,
-                binding.subscription_id,
-                notification.notif_id,
-                Delivery.NOTIFIED,
-                item.event,
-            )
-            change = _smf_change(item, binding.app, binding.instance)
-            records.append(
-                _record(
-                    source=source,
-                    ue=ue,
-                    cell=None,
-                    change=change,
-                    times=(("timeStamp", item.time_stamp),),
-                    ingest_time=ingest_time,
-                )
-            )
-        return Normalized(records, skipped)
+        return _smf_records(
+            notification,
+            ingest_time=ingest_time,
+            nf_instance_id=None,
+            subscription_id=binding.subscription_id,
+            ue=ue,
+            app=binding.app,
+            instance=binding.instance,
+        )
     if not notification.dnai_chg_type:
         return Normalized(
             [], [Skipped(0, notification.subscribed_event, SkipReason.NO_CHANGE_TYPE)]
